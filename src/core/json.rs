@@ -1,0 +1,527 @@
+//! A small, strict JSON value with a parser and a writer, shared by the tag and the collector.
+//!
+//! Why not serde_json: every byte of the tag is downloaded on every page, and serde_json with
+//! derived deserializers costs several KB of compressed wasm, most of it float parsing we must
+//! not do anyway. Here numbers stay the exact text the sender wrote (validated against the JSON
+//! grammar), so an order amount of `49.90` is carried as `49.90`, never through an `f64`.
+//!
+//! The parser is written for hostile input: nesting depth is bounded, every byte is checked
+//! against the grammar, lone surrogates in `\u` escapes are rejected, and lookups are linear in
+//! the input (duplicate keys are kept and the last one wins, as in JavaScript's `JSON.parse`).
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// A parsed JSON value. Objects keep their members in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Json {
+    /// `null`
+    Null,
+    /// `true` or `false`
+    Bool(bool),
+    /// A number, as the exact text that was parsed (always valid JSON number syntax).
+    Num(String),
+    /// A string, unescaped.
+    Str(String),
+    /// An array.
+    Arr(Vec<Json>),
+    /// An object: members in document order; the last of duplicate keys wins in [`Json::get`].
+    Obj(Vec<(String, Json)>),
+}
+
+/// Why a JSON text was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JsonError {
+    /// The text ended inside a value.
+    Eof,
+    /// A byte that the grammar does not allow here.
+    Syntax,
+    /// Nesting deeper than [`MAX_DEPTH`].
+    TooDeep,
+    /// A malformed escape or a lone surrogate.
+    BadEscape,
+    /// Text after the value.
+    Trailing,
+}
+
+impl JsonError {
+    /// A short English reason, for error reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JsonError::Eof => "unexpected end of JSON",
+            JsonError::Syntax => "invalid JSON",
+            JsonError::TooDeep => "JSON nested too deeply",
+            JsonError::BadEscape => "invalid escape in JSON string",
+            JsonError::Trailing => "unexpected text after JSON value",
+        }
+    }
+}
+
+/// How deep arrays and objects may nest.
+pub const MAX_DEPTH: usize = 32;
+
+/// Parses one JSON text (surrounding white space allowed).
+pub fn parse(text: &str) -> Result<Json, JsonError> {
+    let mut p = Parser {
+        b: text.as_bytes(),
+        i: 0,
+    };
+    let v = p.value(0)?;
+    p.ws();
+    if p.i != p.b.len() {
+        return Err(JsonError::Trailing);
+    }
+    Ok(v)
+}
+
+impl Json {
+    /// The member `key` of an object (the last one, if repeated); `None` for other values.
+    pub fn get(&self, key: &str) -> Option<&Json> {
+        match self {
+            Json::Obj(m) => m.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// The string, if this is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Json::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The members, if this is an object.
+    pub fn as_obj(&self) -> Option<&[(String, Json)]> {
+        match self {
+            Json::Obj(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The elements, if this is an array.
+    pub fn as_arr(&self) -> Option<&[Json]> {
+        match self {
+            Json::Arr(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// The value as a non-negative integer, if it is a number without fraction or exponent
+    /// that fits in a `u64`.
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            Json::Num(n) => parse_u64(n),
+            _ => None,
+        }
+    }
+
+    /// True for `null`.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Json::Null)
+    }
+
+    /// Appends this value as compact JSON text.
+    pub fn write(&self, out: &mut String) {
+        match self {
+            Json::Null => out.push_str("null"),
+            Json::Bool(true) => out.push_str("true"),
+            Json::Bool(false) => out.push_str("false"),
+            Json::Num(n) => out.push_str(n),
+            Json::Str(s) => write_str(out, s),
+            Json::Arr(a) => {
+                out.push('[');
+                for (i, v) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    v.write(out);
+                }
+                out.push(']');
+            }
+            Json::Obj(m) => {
+                out.push('{');
+                for (i, (k, v)) in m.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write_str(out, k);
+                    out.push(':');
+                    v.write(out);
+                }
+                out.push('}');
+            }
+        }
+    }
+
+    /// This value as compact JSON text.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        self.write(&mut s);
+        s
+    }
+}
+
+/// Parses decimal digits into a `u64`; `None` on anything else or overflow.
+pub fn parse_u64(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for b in s.bytes() {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add((b - b'0') as u64)?;
+    }
+    Some(n)
+}
+
+/// Appends `n` in decimal.
+pub fn write_u64(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &b in &buf[i..] {
+        out.push(b as char);
+    }
+}
+
+/// Appends `s` as a JSON string literal. Besides the required escapes, `<`, `>` and `&` are
+/// escaped too, so a value written into an HTML page can never close a `<script>` element.
+pub fn write_str(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '<' || c == '>' || c == '&' || c == '\u{2028}' || c == '\u{2029}' => {
+                let n = c as u32;
+                out.push_str("\\u");
+                for shift in [12, 8, 4, 0] {
+                    out.push(HEX[((n >> shift) & 15) as usize] as char);
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+struct Parser<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Parser<'_> {
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.i) {
+            self.i += 1;
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn lit(&mut self, word: &[u8], v: Json) -> Result<Json, JsonError> {
+        match self.b.get(self.i..self.i + word.len()) {
+            Some(w) if w == word => {
+                self.i += word.len();
+                Ok(v)
+            }
+            Some(_) => Err(JsonError::Syntax),
+            None => Err(JsonError::Eof),
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Json, JsonError> {
+        self.ws();
+        match self.peek().ok_or(JsonError::Eof)? {
+            b'n' => self.lit(b"null", Json::Null),
+            b't' => self.lit(b"true", Json::Bool(true)),
+            b'f' => self.lit(b"false", Json::Bool(false)),
+            b'"' => self.string().map(Json::Str),
+            b'-' | b'0'..=b'9' => self.number(),
+            b'[' => {
+                if depth >= MAX_DEPTH {
+                    return Err(JsonError::TooDeep);
+                }
+                self.i += 1;
+                let mut a = Vec::new();
+                self.ws();
+                if self.peek() == Some(b']') {
+                    self.i += 1;
+                    return Ok(Json::Arr(a));
+                }
+                loop {
+                    a.push(self.value(depth + 1)?);
+                    self.ws();
+                    match self.peek().ok_or(JsonError::Eof)? {
+                        b',' => self.i += 1,
+                        b']' => {
+                            self.i += 1;
+                            return Ok(Json::Arr(a));
+                        }
+                        _ => return Err(JsonError::Syntax),
+                    }
+                }
+            }
+            b'{' => {
+                if depth >= MAX_DEPTH {
+                    return Err(JsonError::TooDeep);
+                }
+                self.i += 1;
+                let mut m = Vec::new();
+                self.ws();
+                if self.peek() == Some(b'}') {
+                    self.i += 1;
+                    return Ok(Json::Obj(m));
+                }
+                loop {
+                    self.ws();
+                    if self.peek().ok_or(JsonError::Eof)? != b'"' {
+                        return Err(JsonError::Syntax);
+                    }
+                    let k = self.string()?;
+                    self.ws();
+                    if self.peek().ok_or(JsonError::Eof)? != b':' {
+                        return Err(JsonError::Syntax);
+                    }
+                    self.i += 1;
+                    let v = self.value(depth + 1)?;
+                    m.push((k, v));
+                    self.ws();
+                    match self.peek().ok_or(JsonError::Eof)? {
+                        b',' => self.i += 1,
+                        b'}' => {
+                            self.i += 1;
+                            return Ok(Json::Obj(m));
+                        }
+                        _ => return Err(JsonError::Syntax),
+                    }
+                }
+            }
+            _ => Err(JsonError::Syntax),
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.i;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.i += 1;
+        }
+        self.i - start
+    }
+
+    fn number(&mut self) -> Result<Json, JsonError> {
+        let start = self.i;
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        match self.peek().ok_or(JsonError::Eof)? {
+            b'0' => self.i += 1,
+            b'1'..=b'9' => {
+                self.digits();
+            }
+            _ => return Err(JsonError::Syntax),
+        }
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            if self.digits() == 0 {
+                return Err(JsonError::Syntax);
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.i += 1;
+            }
+            if self.digits() == 0 {
+                return Err(JsonError::Syntax);
+            }
+        }
+        // The bytes are ASCII digits and signs, so this slice is valid UTF-8.
+        let text = core::str::from_utf8(&self.b[start..self.i]).map_err(|_| JsonError::Syntax)?;
+        Ok(Json::Num(String::from(text)))
+    }
+
+    fn hex4(&mut self) -> Result<u32, JsonError> {
+        let h = self.b.get(self.i..self.i + 4).ok_or(JsonError::Eof)?;
+        let mut n = 0u32;
+        for &c in h {
+            let d = match c {
+                b'0'..=b'9' => c - b'0',
+                b'a'..=b'f' => c - b'a' + 10,
+                b'A'..=b'F' => c - b'A' + 10,
+                _ => return Err(JsonError::BadEscape),
+            };
+            n = n * 16 + d as u32;
+        }
+        self.i += 4;
+        Ok(n)
+    }
+
+    fn string(&mut self) -> Result<String, JsonError> {
+        self.i += 1; // the opening quote
+        let mut s = String::new();
+        loop {
+            // Copy the longest run of plain bytes at once; the input is a &str, so any run that
+            // stops at an ASCII byte is valid UTF-8.
+            let start = self.i;
+            while let Some(&c) = self.b.get(self.i) {
+                if c == b'"' || c == b'\\' || c < 0x20 {
+                    break;
+                }
+                self.i += 1;
+            }
+            if self.i > start {
+                s.push_str(core::str::from_utf8(&self.b[start..self.i]).map_err(|_| JsonError::Syntax)?);
+            }
+            match self.peek().ok_or(JsonError::Eof)? {
+                b'"' => {
+                    self.i += 1;
+                    return Ok(s);
+                }
+                b'\\' => {
+                    self.i += 1;
+                    let e = self.peek().ok_or(JsonError::Eof)?;
+                    self.i += 1;
+                    match e {
+                        b'"' => s.push('"'),
+                        b'\\' => s.push('\\'),
+                        b'/' => s.push('/'),
+                        b'b' => s.push('\u{8}'),
+                        b'f' => s.push('\u{c}'),
+                        b'n' => s.push('\n'),
+                        b'r' => s.push('\r'),
+                        b't' => s.push('\t'),
+                        b'u' => {
+                            let hi = self.hex4()?;
+                            let cp = if (0xD800..0xDC00).contains(&hi) {
+                                if self.b.get(self.i..self.i + 2) != Some(b"\\u") {
+                                    return Err(JsonError::BadEscape);
+                                }
+                                self.i += 2;
+                                let lo = self.hex4()?;
+                                if !(0xDC00..0xE000).contains(&lo) {
+                                    return Err(JsonError::BadEscape);
+                                }
+                                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                            } else if (0xDC00..0xE000).contains(&hi) {
+                                return Err(JsonError::BadEscape);
+                            } else {
+                                hi
+                            };
+                            s.push(char::from_u32(cp).ok_or(JsonError::BadEscape)?);
+                        }
+                        _ => return Err(JsonError::BadEscape),
+                    }
+                }
+                _ => return Err(JsonError::Syntax), // a raw control character
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::format;
+    use alloc::string::ToString;
+
+    fn roundtrip(input: &str) -> Result<String, JsonError> {
+        parse(input).map(|v| v.to_text())
+    }
+
+    #[test]
+    fn parses_and_writes_compactly() {
+        let cases: &[(&str, Result<&str, JsonError>)] = &[
+            ("null", Ok("null")),
+            (" true ", Ok("true")),
+            ("[1, 2.50, -0, 1e3, 1E-2]", Ok("[1,2.50,-0,1e3,1E-2]")),
+            (r#"{"a": "b", "c": [ ]}"#, Ok(r#"{"a":"b","c":[]}"#)),
+            (r#""\u00e9\ud83d\ude00""#, Ok("\"é😀\"")),
+            (r#""a\"b\\c\/d\n""#, Ok(r#""a\"b\\c/d\n""#)),
+            (r#""<script>&""#, Ok(r#""\u003cscript\u003e\u0026""#)),
+            ("", Err(JsonError::Eof)),
+            ("[1,]", Err(JsonError::Syntax)),
+            ("01", Err(JsonError::Trailing)),
+            ("1.", Err(JsonError::Syntax)),
+            ("-", Err(JsonError::Eof)),
+            (".5", Err(JsonError::Syntax)),
+            ("NaN", Err(JsonError::Syntax)),
+            ("{'a':1}", Err(JsonError::Syntax)),
+            ("{\"a\" 1}", Err(JsonError::Syntax)),
+            ("\"abc", Err(JsonError::Eof)),
+            ("\"a\u{1}b\"", Err(JsonError::Syntax)),
+            (r#""\ud800""#, Err(JsonError::BadEscape)),
+            (r#""\udc00""#, Err(JsonError::BadEscape)),
+            (r#""\ud800\u0041""#, Err(JsonError::BadEscape)),
+            (r#""\x41""#, Err(JsonError::BadEscape)),
+            (r#""\u12G4""#, Err(JsonError::BadEscape)),
+            ("tru", Err(JsonError::Eof)),
+            ("trUe", Err(JsonError::Syntax)),
+            ("[1] x", Err(JsonError::Trailing)),
+        ];
+        for (input, want) in cases {
+            let got = roundtrip(input);
+            assert_eq!(got.as_deref().map_err(|e| *e), *want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn depth_is_bounded() {
+        let ok = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
+        assert!(parse(&ok).is_ok());
+        let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
+        assert_eq!(parse(&deep), Err(JsonError::TooDeep));
+        // A hostile depth far beyond the limit fails fast instead of overflowing the stack.
+        assert_eq!(parse(&"[".repeat(100_000)), Err(JsonError::TooDeep));
+    }
+
+    #[test]
+    fn last_duplicate_key_wins_like_javascript() {
+        let v = parse(r#"{"k":1,"k":2}"#).unwrap();
+        assert_eq!(v.get("k"), Some(&Json::Num("2".to_string())));
+        assert_eq!(v.get("missing"), None);
+    }
+
+    #[test]
+    fn integers() {
+        for (s, want) in [
+            ("0", Some(0)),
+            ("18446744073709551615", Some(u64::MAX)),
+            ("18446744073709551616", None),
+            ("1.0", None),
+            ("-1", None),
+            ("1e3", None),
+        ] {
+            assert_eq!(parse(s).unwrap().as_u64(), want, "{s}");
+        }
+        for n in [0u64, 7, 10, 1_764_150_000_000, u64::MAX] {
+            let mut s = String::new();
+            write_u64(&mut s, n);
+            assert_eq!(s, format!("{n}"));
+        }
+    }
+
+    #[test]
+    fn every_control_character_is_escaped() {
+        let all: String = (0u32..0x80).filter_map(char::from_u32).collect();
+        let text = Json::Str(all.clone()).to_text();
+        assert!(text.bytes().all(|b| b >= 0x20), "{text}");
+        assert_eq!(parse(&text).unwrap(), Json::Str(all));
+    }
+}

@@ -1,0 +1,757 @@
+//! The event model and its wire format: the one module that writes and reads the JSON the tag
+//! sends and the collector answers. The golden fixtures under `tests/fixtures/` pin it, and
+//! both the tag's and the collector's tests check them.
+//!
+//! A batch is `{"v":1,"site":…,"key":…?,"sentAt":ms,"events":[…]}`. Every event has an `id`
+//! (a time-ordered UUIDv7 made in the browser, the idempotency key), a `type`, the time `at`,
+//! the `visitor` and `session` IDs (absent while consent is denied), the page `url` and
+//! `referrer`, the `clicks` in force, and the fields of its type. `docs/wire-format.md`
+//! describes each field.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::click::{self, Click};
+use super::json::{self, write_str, write_u64, Json};
+
+/// The version written in every batch; the collector refuses others.
+pub const VERSION: u64 = 1;
+
+/// Bounds every decoded value must respect (the tag checks the same ones on input).
+pub mod limits {
+    /// Events in one batch.
+    pub const MAX_EVENTS: usize = 100;
+    /// Characters of a URL or referrer.
+    pub const MAX_URL: usize = 2048;
+    /// Characters of a name, ID or other short string.
+    pub const MAX_SHORT: usize = 128;
+    /// Characters of a page title or item name.
+    pub const MAX_TEXT: usize = 512;
+    /// Clicks carried by one event.
+    pub const MAX_CLICKS: usize = 20;
+    /// Items in one order.
+    pub const MAX_ITEMS: usize = 200;
+    /// Bytes of the compact JSON of `props` or `custom`.
+    pub const MAX_PROPS: usize = 8192;
+}
+
+/// One tracked event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// The event ID (UUIDv7 text), unique per event and stable across retries.
+    pub id: String,
+    /// When it happened, in milliseconds since the Unix epoch.
+    pub at: u64,
+    /// The visitor ID; `None` while consent is denied.
+    pub visitor: Option<String>,
+    /// The session ID; `None` while consent is denied.
+    pub session: Option<String>,
+    /// The page URL.
+    pub url: String,
+    /// The document referrer, or empty.
+    pub referrer: String,
+    /// The partner clicks in force, oldest first.
+    pub clicks: Vec<Click>,
+    /// What kind of event, with its own fields.
+    pub kind: Kind,
+}
+
+/// The kinds of event and their fields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A page was viewed.
+    PageView {
+        /// The document title, or empty.
+        title: String,
+        /// Custom properties (a JSON object), if any.
+        props: Option<Json>,
+    },
+    /// An order or other conversion.
+    Conversion(Order),
+    /// The visitor said who they are.
+    Identify {
+        /// The merchant's own customer ID.
+        customer_id: Option<String>,
+        /// SHA-256 (lowercase hex) of the normalised email address.
+        email_hash: Option<String>,
+    },
+    /// A custom event.
+    Custom {
+        /// The event name.
+        name: String,
+        /// Custom properties (a JSON object), if any.
+        props: Option<Json>,
+    },
+    /// The visitor granted or denied consent.
+    Consent {
+        /// True when granted.
+        granted: bool,
+    },
+}
+
+/// A conversion's order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Order {
+    /// The merchant's order ID: the deduplication key per site.
+    pub order_id: String,
+    /// The amount, exactly as given.
+    pub amount: Option<Decimal>,
+    /// ISO 4217 currency code (three capital letters).
+    pub currency: Option<String>,
+    /// The order lines.
+    pub items: Vec<Item>,
+    /// A promo code, as entered.
+    pub promo_code: Option<String>,
+    /// Whether the customer is new or returning.
+    pub customer_status: Option<CustomerStatus>,
+    /// The discount, exactly as given.
+    pub discount: Option<Decimal>,
+    /// Custom fields (a JSON object), if any.
+    pub custom: Option<Json>,
+}
+
+/// One order line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Item {
+    /// Stock-keeping unit.
+    pub sku: Option<String>,
+    /// Product name.
+    pub name: Option<String>,
+    /// Unit price, exactly as given.
+    pub price: Option<Decimal>,
+    /// Quantity.
+    pub quantity: Option<u64>,
+    /// Product category.
+    pub category: Option<String>,
+}
+
+/// New or returning customer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CustomerStatus {
+    /// First order.
+    New,
+    /// Has ordered before.
+    Returning,
+}
+
+/// A money amount kept as the caller wrote it: decimal digits, at most one point, no sign, no
+/// exponent. `quoted` remembers whether it came as a JSON string (`"49.90"`) or number (`49.9`),
+/// so the wire carries it back unchanged. No float ever touches it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decimal {
+    /// The digits, e.g. `49.90`.
+    pub text: String,
+    /// True when it was given as a string.
+    pub quoted: bool,
+}
+
+/// Why an event or batch was refused. `field` names where, `reason` says what is wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Invalid {
+    /// The field at fault (e.g. `order.currency`).
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+const fn bad(field: &'static str, reason: &'static str) -> Invalid {
+    Invalid { field, reason }
+}
+
+impl Decimal {
+    /// Validates a JSON number or string as an amount.
+    pub fn from_json(v: &Json, field: &'static str) -> Result<Decimal, Invalid> {
+        let (text, quoted) = match v {
+            Json::Num(n) => (n.as_str(), false),
+            Json::Str(s) => (s.as_str(), true),
+            _ => return Err(bad(field, "must be a number or a decimal string")),
+        };
+        if !is_decimal(text) {
+            return Err(bad(
+                field,
+                "must be a non-negative decimal like 49.90, without exponent",
+            ));
+        }
+        Ok(Decimal {
+            text: String::from(text),
+            quoted,
+        })
+    }
+
+    fn write(&self, out: &mut String) {
+        if self.quoted {
+            write_str(out, &self.text);
+        } else {
+            out.push_str(&self.text);
+        }
+    }
+}
+
+/// True for `digits[.digits]` with at most 15 integer and 8 fraction digits.
+pub fn is_decimal(s: &str) -> bool {
+    let (int, frac) = match s.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (s, None),
+    };
+    let digits = |t: &str, max: usize| !t.is_empty() && t.len() <= max && t.bytes().all(|b| b.is_ascii_digit());
+    digits(int, 15) && frac.is_none_or(|f| digits(f, 8))
+}
+
+/// True for an ISO 4217-shaped currency code: three ASCII capital letters.
+pub fn is_currency(s: &str) -> bool {
+    s.len() == 3 && s.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+/// True for UUID text: 8-4-4-4-12 lowercase hex digits.
+pub fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => matches!(b, b'0'..=b'9' | b'a'..=b'f'),
+        })
+}
+
+/// True for 64 lowercase hex digits (a SHA-256 digest).
+pub fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+fn field_str(out: &mut String, name: &str, value: &str) {
+    out.push(',');
+    write_str(out, name);
+    out.push(':');
+    write_str(out, value);
+}
+
+fn field_opt(out: &mut String, name: &str, value: &Option<String>) {
+    if let Some(v) = value {
+        field_str(out, name, v);
+    }
+}
+
+fn field_u64(out: &mut String, name: &str, value: u64) {
+    out.push(',');
+    write_str(out, name);
+    out.push(':');
+    write_u64(out, value);
+}
+
+fn field_json(out: &mut String, name: &str, value: &Option<Json>) {
+    if let Some(v) = value {
+        out.push(',');
+        write_str(out, name);
+        out.push(':');
+        v.write(out);
+    }
+}
+
+/// Appends one click as wire JSON.
+pub fn write_click(out: &mut String, c: &Click) {
+    out.push_str("{\"param\":");
+    write_str(out, &c.param);
+    field_str(out, "network", &c.network);
+    field_str(out, "value", &c.value);
+    field_u64(out, "at", c.at);
+    field_str(out, "path", &c.path);
+    if !c.referrer.is_empty() {
+        field_str(out, "ref", &c.referrer);
+    }
+    if !c.utm.is_empty() {
+        out.push_str(",\"utm\":{");
+        for (i, (k, v)) in c.utm.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_str(out, k);
+            out.push(':');
+            write_str(out, v);
+        }
+        out.push('}');
+    }
+    out.push('}');
+}
+
+/// Appends one event as wire JSON.
+pub fn write_event(out: &mut String, e: &Event) {
+    out.push_str("{\"id\":");
+    write_str(out, &e.id);
+    field_str(out, "type", type_name(&e.kind));
+    field_u64(out, "at", e.at);
+    field_opt(out, "visitor", &e.visitor);
+    field_opt(out, "session", &e.session);
+    field_str(out, "url", &e.url);
+    if !e.referrer.is_empty() {
+        field_str(out, "referrer", &e.referrer);
+    }
+    out.push_str(",\"clicks\":[");
+    for (i, c) in e.clicks.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_click(out, c);
+    }
+    out.push(']');
+    match &e.kind {
+        Kind::PageView { title, props } => {
+            if !title.is_empty() {
+                field_str(out, "title", title);
+            }
+            field_json(out, "props", props);
+        }
+        Kind::Conversion(o) => {
+            out.push_str(",\"order\":{\"orderId\":");
+            write_str(out, &o.order_id);
+            if let Some(a) = &o.amount {
+                out.push_str(",\"amount\":");
+                a.write(out);
+            }
+            field_opt(out, "currency", &o.currency);
+            if !o.items.is_empty() {
+                out.push_str(",\"items\":[");
+                for (i, it) in o.items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write_item(out, it);
+                }
+                out.push(']');
+            }
+            field_opt(out, "promoCode", &o.promo_code);
+            if let Some(s) = o.customer_status {
+                field_str(
+                    out,
+                    "customerStatus",
+                    if s == CustomerStatus::New { "new" } else { "returning" },
+                );
+            }
+            if let Some(d) = &o.discount {
+                out.push_str(",\"discount\":");
+                d.write(out);
+            }
+            field_json(out, "custom", &o.custom);
+            out.push('}');
+        }
+        Kind::Identify {
+            customer_id,
+            email_hash,
+        } => {
+            field_opt(out, "customerId", customer_id);
+            field_opt(out, "emailHash", email_hash);
+        }
+        Kind::Custom { name, props } => {
+            field_str(out, "name", name);
+            field_json(out, "props", props);
+        }
+        Kind::Consent { granted } => field_str(out, "consent", if *granted { "granted" } else { "denied" }),
+    }
+    out.push('}');
+}
+
+fn write_item(out: &mut String, it: &Item) {
+    // Items have only optional fields; build them as "," + field and drop the first comma.
+    let mut s = String::new();
+    field_opt(&mut s, "sku", &it.sku);
+    field_opt(&mut s, "name", &it.name);
+    if let Some(p) = &it.price {
+        s.push_str(",\"price\":");
+        p.write(&mut s);
+    }
+    if let Some(q) = it.quantity {
+        field_u64(&mut s, "quantity", q);
+    }
+    field_opt(&mut s, "category", &it.category);
+    out.push('{');
+    out.push_str(s.strip_prefix(',').unwrap_or(&s));
+    out.push('}');
+}
+
+/// The wire name of an event kind.
+pub fn type_name(k: &Kind) -> &'static str {
+    match k {
+        Kind::PageView { .. } => "pageview",
+        Kind::Conversion(_) => "conversion",
+        Kind::Identify { .. } => "identify",
+        Kind::Custom { .. } => "event",
+        Kind::Consent { .. } => "consent",
+    }
+}
+
+/// Writes a batch around events that are already wire JSON (the queue stores them that way,
+/// so a retry sends exactly the bytes that were persisted).
+pub fn write_batch(site: &str, key: Option<&str>, sent_at: u64, events: &[&str]) -> String {
+    let mut out = String::from("{\"v\":1");
+    field_str(&mut out, "site", site);
+    if let Some(k) = key {
+        field_str(&mut out, "key", k);
+    }
+    field_u64(&mut out, "sentAt", sent_at);
+    out.push_str(",\"events\":[");
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(e);
+    }
+    out.push_str("]}");
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading (the collector; the tag reads only the answer)
+
+/// A decoded batch: the envelope, and each event or the reason it was refused.
+#[derive(Debug)]
+pub struct Batch {
+    /// The site ID.
+    pub site: String,
+    /// The write key, if sent.
+    pub key: Option<String>,
+    /// When the tag sent it (the tag's clock).
+    pub sent_at: u64,
+    /// Each event in order: decoded, or refused with the event ID when one could be read.
+    pub events: Vec<Result<Event, (Option<String>, Invalid)>>,
+}
+
+/// Decodes a batch. An envelope error refuses the whole batch; a bad event refuses only itself.
+pub fn read_batch(text: &str) -> Result<Batch, Invalid> {
+    let v = json::parse(text).map_err(|e| bad("body", e.as_str()))?;
+    if v.as_obj().is_none() {
+        return Err(bad("body", "must be a JSON object"));
+    }
+    if v.get("v").and_then(Json::as_u64) != Some(VERSION) {
+        return Err(bad("v", "unsupported wire version (expected 1)"));
+    }
+    let site = req_short(&v, "site", "site")?;
+    if !site
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        return Err(bad("site", "must be letters, digits, '-', '_' or '.'"));
+    }
+    let key = opt_short(&v, "key", "key")?;
+    let sent_at = v
+        .get("sentAt")
+        .and_then(Json::as_u64)
+        .ok_or(bad("sentAt", "must be a millisecond timestamp"))?;
+    let list = v
+        .get("events")
+        .and_then(Json::as_arr)
+        .ok_or(bad("events", "must be an array"))?;
+    if list.is_empty() {
+        return Err(bad("events", "must not be empty"));
+    }
+    if list.len() > limits::MAX_EVENTS {
+        return Err(bad("events", "too many events in one batch"));
+    }
+    let events = list
+        .iter()
+        .map(|e| {
+            read_event(e).map_err(|err| {
+                (
+                    e.get("id")
+                        .and_then(Json::as_str)
+                        .filter(|s| s.len() <= 64)
+                        .map(String::from),
+                    err,
+                )
+            })
+        })
+        .collect();
+    Ok(Batch {
+        site,
+        key,
+        sent_at,
+        events,
+    })
+}
+
+fn req_str(v: &Json, key: &str, field: &'static str, max: usize) -> Result<String, Invalid> {
+    match v.get(key) {
+        Some(Json::Str(s)) if s.is_empty() => Err(bad(field, "must not be empty")),
+        Some(Json::Str(s)) if s.chars().count() > max => Err(bad(field, "too long")),
+        Some(Json::Str(s)) if s.chars().any(char::is_control) => Err(bad(field, "must not contain control characters")),
+        Some(Json::Str(s)) => Ok(s.clone()),
+        Some(_) => Err(bad(field, "must be a string")),
+        None => Err(bad(field, "is required")),
+    }
+}
+
+fn opt_str(v: &Json, key: &str, field: &'static str, max: usize) -> Result<Option<String>, Invalid> {
+    match v.get(key) {
+        None | Some(Json::Null) => Ok(None),
+        Some(_) => req_str(v, key, field, max).map(Some),
+    }
+}
+
+fn req_short(v: &Json, key: &str, field: &'static str) -> Result<String, Invalid> {
+    req_str(v, key, field, limits::MAX_SHORT)
+}
+
+fn opt_short(v: &Json, key: &str, field: &'static str) -> Result<Option<String>, Invalid> {
+    opt_str(v, key, field, limits::MAX_SHORT)
+}
+
+/// Validates an optional `props`/`custom` member: a JSON object of bounded size.
+pub fn read_props(v: &Json, key: &str, field: &'static str) -> Result<Option<Json>, Invalid> {
+    match v.get(key) {
+        None | Some(Json::Null) => Ok(None),
+        Some(p @ Json::Obj(_)) => {
+            if p.to_text().len() > limits::MAX_PROPS {
+                Err(bad(field, "too large"))
+            } else {
+                Ok(Some(p.clone()))
+            }
+        }
+        Some(_) => Err(bad(field, "must be an object")),
+    }
+}
+
+/// Decodes one click object, validating its value as the tag does.
+pub fn read_click(c: &Json) -> Result<Click, Invalid> {
+    if c.as_obj().is_none() {
+        return Err(bad("clicks", "each click must be an object"));
+    }
+    let value = req_str(c, "value", "clicks.value", click::MAX_VALUE_LEN)?;
+    click::validate(&value).map_err(|r| bad("clicks.value", r.as_str()))?;
+    let mut utm = Vec::new();
+    if let Some(u) = c.get("utm") {
+        let members = u.as_obj().ok_or(bad("clicks.utm", "must be an object"))?;
+        for (k, val) in members {
+            if !click::UTM_KEYS.contains(&k.as_str()) {
+                return Err(bad("clicks.utm", "unknown UTM key"));
+            }
+            let s = val.as_str().ok_or(bad("clicks.utm", "values must be strings"))?;
+            if s.len() > click::MAX_UTM_LEN || s.chars().any(char::is_control) {
+                return Err(bad("clicks.utm", "value too long or has control characters"));
+            }
+            utm.push((k.clone(), String::from(s)));
+        }
+    }
+    Ok(Click {
+        param: req_short(c, "param", "clicks.param")?,
+        network: req_short(c, "network", "clicks.network")?,
+        value,
+        at: c
+            .get("at")
+            .and_then(Json::as_u64)
+            .ok_or(bad("clicks.at", "must be a millisecond timestamp"))?,
+        path: req_str(c, "path", "clicks.path", limits::MAX_URL)?,
+        referrer: opt_str(c, "ref", "clicks.ref", limits::MAX_SHORT * 2)?.unwrap_or_default(),
+        utm,
+    })
+}
+
+/// Decodes and validates one event.
+pub fn read_event(e: &Json) -> Result<Event, Invalid> {
+    if e.as_obj().is_none() {
+        return Err(bad("event", "must be an object"));
+    }
+    let id = req_short(e, "id", "id")?;
+    if !is_uuid(&id) {
+        return Err(bad("id", "must be a lowercase UUID"));
+    }
+    let at = e
+        .get("at")
+        .and_then(Json::as_u64)
+        .ok_or(bad("at", "must be a millisecond timestamp"))?;
+    let visitor = opt_short(e, "visitor", "visitor")?;
+    let session = opt_short(e, "session", "session")?;
+    let url = req_str(e, "url", "url", limits::MAX_URL)?;
+    let referrer = opt_str(e, "referrer", "referrer", limits::MAX_URL)?.unwrap_or_default();
+    let clicks = match e.get("clicks") {
+        None => Vec::new(),
+        Some(Json::Arr(a)) if a.len() <= limits::MAX_CLICKS => a.iter().map(read_click).collect::<Result<_, _>>()?,
+        Some(Json::Arr(_)) => return Err(bad("clicks", "too many clicks")),
+        Some(_) => return Err(bad("clicks", "must be an array")),
+    };
+    let kind = match e.get("type").and_then(Json::as_str) {
+        Some("pageview") => Kind::PageView {
+            title: opt_str(e, "title", "title", limits::MAX_TEXT)?.unwrap_or_default(),
+            props: read_props(e, "props", "props")?,
+        },
+        Some("conversion") => Kind::Conversion(read_order(e.get("order").ok_or(bad("order", "is required"))?)?),
+        Some("identify") => {
+            let customer_id = opt_short(e, "customerId", "customerId")?;
+            let email_hash = opt_short(e, "emailHash", "emailHash")?;
+            if email_hash.as_deref().is_some_and(|h| !is_sha256_hex(h)) {
+                return Err(bad("emailHash", "must be a lowercase hex SHA-256 digest"));
+            }
+            if customer_id.is_none() && email_hash.is_none() {
+                return Err(bad("identify", "needs customerId or emailHash"));
+            }
+            Kind::Identify {
+                customer_id,
+                email_hash,
+            }
+        }
+        Some("event") => Kind::Custom {
+            name: req_short(e, "name", "name")?,
+            props: read_props(e, "props", "props")?,
+        },
+        Some("consent") => match e.get("consent").and_then(Json::as_str) {
+            Some("granted") => Kind::Consent { granted: true },
+            Some("denied") => Kind::Consent { granted: false },
+            _ => return Err(bad("consent", "must be \"granted\" or \"denied\"")),
+        },
+        Some(_) => return Err(bad("type", "unknown event type")),
+        None => return Err(bad("type", "is required")),
+    };
+    Ok(Event {
+        id,
+        at,
+        visitor,
+        session,
+        url,
+        referrer,
+        clicks,
+        kind,
+    })
+}
+
+fn opt_decimal(v: &Json, key: &str, field: &'static str) -> Result<Option<Decimal>, Invalid> {
+    match v.get(key) {
+        None | Some(Json::Null) => Ok(None),
+        Some(a) => Decimal::from_json(a, field).map(Some),
+    }
+}
+
+/// Decodes and validates an order (the `order` member of a conversion, or the argument of the
+/// tag's `conversion` command, which has the same shape).
+pub fn read_order(o: &Json) -> Result<Order, Invalid> {
+    if o.as_obj().is_none() {
+        return Err(bad("order", "must be an object"));
+    }
+    let order_id = match o.get("orderId") {
+        // A numeric order ID is common in shop code; keep its text.
+        Some(Json::Num(n)) if json::parse_u64(n).is_some() => n.clone(),
+        _ => req_short(o, "orderId", "order.orderId")?,
+    };
+    let currency = opt_short(o, "currency", "order.currency")?;
+    if currency.as_deref().is_some_and(|c| !is_currency(c)) {
+        return Err(bad("order.currency", "must be an ISO 4217 code like EUR"));
+    }
+    let items = match o.get("items") {
+        None | Some(Json::Null) => Vec::new(),
+        Some(Json::Arr(a)) if a.len() <= limits::MAX_ITEMS => a.iter().map(read_item).collect::<Result<_, _>>()?,
+        Some(Json::Arr(_)) => return Err(bad("order.items", "too many items")),
+        Some(_) => return Err(bad("order.items", "must be an array")),
+    };
+    let customer_status = match o.get("customerStatus") {
+        None | Some(Json::Null) => None,
+        Some(Json::Str(s)) if s == "new" => Some(CustomerStatus::New),
+        Some(Json::Str(s)) if s == "returning" => Some(CustomerStatus::Returning),
+        Some(_) => return Err(bad("order.customerStatus", "must be \"new\" or \"returning\"")),
+    };
+    Ok(Order {
+        order_id,
+        amount: opt_decimal(o, "amount", "order.amount")?,
+        currency,
+        items,
+        promo_code: opt_short(o, "promoCode", "order.promoCode")?,
+        customer_status,
+        discount: opt_decimal(o, "discount", "order.discount")?,
+        custom: read_props(o, "custom", "order.custom")?,
+    })
+}
+
+fn read_item(it: &Json) -> Result<Item, Invalid> {
+    if it.as_obj().is_none() {
+        return Err(bad("order.items", "each item must be an object"));
+    }
+    let quantity = match it.get("quantity") {
+        None | Some(Json::Null) => None,
+        Some(q) => Some(
+            q.as_u64()
+                .filter(|&n| n <= 1_000_000)
+                .ok_or(bad("order.items.quantity", "must be a whole number"))?,
+        ),
+    };
+    Ok(Item {
+        sku: opt_short(it, "sku", "order.items.sku")?,
+        name: opt_str(it, "name", "order.items.name", limits::MAX_TEXT)?,
+        price: opt_decimal(it, "price", "order.items.price")?,
+        quantity,
+        category: opt_short(it, "category", "order.items.category")?,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The collector's answer
+
+/// What the collector did with one event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Stored now.
+    Accepted,
+    /// Stored before (same event ID, or same order ID for the site): not counted again.
+    Duplicate,
+    /// Refused; resending it will not help.
+    Rejected,
+}
+
+impl Status {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Accepted => "accepted",
+            Status::Duplicate => "duplicate",
+            Status::Rejected => "rejected",
+        }
+    }
+}
+
+/// One line of the collector's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The event ID, when the event had a readable one.
+    pub id: Option<String>,
+    /// What happened to it.
+    pub status: Status,
+    /// Why, for rejections.
+    pub reason: Option<String>,
+}
+
+/// Writes the collector's answer: `{"results":[{"id":…,"status":…,"reason":…?},…]}`.
+pub fn write_outcomes(outcomes: &[Outcome]) -> String {
+    let mut out = String::from("{\"results\":[");
+    for (i, o) in outcomes.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"id\":");
+        match &o.id {
+            Some(id) => write_str(&mut out, id),
+            None => out.push_str("null"),
+        }
+        field_str(&mut out, "status", o.status.as_str());
+        field_opt(&mut out, "reason", &o.reason);
+        out.push('}');
+    }
+    out.push_str("]}");
+    out
+}
+
+/// Reads the collector's answer; `None` if it is not one (the tag then treats the batch by its
+/// HTTP status alone).
+pub fn read_outcomes(text: &str) -> Option<Vec<Outcome>> {
+    let v = json::parse(text).ok()?;
+    let list = v.get("results")?.as_arr()?;
+    let mut out = Vec::with_capacity(list.len());
+    for r in list {
+        let status = match r.get("status")?.as_str()? {
+            "accepted" => Status::Accepted,
+            "duplicate" => Status::Duplicate,
+            "rejected" => Status::Rejected,
+            _ => return None,
+        };
+        out.push(Outcome {
+            id: r.get("id").and_then(Json::as_str).map(String::from),
+            status,
+            reason: r.get("reason").and_then(Json::as_str).map(String::from),
+        });
+    }
+    Some(out)
+}

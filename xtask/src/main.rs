@@ -1,0 +1,2 @@
+//! Build chores for utt: `cargo xtask <command>`.
+fn main() {}
