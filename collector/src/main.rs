@@ -1,0 +1,2 @@
+//! The utt collector (being built: see issue 3).
+fn main() {}
