@@ -3,5 +3,14 @@
 //! arguments. Everything is tested natively with `cargo test`.
 
 pub mod click;
+pub mod command;
+pub mod config;
+pub mod id;
 pub mod json;
+pub mod queue;
+pub mod record;
+pub mod retry;
+pub mod store;
+pub mod tracker;
+pub mod url;
 pub mod wire;

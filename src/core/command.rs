@@ -1,0 +1,199 @@
+//! The snippet's commands: `utt(name, ...args)` calls, read from their JSON form
+//! `[name, arg, ...]`, with a clear reason for every unknown command or bad argument.
+
+use alloc::string::String;
+
+use super::config::Config;
+use super::json::Json;
+use super::wire::{self, limits, Invalid, Order};
+
+/// One call of the `utt(...)` API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// `utt('init', config)`
+    Init(Config),
+    /// `utt('pageview', props?)`
+    PageView(Option<Json>),
+    /// `utt('conversion', order)`
+    Conversion(Order),
+    /// `utt('identify', {customerId?, email?})`: the email already normalised, not yet hashed.
+    Identify {
+        /// The merchant's customer ID.
+        customer_id: Option<String>,
+        /// The normalised email address (hashed by the browser shell before it goes anywhere).
+        email: Option<String>,
+    },
+    /// `utt('consent', 'granted' | 'denied')`
+    Consent(bool),
+    /// `utt('event', name, props?)`
+    Event(String, Option<Json>),
+    /// `utt('flush')`: send what is queued now.
+    Flush,
+}
+
+const fn bad(field: &'static str, reason: &'static str) -> Invalid {
+    Invalid { field, reason }
+}
+
+/// Reads `[name, args...]`.
+pub fn parse(call: &Json) -> Result<Command, Invalid> {
+    let args = call
+        .as_arr()
+        .ok_or(bad("command", "must be called as utt(name, ...args)"))?;
+    let name = args
+        .first()
+        .and_then(Json::as_str)
+        .ok_or(bad("command", "the first argument must be a command name"))?;
+    let arg = args.get(1).unwrap_or(&Json::Null);
+    let props_arg = |at: usize, field: &'static str| -> Result<Option<Json>, Invalid> {
+        let holder = Json::Obj(alloc::vec![(
+            String::from("p"),
+            args.get(at).cloned().unwrap_or(Json::Null)
+        )]);
+        wire::read_props(&holder, "p", field)
+    };
+    Ok(match name {
+        "init" => Command::Init(Config::from_json(arg)?),
+        "pageview" => Command::PageView(props_arg(1, "pageview")?),
+        "conversion" => Command::Conversion(wire::read_order(arg)?),
+        "identify" => {
+            if arg.as_obj().is_none() {
+                return Err(bad("identify", "must be an object with customerId and/or email"));
+            }
+            let customer_id = match arg.get("customerId") {
+                None | Some(Json::Null) => None,
+                Some(Json::Num(n)) if n.len() <= 20 && n.bytes().all(|b| b.is_ascii_digit()) => Some(n.clone()),
+                Some(Json::Str(s))
+                    if !s.is_empty() && s.len() <= limits::MAX_SHORT && !s.chars().any(char::is_control) =>
+                {
+                    Some(s.clone())
+                }
+                Some(_) => return Err(bad("identify.customerId", "must be a short string")),
+            };
+            let email = match arg.get("email") {
+                None | Some(Json::Null) => None,
+                Some(Json::Str(s)) => Some(normalize_email(s).ok_or(bad("identify.email", "is not an email address"))?),
+                Some(_) => return Err(bad("identify.email", "must be a string")),
+            };
+            if customer_id.is_none() && email.is_none() {
+                return Err(bad("identify", "needs customerId or email"));
+            }
+            Command::Identify { customer_id, email }
+        }
+        "consent" => match arg.as_str() {
+            Some("granted") => Command::Consent(true),
+            Some("denied") => Command::Consent(false),
+            _ => return Err(bad("consent", "must be 'granted' or 'denied'")),
+        },
+        "event" => {
+            let n = arg
+                .as_str()
+                .ok_or(bad("event", "needs a name: utt('event', name, props?)"))?;
+            if n.is_empty() || n.len() > limits::MAX_SHORT || n.chars().any(char::is_control) {
+                return Err(bad("event", "name must be 1 to 128 characters"));
+            }
+            Command::Event(String::from(n), props_arg(2, "event.props")?)
+        }
+        "flush" => Command::Flush,
+        _ => return Err(bad("command", "unknown command")),
+    })
+}
+
+/// Normalises an email address the way ad platforms do before hashing: trimmed and lowercased
+/// (ASCII only: Unicode case tables would cost the tag more than they are worth).
+/// `None` if it does not look like `local@domain.tld`.
+pub fn normalize_email(s: &str) -> Option<String> {
+    let e = s.trim().to_ascii_lowercase();
+    let (local, domain) = e.split_once('@')?;
+    let ok = !local.is_empty()
+        && e.len() <= 254
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !e
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | ','))
+        && !domain.contains('@');
+    ok.then_some(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::json::parse as json;
+
+    fn run(text: &str) -> Result<Command, &'static str> {
+        parse(&json(text).unwrap()).map_err(|e| e.field)
+    }
+
+    #[test]
+    fn commands_and_their_errors() {
+        assert!(matches!(run(r#"["init",{"site":"demo"}]"#), Ok(Command::Init(c)) if c.site == "demo"));
+        assert_eq!(run(r#"["pageview"]"#), Ok(Command::PageView(None)));
+        assert!(matches!(
+            run(r#"["pageview",{"section":"a"}]"#),
+            Ok(Command::PageView(Some(_)))
+        ));
+        assert!(
+            matches!(run(r#"["conversion",{"orderId":"A1","amount":"9.90","currency":"EUR"}]"#),
+            Ok(Command::Conversion(o)) if o.order_id == "A1" && o.amount.as_ref().unwrap().text == "9.90")
+        );
+        assert_eq!(
+            run(r#"["identify",{"customerId":42,"email":"  Jane.Doe@Example.COM "}]"#),
+            Ok(Command::Identify {
+                customer_id: Some("42".into()),
+                email: Some("jane.doe@example.com".into())
+            })
+        );
+        assert_eq!(run(r#"["consent","granted"]"#), Ok(Command::Consent(true)));
+        assert_eq!(run(r#"["consent","denied"]"#), Ok(Command::Consent(false)));
+        assert_eq!(run(r#"["event","signup"]"#), Ok(Command::Event("signup".into(), None)));
+        assert_eq!(run(r#"["flush"]"#), Ok(Command::Flush));
+
+        let errors = [
+            (r#"{}"#, "command"),
+            (r#"[]"#, "command"),
+            (r#"[42]"#, "command"),
+            (r#"["purchase",{}]"#, "command"),
+            (r#"["<img src=x onerror=alert(1)>"]"#, "command"),
+            (r#"["init"]"#, "config"),
+            (r#"["init",{"site":"demo","bogus":1}]"#, "config"),
+            (r#"["pageview","home"]"#, "pageview"),
+            (r#"["conversion"]"#, "order"),
+            (r#"["conversion",{"amount":5}]"#, "order.orderId"),
+            (r#"["conversion",{"orderId":"A","amount":"5,00"}]"#, "order.amount"),
+            (r#"["conversion",{"orderId":"A","amount":1e21}]"#, "order.amount"),
+            (r#"["identify","jane@example.com"]"#, "identify"),
+            (r#"["identify",{}]"#, "identify"),
+            (r#"["identify",{"email":"not-an-email"}]"#, "identify.email"),
+            (r#"["identify",{"email":"a@b"}]"#, "identify.email"),
+            (r#"["identify",{"customerId":{"x":1}}]"#, "identify.customerId"),
+            (r#"["consent",true]"#, "consent"),
+            (r#"["event"]"#, "event"),
+            (r#"["event",""]"#, "event"),
+            (r#"["event","x",[1]]"#, "event.props"),
+        ];
+        for (text, field) in errors {
+            assert_eq!(run(text), Err(field), "{text}");
+        }
+        let huge = alloc::format!(r#"["event","x",{{"k":"{}"}}]"#, "a".repeat(10_000));
+        assert_eq!(run(&huge), Err("event.props"));
+    }
+
+    #[test]
+    fn emails_normalise() {
+        let cases = [
+            (" Jane.Doe@Example.com ", Some("jane.doe@example.com")),
+            ("a@b.co", Some("a@b.co")),
+            ("a@b", None),
+            ("@b.co", None),
+            ("a@@b.co", None),
+            ("a b@c.de", None),
+            ("<script>@x.io", None),
+            ("", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(normalize_email(input).as_deref(), want, "{input:?}");
+        }
+    }
+}

@@ -1,0 +1,745 @@
+//! The tracker: the tag's decisions in one place. It takes commands, the page, the time and
+//! random bytes; it says what to store, what to send and what to report. The browser shell
+//! only carries those out.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::command::Command;
+use super::config::{Config, StorageMode};
+use super::id;
+use super::json::{write_str, write_u64};
+use super::queue::{Queue, Settled};
+use super::record::{self, Record};
+use super::url::{self, Refusal};
+use super::wire::{self, Event, Kind};
+
+/// The tag's version, shown on the debug page.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Storage keys (cookie and localStorage names).
+pub mod keys {
+    /// The journey record (cookie and localStorage).
+    pub const RECORD: &str = "_utt";
+    /// The outbound queue (localStorage).
+    pub const QUEUE: &str = "_utt_q";
+    /// Recently sent order IDs (localStorage).
+    pub const ORDERS: &str = "_utt_o";
+    /// An explicit grant of consent (cookie and localStorage).
+    pub const CONSENT: &str = "_utt_c";
+}
+
+/// How many order IDs are remembered for deduplication.
+pub const ORDER_MEMORY: usize = 50;
+/// How many recent sends the debug page sees.
+const SEND_LOG: usize = 20;
+
+/// A source of random bytes (the browser's `crypto.getRandomValues`; a counter in tests).
+pub trait Random {
+    /// Fills `buf` with random bytes.
+    fn fill(&mut self, buf: &mut [u8]);
+}
+
+/// What the page looks like right now.
+#[derive(Clone, Copy, Debug)]
+pub struct Page<'a> {
+    /// `location.href`
+    pub url: &'a str,
+    /// `document.referrer`
+    pub referrer: &'a str,
+    /// `document.title`
+    pub title: &'a str,
+}
+
+/// What the shell read from storage at start.
+#[derive(Clone, Debug, Default)]
+pub struct Loaded {
+    /// The record from the cookie.
+    pub cookie: Option<String>,
+    /// The record from localStorage.
+    pub local: Option<String>,
+    /// The stored queue.
+    pub queue: Option<String>,
+    /// The stored order IDs.
+    pub orders: Option<String>,
+    /// The stored consent grant.
+    pub consent: Option<String>,
+    /// The browser's Global Privacy Control signal.
+    pub gpc: bool,
+}
+
+/// What a command did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// Nothing to report.
+    Done,
+    /// An event was queued (persisted at the next write).
+    Queued(String),
+    /// A conversion whose order ID was already sent: not sent again.
+    Duplicate(String),
+    /// Held in memory until consent is granted.
+    Held(String),
+    /// Dropped: consent is denied and the site chose not to wait.
+    Dropped,
+    /// The shell must hash this normalised email, then call [`Tracker::identify`].
+    Hash(Option<String>, String),
+}
+
+/// A write for the shell to carry out: `Some(text)` to store, `None` to remove.
+pub type Write = (&'static str, Option<String>);
+
+/// A batch ready to POST.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The events in it, to settle afterwards.
+    pub ids: Vec<String>,
+    /// The collector URL.
+    pub url: String,
+    /// The body (`text/plain` JSON).
+    pub body: String,
+}
+
+#[derive(Clone, Debug)]
+struct SendLog {
+    at: u64,
+    via: &'static str,
+    events: usize,
+    status: u16,
+    settled: Settled,
+}
+
+/// The tracker.
+pub struct Tracker {
+    config: Config,
+    storage: StorageMode,
+    consent: bool,
+    record: Record,
+    record_dirty: bool,
+    consent_dirty: bool,
+    queue: Queue,
+    held: Vec<Event>,
+    orders: Vec<String>,
+    orders_dirty: bool,
+    rejected: Vec<Refusal>,
+    sends: Vec<SendLog>,
+    notes: Vec<String>,
+    last_url: String,
+}
+
+fn random16(rng: &mut dyn Random) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    rng.fill(&mut b);
+    b
+}
+
+impl Tracker {
+    /// Starts the tracker on a page: reads (and repairs) what was stored, captures the click IDs
+    /// of the landing URL, and queues the automatic page view.
+    pub fn start(config: Config, page: Page, loaded: Loaded, now: u64, rng: &mut dyn Random) -> Tracker {
+        let stored = record::merge(
+            loaded.cookie.as_deref().and_then(record::decode),
+            loaded.local.as_deref().and_then(record::decode),
+        );
+        // Repair: whatever one store lacks, the other provides, and both are written back.
+        let record_dirty = match (&loaded.cookie, &loaded.local, config.storage) {
+            (Some(c), Some(l), StorageMode::Both) => c != l,
+            _ => true,
+        };
+        let mut record = stored.unwrap_or_else(|| Record {
+            visitor: id::uuid_v4(&random16(rng)),
+            session: id::uuid_v4(&random16(rng)),
+            last_seen: now,
+            clicks: Vec::new(),
+            written: now,
+        });
+        record::expire(&mut record, now, config.window_ms);
+        let granted = loaded.consent.as_deref() == Some("granted");
+        let consent = if granted {
+            true
+        } else if config.honor_gpc && loaded.gpc {
+            false
+        } else {
+            config.consent_default
+        };
+        let mut queue = Queue::default();
+        if let Some(q) = loaded.queue.as_deref() {
+            queue.merge_stored(q);
+        }
+        let mut orders = Vec::new();
+        if let Some(o) = loaded.orders.as_deref() {
+            orders.extend(
+                o.split('\n')
+                    .filter(|s| !s.is_empty() && s.len() <= 128)
+                    .take(ORDER_MEMORY)
+                    .map(String::from),
+            );
+        }
+        let storage = config.storage;
+        let mut t = Tracker {
+            config,
+            storage,
+            consent,
+            record,
+            record_dirty,
+            consent_dirty: false,
+            queue,
+            held: Vec::new(),
+            orders,
+            orders_dirty: false,
+            rejected: Vec::new(),
+            sends: Vec::new(),
+            notes: Vec::new(),
+            last_url: String::new(),
+        };
+        t.capture(page, now);
+        t.last_url = String::from(page.url);
+        if t.config.auto_pageview {
+            t.submit(
+                Kind::PageView {
+                    title: String::from(page.title),
+                    props: None,
+                },
+                page,
+                now,
+                rng,
+            );
+        }
+        t
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// True while consent is granted.
+    pub fn consent(&self) -> bool {
+        self.consent
+    }
+
+    /// The storage mode in force (after any degradation).
+    pub fn storage(&self) -> StorageMode {
+        self.storage
+    }
+
+    /// The journey record in memory.
+    pub fn record(&self) -> &Record {
+        &self.record
+    }
+
+    /// The queue.
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    /// A store threw: fall back to the next mode and write the record again where it can go.
+    pub fn storage_failed(&mut self, cookie: bool, local: bool) {
+        let next = self.storage.without(cookie, local);
+        if next != self.storage {
+            self.note("storage failed; now using", next.as_str());
+            self.storage = next;
+            self.record_dirty = true;
+        }
+    }
+
+    fn note(&mut self, what: &str, detail: &str) {
+        if self.config.debug {
+            let mut s = String::from("[utt] ");
+            s.push_str(what);
+            s.push(' ');
+            s.push_str(detail);
+            self.notes.push(s);
+        }
+    }
+
+    /// Takes the decisions logged since the last call (only in debug mode), for the console.
+    pub fn take_notes(&mut self) -> Vec<String> {
+        core::mem::take(&mut self.notes)
+    }
+
+    fn capture(&mut self, page: Page, now: u64) {
+        let cap = url::capture(page.url, page.referrer, now, &self.config.click_params);
+        for r in cap.rejected {
+            self.note("rejected click ID in", &r.param);
+            self.note("  reason:", r.reason.as_str());
+            if self.rejected.len() < 20 {
+                self.rejected.push(r);
+            }
+        }
+        for c in cap.clicks {
+            // The same click ID again (a reload, a back button) is not a new click.
+            if self
+                .record
+                .clicks
+                .iter()
+                .any(|k| k.param == c.param && k.value == c.value)
+            {
+                continue;
+            }
+            self.note("captured click ID", &c.param);
+            self.record.clicks.push(c);
+            self.record_dirty = true;
+        }
+        record::fit(&mut self.record);
+    }
+
+    /// Runs one command. Errors are reported by the caller; nothing here throws.
+    pub fn command(&mut self, cmd: Command, page: Page, now: u64, rng: &mut dyn Random) -> Reply {
+        match cmd {
+            // A second init is refused by the shell before it gets here.
+            Command::Init(_) => Reply::Done,
+            Command::PageView(props) => self.submit(
+                Kind::PageView {
+                    title: String::from(page.title),
+                    props,
+                },
+                page,
+                now,
+                rng,
+            ),
+            Command::Conversion(order) => {
+                if self.orders.contains(&order.order_id) {
+                    self.note("duplicate order not sent again:", &order.order_id);
+                    return Reply::Duplicate(order.order_id);
+                }
+                if self.orders.len() >= ORDER_MEMORY {
+                    self.orders.remove(0);
+                }
+                self.orders.push(order.order_id.clone());
+                self.orders_dirty = true;
+                self.submit(Kind::Conversion(order), page, now, rng)
+            }
+            Command::Identify {
+                customer_id,
+                email: Some(email),
+            } => Reply::Hash(customer_id, email),
+            Command::Identify {
+                customer_id,
+                email: None,
+            } => self.identify(customer_id, None, page, now, rng),
+            Command::Consent(granted) => self.set_consent(granted, page, now, rng),
+            Command::Event(name, props) => self.submit(Kind::Custom { name, props }, page, now, rng),
+            Command::Flush => {
+                self.queue.hurry(now);
+                Reply::Done
+            }
+        }
+    }
+
+    /// Queues an identify event once the shell has hashed the email.
+    pub fn identify(
+        &mut self,
+        customer_id: Option<String>,
+        email_hash: Option<String>,
+        page: Page,
+        now: u64,
+        rng: &mut dyn Random,
+    ) -> Reply {
+        self.submit(
+            Kind::Identify {
+                customer_id,
+                email_hash,
+            },
+            page,
+            now,
+            rng,
+        )
+    }
+
+    /// The page's URL changed without a load (SPA navigation): a page view when it really
+    /// changed, none for a `replaceState` to the same URL.
+    pub fn navigated(&mut self, page: Page, now: u64, rng: &mut dyn Random) -> Option<Reply> {
+        if page.url == self.last_url {
+            return None;
+        }
+        self.last_url = String::from(page.url);
+        self.capture(page, now);
+        self.config.auto_pageview.then(|| {
+            self.submit(
+                Kind::PageView {
+                    title: String::from(page.title),
+                    props: None,
+                },
+                page,
+                now,
+                rng,
+            )
+        })
+    }
+
+    fn set_consent(&mut self, granted: bool, page: Page, now: u64, rng: &mut dyn Random) -> Reply {
+        let was = self.consent;
+        self.consent = granted;
+        self.consent_dirty = true;
+        self.note("consent", if granted { "granted" } else { "denied" });
+        if granted {
+            self.record_dirty = true;
+            self.orders_dirty = true;
+        } else if was {
+            // Withdrawn: what waits to be sent carries identifiers, so it goes.
+            self.queue.clear();
+        }
+        let reply = self.submit(Kind::Consent { granted }, page, now, rng);
+        if granted && !was {
+            for mut e in core::mem::take(&mut self.held) {
+                self.stamp(&mut e);
+                self.enqueue(e);
+            }
+        }
+        reply
+    }
+
+    /// The page URL without the parameters whose click IDs were refused: a refused value is
+    /// never stored or sent, not even inside the URL.
+    fn scrub(&self, page_url: &str) -> String {
+        if self.rejected.is_empty() {
+            return String::from(page_url);
+        }
+        let (head, fragment) = page_url.split_once('#').map_or((page_url, None), |(h, f)| (h, Some(f)));
+        let (base, _) = head.split_once('?').unwrap_or((head, ""));
+        let mut out = String::from(base);
+        let mut sep = '?';
+        for (k, v) in url::query_pairs(page_url) {
+            let key = url::decode_component(k).unwrap_or_default();
+            if self.rejected.iter().any(|r| r.param.eq_ignore_ascii_case(&key)) {
+                continue;
+            }
+            out.push(sep);
+            sep = '&';
+            out.push_str(k);
+            if !v.is_empty() {
+                out.push('=');
+                out.push_str(v);
+            }
+        }
+        if let Some(f) = fragment {
+            out.push('#');
+            out.push_str(f);
+        }
+        out
+    }
+
+    /// Fills the identifying fields of an event from the journey.
+    fn stamp(&mut self, e: &mut Event) {
+        e.visitor = Some(self.record.visitor.clone());
+        e.session = Some(self.record.session.clone());
+        e.clicks = self.record.clicks.clone();
+    }
+
+    fn enqueue(&mut self, e: Event) -> Reply {
+        let mut body = String::new();
+        wire::write_event(&mut body, &e);
+        let conversion = matches!(e.kind, Kind::Conversion(_));
+        if let Some(gone) = self.queue.push(e.id.clone(), body, conversion, e.at) {
+            self.note("queue full; dropped", &gone);
+        }
+        self.note("queued", wire::type_name(&e.kind));
+        Reply::Queued(e.id)
+    }
+
+    fn submit(&mut self, kind: Kind, page: Page, now: u64, rng: &mut dyn Random) -> Reply {
+        if !id::session_alive(self.record.last_seen, now, self.config.session_timeout_ms) {
+            self.record.session = id::uuid_v4(&random16(rng));
+        }
+        self.record.last_seen = now;
+        self.record_dirty = true;
+        record::expire(&mut self.record, now, self.config.window_ms);
+        let is_consent = matches!(kind, Kind::Consent { .. });
+        let mut e = Event {
+            id: id::uuid_v7(now, &random16(rng)),
+            at: now,
+            visitor: None,
+            session: None,
+            url: self.scrub(page.url),
+            referrer: String::from(page.referrer),
+            clicks: Vec::new(),
+            kind,
+        };
+        if self.consent {
+            self.stamp(&mut e);
+            return self.enqueue(e);
+        }
+        if is_consent {
+            // A denial is sent, but anonymously: no IDs, no clicks, no query string.
+            e.url = String::from(e.url.split(['?', '#']).next().unwrap_or(""));
+            e.referrer = String::from(url::host_of(page.referrer));
+            return self.enqueue(e);
+        }
+        if self.config.wait_for_consent {
+            self.note("held until consent:", wire::type_name(&e.kind));
+            let id = e.id.clone();
+            if self.held.len() < super::queue::MAX_ITEMS {
+                self.held.push(e);
+            }
+            Reply::Held(id)
+        } else {
+            self.note("dropped (consent denied):", wire::type_name(&e.kind));
+            Reply::Dropped
+        }
+    }
+
+    /// What to write to storage now, coalesced: each key at most once however many commands
+    /// ran since the last call. While consent is denied nothing is written, and what was
+    /// stored before is removed.
+    pub fn take_writes(&mut self, now: u64) -> Vec<Write> {
+        let mut w = Vec::new();
+        if !self.consent {
+            if self.consent_dirty || self.record_dirty || self.queue.is_dirty() || self.orders_dirty {
+                for k in [keys::RECORD, keys::QUEUE, keys::ORDERS, keys::CONSENT] {
+                    w.push((k, None));
+                }
+            }
+        } else {
+            if self.record_dirty {
+                self.record.written = now;
+                w.push((keys::RECORD, Some(record::encode(&self.record))));
+            }
+            if self.queue.is_dirty() {
+                w.push((
+                    keys::QUEUE,
+                    (!self.queue.items().is_empty()).then(|| self.queue.encode()),
+                ));
+            }
+            if self.orders_dirty {
+                w.push((keys::ORDERS, Some(self.orders.join("\n"))));
+            }
+            if self.consent_dirty {
+                w.push((keys::CONSENT, Some(String::from("granted"))));
+            }
+        }
+        self.record_dirty = false;
+        self.orders_dirty = false;
+        self.consent_dirty = false;
+        self.queue.saved();
+        w
+    }
+
+    /// Seconds the record's cookie should live: the attribution window from the latest click
+    /// (so only a new click refreshes it), or a full window for a journey without clicks.
+    pub fn cookie_max_age(&self, now: u64) -> u64 {
+        let from = self.record.clicks.iter().map(|c| c.at).max().unwrap_or(now);
+        (from + self.config.window_ms).saturating_sub(now) / 1000
+    }
+
+    /// Another tab may have written the queue: adds what it stored and this tab lacks.
+    pub fn merge_stored_queue(&mut self, text: &str) {
+        self.queue.merge_stored(text);
+    }
+
+    /// The next batch to POST, if anything is due.
+    pub fn next_batch(&mut self, now: u64) -> Option<Outgoing> {
+        let ids = self.queue.take(now)?;
+        let body = wire::write_batch(
+            &self.config.site,
+            self.config.write_key.as_deref(),
+            now,
+            &self.queue.bodies(&ids),
+        );
+        Some(Outgoing {
+            ids,
+            url: self.config.events_url(),
+            body,
+        })
+    }
+
+    /// Everything waiting, as one batch for `sendBeacon` when the page is hidden.
+    pub fn beacon(&mut self, now: u64) -> Option<Outgoing> {
+        let ids = self.queue.for_beacon();
+        if ids.is_empty() {
+            return None;
+        }
+        let body = wire::write_batch(
+            &self.config.site,
+            self.config.write_key.as_deref(),
+            now,
+            &self.queue.bodies(&ids),
+        );
+        self.log_send(now, "beacon", ids.len(), 0, Settled::default());
+        Some(Outgoing {
+            ids,
+            url: self.config.events_url(),
+            body,
+        })
+    }
+
+    /// Applies the collector's answer to a batch.
+    pub fn settle(
+        &mut self,
+        out: &Outgoing,
+        status: u16,
+        answer: Option<&str>,
+        retry_after: Option<&str>,
+        now: u64,
+        jitter: u32,
+    ) {
+        let settled = self.queue.settle(&out.ids, status, answer, retry_after, now, jitter);
+        for (id, reason) in &settled.dropped {
+            self.note("dropped", id);
+            self.note("  reason:", reason);
+        }
+        self.log_send(now, "fetch", out.ids.len(), status, settled);
+    }
+
+    fn log_send(&mut self, at: u64, via: &'static str, events: usize, status: u16, settled: Settled) {
+        if self.sends.len() >= SEND_LOG {
+            self.sends.remove(0);
+        }
+        self.sends.push(SendLog {
+            at,
+            via,
+            events,
+            status,
+            settled,
+        });
+    }
+
+    /// The browser is back online, or the site asked: send what waits now.
+    pub fn hurry(&mut self, now: u64) {
+        self.queue.hurry(now);
+    }
+
+    /// When the shell should wake up to send again.
+    pub fn next_wake(&self) -> Option<u64> {
+        self.queue.next_due()
+    }
+
+    /// Everything the debug page shows, as JSON. `cookie` and `local` are what the stores
+    /// hold right now, so the page can say where each click is present.
+    pub fn state(&self, cookie: Option<&str>, local: Option<&str>, now: u64) -> String {
+        let in_cookie = cookie.and_then(record::decode);
+        let in_local = local.and_then(record::decode);
+        let has = |r: &Option<Record>, c: &super::click::Click| {
+            r.as_ref()
+                .is_some_and(|r| r.clicks.iter().any(|k| k.param == c.param && k.value == c.value))
+        };
+        let c = &self.config;
+        let mut o = String::from("{\"version\":");
+        write_str(&mut o, VERSION);
+        o.push_str(",\"config\":{\"site\":");
+        write_str(&mut o, &c.site);
+        push_str_field(&mut o, "collector", &c.events_url());
+        push_str_field(&mut o, "storage", c.storage.as_str());
+        push_str_field(&mut o, "storageInUse", self.storage.as_str());
+        push_u64_field(&mut o, "windowDays", c.window_ms / 86_400_000);
+        push_str_field(
+            &mut o,
+            "consentDefault",
+            if c.consent_default { "granted" } else { "denied" },
+        );
+        push_str_field(&mut o, "whileDenied", if c.wait_for_consent { "wait" } else { "drop" });
+        push_bool_field(&mut o, "honorGpc", c.honor_gpc);
+        push_bool_field(&mut o, "autoPageview", c.auto_pageview);
+        push_bool_field(&mut o, "debug", c.debug);
+        o.push_str(",\"clickParams\":{");
+        for (i, (p, n)) in c.click_params.iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            write_str(&mut o, p);
+            o.push(':');
+            write_str(&mut o, n);
+        }
+        o.push_str("}}");
+        push_str_field(&mut o, "consent", if self.consent { "granted" } else { "denied" });
+        push_str_field(&mut o, "visitor", &self.record.visitor);
+        push_str_field(&mut o, "session", &self.record.session);
+        o.push_str(",\"clicks\":[");
+        let n = self.record.clicks.len();
+        for (i, k) in self.record.clicks.iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            let mut click = String::new();
+            wire::write_click(&mut click, k);
+            click.pop();
+            o.push_str(&click);
+            push_u64_field(&mut o, "expiresAt", k.at + c.window_ms);
+            push_bool_field(&mut o, "expired", k.at + c.window_ms <= now);
+            push_bool_field(&mut o, "first", i == 0);
+            push_bool_field(&mut o, "last", i + 1 == n);
+            push_bool_field(&mut o, "inCookie", has(&in_cookie, k));
+            push_bool_field(&mut o, "inLocalStorage", has(&in_local, k));
+            o.push('}');
+        }
+        o.push_str("],\"rejected\":[");
+        for (i, r) in self.rejected.iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            o.push_str("{\"param\":");
+            write_str(&mut o, &r.param);
+            push_str_field(&mut o, "reason", r.reason.as_str());
+            o.push('}');
+        }
+        o.push_str("],\"queue\":[");
+        for (i, p) in self.queue.items().iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            o.push_str("{\"id\":");
+            write_str(&mut o, &p.id);
+            push_bool_field(&mut o, "conversion", p.conversion);
+            push_u64_field(&mut o, "attempts", p.attempts as u64);
+            push_u64_field(&mut o, "notBefore", p.not_before);
+            push_bool_field(&mut o, "inFlight", p.in_flight);
+            o.push_str(",\"event\":");
+            o.push_str(&p.body);
+            o.push('}');
+        }
+        o.push(']');
+        push_u64_field(&mut o, "held", self.held.len() as u64);
+        o.push_str(",\"sends\":[");
+        for (i, s) in self.sends.iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            o.push_str("{\"at\":");
+            write_u64(&mut o, s.at);
+            push_str_field(&mut o, "via", s.via);
+            push_u64_field(&mut o, "events", s.events as u64);
+            push_u64_field(&mut o, "status", s.status as u64);
+            push_u64_field(&mut o, "delivered", s.settled.delivered as u64);
+            push_u64_field(&mut o, "retrying", s.settled.retrying as u64);
+            o.push_str(",\"dropped\":[");
+            for (j, (id, reason)) in s.settled.dropped.iter().enumerate() {
+                if j > 0 {
+                    o.push(',');
+                }
+                o.push_str("{\"id\":");
+                write_str(&mut o, id);
+                push_str_field(&mut o, "reason", reason);
+                o.push('}');
+            }
+            o.push_str("]}");
+        }
+        o.push_str("],\"orders\":[");
+        for (i, id) in self.orders.iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            write_str(&mut o, id);
+        }
+        o.push_str("]}");
+        o
+    }
+}
+
+fn push_str_field(o: &mut String, k: &str, v: &str) {
+    o.push(',');
+    write_str(o, k);
+    o.push(':');
+    write_str(o, v);
+}
+
+fn push_u64_field(o: &mut String, k: &str, v: u64) {
+    o.push(',');
+    write_str(o, k);
+    o.push(':');
+    write_u64(o, v);
+}
+
+fn push_bool_field(o: &mut String, k: &str, v: bool) {
+    o.push(',');
+    write_str(o, k);
+    o.push_str(if v { ":true" } else { ":false" });
+}
