@@ -91,13 +91,12 @@ pub fn query_pairs(url: &str) -> Vec<(&str, &str)> {
 
 /// Splits an absolute URL into its scheme and what follows `://`; `None` for a relative URL.
 fn split_scheme(url: &str) -> Option<(&str, &str)> {
-    let (scheme, rest) = url.split_once("://")?;
-    // A relative URL may carry `://` in its query (`/p?u=https://x`); a scheme cannot hold `/?=`.
-    let valid = !scheme.is_empty()
-        && scheme
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
-    valid.then_some((scheme, rest))
+    // The scheme is the run of scheme characters before `://`, so a relative URL carrying `://`
+    // in its query (`/p?u=https://x`) is not mistaken for one. Scanning by hand rather than
+    // searching for "://" keeps the substring searcher out of the tag.
+    let end = url.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))?;
+    let rest = url.get(end..)?.strip_prefix("://")?;
+    url.get(..end).filter(|s| !s.is_empty()).map(|scheme| (scheme, rest))
 }
 
 /// The authority (`user@host:port`) of what follows `scheme://`.
