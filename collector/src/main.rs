@@ -1,2 +1,110 @@
-//! The utt collector (being built: see issue 3).
-fn main() {}
+//! The `utt-collector` command: parses the command line, opens the store and serves.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use tracing::level_filters::LevelFilter;
+use utt_collector::config::Config;
+use utt_collector::sqlite::SqliteStore;
+use utt_collector::{serve, shutdown_signal, Shared};
+
+const USAGE: &str = "usage: utt-collector [--listen 127.0.0.1:8080] [--db ./utt.db] [--config utt.toml] [--static DIR]...
+
+  --listen ADDR   address to listen on (port 0 picks a free port; the address is printed)
+  --db PATH       the SQLite database file (created if missing)
+  --config PATH   the TOML configuration (without it: the demo site on http://127.0.0.1:* and http://localhost:*)
+  --static DIR    a folder served at / (repeatable; the first folder that has a file wins)
+
+Logs go to stderr; UTT_LOG=error|warn|info|debug sets the level (default info).";
+
+struct Args {
+    listen: SocketAddr,
+    db: PathBuf,
+    config: Option<PathBuf>,
+    statics: Vec<PathBuf>,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut out = Args {
+        listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        db: PathBuf::from("utt.db"),
+        config: None,
+        statics: Vec::new(),
+    };
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--listen" => out.listen = value()?.parse().map_err(|e| format!("--listen: {e}"))?,
+            "--db" => out.db = PathBuf::from(value()?),
+            "--config" => out.config = Some(PathBuf::from(value()?)),
+            "--static" => out.statics.push(PathBuf::from(value()?)),
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(out)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("utt-collector: {e}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let level = match std::env::var("UTT_LOG").as_deref() {
+        Ok("error") => LevelFilter::ERROR,
+        Ok("warn") => LevelFilter::WARN,
+        Ok("debug") => LevelFilter::DEBUG,
+        _ => LevelFilter::INFO,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let config = match &args.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()))?;
+            Config::from_toml(&text).map_err(|e| e.to_string())?
+        }
+        None => Config::demo(),
+    };
+    for d in &args.statics {
+        if !d.is_dir() {
+            return Err(format!("--static {}: not a folder", d.display()));
+        }
+    }
+    let store = SqliteStore::open(&args.db).map_err(|e| format!("opening {}: {e}", args.db.display()))?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| format!("listening on {}: {e}", args.listen))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(%addr, db = %args.db.display(), sites = config.sites.len(), "utt-collector started");
+        // Tests and scripts read the address from this line (it matters with port 0).
+        println!("utt-collector listening on http://{addr}");
+        let _ = std::io::stdout().flush();
+        let state = Shared::new(config, Arc::new(store), args.statics);
+        serve(listener, state, shutdown_signal()).await.map_err(|e| e.to_string())
+    })?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,272 @@
+//! The collector's configuration: the sites it accepts events for, their origins, keys,
+//! attribution windows and promo codes, read from TOML or taken from the demo defaults.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The collector's public URL (e.g. `https://collect.shop.example`), when it sits behind a proxy.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Trust `X-Forwarded-For` and `X-Forwarded-Proto` (only behind a proxy that sets them).
+    #[serde(default)]
+    pub trust_forwarded: bool,
+    /// The per-client-IP rate limit.
+    #[serde(default)]
+    pub rate_limit: RateLimit,
+    /// The sites this collector accepts events for.
+    pub sites: Vec<Site>,
+}
+
+/// A token bucket per client IP: `per_second` tokens refilled, at most `burst` saved.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Requests per second sustained; 0 turns the limit off.
+    pub per_second: u32,
+    /// Requests allowed in a burst.
+    pub burst: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        // A busy tab sends a batch every few seconds; 50/s leaves room for many visitors behind
+        // one NAT while still stopping a runaway client.
+        RateLimit {
+            per_second: 50,
+            burst: 200,
+        }
+    }
+}
+
+/// One site (one merchant property).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    /// The site ID the tag sends in every batch.
+    pub id: String,
+    /// Origins allowed to send events (`https://shop.example`, or `http://localhost:*` for any port).
+    pub allowed_origins: Vec<String>,
+    /// The write key batches must carry, if any.
+    #[serde(default)]
+    pub write_key: Option<String>,
+    /// The bearer token the read API requires for this site, if any.
+    #[serde(default)]
+    pub read_key: Option<String>,
+    /// The attribution window in days.
+    #[serde(default = "default_window_days")]
+    pub window_days: u32,
+    /// The cookie `Domain` the cookie endpoint sets, overriding the automatic choice.
+    #[serde(default)]
+    pub cookie_domain: Option<String>,
+    /// Promo codes and the partner each one credits (matched case-insensitively).
+    #[serde(default)]
+    pub promo_codes: BTreeMap<String, String>,
+}
+
+fn default_window_days() -> u32 {
+    30
+}
+
+/// Why a configuration was refused.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// The built-in configuration: the demo site on any local port.
+    pub fn demo() -> Config {
+        Config {
+            public_url: None,
+            trust_forwarded: false,
+            rate_limit: RateLimit::default(),
+            sites: vec![Site {
+                id: "demo".into(),
+                allowed_origins: vec!["http://127.0.0.1:*".into(), "http://localhost:*".into()],
+                write_key: None,
+                read_key: None,
+                window_days: 30,
+                cookie_domain: None,
+                promo_codes: [("SPRING10", "influencer-anna"), ("WELCOME5", "newsletter-partner")]
+                    .into_iter()
+                    .map(|(c, p)| (c.to_string(), p.to_string()))
+                    .collect(),
+            }],
+        }
+    }
+
+    /// Parses and checks a TOML configuration.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError(format!("config: {e}")))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: unique, well-formed site IDs and origin patterns.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.sites.is_empty() {
+            return Err(ConfigError("config: at least one site is required".into()));
+        }
+        for (i, s) in self.sites.iter().enumerate() {
+            let ok_id = !s.id.is_empty()
+                && s.id.len() <= 128
+                && s.id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            if !ok_id {
+                return Err(ConfigError(format!("config: site id {:?} must be letters, digits, '-', '_' or '.'", s.id)));
+            }
+            if self.sites[..i].iter().any(|o| o.id == s.id) {
+                return Err(ConfigError(format!("config: site id {:?} appears twice", s.id)));
+            }
+            for o in &s.allowed_origins {
+                if !valid_origin_pattern(o) {
+                    return Err(ConfigError(format!(
+                        "config: site {:?}: origin {o:?} must look like https://host or http://host:*",
+                        s.id
+                    )));
+                }
+            }
+            if s.window_days == 0 || s.window_days > 3650 {
+                return Err(ConfigError(format!("config: site {:?}: window_days must be 1..=3650", s.id)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The site with this ID.
+    pub fn site(&self, id: &str) -> Option<&Site> {
+        self.sites.iter().find(|s| s.id == id)
+    }
+
+    /// True when any site allows this origin (used before the site is known: preflights, bad envelopes).
+    pub fn any_allows(&self, origin: &str) -> bool {
+        self.sites.iter().any(|s| s.allows(origin))
+    }
+
+    /// True when the collector is reached over https according to its public URL.
+    pub fn public_https(&self) -> bool {
+        self.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
+    }
+}
+
+impl Site {
+    /// True when `origin` (an `Origin` header value) matches one of the allowed patterns.
+    pub fn allows(&self, origin: &str) -> bool {
+        self.allowed_origins.iter().any(|p| origin_matches(p, origin))
+    }
+
+    /// The attribution window in milliseconds.
+    pub fn window_ms(&self) -> u64 {
+        u64::from(self.window_days) * 86_400_000
+    }
+
+    /// The partner a promo code credits: codes match ignoring ASCII case and surrounding spaces.
+    pub fn promo_partner(&self, code: &str) -> Option<&str> {
+        let code = code.trim();
+        self.promo_codes
+            .iter()
+            .find(|(c, _)| c.eq_ignore_ascii_case(code))
+            .map(|(_, p)| p.as_str())
+    }
+}
+
+fn valid_origin_pattern(p: &str) -> bool {
+    let Some(rest) = p.strip_prefix("https://").or_else(|| p.strip_prefix("http://")) else {
+        return false;
+    };
+    let host = rest.strip_suffix(":*").unwrap_or(rest);
+    !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+}
+
+/// Matches an origin against a pattern: exact, or with a trailing `:*` that stands for any port
+/// (including none, the scheme's default).
+pub fn origin_matches(pattern: &str, origin: &str) -> bool {
+    match pattern.strip_suffix(":*") {
+        None => pattern == origin,
+        Some(base) => match origin.strip_prefix(base) {
+            Some("") => true,
+            Some(port) => port
+                .strip_prefix(':')
+                .is_some_and(|d| !d.is_empty() && d.len() <= 5 && d.bytes().all(|b| b.is_ascii_digit())),
+            None => false,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_patterns() {
+        let cases = [
+            ("http://localhost:*", "http://localhost:8080", true),
+            ("http://localhost:*", "http://localhost", true),
+            ("http://localhost:*", "http://localhost.evil.example", false),
+            ("http://localhost:*", "http://localhost:80x", false),
+            ("http://localhost:*", "https://localhost:8080", false),
+            ("http://127.0.0.1:*", "http://127.0.0.1:5173", true),
+            ("http://127.0.0.1:*", "http://127.0.0.10:5173", false),
+            ("https://shop.example", "https://shop.example", true),
+            ("https://shop.example", "https://shop.example:444", false),
+            ("https://shop.example", "https://www.shop.example", false),
+            ("https://shop.example", "null", false),
+        ];
+        for (pattern, origin, want) in cases {
+            assert_eq!(origin_matches(pattern, origin), want, "{pattern} vs {origin}");
+        }
+    }
+
+    #[test]
+    fn toml_config_is_checked() {
+        let good = r#"
+            [[sites]]
+            id = "shop"
+            allowed_origins = ["https://shop.example"]
+            write_key = "k1"
+            [sites.promo_codes]
+            SPRING10 = "anna"
+        "#;
+        let c = Config::from_toml(good).unwrap();
+        let s = c.site("shop").unwrap();
+        assert_eq!(s.window_days, 30);
+        assert_eq!(s.promo_partner(" spring10 "), Some("anna"));
+        assert_eq!(c.rate_limit, RateLimit::default());
+
+        let bad = [
+            ("sites = []", "at least one site"),
+            ("[[sites]]\nid = \"a b\"\nallowed_origins = []", "must be letters"),
+            ("[[sites]]\nid = \"a\"\nallowed_origins = [\"shop.example\"]", "must look like"),
+            ("[[sites]]\nid = \"a\"\nallowed_origins = []\nwindow_days = 0", "window_days"),
+            ("[[sites]]\nid = \"a\"\nallowed_origins = []\n[[sites]]\nid = \"a\"\nallowed_origins = []", "twice"),
+            ("[[sites]]\nid = \"a\"\nallowed_origins = []\nwrite_kee = \"x\"", "unknown field"),
+        ];
+        for (text, want) in bad {
+            let err = Config::from_toml(text).unwrap_err().0;
+            assert!(err.contains(want), "{text:?} gave {err:?}");
+        }
+    }
+
+    #[test]
+    fn demo_defaults() {
+        let c = Config::demo();
+        c.check().unwrap();
+        let s = c.site("demo").unwrap();
+        assert!(s.allows("http://127.0.0.1:41234"));
+        assert!(s.allows("http://localhost:3000"));
+        assert!(!s.allows("https://evil.example"));
+        assert_eq!(s.promo_partner("WELCOME5"), Some("newsletter-partner"));
+        assert_eq!(s.window_ms(), 30 * 86_400_000);
+    }
+}

@@ -1,0 +1,681 @@
+//! The HTTP surface: the router, the shared state, and one handler per endpoint. Handlers decide
+//! nothing about storage or attribution themselves; they translate HTTP to those modules.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, MatchedPath, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::collections::HashMap;
+use utt::core::click;
+use utt::core::wire::{self, Outcome, Status};
+
+use crate::attribution::{self, Credit, Model};
+use crate::config::{Config, Site};
+use crate::cookie;
+use crate::error::AppError;
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+use crate::statics;
+use crate::store::{Record, Store, StoredConversion};
+use crate::writer::{WriteError, Writer};
+
+/// The largest batch body accepted.
+pub const MAX_BODY: usize = 256 * 1024;
+
+/// Timestamps above this (2^53, JavaScript's largest exact integer) are refused: they cannot
+/// come from a browser clock and would not fit the store's signed integers.
+pub const MAX_TIMESTAMP: u64 = 1 << 53;
+
+/// What every handler shares.
+pub struct Shared {
+    /// The configuration.
+    pub config: Config,
+    /// The store, for reads.
+    pub store: Arc<dyn Store>,
+    /// The writer, for writes.
+    pub writer: Writer,
+    /// The per-IP rate limiter.
+    pub limiter: RateLimiter,
+    /// The counters `/metrics` renders.
+    pub metrics: Metrics,
+    /// Folders served at `/`, first match wins.
+    pub statics: Vec<PathBuf>,
+    /// The clock (ms since the epoch); tests may replace it.
+    pub clock: fn() -> u64,
+}
+
+/// The handle handlers receive.
+pub type AppState = Arc<Shared>;
+
+/// Milliseconds since the Unix epoch from the system clock.
+pub fn system_clock() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Shared {
+    /// State over a store, starting its writer thread.
+    pub fn new(config: Config, store: Arc<dyn Store>, statics: Vec<PathBuf>) -> AppState {
+        Arc::new(Shared {
+            limiter: RateLimiter::new(config.rate_limit),
+            writer: Writer::start(store.clone()),
+            config,
+            store,
+            metrics: Metrics::default(),
+            statics,
+            clock: system_clock,
+        })
+    }
+}
+
+/// The router, with every endpoint and the latency middleware.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/events", post(post_events).options(preflight))
+        .route("/v1/cookie", post(post_cookie).options(preflight))
+        .route("/v1/conversions", get(get_conversions))
+        .route("/v1/clicks/{click_id}", get(get_click))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(static_file)
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = match req.extensions().get::<MatchedPath>() {
+        Some(p) => p.as_str().to_string(),
+        None if req.method() == Method::GET || req.method() == Method::HEAD => "static".into(),
+        None => "other".into(),
+    };
+    let method = req.method().clone();
+    let resp = next.run(req).await;
+    let took = started.elapsed();
+    s.metrics.request(&route, took);
+    tracing::debug!(%method, %route, status = resp.status().as_u16(), micros = took.as_micros() as u64, "request");
+    resp
+}
+
+fn client_ip(s: &Shared, req: &Request) -> IpAddr {
+    if s.config.trust_forwarded {
+        let forwarded = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok());
+        if let Some(ip) = forwarded {
+            return ip;
+        }
+    }
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Adds the CORS answer for an allowed origin.
+fn cors(resp: &mut Response, origin: Option<&str>, credentials: bool) {
+    let h = resp.headers_mut();
+    h.insert(header::VARY, HeaderValue::from_static("Origin"));
+    if let Some(v) = origin.and_then(|o| HeaderValue::from_str(o).ok()) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        if credentials {
+            h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+        }
+    }
+}
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), AppError> {
+    let ct = header_str(headers, header::CONTENT_TYPE).unwrap_or("");
+    let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match media.as_str() {
+        "text/plain" | "application/json" => Ok(()),
+        _ => Err(AppError::UnsupportedMediaType),
+    }
+}
+
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<String, AppError> {
+    let declared = header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(AppError::TooLarge(limit));
+    }
+    let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            || e.to_string().contains("length limit");
+        if too_large {
+            AppError::TooLarge(limit)
+        } else {
+            AppError::bad("body", "could not be read")
+        }
+    })?;
+    String::from_utf8(bytes.to_vec()).map_err(|_| AppError::bad("body", "must be UTF-8"))
+}
+
+fn key_matches(expected: &str, given: Option<&str>) -> bool {
+    // Constant-time over the expected key, so timing does not reveal how much of it matched.
+    let given = given.unwrap_or("").as_bytes();
+    let expected = expected.as_bytes();
+    let mut diff = u8::from(given.len() != expected.len());
+    for (i, b) in expected.iter().enumerate() {
+        diff |= b ^ given.get(i).copied().unwrap_or(0);
+    }
+    diff == 0
+}
+
+async fn preflight(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let origin = header_str(&headers, header::ORIGIN).filter(|o| s.config.any_allows(o));
+    let Some(origin) = origin else {
+        return AppError::Forbidden("origin").into_response();
+    };
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    cors(&mut resp, Some(origin), true);
+    let h = resp.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST, OPTIONS"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Content-Type"));
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    resp
+}
+
+async fn post_events(State(s): State<AppState>, req: Request) -> Response {
+    let origin = header_str(req.headers(), header::ORIGIN).map(str::to_string);
+    // Until the site is known, any configured site's origin may read the answer (so the tag can
+    // see why its envelope was refused).
+    let mut cors_origin = origin.clone().filter(|o| s.config.any_allows(o));
+    let mut resp = match ingest(&s, req, origin.as_deref(), &mut cors_origin).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    cors(&mut resp, cors_origin.as_deref(), false);
+    resp
+}
+
+async fn ingest(
+    s: &Shared,
+    req: Request,
+    origin: Option<&str>,
+    cors_origin: &mut Option<String>,
+) -> Result<Response, AppError> {
+    let now = (s.clock)();
+    s.limiter
+        .check(client_ip(s, &req), now)
+        .map_err(AppError::TooManyRequests)?;
+    let (parts, body) = req.into_parts();
+    check_content_type(&parts.headers)?;
+    let text = read_body(&parts.headers, body, MAX_BODY).await?;
+    let batch = wire::read_batch(&text).map_err(|e| AppError::bad(e.field, e.reason))?;
+    let site = s.config.site(&batch.site).ok_or(AppError::NotFound("site", "site"))?;
+    match origin {
+        Some(o) if !site.allows(o) => {
+            *cors_origin = None;
+            return Err(AppError::Forbidden("origin"));
+        }
+        Some(o) => *cors_origin = Some(o.to_string()),
+        None => {}
+    }
+    if let Some(k) = &site.write_key {
+        if !key_matches(k, batch.key.as_deref()) {
+            return Err(AppError::Unauthorized("key"));
+        }
+    }
+    let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.events.len());
+    let mut kinds: Vec<&'static str> = Vec::with_capacity(batch.events.len());
+    let mut records = Vec::with_capacity(batch.events.len());
+    let mut slots = Vec::with_capacity(batch.events.len());
+    for item in batch.events {
+        let event = match item {
+            Ok(e) if e.at > MAX_TIMESTAMP || e.clicks.iter().any(|c| c.at > MAX_TIMESTAMP) => {
+                Err((Some(e.id), wire_invalid("at", "timestamp out of range")))
+            }
+            other => other,
+        };
+        match event {
+            Ok(e) => {
+                let mut body = String::with_capacity(512);
+                wire::write_event(&mut body, &e);
+                kinds.push(wire::type_name(&e.kind));
+                slots.push(outcomes.len());
+                outcomes.push(Outcome {
+                    id: Some(e.id.clone()),
+                    status: Status::Accepted,
+                    reason: None,
+                });
+                records.push(Record {
+                    site: batch.site.clone(),
+                    received: now,
+                    body,
+                    event: e,
+                });
+            }
+            Err((id, invalid)) => {
+                kinds.push("unknown");
+                outcomes.push(Outcome {
+                    id,
+                    status: Status::Rejected,
+                    reason: Some(format!("{}: {}", invalid.field, invalid.reason)),
+                });
+            }
+        }
+    }
+    if !records.is_empty() {
+        let statuses = s.writer.write(records).await.map_err(|e| match e {
+            WriteError::Closed => AppError::Unavailable,
+            WriteError::Store(e) => AppError::Internal(e.0),
+        })?;
+        for (slot, status) in slots.into_iter().zip(statuses) {
+            outcomes[slot].status = status;
+        }
+    }
+    for (o, kind) in outcomes.iter().zip(&kinds) {
+        s.metrics.event(kind, o.status);
+    }
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        wire::write_outcomes(&outcomes),
+    )
+        .into_response())
+}
+
+fn wire_invalid(field: &'static str, reason: &'static str) -> wire::Invalid {
+    wire::Invalid { field, reason }
+}
+
+/// The cookie endpoint's body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CookieRequest {
+    site: String,
+    name: String,
+    value: String,
+    max_age: u64,
+}
+
+async fn post_cookie(State(s): State<AppState>, req: Request) -> Response {
+    let origin = header_str(req.headers(), header::ORIGIN).map(str::to_string);
+    let mut allowed = None;
+    let mut resp = match set_cookie(&s, req, origin.as_deref(), &mut allowed).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    cors(&mut resp, allowed.as_deref(), true);
+    resp
+}
+
+async fn set_cookie(
+    s: &Shared,
+    req: Request,
+    origin: Option<&str>,
+    allowed: &mut Option<String>,
+) -> Result<Response, AppError> {
+    s.limiter
+        .check(client_ip(s, &req), (s.clock)())
+        .map_err(AppError::TooManyRequests)?;
+    let (parts, body) = req.into_parts();
+    check_content_type(&parts.headers)?;
+    let text = read_body(&parts.headers, body, 8 * 1024).await?;
+    let r: CookieRequest = serde_json::from_str(&text).map_err(|e| AppError::bad("body", &e.to_string()))?;
+    let site = s.config.site(&r.site).ok_or(AppError::NotFound("site", "site"))?;
+    // Only a page of the site may have the collector set its cookie: no Origin, no cookie.
+    let origin = origin.filter(|o| site.allows(o)).ok_or(AppError::Forbidden("origin"))?;
+    *allowed = Some(origin.to_string());
+    if r.name != cookie::NAME {
+        return Err(AppError::bad("name", "must be _utt"));
+    }
+    if !cookie::valid_value(&r.value) {
+        return Err(AppError::bad("value", "must be 1 to 3800 cookie-safe characters"));
+    }
+    if r.max_age > site.window_ms() / 1000 {
+        return Err(AppError::bad("maxAge", "must not exceed the site's attribution window"));
+    }
+    let forwarded_https = header_str(&parts.headers, header::HeaderName::from_static("x-forwarded-proto"))
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    let secure = forwarded_https || s.config.public_https();
+    let collector_host = match s.config.public_url.as_deref() {
+        Some(u) => cookie::host_of(u).to_string(),
+        None => cookie::host_of(header_str(&parts.headers, header::HOST).unwrap_or("")).to_string(),
+    };
+    let domain = match &site.cookie_domain {
+        Some(d) => Some(d.clone()),
+        None => cookie::domain_for(cookie::host_of(origin), &collector_host),
+    };
+    let line = cookie::set_cookie(&r.value, r.max_age, secure, domain.as_deref());
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&line).map_err(|e| AppError::Internal(e.to_string()))?,
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+fn read_key(site: &Site, headers: &HeaderMap) -> Result<(), AppError> {
+    let Some(k) = &site.read_key else { return Ok(()) };
+    let given = header_str(headers, header::AUTHORIZATION).and_then(|v| v.strip_prefix("Bearer "));
+    if key_matches(k, given) {
+        Ok(())
+    } else {
+        Err(AppError::Unauthorized("authorization"))
+    }
+}
+
+/// One conversion as the read API shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ConversionOut {
+    event_id: String,
+    order_id: String,
+    at: u64,
+    amount: Option<String>,
+    currency: Option<String>,
+    discount: Option<String>,
+    promo_code: Option<String>,
+    customer_status: Option<String>,
+    items: Box<RawValue>,
+    custom: Option<Box<RawValue>>,
+    attribution: Option<CreditOut>,
+    touchpoints: Vec<TouchOut>,
+    promo: Option<PromoOut>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CreditOut {
+    model: &'static str,
+    network: Option<String>,
+    param: Option<String>,
+    click_id: Option<String>,
+    click_at: Option<u64>,
+    cross_device: bool,
+    partner: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TouchOut {
+    network: String,
+    param: String,
+    click_id: String,
+    at: u64,
+    path: String,
+    cross_device: bool,
+}
+
+#[derive(Serialize)]
+struct PromoOut {
+    code: String,
+    partner: String,
+}
+
+fn raw(text: String) -> Result<Box<RawValue>, AppError> {
+    RawValue::from_string(text).map_err(|e| AppError::Internal(format!("stored JSON: {e}")))
+}
+
+/// Attributes one stored conversion (blocking: it reads the store).
+fn attribute(
+    store: &dyn Store,
+    site: &Site,
+    c: &StoredConversion,
+    model: Model,
+) -> Result<attribution::Attribution, AppError> {
+    let touches = match &c.visitor {
+        Some(v) => store
+            .touches(&c.site, v, c.at.saturating_sub(site.window_ms()), c.at)
+            .map_err(|e| AppError::Internal(e.0))?,
+        None => Vec::new(),
+    };
+    let promo = c
+        .promo_code
+        .as_deref()
+        .and_then(|code| site.promo_partner(code).map(|p| (code, p)));
+    Ok(attribution::attribute(c.at, site.window_ms(), model, &touches, promo))
+}
+
+fn conversion_out(c: StoredConversion, a: attribution::Attribution) -> Result<ConversionOut, AppError> {
+    let attribution = a.credit.map(|credit| match credit {
+        Credit::Click(m, t) => CreditOut {
+            model: m.as_str(),
+            network: Some(t.network),
+            param: Some(t.param),
+            click_id: Some(t.value),
+            click_at: Some(t.at),
+            cross_device: t.cross_device,
+            partner: None,
+        },
+        Credit::Promo(partner) => CreditOut {
+            model: "promo_code",
+            network: None,
+            param: None,
+            click_id: None,
+            click_at: None,
+            cross_device: false,
+            partner: Some(partner),
+        },
+    });
+    Ok(ConversionOut {
+        event_id: c.event_id,
+        order_id: c.order_id,
+        at: c.at,
+        amount: c.amount,
+        currency: c.currency,
+        discount: c.discount,
+        promo_code: c.promo_code,
+        customer_status: c.customer_status,
+        items: raw(c.items)?,
+        custom: c.custom.map(raw).transpose()?,
+        attribution,
+        touchpoints: a
+            .touchpoints
+            .into_iter()
+            .map(|t| TouchOut {
+                network: t.network,
+                param: t.param,
+                click_id: t.value,
+                at: t.at,
+                path: t.path,
+                cross_device: t.cross_device,
+            })
+            .collect(),
+        promo: a.promo.map(|(code, partner)| PromoOut { code, partner }),
+    })
+}
+
+fn json_response<T: Serialize>(value: &T) -> Result<Response, AppError> {
+    let text = serde_json::to_string(value).map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], text).into_response())
+}
+
+async fn get_conversions(
+    State(s): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let site_id = q.get("site").ok_or(AppError::bad("site", "is required"))?;
+    let site = s.config.site(site_id).ok_or(AppError::NotFound("site", "site"))?;
+    read_key(site, &headers)?;
+    let since = match q.get("since") {
+        Some(v) => v
+            .parse::<u64>()
+            .map_err(|_| AppError::bad("since", "must be a millisecond timestamp"))?,
+        None => 0,
+    };
+    let model = match q.get("model") {
+        Some(m) => Model::parse(m).ok_or(AppError::bad("model", "must be last_click or first_click"))?,
+        None => Model::LastClick,
+    };
+    let limit = match q.get("limit") {
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or(AppError::bad("limit", "must be 1 to 10000"))?,
+        None => 1000,
+    };
+    let state = s.clone();
+    let site_id = site_id.clone();
+    let out = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, AppError> {
+        let site = state.config.site(&site_id).ok_or(AppError::NotFound("site", "site"))?;
+        let rows = state
+            .store
+            .conversions(&site_id, since, limit)
+            .map_err(|e| AppError::Internal(e.0))?;
+        let mut list = Vec::with_capacity(rows.len());
+        for c in rows {
+            let a = attribute(state.store.as_ref(), site, &c, model)?;
+            list.push(conversion_out(c, a)?);
+        }
+        serde_json::to_value(serde_json::json!({
+            "site": site_id,
+            "model": model.as_str(),
+            "conversions": list,
+        }))
+        .map_err(|e| AppError::Internal(e.to_string()))
+    })
+    .await
+    .map_err(|e| AppError::Internal(e.to_string()))??;
+    json_response(&out)
+}
+
+async fn get_click(
+    State(s): State<AppState>,
+    Path(click_id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    click::validate(&click_id).map_err(|r| AppError::bad("click_id", r.as_str()))?;
+    let site = q.get("site").cloned();
+    if let Some(id) = &site {
+        s.config.site(id).ok_or(AppError::NotFound("site", "site"))?;
+    }
+    let state = s.clone();
+    let id = click_id.clone();
+    let out = tokio::task::spawn_blocking(move || -> Result<Option<serde_json::Value>, AppError> {
+        let store = state.store.as_ref();
+        let Some(seen) = store.click(&id, site.as_deref()).map_err(|e| AppError::Internal(e.0))? else {
+            return Ok(None);
+        };
+        let mut credited = Vec::new();
+        for c in store
+            .conversions_near_click(&id, site.as_deref(), 200)
+            .map_err(|e| AppError::Internal(e.0))?
+        {
+            let Some(conf) = state.config.site(&c.site) else { continue };
+            let a = attribute(store, conf, &c, Model::LastClick)?;
+            if let Some(Credit::Click(_, t)) = &a.credit {
+                if t.value == id {
+                    // Only this click's own facts: the order, never the visitor or other clicks.
+                    credited.push(serde_json::json!({
+                        "site": c.site, "orderId": c.order_id, "at": c.at,
+                        "amount": c.amount, "currency": c.currency,
+                        "model": "last_click", "crossDevice": t.cross_device,
+                    }));
+                }
+            }
+        }
+        let page_views: u64 = seen.pages.iter().map(|p| p.views).sum();
+        Ok(Some(serde_json::json!({
+            "clickId": id,
+            "firstSeen": seen.first_seen,
+            "lastSeen": seen.last_seen,
+            "landings": seen.landings.iter().map(|l| serde_json::json!({
+                "site": l.site, "network": l.network, "param": l.param, "at": l.at, "path": l.path,
+            })).collect::<Vec<_>>(),
+            "pageViews": page_views,
+            "pages": seen.pages.iter().map(|p| serde_json::json!({
+                "site": p.site, "path": p.path, "views": p.views, "lastAt": p.last_at,
+            })).collect::<Vec<_>>(),
+            "conversions": credited,
+        })))
+    })
+    .await
+    .map_err(|e| AppError::Internal(e.to_string()))??;
+    let mut resp = match out {
+        Some(v) => json_response(&v)?,
+        None => AppError::NotFound("click", "click_id").into_response(),
+    };
+    // The debug page calls this from the merchant's own origin.
+    let origin = header_str(&headers, header::ORIGIN).filter(|o| s.config.any_allows(o));
+    cors(&mut resp, origin, false);
+    Ok(resp)
+}
+
+async fn healthz(State(s): State<AppState>) -> Response {
+    if s.writer.is_running() {
+        ([(header::CONTENT_TYPE, "application/json")], "{\"status\":\"ok\"}").into_response()
+    } else {
+        AppError::Unavailable.into_response()
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    let store = s.store.clone();
+    let size = tokio::task::spawn_blocking(move || store.size_bytes()).await.unwrap_or(0);
+    let text = s.metrics.render(s.writer.queue_depth(), size);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn static_file(State(s): State<AppState>, req: Request) -> Response {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return AppError::NotFound("route", "path").into_response();
+    }
+    let Some(rel) = statics::relative_path(req.uri().path()) else {
+        return AppError::NotFound("file", "path").into_response();
+    };
+    let dirs = s.statics.clone();
+    let found = tokio::task::spawn_blocking(move || statics::find(&dirs, &rel)).await.ok().flatten();
+    let Some(path) = found else {
+        return AppError::NotFound("file", "path").into_response();
+    };
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => {
+            let name = statics::file_name(&path);
+            (
+                [
+                    (header::CONTENT_TYPE, statics::mime(&name)),
+                    (header::CACHE_CONTROL, statics::cache_control(&name)),
+                    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                ],
+                bytes,
+            )
+                .into_response()
+        }
+        Err(e) => AppError::Internal(format!("reading {}: {e}", path.display())).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys() {
+        let cases = [
+            ("secret", Some("secret"), true),
+            ("secret", Some("secreT"), false),
+            ("secret", Some("secret2"), false),
+            ("secret", Some("secre"), false),
+            ("secret", None, false),
+            ("secret", Some(""), false),
+        ];
+        for (want, given, ok) in cases {
+            assert_eq!(key_matches(want, given), ok, "{given:?}");
+        }
+    }
+}

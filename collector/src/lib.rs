@@ -1,0 +1,66 @@
+//! The utt collector: receives the tag's event batches, stores them durably and idempotently
+//! in SQLite through one group-committing writer, and attributes conversions to partners at
+//! read time. `app` builds the router; `serve` runs it until a shutdown signal.
+
+pub mod attribution;
+pub mod client;
+pub mod config;
+pub mod cookie;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod ratelimit;
+pub mod sqlite;
+pub mod statics;
+pub mod store;
+pub mod writer;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+
+pub use crate::http::{app, AppState, Shared};
+
+/// Serves the app on a bound listener until `shutdown` resolves, then finishes the requests in
+/// flight, lets the writer commit everything queued, and closes the store. Every event that
+/// was acknowledged is on disk when this returns.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
+    state.writer.close().await;
+    let store = state.store.clone();
+    let closed = tokio::task::spawn_blocking(move || store.close()).await;
+    if let Ok(Err(e)) = closed {
+        tracing::error!(error = %e, "closing the store");
+    }
+    served
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests and flushing the writer");
+}

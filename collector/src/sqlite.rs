@@ -1,0 +1,547 @@
+//! The SQLite store: one file in WAL mode with `synchronous=FULL`, written by one connection
+//! (the writer thread's) in one transaction per group, read by a small pool of connections.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use utt::core::wire::{self, CustomerStatus, Event, Kind, Order, Status};
+
+use crate::store::{ClickSeen, Counts, Landing, PageSeen, Record, Store, StoreError, StoredConversion, Touch};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT NOT NULL PRIMARY KEY,
+    site TEXT NOT NULL,
+    type TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    visitor TEXT,
+    received INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS conversions (
+    site TEXT NOT NULL,
+    order_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    visitor TEXT,
+    amount TEXT,
+    currency TEXT,
+    discount TEXT,
+    promo_code TEXT,
+    customer_status TEXT,
+    items TEXT NOT NULL,
+    custom TEXT,
+    PRIMARY KEY (site, order_id)
+);
+CREATE INDEX IF NOT EXISTS conversions_at ON conversions (site, at);
+CREATE INDEX IF NOT EXISTS conversions_visitor ON conversions (site, visitor, at);
+CREATE TABLE IF NOT EXISTS touches (
+    site TEXT NOT NULL,
+    visitor TEXT NOT NULL,
+    param TEXT NOT NULL,
+    value TEXT NOT NULL,
+    click_at INTEGER NOT NULL,
+    network TEXT NOT NULL,
+    path TEXT NOT NULL,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    PRIMARY KEY (site, visitor, param, value, click_at)
+);
+CREATE INDEX IF NOT EXISTS touches_value ON touches (value);
+CREATE TABLE IF NOT EXISTS identities (
+    site TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    visitor TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (site, kind, value, visitor)
+);
+CREATE INDEX IF NOT EXISTS identities_visitor ON identities (site, visitor);
+CREATE TABLE IF NOT EXISTS click_pages (
+    site TEXT NOT NULL,
+    value TEXT NOT NULL,
+    path TEXT NOT NULL,
+    views INTEGER NOT NULL,
+    last_at INTEGER NOT NULL,
+    PRIMARY KEY (site, value, path)
+);
+";
+
+const CONVERSION_COLUMNS: &str = "c.site, c.event_id, c.order_id, c.at, c.visitor, c.amount, c.currency, c.discount, \
+     c.promo_code, c.customer_status, c.items, c.custom";
+
+/// The SQLite implementation of [`Store`].
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+    stop: Arc<AtomicBool>,
+    checkpointer: Mutex<Option<thread::JoinHandle<()>>>,
+}
+
+fn err(e: rusqlite::Error) -> StoreError {
+    StoreError(format!("sqlite: {e}"))
+}
+
+/// SQLite stores signed 64-bit integers; the handlers only pass timestamps below 2^53.
+fn int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    // FULL makes every commit fsync the WAL: an acknowledged event survives power loss, not
+    // only a process crash. Group commit is what keeps that affordable.
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and starts its background checkpointer.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let writer = open(path).map_err(err)?;
+        writer.execute_batch(SCHEMA).map_err(err)?;
+        // The writer never checkpoints itself: a checkpoint copies pages and fsyncs the main
+        // file, which would stall every request waiting on the writer. A separate thread does it.
+        writer.execute_batch("PRAGMA wal_autocheckpoint=0;").map_err(err)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let checkpointer = {
+            let conn = open(path).map_err(err)?;
+            let stop = stop.clone();
+            thread::Builder::new()
+                .name("utt-checkpoint".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        thread::sleep(Duration::from_millis(500));
+                        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                            tracing::warn!(error = %e, "checkpoint failed");
+                        }
+                    }
+                })
+                .map_err(|e| StoreError(format!("checkpoint thread: {e}")))?
+        };
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+            stop,
+            checkpointer: Mutex::new(Some(checkpointer)),
+        })
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = open(&self.path).map_err(err)?;
+                c.execute_batch("PRAGMA query_only=1;").map_err(err)?;
+                c
+            }
+        };
+        let out = f(&conn).map_err(err);
+        let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < 8 {
+            pool.push(conn);
+        }
+        out
+    }
+}
+
+/// The path of a URL, without scheme, host, query or fragment (page paths are reported to
+/// partners; query strings may carry other people's parameters).
+pub fn url_path(url: &str) -> &str {
+    let rest = match url.find("://") {
+        Some(i) => {
+            let after = &url[i + 3..];
+            match after.find(['/', '?', '#']) {
+                Some(j) if after[j..].starts_with('/') => &after[j..],
+                _ => "/",
+            }
+        }
+        None => url,
+    };
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    let path = &rest[..end];
+    if path.is_empty() {
+        "/"
+    } else {
+        path
+    }
+}
+
+fn items_json(o: &Order) -> String {
+    let items: Vec<serde_json::Value> = o
+        .items
+        .iter()
+        .map(|it| {
+            let mut m = serde_json::Map::new();
+            let mut put = |k: &str, v: Option<&str>| {
+                if let Some(v) = v {
+                    m.insert(k.into(), v.into());
+                }
+            };
+            put("sku", it.sku.as_deref());
+            put("name", it.name.as_deref());
+            put("price", it.price.as_ref().map(|p| p.text.as_str()));
+            put("category", it.category.as_deref());
+            if let Some(q) = it.quantity {
+                m.insert("quantity".into(), q.into());
+            }
+            serde_json::Value::Object(m)
+        })
+        .collect();
+    serde_json::Value::Array(items).to_string()
+}
+
+struct TouchAgg<'a> {
+    network: &'a str,
+    path: &'a str,
+    first: u64,
+    last: u64,
+}
+
+type TouchKey<'a> = (&'a str, &'a str, &'a str, &'a str, u64);
+
+impl Store for SqliteStore {
+    fn append(&self, records: &[&Record]) -> Result<Vec<Status>, StoreError> {
+        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
+        let mut statuses = Vec::with_capacity(records.len());
+        // Events of one group repeat the same clicks (every event carries every click in force),
+        // so touches and page counts are merged in memory and written once per group.
+        let mut touches: HashMap<TouchKey<'_>, TouchAgg<'_>> = HashMap::new();
+        let mut pages: HashMap<(&str, &str, &str), (u64, u64)> = HashMap::new();
+        let mut identities: Vec<(&str, &str, &str, &str, u64)> = Vec::new();
+        {
+            let mut ins_event = tx
+                .prepare_cached(
+                    "INSERT INTO events (id, site, type, at, visitor, received, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .map_err(err)?;
+            let mut ins_conv = tx
+                .prepare_cached(
+                    "INSERT INTO conversions (site, order_id, event_id, at, visitor, amount, currency, discount, \
+                     promo_code, customer_status, items, custom) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+                     ON CONFLICT (site, order_id) DO NOTHING",
+                )
+                .map_err(err)?;
+            for &r in records {
+                let e: &Event = &r.event;
+                let kind = wire::type_name(&e.kind);
+                let fresh = ins_event
+                    .execute(params![e.id, r.site, kind, int(e.at), e.visitor, int(r.received), r.body])
+                    .map_err(err)?;
+                if fresh == 0 {
+                    statuses.push(Status::Duplicate);
+                    continue;
+                }
+                if let Kind::Conversion(o) = &e.kind {
+                    let status = o.customer_status.map(|s| match s {
+                        CustomerStatus::New => "new",
+                        CustomerStatus::Returning => "returning",
+                    });
+                    let fresh = ins_conv
+                        .execute(params![
+                            r.site,
+                            o.order_id,
+                            e.id,
+                            int(e.at),
+                            e.visitor,
+                            o.amount.as_ref().map(|a| &a.text),
+                            o.currency,
+                            o.discount.as_ref().map(|a| &a.text),
+                            o.promo_code,
+                            status,
+                            items_json(o),
+                            o.custom.as_ref().map(|c| c.to_text()),
+                        ])
+                        .map_err(err)?;
+                    if fresh == 0 {
+                        // Same order ID under a new event ID: the order is counted once, so the
+                        // event row just written goes too.
+                        tx.execute("DELETE FROM events WHERE id = ?1", [&e.id]).map_err(err)?;
+                        statuses.push(Status::Duplicate);
+                        continue;
+                    }
+                }
+                statuses.push(Status::Accepted);
+                if let Some(visitor) = e.visitor.as_deref() {
+                    for c in &e.clicks {
+                        let key = (r.site.as_str(), visitor, c.param.as_str(), c.value.as_str(), c.at);
+                        let agg = touches.entry(key).or_insert(TouchAgg {
+                            network: &c.network,
+                            path: &c.path,
+                            first: e.at,
+                            last: e.at,
+                        });
+                        agg.first = agg.first.min(e.at);
+                        agg.last = agg.last.max(e.at);
+                    }
+                    if let Kind::Identify {
+                        customer_id,
+                        email_hash,
+                    } = &e.kind
+                    {
+                        if let Some(c) = customer_id {
+                            identities.push((&r.site, "customer", c, visitor, e.at));
+                        }
+                        if let Some(h) = email_hash {
+                            identities.push((&r.site, "email", h, visitor, e.at));
+                        }
+                    }
+                }
+                if matches!(e.kind, Kind::PageView { .. }) {
+                    let path = url_path(&e.url);
+                    let mut seen: Vec<&str> = Vec::new();
+                    for c in &e.clicks {
+                        // One page view counts once per click ID, even if two parameters carried it.
+                        if seen.contains(&c.value.as_str()) {
+                            continue;
+                        }
+                        seen.push(&c.value);
+                        let p = pages.entry((r.site.as_str(), c.value.as_str(), path)).or_insert((0, 0));
+                        p.0 += 1;
+                        p.1 = p.1.max(e.at);
+                    }
+                }
+            }
+            let mut up_touch = tx
+                .prepare_cached(
+                    "INSERT INTO touches (site, visitor, param, value, click_at, network, path, first_seen, last_seen) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                     ON CONFLICT (site, visitor, param, value, click_at) DO UPDATE SET \
+                     first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen)",
+                )
+                .map_err(err)?;
+            for ((site, visitor, param, value, at), a) in &touches {
+                up_touch
+                    .execute(params![site, visitor, param, value, int(*at), a.network, a.path, int(a.first), int(a.last)])
+                    .map_err(err)?;
+            }
+            let mut up_page = tx
+                .prepare_cached(
+                    "INSERT INTO click_pages (site, value, path, views, last_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+                     ON CONFLICT (site, value, path) DO UPDATE SET views = views + excluded.views, \
+                     last_at = max(last_at, excluded.last_at)",
+                )
+                .map_err(err)?;
+            for ((site, value, path), (views, last)) in &pages {
+                up_page
+                    .execute(params![site, value, path, int(*views), int(*last)])
+                    .map_err(err)?;
+            }
+            let mut ins_ident = tx
+                .prepare_cached(
+                    "INSERT INTO identities (site, kind, value, visitor, at) VALUES (?1, ?2, ?3, ?4, ?5) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .map_err(err)?;
+            for (site, kind, value, visitor, at) in &identities {
+                ins_ident
+                    .execute(params![site, kind, value, visitor, int(*at)])
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(statuses)
+    }
+
+    fn conversions(&self, site: &str, since: u64, limit: usize) -> Result<Vec<StoredConversion>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {CONVERSION_COLUMNS} FROM conversions c WHERE c.site = ?1 AND c.at >= ?2 ORDER BY c.at, c.order_id LIMIT ?3"
+            ))?;
+            let rows = st.query_map(params![site, int(since), limit as i64], conversion_row)?;
+            rows.collect()
+        })
+    }
+
+    fn touches(&self, site: &str, visitor: &str, from: u64, to: u64) -> Result<Vec<Touch>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT param, network, value, click_at, path, visitor <> ?2 FROM touches \
+                 WHERE site = ?1 AND click_at BETWEEN ?3 AND ?4 AND visitor IN ( \
+                   SELECT ?2 UNION \
+                   SELECT i2.visitor FROM identities i1 JOIN identities i2 \
+                     ON i2.site = i1.site AND i2.kind = i1.kind AND i2.value = i1.value \
+                   WHERE i1.site = ?1 AND i1.visitor = ?2) \
+                 ORDER BY click_at",
+            )?;
+            let rows = st.query_map(params![site, visitor, int(from), int(to)], |r| {
+                Ok(Touch {
+                    param: r.get(0)?,
+                    network: r.get(1)?,
+                    value: r.get(2)?,
+                    at: r.get::<_, i64>(3)? as u64,
+                    path: r.get(4)?,
+                    cross_device: r.get(5)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn click(&self, value: &str, site: Option<&str>) -> Result<Option<ClickSeen>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT site, param, network, click_at, path, min(first_seen), max(last_seen) FROM touches \
+                 WHERE value = ?1 AND (?2 IS NULL OR site = ?2) GROUP BY site, param, network, click_at, path \
+                 ORDER BY click_at LIMIT 100",
+            )?;
+            let mut first_seen = u64::MAX;
+            let mut last_seen = 0;
+            let mut landings = Vec::new();
+            let mut rows = st.query(params![value, site])?;
+            while let Some(r) = rows.next()? {
+                first_seen = first_seen.min(r.get::<_, i64>(5)? as u64);
+                last_seen = last_seen.max(r.get::<_, i64>(6)? as u64);
+                landings.push(Landing {
+                    site: r.get(0)?,
+                    param: r.get(1)?,
+                    network: r.get(2)?,
+                    at: r.get::<_, i64>(3)? as u64,
+                    path: r.get(4)?,
+                });
+            }
+            let mut st = c.prepare_cached(
+                "SELECT site, path, views, last_at FROM click_pages WHERE value = ?1 AND (?2 IS NULL OR site = ?2) \
+                 ORDER BY last_at DESC LIMIT 100",
+            )?;
+            let pages = st
+                .query_map(params![value, site], |r| {
+                    Ok(PageSeen {
+                        site: r.get(0)?,
+                        path: r.get(1)?,
+                        views: r.get::<_, i64>(2)? as u64,
+                        last_at: r.get::<_, i64>(3)? as u64,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            if landings.is_empty() && pages.is_empty() {
+                return Ok(None);
+            }
+            if landings.is_empty() {
+                // Page views without a visitor ID (consent denied) leave no touch rows.
+                first_seen = pages.iter().map(|p| p.last_at).min().unwrap_or(0);
+                last_seen = pages.iter().map(|p| p.last_at).max().unwrap_or(0);
+            }
+            Ok(Some(ClickSeen {
+                first_seen,
+                last_seen,
+                landings,
+                pages,
+            }))
+        })
+    }
+
+    fn conversions_near_click(
+        &self,
+        value: &str,
+        site: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredConversion>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "WITH carriers AS ( \
+                   SELECT site, visitor, min(click_at) AS since FROM touches \
+                   WHERE value = ?1 AND (?2 IS NULL OR site = ?2) GROUP BY site, visitor), \
+                 linked AS ( \
+                   SELECT site, visitor, since FROM carriers UNION \
+                   SELECT i2.site, i2.visitor, k.since FROM carriers k \
+                     JOIN identities i1 ON i1.site = k.site AND i1.visitor = k.visitor \
+                     JOIN identities i2 ON i2.site = i1.site AND i2.kind = i1.kind AND i2.value = i1.value) \
+                 SELECT DISTINCT {CONVERSION_COLUMNS} FROM conversions c \
+                   JOIN linked l ON c.site = l.site AND c.visitor = l.visitor AND c.at >= l.since \
+                 ORDER BY c.at LIMIT ?3"
+            ))?;
+            let rows = st.query_map(params![value, site, limit as i64], conversion_row)?;
+            rows.collect()
+        })
+    }
+
+    fn has_event(&self, id: &str) -> Result<bool, StoreError> {
+        self.read(|c| {
+            c.query_row("SELECT 1 FROM events WHERE id = ?1", [id], |_| Ok(()))
+                .optional()
+                .map(|r| r.is_some())
+        })
+    }
+
+    fn counts(&self) -> Result<Counts, StoreError> {
+        self.read(|c| {
+            let events: i64 = c.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?;
+            let conversions: i64 = c.query_row("SELECT count(*) FROM conversions", [], |r| r.get(0))?;
+            Ok(Counts {
+                events: events as u64,
+                conversions: conversions as u64,
+            })
+        })
+    }
+
+    fn size_bytes(&self) -> u64 {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        [self.path.clone(), PathBuf::from(wal)]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    fn close(&self) -> Result<(), StoreError> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.checkpointer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = h.join();
+        }
+        self.readers.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        let conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(err)
+    }
+}
+
+fn conversion_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredConversion> {
+    Ok(StoredConversion {
+        site: r.get(0)?,
+        event_id: r.get(1)?,
+        order_id: r.get(2)?,
+        at: r.get::<_, i64>(3)? as u64,
+        visitor: r.get(4)?,
+        amount: r.get(5)?,
+        currency: r.get(6)?,
+        discount: r.get(7)?,
+        promo_code: r.get(8)?,
+        customer_status: r.get(9)?,
+        items: r.get(10)?,
+        custom: r.get(11)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_paths() {
+        let cases = [
+            ("https://shop.example/product/42?irclickid=X#top", "/product/42"),
+            ("https://shop.example", "/"),
+            ("https://shop.example?x=1", "/"),
+            ("https://shop.example?next=/account", "/"),
+            ("http://localhost:8080/a/b/", "/a/b/"),
+            ("/relative?q", "/relative"),
+            ("", "/"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(url_path(url), want, "{url}");
+        }
+    }
+}

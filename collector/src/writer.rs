@@ -1,0 +1,153 @@
+//! The single writer: request handlers queue decoded events, one thread stores whatever has
+//! queued up in one transaction (group commit) and answers every waiting request at once.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use tokio::sync::{mpsc, oneshot};
+use utt::core::wire::Status;
+
+use crate::store::{Record, Store, StoreError};
+
+/// The most events stored in one transaction: large enough to amortise the fsync, small
+/// enough that one commit does not hold waiting requests for long.
+pub const MAX_GROUP: usize = 8192;
+
+/// How many batches may wait for the writer before handlers wait to queue.
+const QUEUE: usize = 4096;
+
+enum Job {
+    Write(Vec<Record>, oneshot::Sender<Result<Vec<Status>, StoreError>>),
+    Stop,
+}
+
+/// Why a write did not happen.
+#[derive(Debug)]
+pub enum WriteError {
+    /// The writer is stopping or stopped.
+    Closed,
+    /// The store failed (logged by the caller).
+    Store(StoreError),
+}
+
+/// The handle request handlers use to reach the writer thread.
+pub struct Writer {
+    tx: mpsc::Sender<Job>,
+    depth: Arc<AtomicU64>,
+    thread: Mutex<Option<thread::JoinHandle<()>>>,
+}
+
+impl Writer {
+    /// Starts the writer thread over a store.
+    pub fn start(store: Arc<dyn Store>) -> Writer {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let depth = Arc::new(AtomicU64::new(0));
+        let d = depth.clone();
+        let handle = thread::Builder::new()
+            .name("utt-writer".into())
+            .spawn(move || run(store, rx, d))
+            .expect("unreachable: spawning the writer thread at startup");
+        Writer {
+            tx,
+            depth,
+            thread: Mutex::new(Some(handle)),
+        }
+    }
+
+    /// Stores events durably; resolves once they are committed, with one status per event.
+    pub async fn write(&self, records: Vec<Record>) -> Result<Vec<Status>, WriteError> {
+        let n = records.len() as u64;
+        let (reply, answer) = oneshot::channel();
+        self.depth.fetch_add(n, Ordering::Relaxed);
+        if self.tx.send(Job::Write(records, reply)).await.is_err() {
+            self.depth.fetch_sub(n, Ordering::Relaxed);
+            return Err(WriteError::Closed);
+        }
+        match answer.await {
+            Ok(Ok(statuses)) => Ok(statuses),
+            Ok(Err(e)) => Err(WriteError::Store(e)),
+            Err(_) => Err(WriteError::Closed),
+        }
+    }
+
+    /// True while the writer thread runs.
+    pub fn is_running(&self) -> bool {
+        let t = self.thread.lock().unwrap_or_else(|p| p.into_inner());
+        t.as_ref().is_some_and(|h| !h.is_finished())
+    }
+
+    /// Events queued and not yet committed.
+    pub fn queue_depth(&self) -> u64 {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    /// Stores everything queued so far, then stops the thread and waits for it. Writes queued
+    /// afterwards fail with [`WriteError::Closed`].
+    pub async fn close(&self) {
+        let _ = self.tx.send(Job::Stop).await;
+        let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+    }
+}
+
+fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>, depth: Arc<AtomicU64>) {
+    let mut stop = false;
+    while !stop {
+        let Some(first) = rx.blocking_recv() else { break };
+        let mut jobs = Vec::new();
+        let mut events = 0;
+        let mut next = Some(first);
+        // Take everything that queued while the previous commit ran, up to the group limit.
+        while let Some(job) = next.take() {
+            match job {
+                Job::Stop => stop = true,
+                Job::Write(records, reply) => {
+                    events += records.len();
+                    jobs.push((records, reply));
+                }
+            }
+            if stop || events >= MAX_GROUP {
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+        if !jobs.is_empty() {
+            commit(store.as_ref(), jobs, &depth);
+        }
+    }
+    // Anything still queued after Stop is refused when `rx` drops: its senders see `Closed`.
+}
+
+type Reply = oneshot::Sender<Result<Vec<Status>, StoreError>>;
+
+fn commit(store: &dyn Store, jobs: Vec<(Vec<Record>, Reply)>, depth: &AtomicU64) {
+    let group: Vec<&Record> = jobs.iter().flat_map(|(r, _)| r.iter()).collect();
+    let n = group.len() as u64;
+    let result = store.append(&group);
+    drop(group);
+    depth.fetch_sub(n, Ordering::Relaxed);
+    match result {
+        Ok(statuses) => {
+            let mut rest = statuses.into_iter();
+            for (records, reply) in jobs {
+                let mine: Vec<Status> = rest.by_ref().take(records.len()).collect();
+                let _ = reply.send(Ok(mine));
+            }
+        }
+        Err(e) if jobs.len() > 1 => {
+            // One bad batch must not fail its neighbours: retry each on its own.
+            tracing::warn!(error = %e, jobs = jobs.len(), "group commit failed; retrying batches one by one");
+            for (records, reply) in jobs {
+                let _ = reply.send(store.append(&records.iter().collect::<Vec<_>>()));
+            }
+        }
+        Err(e) => {
+            for (_, reply) in jobs {
+                let _ = reply.send(Err(StoreError(e.0.clone())));
+            }
+        }
+    }
+}
