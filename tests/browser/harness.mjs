@@ -1,0 +1,167 @@
+// Helpers for the browser tests (`node --test tests/browser/`): launch the machine's Chromium
+// through playwright-core, serve folders over http on 127.0.0.1, and clean up what Chromium
+// leaves in the temporary folder. Test files are named `*.test.mjs`; this file holds no tests.
+
+import { createServer } from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, extname, join, normalize, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+/** The repository root, for paths such as `join(ROOT, 'dist')`. */
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** Debian's Chromium, installed by `cargo xtask setup`; nothing ever downloads a browser. */
+export const CHROMIUM = '/usr/bin/chromium';
+
+/** Flags that make headless Chromium work here as root, offline and without background traffic. */
+export const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-dev-shm-usage',
+];
+
+/** Content types by extension; wasm must be `application/wasm` for `instantiateStreaming`. */
+export const MIME_TYPES = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json; charset=utf-8',
+  '.map': 'application/json; charset=utf-8',
+  '.wasm': 'application/wasm',
+  '.ts': 'text/plain; charset=utf-8',
+  '.txt': 'text/plain; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+};
+
+/** The private temporary folder of this test process's browsers, made on the first launch. */
+let browserTmp = null;
+/** `TMPDIR` as it was before the first launch, restored by the cleanup. */
+let outerTmp;
+
+/**
+ * Launches headless Chromium from `/usr/bin/chromium` with the flags above. Playwright's profile
+ * and Chromium's own temporary folders go to a private folder under `$TMPDIR`, so that
+ * `cleanChromiumProfiles()` removes exactly this process's leftovers and never another run's.
+ * Close the browser with `await browser.close()`, then call `cleanChromiumProfiles()`.
+ * @param {import('playwright-core').LaunchOptions} [options] merged over the defaults (`args` are appended)
+ * @returns {Promise<import('playwright-core').Browser>}
+ */
+export async function launchChromium(options = {}) {
+  if (browserTmp === null) {
+    outerTmp = process.env.TMPDIR;
+    browserTmp = mkdtempSync(join(tmpdir(), 'utt-browser-'));
+    // Playwright makes its profile folder in os.tmpdir(), which reads TMPDIR on every call.
+    process.env.TMPDIR = browserTmp;
+    process.once('exit', () => cleanupSync());
+  }
+  const { args = [], env = process.env, ...rest } = options;
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    ...rest,
+    env: { ...env, TMPDIR: browserTmp },
+    args: [...CHROMIUM_ARGS, ...args],
+  });
+}
+
+/**
+ * Serves folders over http on 127.0.0.1 on a free port, with correct content types and no caching.
+ * Longest prefix wins: `{ '/': join(ROOT, 'www'), '/dist/': join(ROOT, 'dist') }`. A request for a
+ * folder serves its `index.html`. Extra routes take precedence: `{ 'POST /collect': (req, res) => ... }`
+ * keys are `METHOD /path` (exact path) and values are Node request handlers.
+ * @param {Record<string, string | import('node:http').RequestListener>} routes URL prefix → folder, or `METHOD /path` → handler
+ * @returns {Promise<{ url: string, port: number, close: () => Promise<void> }>} `url` has no trailing slash
+ */
+export async function serveStatic(routes) {
+  const folders = Object.entries(routes)
+    .filter(([, target]) => typeof target === 'string')
+    .map(([prefix, dir]) => [prefix.endsWith('/') ? prefix : `${prefix}/`, resolve(dir)])
+    .sort((a, b) => b[0].length - a[0].length);
+  const handlers = new Map(Object.entries(routes).filter(([, target]) => typeof target === 'function'));
+
+  const server = createServer(async (req, res) => {
+    try {
+      const url = new URL(req.url, 'http://127.0.0.1');
+      const handler = handlers.get(`${req.method} ${url.pathname}`);
+      if (handler) return await handler(req, res);
+      if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'method not allowed');
+      const file = await resolveFile(folders, decodeURIComponent(url.pathname));
+      if (!file) return send(res, 404, 'not found');
+      const body = await readFile(file);
+      res.writeHead(200, {
+        'content-type': MIME_TYPES[extname(file).toLowerCase()] ?? 'application/octet-stream',
+        'content-length': body.length,
+        'cache-control': 'no-cache, no-store, must-revalidate',
+      });
+      res.end(req.method === 'HEAD' ? undefined : body);
+    } catch (err) {
+      send(res, 500, String(err?.stack ?? err));
+    }
+  });
+  await new Promise((ok, fail) => {
+    server.once('error', fail);
+    server.listen(0, '127.0.0.1', ok);
+  });
+  const { port } = server.address();
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    close: () =>
+      new Promise((ok) => {
+        server.closeAllConnections?.();
+        server.close(() => ok());
+      }),
+  };
+}
+
+/** Finds the file a path names under the longest matching prefix, refusing to leave its folder. */
+async function resolveFile(folders, pathname) {
+  for (const [prefix, dir] of folders) {
+    if (!pathname.startsWith(prefix)) continue;
+    let file = normalize(join(dir, pathname.slice(prefix.length)));
+    if (file !== dir && !file.startsWith(dir + sep)) return null;
+    const info = await stat(file).catch(() => null);
+    if (info?.isDirectory()) {
+      file = join(file, 'index.html');
+      if (!(await stat(file).catch(() => null))?.isFile()) return null;
+    } else if (!info?.isFile()) {
+      return null;
+    }
+    return file;
+  }
+  return null;
+}
+
+function send(res, status, text) {
+  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-cache' });
+  res.end(text);
+}
+
+/**
+ * Removes the profile and temporary folders of the browsers this process launched.
+ * Call it after `browser.close()`, e.g. in an `after()` hook; it also runs when the process exits.
+ * @returns {Promise<void>}
+ */
+export async function cleanChromiumProfiles() {
+  cleanupSync();
+}
+
+function cleanupSync() {
+  if (browserTmp === null) return;
+  rmSync(browserTmp, { recursive: true, force: true });
+  browserTmp = null;
+  if (outerTmp === undefined) delete process.env.TMPDIR;
+  else process.env.TMPDIR = outerTmp;
+}

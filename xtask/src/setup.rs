@@ -1,0 +1,101 @@
+//! `cargo xtask setup`: makes this machine ready for every test, quickly when it already is.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::SystemTime;
+
+use crate::{proc, root, Result};
+
+/// The wasm target the tag compiles to.
+pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
+/// Debian's Chromium: the browser every test drives.
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+/// Debian's ChromeDriver, installed with the browser so their versions match.
+pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// Installs what is missing: the wasm target, rustfmt/clippy, Chromium with ChromeDriver, npm tools.
+pub fn run() -> Result {
+    rust_target()?;
+    rust_components()?;
+    chromium()?;
+    npm_tools()?;
+    println!("setup: ready ({WASM_TARGET}, {CHROMIUM}, {CHROMEDRIVER}, node_modules)");
+    Ok(())
+}
+
+fn rust_target() -> Result {
+    // rustup here does not install the targets named in rust-toolchain.toml by itself.
+    let installed = proc::output(Command::new("rustup").args(["target", "list", "--installed"]))
+        .map_err(|e| format!("{e}\nrustup is needed to add the {WASM_TARGET} target"))?;
+    if installed.lines().any(|line| line.trim() == WASM_TARGET) {
+        return Ok(());
+    }
+    proc::run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
+}
+
+fn rust_components() -> Result {
+    let quiet = |tool: &str| {
+        Command::new(crate::cargo())
+            .args([tool, "--version"])
+            .output()
+            .is_ok_and(|out| out.status.success())
+    };
+    if quiet("fmt") && quiet("clippy") {
+        return Ok(());
+    }
+    proc::run(Command::new("rustup").args(["component", "add", "rustfmt", "clippy"]))
+}
+
+fn chromium() -> Result {
+    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
+        return Ok(());
+    }
+    let packages = "chromium chromium-driver";
+    if !is_root() {
+        return Err(format!(
+            "{CHROMIUM} or {CHROMEDRIVER} is missing and we are not root: install the Debian packages \
+             `{packages}` together (sudo apt-get install -y {packages}), then run this again"
+        ));
+    }
+    proc::run(Command::new("apt-get").arg("update"))?;
+    // Both packages in one transaction, so the driver matches the browser's version.
+    proc::run(Command::new("apt-get").env("DEBIAN_FRONTEND", "noninteractive").args([
+        "install",
+        "-y",
+        "chromium",
+        "chromium-driver",
+    ]))?;
+    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
+        Ok(())
+    } else {
+        Err(format!(
+            "apt-get installed {packages} but {CHROMIUM} or {CHROMEDRIVER} is still missing"
+        ))
+    }
+}
+
+fn is_root() -> bool {
+    proc::output(Command::new("id").arg("-u")).is_ok_and(|uid| uid.trim() == "0")
+}
+
+fn npm_tools() -> Result {
+    let root = root();
+    let lock = root.join("package-lock.json");
+    // npm writes this hidden lockfile on every install, so its age says when node_modules was made.
+    let installed = root.join("node_modules/.package-lock.json");
+    if modified(&installed).is_some_and(|made| modified(&lock).is_some_and(|wanted| made >= wanted)) {
+        return Ok(());
+    }
+    proc::run(
+        Command::new("npm")
+            .current_dir(&root)
+            .args(["ci", "--no-audit", "--no-fund"])
+            // Neither package downloads a browser, and nothing here may: say so to any that would.
+            .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"),
+    )
+    .map_err(|e| format!("{e}\nNode 20 and npm are needed for wasm-opt (binaryen) and playwright-core"))
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    path.metadata().and_then(|m| m.modified()).ok()
+}
