@@ -1,0 +1,445 @@
+//! The collector's HTTP API driven through the router without a socket (`oneshot`): fixtures,
+//! refusals, CORS, keys, rate limits, the read, click and cookie endpoints, metrics and files.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::*;
+use utt_collector::config::{Config, RateLimit};
+
+#[tokio::test]
+async fn golden_fixtures_are_accepted_once() {
+    let mut names: Vec<_> = std::fs::read_dir(fixtures())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("batch-"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 7, "fixtures not found in {}", fixtures().display());
+    for path in names {
+        let h = Harness::new();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let n = utt::core::wire::read_batch(&text).unwrap().events.len();
+        let a = h.post(&text).await;
+        assert_eq!(a.status, StatusCode::OK, "{}: {}", path.display(), a.body);
+        assert_eq!(a.statuses(), vec!["accepted"; n], "{}", path.display());
+        assert_eq!(h.events(), n as u64);
+        // A retry of the same batch stores nothing more.
+        let again = h.post(&text).await;
+        assert_eq!(again.statuses(), vec!["duplicate"; n], "{}", path.display());
+        assert_eq!(h.events(), n as u64);
+    }
+}
+
+#[tokio::test]
+async fn journey_fixture_is_attributed() {
+    let h = Harness::new();
+    let text = std::fs::read_to_string(fixtures().join("batch-journey.json")).unwrap();
+    assert_eq!(h.post(&text).await.status, StatusCode::OK);
+    let (status, v) = h.get_json("/v1/conversions?site=demo").await;
+    assert_eq!(status, StatusCode::OK);
+    let list = v["conversions"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{v}");
+    let c = &list[0];
+    assert_eq!(c["orderId"], "ORD-1001");
+    // Money keeps its exact text, whether it came as a string or a number.
+    assert_eq!(c["amount"], "129.90");
+    assert_eq!(c["discount"], "10.00");
+    assert_eq!(c["items"][0]["price"], "119.90");
+    assert_eq!(c["items"][1]["price"], "5");
+    assert_eq!(c["custom"], serde_json::json!({"channel": "web", "giftWrap": true}));
+    assert_eq!(
+        c["attribution"],
+        serde_json::json!({"model": "last_click", "network": "impact", "param": "irclickid",
+            "clickId": "Xy12abc", "clickAt": 1764150000000u64, "crossDevice": false, "partner": null})
+    );
+    let tps: Vec<&str> = c["touchpoints"].as_array().unwrap().iter().map(|t| t["clickId"].as_str().unwrap()).collect();
+    assert_eq!(tps, ["Cj0KCQiA_BwE", "Xy12abc"]);
+    assert_eq!(c["promo"], serde_json::json!({"code": "SPRING10", "partner": "influencer-anna"}));
+    // The minimal conversion has no visitor and no promo code: nobody is credited.
+    let m = &list[1];
+    assert_eq!(m["orderId"], "ORD-1002");
+    assert_eq!(m["amount"], "20");
+    assert!(m["attribution"].is_null() && m["promo"].is_null(), "{m}");
+
+    let (_, first) = h.get_json("/v1/conversions?site=demo&model=first_click").await;
+    assert_eq!(first["conversions"][0]["attribution"]["clickId"], "Cj0KCQiA_BwE");
+    assert_eq!(first["conversions"][0]["attribution"]["model"], "first_click");
+    let (_, later) = h.get_json("/v1/conversions?site=demo&since=1764150065000").await;
+    assert_eq!(later["conversions"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn bad_envelopes_are_refused_and_nothing_is_stored() {
+    let h = Harness::new();
+    let ok_event = event(1, Some("v1"), T0, vec![], pageview());
+    let many: Vec<String> = (0..101).map(|i| event(i, Some("v1"), T0, vec![], pageview())).collect();
+    let huge = format!(
+        r#"{{"v":1,"site":"demo","sentAt":1,"events":[{ok_event}],"pad":"{}"}}"#,
+        "x".repeat(300 * 1024)
+    );
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let text = "text/plain";
+    // (content type, body, status, error field)
+    let cases: Vec<(&str, String, u16, Option<&str>)> = vec![
+        (text, "{".into(), 400, Some("body")),
+        (text, "[]".into(), 400, Some("body")),
+        (text, deep, 400, Some("body")),
+        (text, r#"{"v":2,"site":"demo","sentAt":1,"events":[]}"#.into(), 400, Some("v")),
+        (text, r#"{"v":1,"sentAt":1,"events":[]}"#.into(), 400, Some("site")),
+        (text, r#"{"v":1,"site":"de mo","sentAt":1,"events":[]}"#.into(), 400, Some("site")),
+        (text, r#"{"v":1,"site":"demo","sentAt":"x","events":[]}"#.into(), 400, Some("sentAt")),
+        (text, r#"{"v":1,"site":"demo","sentAt":1,"events":{}}"#.into(), 400, Some("events")),
+        (text, r#"{"v":1,"site":"demo","sentAt":1,"events":[]}"#.into(), 400, Some("events")),
+        (text, batch(&many), 400, Some("events")),
+        (text, format!(r#"{{"v":1,"site":"nope","sentAt":1,"events":[{ok_event}]}}"#), 404, Some("site")),
+        (text, huge, 413, Some("body")),
+        ("application/x-www-form-urlencoded", batch(&[ok_event.clone()]), 415, Some("content-type")),
+        ("", batch(&[ok_event.clone()]), 415, Some("content-type")),
+        ("text/html", batch(&[ok_event.clone()]), 415, Some("content-type")),
+    ];
+    for (ct, body, status, field) in cases {
+        let headers: Vec<(&str, &str)> = if ct.is_empty() { vec![] } else { vec![("content-type", ct)] };
+        let a = h.send("POST", "/v1/events", &headers, &body).await;
+        let short: String = body.chars().take(60).collect();
+        assert_eq!(a.status.as_u16(), status, "{short}: {}", a.body);
+        assert_eq!(a.header("content-type"), Some("application/json"), "{short}");
+        let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+        assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{short}: {}", a.body);
+        assert_eq!(v["field"].as_str(), field, "{short}: {}", a.body);
+    }
+    let invalid_utf8 = [b"{\"v\":1,\"site\":\"demo\xff\"}".as_slice()].concat();
+    let a = h.send_bytes("POST", "/v1/events", &[("content-type", "text/plain")], invalid_utf8).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.body.contains("UTF-8"), "{}", a.body);
+    assert_eq!(h.events(), 0);
+}
+
+#[tokio::test]
+async fn hostile_events_are_rejected_alone_and_never_echoed() {
+    let h = Harness::new();
+    let good = event(1, Some("v1"), T0, vec![click("irclickid", "impact", "Ok123", T0)], pageview());
+    let script = good.replace("Ok123", "<script>alert(1)</script>").replace(&uuid(1), &uuid(2));
+    let quote = good.replace("Ok123", "a\\\"onload=x").replace(&uuid(1), &uuid(3));
+    let bad_id = good.replace(&uuid(1), "not-a-uuid");
+    let future = good.replace(&format!("\"at\":{T0},\"visitor\""), "\"at\":9007199254740993,\"visitor\"").replace(&uuid(1), &uuid(4));
+    let bad_type = good.replace("\"pageview\"", "\"purchase\"").replace(&uuid(1), &uuid(5));
+    let bad_amount = event(6, Some("v1"), T0, vec![], conversion("O-1", None)).replace("\"49.90\"", "\"1e9\"");
+    let a = h.post(&batch(&[script, quote, bad_id, future, bad_type, bad_amount, good])).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(
+        a.statuses(),
+        [
+            "rejected: clicks.value: character outside the safe set",
+            "rejected: clicks.value: character outside the safe set",
+            "rejected: id: must be a lowercase UUID",
+            "rejected: at: timestamp out of range",
+            "rejected: type: unknown event type",
+            "rejected: order.amount: must be a non-negative decimal like 49.90, without exponent",
+            "accepted",
+        ]
+    );
+    assert!(!a.body.contains("script") && !a.body.contains("onload"), "{}", a.body);
+    assert_eq!(h.events(), 1);
+    assert!(h.store().has_event(&uuid(1)).unwrap());
+    assert!(!h.store().has_event(&uuid(2)).unwrap());
+}
+
+#[tokio::test]
+async fn order_ids_count_once() {
+    let h = Harness::new();
+    let first = event(1, Some("v1"), T0, vec![], conversion("ORD-9", None));
+    let reload = event(2, Some("v1"), T0 + 5_000, vec![], conversion("ORD-9", None));
+    let other = event(3, Some("v1"), T0 + 6_000, vec![], conversion("ORD-10", None));
+    let a = h.post(&batch(&[first, reload.clone(), other])).await;
+    assert_eq!(a.statuses(), ["accepted", "duplicate", "accepted"]);
+    assert_eq!(h.post(&batch(&[reload])).await.statuses(), ["duplicate"]);
+    let counts = h.store().counts().unwrap();
+    assert_eq!((counts.events, counts.conversions), (2, 2));
+    assert!(!h.store().has_event(&uuid(2)).unwrap());
+}
+
+#[tokio::test]
+async fn write_keys_and_origins() {
+    let mut config = Config::demo();
+    config.sites[0].write_key = Some("s3cret".into());
+    config.sites[0].allowed_origins = vec!["https://shop.example".into(), "http://localhost:*".into()];
+    let h = Harness::with_config(config);
+    let e = event(1, Some("v1"), T0, vec![], pageview());
+    let keyed = |k: &str| {
+        let refs = [e.as_str()];
+        utt::core::wire::write_batch("demo", Some(k), T0, &refs)
+    };
+    let ct = ("content-type", "text/plain");
+    // (origin, body, status, allowed origin echoed)
+    let cases: Vec<(Option<&str>, String, u16, Option<&str>)> = vec![
+        (None, batch(&[e.clone()]), 401, None),
+        (None, keyed("wrong"), 401, None),
+        (Some("https://shop.example"), keyed("s3cre"), 401, Some("https://shop.example")),
+        (Some("https://evil.example"), keyed("s3cret"), 403, None),
+        (Some("https://shop.example.evil.example"), keyed("s3cret"), 403, None),
+        (Some("http://localhost:5173"), keyed("s3cret"), 200, Some("http://localhost:5173")),
+        (Some("https://shop.example"), keyed("s3cret"), 200, Some("https://shop.example")),
+    ];
+    for (origin, body, status, echoed) in cases {
+        let mut headers = vec![ct];
+        if let Some(o) = origin {
+            headers.push(("origin", o));
+        }
+        let a = h.send("POST", "/v1/events", &headers, &body).await;
+        assert_eq!(a.status.as_u16(), status, "{origin:?}: {}", a.body);
+        assert_eq!(a.header("access-control-allow-origin"), echoed, "{origin:?}");
+        assert_eq!(a.header("vary"), Some("Origin"));
+        assert_eq!(a.header("access-control-allow-credentials"), None);
+    }
+    assert_eq!(h.events(), 1);
+
+    let pre = h
+        .send("OPTIONS", "/v1/events", &[("origin", "https://shop.example"), ("access-control-request-method", "POST")], "")
+        .await;
+    assert_eq!(pre.status, StatusCode::NO_CONTENT);
+    assert_eq!(pre.header("access-control-allow-origin"), Some("https://shop.example"));
+    assert!(pre.header("access-control-allow-methods").unwrap().contains("POST"));
+    let pre = h.send("OPTIONS", "/v1/events", &[("origin", "https://evil.example")], "").await;
+    assert_eq!(pre.status, StatusCode::FORBIDDEN);
+    assert_eq!(pre.header("access-control-allow-origin"), None);
+}
+
+#[tokio::test]
+async fn rate_limit_answers_429_with_retry_after() {
+    let mut config = Config::demo();
+    config.rate_limit = RateLimit {
+        per_second: 1,
+        burst: 2,
+    };
+    let h = Harness::with_config(config);
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        let a = h.post(&batch(&[event(i, Some("v1"), T0, vec![], pageview())])).await;
+        statuses.push(a.status.as_u16());
+        if a.status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(a.header("retry-after"), Some("1"));
+        }
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+    assert_eq!(h.events(), 2);
+}
+
+#[tokio::test]
+async fn cookie_endpoint() {
+    let mut config = Config::demo();
+    config.sites[0].allowed_origins.push("https://www.shop.example".into());
+    config.sites[0].window_days = 30;
+    let h = Harness::with_config(config);
+    let body = |value: &str, max_age: u64| {
+        serde_json::json!({"site": "demo", "name": "_utt", "value": value, "maxAge": max_age}).to_string()
+    };
+    let window = 30 * 86_400;
+    // (origin, host, forwarded proto, body, status, Set-Cookie)
+    let cases: Vec<(Option<&str>, &str, Option<&str>, String, u16, Option<&str>)> = vec![
+        (
+            Some("http://localhost:5173"),
+            "localhost:8080",
+            None,
+            body("v1.abc", 3600),
+            204,
+            Some("_utt=v1.abc; Path=/; Max-Age=3600; SameSite=Lax"),
+        ),
+        (
+            Some("https://www.shop.example"),
+            "collect.shop.example",
+            Some("https"),
+            body("v1.abc", window),
+            204,
+            Some("_utt=v1.abc; Path=/; Max-Age=2592000; SameSite=Lax; Domain=shop.example; Secure"),
+        ),
+        (Some("https://www.shop.example"), "collect.other.example", Some("https"), body("x", 60), 204, Some("_utt=x; Path=/; Max-Age=60; SameSite=Lax; Secure")),
+        (None, "localhost:8080", None, body("v1", 60), 403, None),
+        (Some("https://evil.example"), "localhost:8080", None, body("v1", 60), 403, None),
+        (Some("http://localhost:5173"), "localhost:8080", None, body("v1", window + 1), 400, None),
+        (Some("http://localhost:5173"), "localhost:8080", None, body("a;Domain=evil", 60), 400, None),
+        (Some("http://localhost:5173"), "localhost:8080", None, body("a b", 60), 400, None),
+        (Some("http://localhost:5173"), "localhost:8080", None, body(&"a".repeat(3801), 60), 400, None),
+        (Some("http://localhost:5173"), "localhost:8080", None, body("", 60), 400, None),
+        (
+            Some("http://localhost:5173"),
+            "localhost:8080",
+            None,
+            r#"{"site":"demo","name":"session","value":"v","maxAge":60}"#.into(),
+            400,
+            None,
+        ),
+        (
+            Some("http://localhost:5173"),
+            "localhost:8080",
+            None,
+            r#"{"site":"nope","name":"_utt","value":"v","maxAge":60}"#.into(),
+            404,
+            None,
+        ),
+    ];
+    for (origin, host, proto, body, status, cookie) in cases {
+        let mut headers = vec![("content-type", "text/plain"), ("host", host)];
+        if let Some(o) = origin {
+            headers.push(("origin", o));
+        }
+        if let Some(p) = proto {
+            headers.push(("x-forwarded-proto", p));
+        }
+        let a = h.send("POST", "/v1/cookie", &headers, &body).await;
+        assert_eq!(a.status.as_u16(), status, "{origin:?} {body}: {}", a.body);
+        assert_eq!(a.header("set-cookie"), cookie, "{origin:?} {body}");
+        if status == 204 {
+            assert_eq!(a.header("access-control-allow-origin"), origin);
+            assert_eq!(a.header("access-control-allow-credentials"), Some("true"));
+        } else if status == 403 {
+            assert_eq!(a.header("access-control-allow-origin"), None);
+        }
+    }
+}
+
+#[tokio::test]
+async fn click_debug_api_shows_only_that_click() {
+    let h = Harness::new();
+    let text = std::fs::read_to_string(fixtures().join("batch-journey.json")).unwrap();
+    h.post(&text).await;
+    let (status, v) = h.get_json("/v1/clicks/Xy12abc").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["clickId"], "Xy12abc");
+    assert_eq!(v["landings"][0]["network"], "impact");
+    assert_eq!(v["landings"][0]["param"], "irclickid");
+    assert_eq!(v["landings"][0]["path"], "/product/42");
+    assert_eq!(v["pageViews"], 1);
+    assert_eq!(v["pages"][0]["path"], "/product/42");
+    assert_eq!(v["firstSeen"], 1764150000000u64);
+    assert_eq!(v["lastSeen"], 1764150060000u64);
+    let orders: Vec<&str> = v["conversions"].as_array().unwrap().iter().map(|c| c["orderId"].as_str().unwrap()).collect();
+    assert_eq!(orders, ["ORD-1001"]);
+    let text = v.to_string();
+    for secret in ["5b0e3f0a", "86e0b9e5", "cust-77", "Cj0KCQiA_BwE", "0c9a7e52"] {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+    // The earlier partner's click is known but credited nothing under last click.
+    let (status, g) = h.get_json("/v1/clicks/Cj0KCQiA_BwE").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(g["landings"][0]["network"], "google");
+    assert_eq!(g["conversions"], serde_json::json!([]));
+    assert!(!g.to_string().contains("Xy12abc"));
+
+    let (status, e) = h.get_json("/v1/clicks/Unknown123").await;
+    assert_eq!((status, e["field"].as_str()), (StatusCode::NOT_FOUND, Some("click_id")));
+    let (status, e) = h.get_json("/v1/clicks/%3Cscript%3E").await;
+    assert_eq!((status, e["field"].as_str()), (StatusCode::BAD_REQUEST, Some("click_id")));
+    assert!(!e.to_string().contains("script"));
+    let (status, _) = h.get_json("/v1/clicks/Xy12abc?site=nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn read_api_refusals() {
+    let mut config = Config::demo();
+    config.sites[0].read_key = Some("reader".into());
+    let h = Harness::with_config(config);
+    let cases = [
+        ("/v1/conversions", 400, "site"),
+        ("/v1/conversions?site=nope", 404, "site"),
+        ("/v1/conversions?site=demo", 401, "authorization"),
+    ];
+    for (uri, status, field) in cases {
+        let (s, v) = h.get_json(uri).await;
+        assert_eq!((s.as_u16(), v["field"].as_str()), (status, Some(field)), "{uri}");
+    }
+    let auth = [("authorization", "Bearer reader")];
+    let cases = [
+        ("/v1/conversions?site=demo&since=yesterday", 400, Some("since")),
+        ("/v1/conversions?site=demo&model=linear", 400, Some("model")),
+        ("/v1/conversions?site=demo&limit=0", 400, Some("limit")),
+        ("/v1/conversions?site=demo", 200, None),
+    ];
+    for (uri, status, field) in cases {
+        let a = h.send("GET", uri, &auth, "").await;
+        let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+        assert_eq!((a.status.as_u16(), v["field"].as_str()), (status, field), "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn health_and_metrics() {
+    let h = Harness::new();
+    let (status, v) = h.get_json("/healthz").await;
+    assert_eq!((status, v["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let text = std::fs::read_to_string(fixtures().join("batch-journey.json")).unwrap();
+    h.post(&text).await;
+    h.post(&text).await;
+    h.post(&batch(&[event(1, None, T0, vec![], pageview()).replace("pageview", "bogus")])).await;
+    let a = h.send("GET", "/metrics", &[], "").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.header("content-type").unwrap().starts_with("text/plain"));
+    for line in [
+        "utt_events_total{type=\"pageview\",status=\"accepted\"} 1\n",
+        "utt_events_total{type=\"conversion\",status=\"accepted\"} 2\n",
+        "utt_events_total{type=\"conversion\",status=\"duplicate\"} 2\n",
+        "utt_events_total{type=\"unknown\",status=\"rejected\"} 1\n",
+        "utt_http_request_duration_seconds_count{route=\"/v1/events\"} 3\n",
+        "utt_http_request_duration_seconds_count{route=\"/healthz\"} 1\n",
+        "utt_writer_queue_depth 0\n",
+    ] {
+        assert!(a.body.contains(line), "missing {line:?} in\n{}", a.body);
+    }
+    let size: u64 = a
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("utt_database_size_bytes "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(size > 0);
+}
+
+#[tokio::test]
+async fn stopped_writer_answers_503() {
+    let h = Harness::new();
+    h.state.writer.close().await;
+    let a = h.post(&batch(&[event(1, Some("v"), T0, vec![], pageview())])).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(a.header("retry-after"), Some("5"));
+    let (status, _) = h.get_json("/healthz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(h.events(), 0);
+}
+
+#[tokio::test]
+async fn static_files() {
+    let files = TempDir::new("www");
+    let dist = TempDir::new("dist");
+    std::fs::write(files.join("index.html"), "<h1>demo</h1>").unwrap();
+    std::fs::create_dir(files.join("debug")).unwrap();
+    std::fs::write(files.join("debug/index.html"), "debug").unwrap();
+    std::fs::write(files.join(".secret"), "no").unwrap();
+    std::fs::write(dist.join("utt_bg.wasm"), b"\0asm").unwrap();
+    std::fs::write(dist.join("utt.js"), "export {}").unwrap();
+    std::fs::write(dist.join("index.html"), "shadowed").unwrap();
+    let h = Harness::with(Config::demo(), vec![files.0.clone(), dist.0.clone()]);
+    // (path, status, content type, cache control, body)
+    let cases = [
+        ("/", 200, Some("text/html; charset=utf-8"), Some("no-cache"), "<h1>demo</h1>"),
+        ("/debug/", 200, Some("text/html; charset=utf-8"), Some("no-cache"), "debug"),
+        ("/debug", 200, Some("text/html; charset=utf-8"), Some("no-cache"), "debug"),
+        ("/utt_bg.wasm", 200, Some("application/wasm"), Some("public, max-age=60"), "\0asm"),
+        ("/utt.js", 200, Some("text/javascript; charset=utf-8"), Some("public, max-age=60"), "export {}"),
+        ("/.secret", 404, Some("application/json"), None, ""),
+        ("/%2e%2e/%2e%2e/etc/passwd", 404, Some("application/json"), None, ""),
+        ("/missing.js", 404, Some("application/json"), None, ""),
+    ];
+    for (path, status, ct, cache, body) in cases {
+        let a = h.send("GET", path, &[], "").await;
+        assert_eq!(a.status.as_u16(), status, "{path}");
+        assert_eq!(a.header("content-type"), ct, "{path}");
+        assert_eq!(a.header("cache-control"), cache, "{path}");
+        if status == 200 {
+            assert_eq!(a.body, body, "{path}");
+        }
+    }
+    let a = h.send("DELETE", "/index.html", &[], "").await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+}

@@ -1,0 +1,238 @@
+//! Helpers shared by the collector's integration tests: temporary databases, an app over them,
+//! `oneshot` requests, and event builders.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use tower::ServiceExt;
+use utt::core::click::Click;
+use utt::core::wire::{self, Event, Kind, Order};
+use utt_collector::config::{Config, RateLimit};
+use utt_collector::sqlite::SqliteStore;
+use utt_collector::store::Store;
+use utt_collector::{app, AppState, Shared};
+
+/// A folder removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A fresh, empty folder under the system temp folder.
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "utt-collector-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    /// A path inside it.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A collector over a fresh database; the folder lives as long as the value.
+pub struct Harness {
+    pub dir: TempDir,
+    pub state: AppState,
+}
+
+impl Harness {
+    /// The demo configuration with the rate limit off.
+    pub fn new() -> Harness {
+        let mut c = Config::demo();
+        c.rate_limit = RateLimit {
+            per_second: 0,
+            burst: 0,
+        };
+        Harness::with_config(c)
+    }
+
+    /// A given configuration.
+    pub fn with_config(config: Config) -> Harness {
+        Harness::with(config, Vec::new())
+    }
+
+    /// A given configuration and static folders.
+    pub fn with(config: Config, statics: Vec<PathBuf>) -> Harness {
+        let dir = TempDir::new("h");
+        let store = SqliteStore::open(&dir.join("utt.db")).unwrap();
+        let state = Shared::new(config, Arc::new(store), statics);
+        Harness { dir, state }
+    }
+
+    /// The store, for checking what was written.
+    pub fn store(&self) -> &dyn Store {
+        self.state.store.as_ref()
+    }
+
+    /// Stored events.
+    pub fn events(&self) -> u64 {
+        self.store().counts().unwrap().events
+    }
+
+    /// Sends a request through the router without a socket.
+    pub async fn send(&self, method: &str, uri: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+        self.send_bytes(method, uri, headers, body.as_bytes().to_vec()).await
+    }
+
+    /// Sends raw bytes through the router.
+    pub async fn send_bytes(&self, method: &str, uri: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Answer {
+        let mut b = Request::builder().method(method).uri(uri);
+        for (n, v) in headers {
+            b = b.header(*n, *v);
+        }
+        let resp = app(self.state.clone())
+            .oneshot(b.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+        Answer {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    /// POSTs a batch as the tag does (text/plain).
+    pub async fn post(&self, body: &str) -> Answer {
+        self.send("POST", "/v1/events", &[("content-type", "text/plain;charset=UTF-8")], body)
+            .await
+    }
+
+    /// GETs a path and parses the JSON answer.
+    pub async fn get_json(&self, uri: &str) -> (StatusCode, serde_json::Value) {
+        let a = self.send("GET", uri, &[], "").await;
+        let v = serde_json::from_str(&a.body).unwrap_or(serde_json::Value::Null);
+        (a.status, v)
+    }
+}
+
+/// An answer from the router.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Answer {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The statuses of a 200 batch answer, in order.
+    pub fn statuses(&self) -> Vec<String> {
+        wire::read_outcomes(&self.body)
+            .unwrap_or_else(|| panic!("not an outcomes answer: {}", self.body))
+            .iter()
+            .map(|o| match &o.reason {
+                Some(r) => format!("{}: {r}", o.status.as_str()),
+                None => o.status.as_str().to_string(),
+            })
+            .collect()
+    }
+}
+
+/// The repository's golden fixtures folder.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+pub const DAY: u64 = 86_400_000;
+/// A fixed "now" for scenarios (2025-11-26).
+pub const T0: u64 = 1_764_150_000_000;
+
+/// A UUID-shaped event ID from a number.
+pub fn uuid(n: u64) -> String {
+    format!("019ac0f1-0000-7000-8000-{n:012x}")
+}
+
+/// A click.
+pub fn click(param: &str, network: &str, value: &str, at: u64) -> Click {
+    Click {
+        param: param.into(),
+        network: network.into(),
+        value: value.into(),
+        at,
+        path: "/landing".into(),
+        referrer: String::new(),
+        utm: Vec::new(),
+    }
+}
+
+/// An event of a kind for a visitor at a time, carrying clicks.
+pub fn event(n: u64, visitor: Option<&str>, at: u64, clicks: Vec<Click>, kind: Kind) -> String {
+    let e = Event {
+        id: uuid(n),
+        at,
+        visitor: visitor.map(String::from),
+        session: visitor.map(String::from),
+        url: "https://shop.example/product/42?x=1".into(),
+        referrer: String::new(),
+        clicks,
+        kind,
+    };
+    let mut s = String::new();
+    wire::write_event(&mut s, &e);
+    s
+}
+
+/// A page view.
+pub fn pageview() -> Kind {
+    Kind::PageView {
+        title: String::new(),
+        props: None,
+    }
+}
+
+/// A conversion for an order ID, with an optional promo code.
+pub fn conversion(order_id: &str, promo: Option<&str>) -> Kind {
+    Kind::Conversion(Order {
+        order_id: order_id.into(),
+        amount: Some(wire::Decimal {
+            text: "49.90".into(),
+            quoted: true,
+        }),
+        currency: Some("EUR".into()),
+        items: Vec::new(),
+        promo_code: promo.map(String::from),
+        customer_status: None,
+        discount: None,
+        custom: None,
+    })
+}
+
+/// An identify with an email hash and/or customer ID.
+pub fn identify(email_hash: Option<&str>, customer_id: Option<&str>) -> Kind {
+    Kind::Identify {
+        customer_id: customer_id.map(String::from),
+        email_hash: email_hash.map(String::from),
+    }
+}
+
+/// A demo batch of wire events.
+pub fn batch(events: &[String]) -> String {
+    let refs: Vec<&str> = events.iter().map(String::as_str).collect();
+    wire::write_batch("demo", None, T0, &refs)
+}
