@@ -149,7 +149,7 @@ fn join_glue_and_loader(glue: &str, loader: &str) -> Result<String> {
             .ok_or("src/js/loader.js has `export default` but the glue's default export was not found to drop")?;
         glue = glue.replacen(from, to, 1);
     }
-    Ok(format!("{}\n// ---- src/js/loader.js ----\n{loader}", glue.trim_end()))
+    Ok(format!("{}\n{loader}", glue.trim_end()))
 }
 
 fn read(path: &Path) -> Result<String> {
