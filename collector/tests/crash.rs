@@ -1,0 +1,117 @@
+//! Crash safety: the real `utt-collector` binary is killed with SIGKILL in the middle of
+//! ingest, restarted on the same database, and every event it acknowledged must be there.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use utt::core::wire::{self, Status};
+use utt_collector::client::Client;
+use utt_collector::sqlite::SqliteStore;
+use utt_collector::store::Store;
+
+/// Starts the binary on a free port and reads the address it prints.
+fn spawn(db: &Path, config: &Path) -> (Child, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_utt-collector"))
+        .args(["--listen", "127.0.0.1:0", "--db"])
+        .arg(db)
+        .arg("--config")
+        .arg(config)
+        .env("UTT_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("utt-collector listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .unwrap();
+    (child, addr)
+}
+
+#[tokio::test]
+async fn acknowledged_events_survive_kill_9() {
+    let dir = TempDir::new("crash");
+    let db = dir.join("utt.db");
+    let config = dir.join("utt.toml");
+    std::fs::write(
+        &config,
+        "[rate_limit]\nper_second = 0\nburst = 0\n\n[[sites]]\nid = \"demo\"\nallowed_origins = [\"http://localhost:*\"]\n",
+    )
+    .unwrap();
+    let next = Arc::new(AtomicU64::new(1));
+    let mut acknowledged: Vec<String> = Vec::new();
+    let mut orders: Vec<String> = Vec::new();
+    // Kill at a different point of the load each round.
+    for kill_after_ms in [150u64, 400, 700] {
+        let (mut child, addr) = spawn(&db, &config);
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let next = next.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut acked = Vec::new();
+                let Ok(mut c) = Client::connect(addr).await else { return acked };
+                loop {
+                    let first = next.fetch_add(10, Ordering::Relaxed);
+                    let mut events: Vec<String> =
+                        (first..first + 9).map(|n| event(n, Some("v"), T0, vec![], pageview())).collect();
+                    events.push(event(first + 9, Some("v"), T0, vec![], conversion(&format!("ORD-{first}"), None)));
+                    // A connection cut by the kill ends this client; what it had acknowledged stands.
+                    let Ok(a) = c.post("/v1/events", "text/plain", batch(&events).as_bytes()).await else {
+                        return acked;
+                    };
+                    assert_eq!(a.status, 200, "{}", a.text());
+                    for o in wire::read_outcomes(&a.text()).unwrap() {
+                        assert_eq!(o.status, Status::Accepted);
+                        acked.push(o.id.unwrap());
+                    }
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(kill_after_ms)).await;
+        child.kill().unwrap(); // SIGKILL: no shutdown code runs.
+        child.wait().unwrap();
+        for t in tasks {
+            let acked = t.await.unwrap();
+            for chunk in acked.chunks(10) {
+                if chunk.len() == 10 {
+                    orders.push(format!("ORD-{}", chunk[0].rsplit('-').next().map_or(0, |h| u64::from_str_radix(h, 16).unwrap())));
+                }
+            }
+            acknowledged.extend(acked);
+        }
+    }
+    assert!(acknowledged.len() > 100, "the load did not run: {} acknowledged", acknowledged.len());
+
+    // Restart on the same database: the read API lists every acknowledged order.
+    let (mut child, addr) = spawn(&db, &config);
+    let mut c = Client::connect(addr).await.unwrap();
+    let a = c.get("/v1/conversions?site=demo&limit=10000").await.unwrap();
+    assert_eq!(a.status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+    let listed: std::collections::HashSet<&str> =
+        v["conversions"].as_array().unwrap().iter().map(|c| c["orderId"].as_str().unwrap()).collect();
+    for o in &orders {
+        assert!(listed.contains(o.as_str()), "{o} acknowledged but missing after restart");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // And every acknowledged event ID is stored.
+    let store = SqliteStore::open(&db).unwrap();
+    for id in &acknowledged {
+        assert!(store.has_event(id).unwrap(), "{id} acknowledged but missing after kill -9");
+    }
+    assert!(store.counts().unwrap().events >= acknowledged.len() as u64);
+}
