@@ -177,21 +177,12 @@ pub fn parse_u64(s: &str) -> Option<u64> {
     Some(n)
 }
 
-/// Appends `n` in decimal.
-pub fn write_u64(out: &mut String, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+/// Appends `n` in decimal (without `core::fmt`, which would cost the tag kilobytes).
+pub fn write_u64(out: &mut String, n: u64) {
+    if n >= 10 {
+        write_u64(out, n / 10);
     }
-    for &b in &buf[i..] {
-        out.push(b as char);
-    }
+    out.push((b'0' + (n % 10) as u8) as char);
 }
 
 /// Appends `s` as a JSON string literal. Besides the required escapes, `<`, `>` and `&` are
@@ -353,7 +344,11 @@ impl Parser<'_> {
             }
         }
         // The bytes are ASCII digits and signs, so this slice is valid UTF-8.
-        let text = core::str::from_utf8(&self.b[start..self.i]).map_err(|_| JsonError::Syntax)?;
+        let text = self
+            .b
+            .get(start..self.i)
+            .and_then(|b| core::str::from_utf8(b).ok())
+            .ok_or(JsonError::Syntax)?;
         Ok(Json::Num(String::from(text)))
     }
 
@@ -387,7 +382,8 @@ impl Parser<'_> {
                 self.i += 1;
             }
             if self.i > start {
-                s.push_str(core::str::from_utf8(&self.b[start..self.i]).map_err(|_| JsonError::Syntax)?);
+                let run = self.b.get(start..self.i).and_then(|b| core::str::from_utf8(b).ok());
+                s.push_str(run.ok_or(JsonError::Syntax)?);
             }
             match self.peek().ok_or(JsonError::Eof)? {
                 b'"' => {

@@ -14,3 +14,17 @@ pub mod store;
 pub mod tracker;
 pub mod url;
 pub mod wire;
+
+use alloc::vec::Vec;
+
+/// `Vec::remove` without its panic path: the tag carries no panic formatting, so every index is
+/// checked first and a bad one is simply nothing.
+pub(crate) fn remove_at<T>(v: &mut Vec<T>, at: usize) -> Option<T> {
+    (at < v.len()).then(|| v.remove(at))
+}
+
+/// `Vec::insert` without its panic path (an index past the end appends).
+pub(crate) fn insert_at<T>(v: &mut Vec<T>, at: usize, item: T) {
+    let at = at.min(v.len());
+    v.insert(at, item);
+}

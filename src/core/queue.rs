@@ -71,7 +71,7 @@ impl Queue {
         let mut evicted = None;
         if self.items.len() >= MAX_ITEMS {
             let at = self.items.iter().position(|p| !p.conversion).unwrap_or(0);
-            evicted = Some(self.items.remove(at).id);
+            evicted = super::remove_at(&mut self.items, at).map(|p| p.id);
         }
         self.items.push(Pending {
             id,
@@ -179,14 +179,15 @@ impl Queue {
                     out.delivered += 1;
                 }
                 Err(reason) => {
-                    let p = self.forget(at);
-                    out.dropped.push((p.id, reason));
+                    if let Some(p) = self.forget(at) {
+                        out.dropped.push((p.id, reason));
+                    }
                 }
                 Ok(false) => {
-                    let p = &mut self.items[at];
+                    let Some(p) = self.items.get_mut(at) else { continue };
                     p.in_flight = false;
                     p.attempts = p.attempts.saturating_add(1);
-                    p.not_before = now + retry::next_delay(p.attempts - 1, jitter, wait);
+                    p.not_before = now.saturating_add(retry::next_delay(p.attempts - 1, jitter, wait));
                     out.retrying += 1;
                 }
             }
@@ -195,13 +196,13 @@ impl Queue {
         out
     }
 
-    fn forget(&mut self, at: usize) -> Pending {
-        let p = self.items.remove(at);
+    fn forget(&mut self, at: usize) -> Option<Pending> {
+        let p = super::remove_at(&mut self.items, at)?;
         if self.acked.len() >= ACKED_MEMORY {
-            self.acked.remove(0);
+            super::remove_at(&mut self.acked, 0);
         }
         self.acked.push(p.id.clone());
-        p
+        Some(p)
     }
 
     /// Drops everything (consent withdrawn).
@@ -243,22 +244,31 @@ impl Queue {
     }
 
     /// Adds the events of a stored copy (this page's earlier self, or another tab's) that this
-    /// queue does not have and has not seen acknowledged. Entries that do not validate as
-    /// events are ignored: storage is not trusted.
+    /// queue does not have and has not seen acknowledged. Storage is not trusted: an entry must
+    /// be an object with a UUID `id` and a known `type`, or it is ignored. The collector
+    /// validates every field again; the tag checks only what it needs to file the entry, which
+    /// keeps the full event reader out of the wasm.
     pub fn merge_stored(&mut self, text: &str) {
         let Ok(Json::Arr(list)) = json::parse(text) else { return };
         for entry in list {
             let Some(e) = entry.get("e") else { continue };
-            let Ok(event) = wire::read_event(e) else { continue };
-            if self.items.iter().any(|p| p.id == event.id) || self.acked.contains(&event.id) {
+            let Some(id) = e.get("id").and_then(Json::as_str).filter(|id| wire::is_uuid(id)) else {
+                continue;
+            };
+            let conversion = match e.get("type").and_then(Json::as_str) {
+                Some("conversion") => true,
+                Some("pageview" | "identify" | "event" | "consent") => false,
+                _ => continue,
+            };
+            if self.items.iter().any(|p| p.id == id) || self.acked.iter().any(|a| a == id) {
                 continue;
             }
             if self.items.len() >= MAX_ITEMS {
                 break;
             }
             self.items.push(Pending {
-                conversion: matches!(event.kind, wire::Kind::Conversion(_)),
-                id: event.id,
+                conversion,
+                id: String::from(id),
                 body: e.to_text(),
                 attempts: entry.get("a").and_then(Json::as_u64).unwrap_or(0).min(64) as u32,
                 not_before: entry.get("n").and_then(Json::as_u64).unwrap_or(0),

@@ -151,10 +151,10 @@ fn drop_one(clicks: &mut Vec<Click>) {
     }
     match oldest {
         Some((i, _)) => {
-            clicks.remove(i);
+            super::remove_at(clicks, i);
         }
         None if !clicks.is_empty() => {
-            clicks.remove(0);
+            super::remove_at(clicks, 0);
         }
         None => {}
     }
@@ -194,11 +194,11 @@ pub fn merge(a: Option<Record>, b: Option<Record>) -> Option<Record> {
             if clicks.get(i).is_some_and(|o| o.at <= c.at) {
                 continue;
             }
-            clicks.remove(i);
+            super::remove_at(&mut clicks, i);
         }
         // Insert after every click of the same time, so equal times keep `a`'s order first.
         let at = clicks.iter().position(|o| o.at > c.at).unwrap_or(clicks.len());
-        clicks.insert(at, c);
+        super::insert_at(&mut clicks, at, c);
     }
     let mut r = if b.written > a.written { b } else { a };
     r.clicks = clicks;

@@ -48,12 +48,16 @@ impl Store for MemoryStore {
         if self.broken {
             return Err(Broken);
         }
-        Ok(self.map.borrow().iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()))
+        let map = self.map.try_borrow().map_err(|_| Broken)?;
+        Ok(map.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()))
     }
 
     fn set(&self, key: &str, value: &str, _max_age: u64) -> Result<(), Broken> {
         self.remove(key)?;
-        self.map.borrow_mut().push((String::from(key), String::from(value)));
+        self.map
+            .try_borrow_mut()
+            .map_err(|_| Broken)?
+            .push((String::from(key), String::from(value)));
         Ok(())
     }
 
@@ -61,7 +65,7 @@ impl Store for MemoryStore {
         if self.broken {
             return Err(Broken);
         }
-        self.map.borrow_mut().retain(|(k, _)| k != key);
+        self.map.try_borrow_mut().map_err(|_| Broken)?.retain(|(k, _)| k != key);
         Ok(())
     }
 }
@@ -127,13 +131,19 @@ pub fn cookie_domains(host: &str) -> Vec<&str> {
     if is_ip || !host.contains('.') || host.ends_with(".localhost") {
         return Vec::new();
     }
+    // Byte scanning and `get` rather than `rfind` and slicing: no panic paths in the tag.
     let mut out = Vec::new();
-    let mut at = host.len();
-    while let Some(dot) = host[..at].rfind('.') {
-        if at != host.len() {
-            out.push(&host[dot + 1..]);
+    let bytes = host.as_bytes();
+    let mut seen_dot = false;
+    for i in (0..bytes.len()).rev() {
+        if bytes.get(i) == Some(&b'.') {
+            if seen_dot {
+                if let Some(d) = host.get(i + 1..) {
+                    out.push(d);
+                }
+            }
+            seen_dot = true;
         }
-        at = dot;
     }
     out.push(host);
     out

@@ -303,7 +303,7 @@ impl Tracker {
                     return Reply::Duplicate(order.order_id);
                 }
                 if self.orders.len() >= ORDER_MEMORY {
-                    self.orders.remove(0);
+                    super::remove_at(&mut self.orders, 0);
                 }
                 self.orders.push(order.order_id.clone());
                 self.orders_dirty = true;
@@ -501,7 +501,12 @@ impl Tracker {
                 ));
             }
             if self.orders_dirty {
-                w.push((keys::ORDERS, Some(self.orders.join("\n"))));
+                let mut text = String::new();
+                for o in &self.orders {
+                    text.push_str(o);
+                    text.push('\n');
+                }
+                w.push((keys::ORDERS, Some(text)));
             }
             if self.consent_dirty {
                 w.push((keys::CONSENT, Some(String::from("granted"))));
@@ -582,7 +587,7 @@ impl Tracker {
 
     fn log_send(&mut self, at: u64, via: &'static str, events: usize, status: u16, settled: Settled) {
         if self.sends.len() >= SEND_LOG {
-            self.sends.remove(0);
+            super::remove_at(&mut self.sends, 0);
         }
         self.sends.push(SendLog {
             at,

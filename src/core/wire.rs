@@ -21,11 +21,11 @@ pub const VERSION: u64 = 1;
 pub mod limits {
     /// Events in one batch.
     pub const MAX_EVENTS: usize = 100;
-    /// Characters of a URL or referrer.
+    /// Bytes of a URL or referrer.
     pub const MAX_URL: usize = 2048;
-    /// Characters of a name, ID or other short string.
+    /// Bytes of a name, ID or other short string.
     pub const MAX_SHORT: usize = 128;
-    /// Characters of a page title or item name.
+    /// Bytes of a page title or item name.
     pub const MAX_TEXT: usize = 512;
     /// Clicks carried by one event.
     pub const MAX_CLICKS: usize = 20;
@@ -471,7 +471,7 @@ pub fn read_batch(text: &str) -> Result<Batch, Invalid> {
 fn req_str(v: &Json, key: &str, field: &'static str, max: usize) -> Result<String, Invalid> {
     match v.get(key) {
         Some(Json::Str(s)) if s.is_empty() => Err(bad(field, "must not be empty")),
-        Some(Json::Str(s)) if s.chars().count() > max => Err(bad(field, "too long")),
+        Some(Json::Str(s)) if s.len() > max => Err(bad(field, "too long")),
         Some(Json::Str(s)) if s.chars().any(char::is_control) => Err(bad(field, "must not contain control characters")),
         Some(Json::Str(s)) => Ok(s.clone()),
         Some(_) => Err(bad(field, "must be a string")),

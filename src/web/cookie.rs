@@ -1,0 +1,105 @@
+//! The first-party cookie jar as a [`Store`]: `SameSite=Lax`, `Path=/`, `Secure` on https, and
+//! the domain `auto` (the highest domain the browser accepts, never a public suffix).
+
+use alloc::string::String;
+use core::cell::RefCell;
+
+use wasm_bindgen::JsCast;
+use web_sys::HtmlDocument;
+
+use crate::core::store::{cookie_domains, Broken, Store};
+
+/// `document.cookie`, behind the [`Store`] trait.
+pub struct CookieStore {
+    doc: Option<HtmlDocument>,
+    host: String,
+    secure: bool,
+    /// `None` until probed; then `Some(None)` for a host-only cookie or `Some(Some(domain))`.
+    domain: RefCell<Option<Option<String>>>,
+}
+
+impl CookieStore {
+    /// The page's cookie jar; `domain` is the configured cookie domain (`None` for `auto`).
+    pub fn new(domain: Option<String>) -> CookieStore {
+        let window = web_sys::window();
+        let doc = window
+            .as_ref()
+            .and_then(|w| w.document())
+            .map(|d| d.unchecked_into::<HtmlDocument>());
+        let location = window.map(|w| w.location());
+        let host = location.as_ref().and_then(|l| l.hostname().ok()).unwrap_or_default();
+        let secure = location.and_then(|l| l.protocol().ok()).is_some_and(|p| p == "https:");
+        CookieStore {
+            doc,
+            host,
+            secure,
+            domain: RefCell::new(domain.map(Some)),
+        }
+    }
+
+    fn raw_get(&self, key: &str) -> Result<Option<String>, Broken> {
+        let all = self.doc.as_ref().ok_or(Broken)?.cookie().map_err(|_| Broken)?;
+        Ok(all
+            .split(';')
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| String::from(v)))
+    }
+
+    fn write(&self, key: &str, value: &str, max_age: u64, domain: Option<&str>) -> Result<(), Broken> {
+        let mut c = String::from(key);
+        c.push('=');
+        c.push_str(value);
+        c.push_str("; Path=/; SameSite=Lax; Max-Age=");
+        crate::core::json::write_u64(&mut c, max_age);
+        if self.secure {
+            c.push_str("; Secure");
+        }
+        if let Some(d) = domain {
+            c.push_str("; Domain=");
+            c.push_str(d);
+        }
+        self.doc.as_ref().ok_or(Broken)?.set_cookie(&c).map_err(|_| Broken)
+    }
+
+    /// The domain in force, probing from the highest candidate down the first time: the browser
+    /// silently refuses a cookie for a public suffix, so the first that reads back is the one.
+    pub fn domain(&self) -> Option<String> {
+        if let Some(d) = self.domain.try_borrow().ok().and_then(|d| d.clone()) {
+            return d;
+        }
+        let mut found = None;
+        for d in cookie_domains(&self.host) {
+            if self.write("_utt_t", "1", 10, Some(d)).is_ok() && self.raw_get("_utt_t").ok().flatten().is_some() {
+                let _ = self.write("_utt_t", "", 0, Some(d));
+                found = Some(String::from(d));
+                break;
+            }
+        }
+        if let Ok(mut d) = self.domain.try_borrow_mut() {
+            *d = Some(found.clone());
+        }
+        found
+    }
+}
+
+impl Store for CookieStore {
+    fn get(&self, key: &str) -> Result<Option<String>, Broken> {
+        self.raw_get(key)
+    }
+
+    fn set(&self, key: &str, value: &str, max_age: u64) -> Result<(), Broken> {
+        let domain = self.domain();
+        self.write(key, value, max_age, domain.as_deref())?;
+        // A cookie that does not read back was refused (cookies disabled, too large).
+        match self.raw_get(key)? {
+            Some(v) if v == value => Ok(()),
+            _ => Err(Broken),
+        }
+    }
+
+    fn remove(&self, key: &str) -> Result<(), Broken> {
+        let domain = self.domain();
+        self.write(key, "", 0, domain.as_deref())
+    }
+}
