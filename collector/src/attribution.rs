@@ -109,7 +109,9 @@ mod tests {
     fn check(model: Model, touches: &[Touch], promo: Option<(&str, &str)>, want: &str) {
         let a = attribute(CONV, WINDOW, model, touches, promo);
         let credit = match &a.credit {
-            Some(Credit::Click(m, t)) => format!("{}:{}{}", m.as_str(), t.value, if t.cross_device { "(x)" } else { "" }),
+            Some(Credit::Click(m, t)) => {
+                format!("{}:{}{}", m.as_str(), t.value, if t.cross_device { "(x)" } else { "" })
+            }
             Some(Credit::Promo(p)) => format!("promo_code:{p}"),
             None => "none".into(),
         };
@@ -118,46 +120,101 @@ mod tests {
         assert_eq!(got, want);
     }
 
+    /// A row of the rules table: model, touches, promo (code, partner), expected rendering.
+    type Case = (Model, Vec<Touch>, Option<(&'static str, &'static str)>, &'static str);
+
     #[test]
     fn rules() {
         let anna = Some(("SPRING10", "influencer-anna"));
-        let cases: Vec<(Model, Vec<Touch>, Option<(&str, &str)>, &str)> = vec![
+        let cases: Vec<Case> = vec![
             (Model::LastClick, vec![], None, "none []"),
-            (Model::LastClick, vec![touch("impact", "A", CONV - DAY, false)], None, "last_click:A [A]"),
+            (
+                Model::LastClick,
+                vec![touch("impact", "A", CONV - DAY, false)],
+                None,
+                "last_click:A [A]",
+            ),
             // Several partners: the last wins, all are kept.
             (
                 Model::LastClick,
-                vec![touch("google", "G", CONV - 5 * DAY, false), touch("impact", "I", CONV - DAY, false)],
+                vec![
+                    touch("google", "G", CONV - 5 * DAY, false),
+                    touch("impact", "I", CONV - DAY, false),
+                ],
                 None,
                 "last_click:I [G,I]",
             ),
             (
                 Model::FirstClick,
-                vec![touch("impact", "I", CONV - DAY, false), touch("google", "G", CONV - 5 * DAY, false)],
+                vec![
+                    touch("impact", "I", CONV - DAY, false),
+                    touch("google", "G", CONV - 5 * DAY, false),
+                ],
                 None,
                 "first_click:G [G,I]",
             ),
             // Outside the window, or after the conversion: not a candidate.
-            (Model::LastClick, vec![touch("impact", "OLD", CONV - WINDOW - 1, false)], None, "none []"),
-            (Model::LastClick, vec![touch("impact", "EDGE", CONV - WINDOW, false)], None, "last_click:EDGE [EDGE]"),
-            (Model::LastClick, vec![touch("impact", "LATER", CONV + 1, false)], None, "none []"),
-            (Model::LastClick, vec![touch("impact", "SAME", CONV, false)], None, "last_click:SAME [SAME]"),
-            // Promo code: credit only without a click candidate, reported either way.
-            (Model::LastClick, vec![], anna, "promo_code:influencer-anna []"),
-            (Model::LastClick, vec![touch("impact", "I", CONV - DAY, false)], anna, "last_click:I [I]"),
-            (Model::LastClick, vec![touch("impact", "OLD", 1, false)], anna, "promo_code:influencer-anna []"),
-            // Cross-device: a linked device's click is a candidate like any other.
-            (Model::LastClick, vec![touch("impact", "L", CONV - DAY, true)], None, "last_click:L(x) [L]"),
             (
                 Model::LastClick,
-                vec![touch("google", "G", CONV - 2 * DAY, false), touch("impact", "L", CONV - DAY, true)],
+                vec![touch("impact", "OLD", CONV - WINDOW - 1, false)],
+                None,
+                "none []",
+            ),
+            (
+                Model::LastClick,
+                vec![touch("impact", "EDGE", CONV - WINDOW, false)],
+                None,
+                "last_click:EDGE [EDGE]",
+            ),
+            (
+                Model::LastClick,
+                vec![touch("impact", "LATER", CONV + 1, false)],
+                None,
+                "none []",
+            ),
+            (
+                Model::LastClick,
+                vec![touch("impact", "SAME", CONV, false)],
+                None,
+                "last_click:SAME [SAME]",
+            ),
+            // Promo code: credit only without a click candidate, reported either way.
+            (Model::LastClick, vec![], anna, "promo_code:influencer-anna []"),
+            (
+                Model::LastClick,
+                vec![touch("impact", "I", CONV - DAY, false)],
+                anna,
+                "last_click:I [I]",
+            ),
+            (
+                Model::LastClick,
+                vec![touch("impact", "OLD", 1, false)],
+                anna,
+                "promo_code:influencer-anna []",
+            ),
+            // Cross-device: a linked device's click is a candidate like any other.
+            (
+                Model::LastClick,
+                vec![touch("impact", "L", CONV - DAY, true)],
+                None,
+                "last_click:L(x) [L]",
+            ),
+            (
+                Model::LastClick,
+                vec![
+                    touch("google", "G", CONV - 2 * DAY, false),
+                    touch("impact", "L", CONV - DAY, true),
+                ],
                 None,
                 "last_click:L(x) [G,L]",
             ),
             // The same click recorded on both devices counts once, as the converting device's.
             (
                 Model::LastClick,
-                vec![touch("impact", "S", CONV - DAY, true), touch("impact", "S", CONV - DAY, false)],
+                vec![
+                    touch("impact", "S", CONV - DAY, true),
+                    touch("impact", "S", CONV - DAY, false),
+                ],
                 None,
                 "last_click:S [S]",
             ),

@@ -55,14 +55,12 @@ impl Client {
     }
 
     /// Sends a request with extra header lines (`"Name: value"`) and reads the answer.
-    pub async fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        headers: &[&str],
-        body: &[u8],
-    ) -> io::Result<Answer> {
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n", self.addr, body.len());
+    pub async fn request(&mut self, method: &str, path: &str, headers: &[&str], body: &[u8]) -> io::Result<Answer> {
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
         for h in headers {
             head.push_str(h);
             head.push_str("\r\n");
@@ -109,7 +107,10 @@ impl Client {
             .map(|(_, v)| v.parse().map_err(|_| bad("bad content-length")))
             .transpose()?
             .unwrap_or(0);
-        if headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked")) {
+        if headers
+            .iter()
+            .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"))
+        {
             return Err(bad("chunked answers are not supported"));
         }
         let start = head_end + 4;

@@ -124,7 +124,10 @@ impl Config {
                 && s.id.len() <= 128
                 && s.id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
             if !ok_id {
-                return Err(ConfigError(format!("config: site id {:?} must be letters, digits, '-', '_' or '.'", s.id)));
+                return Err(ConfigError(format!(
+                    "config: site id {:?} must be letters, digits, '-', '_' or '.'",
+                    s.id
+                )));
             }
             if self.sites[..i].iter().any(|o| o.id == s.id) {
                 return Err(ConfigError(format!("config: site id {:?} appears twice", s.id)));
@@ -138,7 +141,10 @@ impl Config {
                 }
             }
             if s.window_days == 0 || s.window_days > 3650 {
-                return Err(ConfigError(format!("config: site {:?}: window_days must be 1..=3650", s.id)));
+                return Err(ConfigError(format!(
+                    "config: site {:?}: window_days must be 1..=3650",
+                    s.id
+                )));
             }
         }
         Ok(())
@@ -247,10 +253,22 @@ mod tests {
         let bad = [
             ("sites = []", "at least one site"),
             ("[[sites]]\nid = \"a b\"\nallowed_origins = []", "must be letters"),
-            ("[[sites]]\nid = \"a\"\nallowed_origins = [\"shop.example\"]", "must look like"),
-            ("[[sites]]\nid = \"a\"\nallowed_origins = []\nwindow_days = 0", "window_days"),
-            ("[[sites]]\nid = \"a\"\nallowed_origins = []\n[[sites]]\nid = \"a\"\nallowed_origins = []", "twice"),
-            ("[[sites]]\nid = \"a\"\nallowed_origins = []\nwrite_kee = \"x\"", "unknown field"),
+            (
+                "[[sites]]\nid = \"a\"\nallowed_origins = [\"shop.example\"]",
+                "must look like",
+            ),
+            (
+                "[[sites]]\nid = \"a\"\nallowed_origins = []\nwindow_days = 0",
+                "window_days",
+            ),
+            (
+                "[[sites]]\nid = \"a\"\nallowed_origins = []\n[[sites]]\nid = \"a\"\nallowed_origins = []",
+                "twice",
+            ),
+            (
+                "[[sites]]\nid = \"a\"\nallowed_origins = []\nwrite_kee = \"x\"",
+                "unknown field",
+            ),
         ];
         for (text, want) in bad {
             let err = Config::from_toml(text).unwrap_err().0;

@@ -13,18 +13,47 @@ pub const MAX_VALUE: usize = 3800;
 pub fn valid_value(v: &str) -> bool {
     !v.is_empty()
         && v.len() <= MAX_VALUE
-        && v
-            .bytes()
+        && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'()*+-./:<=>?@[]^_`{|}~".contains(&b))
 }
 
 /// Suffixes under which anyone can register a name (a small part of the public suffix list:
 /// the multi-label ones merchants meet most). A cookie for one of them is refused by browsers.
 const PUBLIC_SUFFIXES: &[&str] = &[
-    "co.uk", "org.uk", "ac.uk", "gov.uk", "me.uk", "com.au", "net.au", "org.au", "co.nz", "co.jp", "ne.jp",
-    "com.br", "com.cn", "co.in", "co.za", "com.mx", "com.tr", "co.kr", "com.sg", "com.hk", "github.io",
-    "vercel.app", "netlify.app", "herokuapp.com", "pages.dev", "workers.dev", "web.app", "firebaseapp.com",
-    "azurewebsites.net", "cloudfront.net", "appspot.com", "fly.dev", "onrender.com", "glitch.me",
+    "co.uk",
+    "org.uk",
+    "ac.uk",
+    "gov.uk",
+    "me.uk",
+    "com.au",
+    "net.au",
+    "org.au",
+    "co.nz",
+    "co.jp",
+    "ne.jp",
+    "com.br",
+    "com.cn",
+    "co.in",
+    "co.za",
+    "com.mx",
+    "com.tr",
+    "co.kr",
+    "com.sg",
+    "com.hk",
+    "github.io",
+    "vercel.app",
+    "netlify.app",
+    "herokuapp.com",
+    "pages.dev",
+    "workers.dev",
+    "web.app",
+    "firebaseapp.com",
+    "azurewebsites.net",
+    "cloudfront.net",
+    "appspot.com",
+    "fly.dev",
+    "onrender.com",
+    "glitch.me",
 ];
 
 /// The host of an origin or URL (`https://www.shop.example:8443/x` → `www.shop.example`).
@@ -50,7 +79,11 @@ pub fn registrable(host: &str) -> Option<String> {
     }
     let labels: Vec<&str> = host.split('.').collect();
     let last_two = labels[labels.len() - 2..].join(".");
-    let take = if PUBLIC_SUFFIXES.contains(&last_two.as_str()) { 3 } else { 2 };
+    let take = if PUBLIC_SUFFIXES.contains(&last_two.as_str()) {
+        3
+    } else {
+        2
+    };
     if labels.len() < take {
         return None;
     }
@@ -136,7 +169,10 @@ mod tests {
 
     #[test]
     fn set_cookie_line() {
-        assert_eq!(set_cookie("v", 60, false, None), "_utt=v; Path=/; Max-Age=60; SameSite=Lax");
+        assert_eq!(
+            set_cookie("v", 60, false, None),
+            "_utt=v; Path=/; Max-Age=60; SameSite=Lax"
+        );
         assert_eq!(
             set_cookie("v", 60, true, Some("shop.example")),
             "_utt=v; Path=/; Max-Age=60; SameSite=Lax; Domain=shop.example; Secure"

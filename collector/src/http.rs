@@ -125,7 +125,7 @@ fn client_ip(s: &Shared, req: &Request) -> IpAddr {
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -136,7 +136,10 @@ fn cors(resp: &mut Response, origin: Option<&str>, credentials: bool) {
     if let Some(v) = origin.and_then(|o| HeaderValue::from_str(o).ok()) {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
         if credentials {
-            h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
         }
     }
 }
@@ -150,14 +153,13 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), AppError> {
     }
 }
 
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<String, AppError> {
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, AppError> {
     let declared = header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(AppError::TooLarge(limit));
     }
     let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+        let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
             || e.to_string().contains("length limit");
         if too_large {
             AppError::TooLarge(limit)
@@ -165,7 +167,11 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Stri
             AppError::bad("body", "could not be read")
         }
     })?;
-    String::from_utf8(bytes.to_vec()).map_err(|_| AppError::bad("body", "must be UTF-8"))
+    Ok(bytes)
+}
+
+fn utf8(bytes: &Bytes) -> Result<&str, AppError> {
+    std::str::from_utf8(bytes).map_err(|_| AppError::bad("body", "must be UTF-8"))
 }
 
 fn key_matches(expected: &str, given: Option<&str>) -> bool {
@@ -187,8 +193,14 @@ async fn preflight(State(s): State<AppState>, headers: HeaderMap) -> Response {
     let mut resp = StatusCode::NO_CONTENT.into_response();
     cors(&mut resp, Some(origin), true);
     let h = resp.headers_mut();
-    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST, OPTIONS"));
-    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Content-Type"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Content-Type"),
+    );
     h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
     resp
 }
@@ -218,8 +230,8 @@ async fn ingest(
         .map_err(AppError::TooManyRequests)?;
     let (parts, body) = req.into_parts();
     check_content_type(&parts.headers)?;
-    let text = read_body(&parts.headers, body, MAX_BODY).await?;
-    let batch = wire::read_batch(&text).map_err(|e| AppError::bad(e.field, e.reason))?;
+    let bytes = read_body(&parts.headers, body, MAX_BODY).await?;
+    let batch = wire::read_batch(utf8(&bytes)?).map_err(|e| AppError::bad(e.field, e.reason))?;
     let site = s.config.site(&batch.site).ok_or(AppError::NotFound("site", "site"))?;
     match origin {
         Some(o) if !site.allows(o) => {
@@ -329,8 +341,8 @@ async fn set_cookie(
         .map_err(AppError::TooManyRequests)?;
     let (parts, body) = req.into_parts();
     check_content_type(&parts.headers)?;
-    let text = read_body(&parts.headers, body, 8 * 1024).await?;
-    let r: CookieRequest = serde_json::from_str(&text).map_err(|e| AppError::bad("body", &e.to_string()))?;
+    let bytes = read_body(&parts.headers, body, 8 * 1024).await?;
+    let r: CookieRequest = serde_json::from_str(utf8(&bytes)?).map_err(|e| AppError::bad("body", &e.to_string()))?;
     let site = s.config.site(&r.site).ok_or(AppError::NotFound("site", "site"))?;
     // Only a page of the site may have the collector set its cookie: no Origin, no cookie.
     let origin = origin.filter(|o| site.allows(o)).ok_or(AppError::Forbidden("origin"))?;
@@ -576,7 +588,9 @@ async fn get_click(
             .conversions_near_click(&id, site.as_deref(), 200)
             .map_err(|e| AppError::Internal(e.0))?
         {
-            let Some(conf) = state.config.site(&c.site) else { continue };
+            let Some(conf) = state.config.site(&c.site) else {
+                continue;
+            };
             let a = attribute(store, conf, &c, Model::LastClick)?;
             if let Some(Credit::Click(_, t)) = &a.credit {
                 if t.value == id {
@@ -626,7 +640,9 @@ async fn healthz(State(s): State<AppState>) -> Response {
 
 async fn metrics(State(s): State<AppState>) -> Response {
     let store = s.store.clone();
-    let size = tokio::task::spawn_blocking(move || store.size_bytes()).await.unwrap_or(0);
+    let size = tokio::task::spawn_blocking(move || store.size_bytes())
+        .await
+        .unwrap_or(0);
     let text = s.metrics.render(s.writer.queue_depth(), size);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
@@ -639,7 +655,10 @@ async fn static_file(State(s): State<AppState>, req: Request) -> Response {
         return AppError::NotFound("file", "path").into_response();
     };
     let dirs = s.statics.clone();
-    let found = tokio::task::spawn_blocking(move || statics::find(&dirs, &rel)).await.ok().flatten();
+    let found = tokio::task::spawn_blocking(move || statics::find(&dirs, &rel))
+        .await
+        .ok()
+        .flatten();
     let Some(path) = found else {
         return AppError::NotFound("file", "path").into_response();
     };

@@ -11,7 +11,13 @@ use utt_collector::config::Config;
 use utt_collector::sqlite::SqliteStore;
 use utt_collector::{serve, shutdown_signal, Shared};
 
-const USAGE: &str = "usage: utt-collector [--listen 127.0.0.1:8080] [--db ./utt.db] [--config utt.toml] [--static DIR]...
+// The request path allocates many small strings (decoded JSON, events); mimalloc frees them
+// from other threads far more cheaply than glibc's allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const USAGE: &str =
+    "usage: utt-collector [--listen 127.0.0.1:8080] [--db ./utt.db] [--config utt.toml] [--static DIR]...
 
   --listen ADDR   address to listen on (port 0 picks a free port; the address is printed)
   --db PATH       the SQLite database file (created if missing)
@@ -103,7 +109,9 @@ fn run(args: Args) -> Result<(), String> {
         println!("utt-collector listening on http://{addr}");
         let _ = std::io::stdout().flush();
         let state = Shared::new(config, Arc::new(store), args.statics);
-        serve(listener, state, shutdown_signal()).await.map_err(|e| e.to_string())
+        serve(listener, state, shutdown_signal())
+            .await
+            .map_err(|e| e.to_string())
     })?;
     tracing::info!("stopped");
     Ok(())

@@ -88,7 +88,11 @@ impl Metrics {
         for (t, kind) in TYPES.iter().enumerate() {
             for (s, status) in STATUSES.iter().enumerate() {
                 let n = self.events[t][s].load(Ordering::Relaxed);
-                let _ = writeln!(out, "utt_events_total{{type=\"{kind}\",status=\"{}\"}} {n}", status.as_str());
+                let _ = writeln!(
+                    out,
+                    "utt_events_total{{type=\"{kind}\",status=\"{}\"}} {n}",
+                    status.as_str()
+                );
             }
         }
         out.push_str("# HELP utt_http_request_duration_seconds Time to answer a request, by route.\n");
@@ -104,10 +108,16 @@ impl Metrics {
                 );
             }
             let count = h.count.load(Ordering::Relaxed);
-            let _ = writeln!(out, "utt_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}");
+            let _ = writeln!(
+                out,
+                "utt_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}"
+            );
             let sum = seconds(h.sum_us.load(Ordering::Relaxed));
             let _ = writeln!(out, "utt_http_request_duration_seconds_sum{{route=\"{route}\"}} {sum}");
-            let _ = writeln!(out, "utt_http_request_duration_seconds_count{{route=\"{route}\"}} {count}");
+            let _ = writeln!(
+                out,
+                "utt_http_request_duration_seconds_count{{route=\"{route}\"}} {count}"
+            );
         }
         out.push_str("# HELP utt_writer_queue_depth Events waiting for the writer's next commit.\n");
         out.push_str("# TYPE utt_writer_queue_depth gauge\n");
@@ -136,7 +146,13 @@ mod tests {
 
     #[test]
     fn seconds_text() {
-        for (us, want) in [(0, "0"), (500, "0.0005"), (2_500, "0.0025"), (1_000_000, "1"), (1_250_000, "1.25")] {
+        for (us, want) in [
+            (0, "0"),
+            (500, "0.0005"),
+            (2_500, "0.0025"),
+            (1_000_000, "1"),
+            (1_250_000, "1.25"),
+        ] {
             assert_eq!(seconds(us), want);
         }
     }

@@ -32,7 +32,10 @@ pub fn take(b: &mut Bucket, now: u64, limit: RateLimit) -> Result<(), u64> {
     let rate = u64::from(limit.per_second);
     let cap = u64::from(limit.burst).max(1) * 1000;
     // `rate` tokens per second is `rate` thousandths per millisecond.
-    b.milli = b.milli.saturating_add(now.saturating_sub(b.at).saturating_mul(rate)).min(cap);
+    b.milli = b
+        .milli
+        .saturating_add(now.saturating_sub(b.at).saturating_mul(rate))
+        .min(cap);
     b.at = b.at.max(now);
     if b.milli >= 1000 {
         b.milli -= 1000;

@@ -2,6 +2,7 @@
 //! (the writer thread's) in one transaction per group, read by a small pool of connections.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -93,6 +94,16 @@ fn int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// The WAL size past which the checkpointer makes the writer wait for a full checkpoint, and
+/// the size the WAL file is cut back to afterwards.
+const WAL_LIMIT: u64 = 64 * 1024 * 1024;
+
+fn wal_path(db: &Path) -> PathBuf {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
+}
+
 fn open(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
@@ -109,18 +120,29 @@ impl SqliteStore {
         writer.execute_batch(SCHEMA).map_err(err)?;
         // The writer never checkpoints itself: a checkpoint copies pages and fsyncs the main
         // file, which would stall every request waiting on the writer. A separate thread does it.
-        writer.execute_batch("PRAGMA wal_autocheckpoint=0;").map_err(err)?;
+        writer
+            .execute_batch(&format!(
+                "PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-65536; PRAGMA journal_size_limit={WAL_LIMIT};"
+            ))
+            .map_err(err)?;
         let stop = Arc::new(AtomicBool::new(false));
         let checkpointer = {
             let conn = open(path).map_err(err)?;
             let stop = stop.clone();
+            let wal = wal_path(path);
             thread::Builder::new()
                 .name("utt-checkpoint".into())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         thread::sleep(Duration::from_millis(500));
-                        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                            tracing::warn!(error = %e, "checkpoint failed");
+                        // Under constant writing a passive checkpoint never catches up with the
+                        // writer, so the WAL would grow without bound; past the limit, RESTART
+                        // holds the writer for the copy so the next commit starts the WAL afresh.
+                        let big = std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_LIMIT);
+                        let mode = if big { "RESTART" } else { "PASSIVE" };
+                        let sql = format!("PRAGMA wal_checkpoint({mode})");
+                        if let Err(e) = conn.query_row(&sql, [], |_| Ok(())) {
+                            tracing::warn!(error = %e, mode, "checkpoint failed");
                         }
                     }
                 })
@@ -200,6 +222,27 @@ fn items_json(o: &Order) -> String {
     serde_json::Value::Array(items).to_string()
 }
 
+/// FNV-1a: the writer's per-group maps hash short trusted-length keys, where SipHash's
+/// flooding resistance buys nothing (a group is bounded) and costs the single writer thread.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
+
 struct TouchAgg<'a> {
     network: &'a str,
     path: &'a str,
@@ -212,12 +255,14 @@ type TouchKey<'a> = (&'a str, &'a str, &'a str, &'a str, u64);
 impl Store for SqliteStore {
     fn append(&self, records: &[&Record]) -> Result<Vec<Status>, StoreError> {
         let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
         let mut statuses = Vec::with_capacity(records.len());
         // Events of one group repeat the same clicks (every event carries every click in force),
         // so touches and page counts are merged in memory and written once per group.
-        let mut touches: HashMap<TouchKey<'_>, TouchAgg<'_>> = HashMap::new();
-        let mut pages: HashMap<(&str, &str, &str), (u64, u64)> = HashMap::new();
+        let mut touches: FnvMap<TouchKey<'_>, TouchAgg<'_>> = FnvMap::default();
+        let mut pages: FnvMap<(&str, &str, &str), (u64, u64)> = FnvMap::default();
         let mut identities: Vec<(&str, &str, &str, &str, u64)> = Vec::new();
         {
             let mut ins_event = tx
@@ -237,7 +282,15 @@ impl Store for SqliteStore {
                 let e: &Event = &r.event;
                 let kind = wire::type_name(&e.kind);
                 let fresh = ins_event
-                    .execute(params![e.id, r.site, kind, int(e.at), e.visitor, int(r.received), r.body])
+                    .execute(params![
+                        e.id,
+                        r.site,
+                        kind,
+                        int(e.at),
+                        e.visitor,
+                        int(r.received),
+                        r.body
+                    ])
                     .map_err(err)?;
                 if fresh == 0 {
                     statuses.push(Status::Duplicate);
@@ -323,7 +376,17 @@ impl Store for SqliteStore {
                 .map_err(err)?;
             for ((site, visitor, param, value, at), a) in &touches {
                 up_touch
-                    .execute(params![site, visitor, param, value, int(*at), a.network, a.path, int(a.first), int(a.last)])
+                    .execute(params![
+                        site,
+                        visitor,
+                        param,
+                        value,
+                        int(*at),
+                        a.network,
+                        a.path,
+                        int(a.first),
+                        int(a.last)
+                    ])
                     .map_err(err)?;
             }
             let mut up_page = tx
@@ -487,9 +550,7 @@ impl Store for SqliteStore {
     }
 
     fn size_bytes(&self) -> u64 {
-        let mut wal = self.path.clone().into_os_string();
-        wal.push("-wal");
-        [self.path.clone(), PathBuf::from(wal)]
+        [self.path.clone(), wal_path(&self.path)]
             .iter()
             .filter_map(|p| std::fs::metadata(p).ok())
             .map(|m| m.len())

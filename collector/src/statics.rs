@@ -81,7 +81,9 @@ pub fn find(dirs: &[PathBuf], rel: &str) -> Option<PathBuf> {
 
 /// The name used for the MIME type and cache rules of a found file.
 pub fn file_name(p: &Path) -> String {
-    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -17,8 +17,12 @@ pub const MAX_GROUP: usize = 8192;
 /// How many batches may wait for the writer before handlers wait to queue.
 const QUEUE: usize = 4096;
 
+/// The writer's answer: the statuses, and the records handed back so that freeing them costs
+/// the request's thread, not the single writer's.
+type Answer = (Result<Vec<Status>, StoreError>, Vec<Record>);
+
 enum Job {
-    Write(Vec<Record>, oneshot::Sender<Result<Vec<Status>, StoreError>>),
+    Write(Vec<Record>, oneshot::Sender<Answer>),
     Stop,
 }
 
@@ -65,8 +69,8 @@ impl Writer {
             return Err(WriteError::Closed);
         }
         match answer.await {
-            Ok(Ok(statuses)) => Ok(statuses),
-            Ok(Err(e)) => Err(WriteError::Store(e)),
+            Ok((Ok(statuses), _records)) => Ok(statuses),
+            Ok((Err(e), _records)) => Err(WriteError::Store(e)),
             Err(_) => Err(WriteError::Closed),
         }
     }
@@ -121,7 +125,7 @@ fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>, depth: Arc<AtomicU64>
     // Anything still queued after Stop is refused when `rx` drops: its senders see `Closed`.
 }
 
-type Reply = oneshot::Sender<Result<Vec<Status>, StoreError>>;
+type Reply = oneshot::Sender<Answer>;
 
 fn commit(store: &dyn Store, jobs: Vec<(Vec<Record>, Reply)>, depth: &AtomicU64) {
     let group: Vec<&Record> = jobs.iter().flat_map(|(r, _)| r.iter()).collect();
@@ -134,19 +138,20 @@ fn commit(store: &dyn Store, jobs: Vec<(Vec<Record>, Reply)>, depth: &AtomicU64)
             let mut rest = statuses.into_iter();
             for (records, reply) in jobs {
                 let mine: Vec<Status> = rest.by_ref().take(records.len()).collect();
-                let _ = reply.send(Ok(mine));
+                let _ = reply.send((Ok(mine), records));
             }
         }
         Err(e) if jobs.len() > 1 => {
             // One bad batch must not fail its neighbours: retry each on its own.
             tracing::warn!(error = %e, jobs = jobs.len(), "group commit failed; retrying batches one by one");
             for (records, reply) in jobs {
-                let _ = reply.send(store.append(&records.iter().collect::<Vec<_>>()));
+                let result = store.append(&records.iter().collect::<Vec<_>>());
+                let _ = reply.send((result, records));
             }
         }
         Err(e) => {
-            for (_, reply) in jobs {
-                let _ = reply.send(Err(StoreError(e.0.clone())));
+            for (records, reply) in jobs {
+                let _ = reply.send((Err(StoreError(e.0.clone())), records));
             }
         }
     }

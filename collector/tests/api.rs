@@ -53,9 +53,17 @@ async fn journey_fixture_is_attributed() {
         serde_json::json!({"model": "last_click", "network": "impact", "param": "irclickid",
             "clickId": "Xy12abc", "clickAt": 1764150000000u64, "crossDevice": false, "partner": null})
     );
-    let tps: Vec<&str> = c["touchpoints"].as_array().unwrap().iter().map(|t| t["clickId"].as_str().unwrap()).collect();
+    let tps: Vec<&str> = c["touchpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["clickId"].as_str().unwrap())
+        .collect();
     assert_eq!(tps, ["Cj0KCQiA_BwE", "Xy12abc"]);
-    assert_eq!(c["promo"], serde_json::json!({"code": "SPRING10", "partner": "influencer-anna"}));
+    assert_eq!(
+        c["promo"],
+        serde_json::json!({"code": "SPRING10", "partner": "influencer-anna"})
+    );
     // The minimal conversion has no visitor and no promo code: nobody is credited.
     let m = &list[1];
     assert_eq!(m["orderId"], "ORD-1002");
@@ -85,31 +93,81 @@ async fn bad_envelopes_are_refused_and_nothing_is_stored() {
         (text, "{".into(), 400, Some("body")),
         (text, "[]".into(), 400, Some("body")),
         (text, deep, 400, Some("body")),
-        (text, r#"{"v":2,"site":"demo","sentAt":1,"events":[]}"#.into(), 400, Some("v")),
+        (
+            text,
+            r#"{"v":2,"site":"demo","sentAt":1,"events":[]}"#.into(),
+            400,
+            Some("v"),
+        ),
         (text, r#"{"v":1,"sentAt":1,"events":[]}"#.into(), 400, Some("site")),
-        (text, r#"{"v":1,"site":"de mo","sentAt":1,"events":[]}"#.into(), 400, Some("site")),
-        (text, r#"{"v":1,"site":"demo","sentAt":"x","events":[]}"#.into(), 400, Some("sentAt")),
-        (text, r#"{"v":1,"site":"demo","sentAt":1,"events":{}}"#.into(), 400, Some("events")),
-        (text, r#"{"v":1,"site":"demo","sentAt":1,"events":[]}"#.into(), 400, Some("events")),
+        (
+            text,
+            r#"{"v":1,"site":"de mo","sentAt":1,"events":[]}"#.into(),
+            400,
+            Some("site"),
+        ),
+        (
+            text,
+            r#"{"v":1,"site":"demo","sentAt":"x","events":[]}"#.into(),
+            400,
+            Some("sentAt"),
+        ),
+        (
+            text,
+            r#"{"v":1,"site":"demo","sentAt":1,"events":{}}"#.into(),
+            400,
+            Some("events"),
+        ),
+        (
+            text,
+            r#"{"v":1,"site":"demo","sentAt":1,"events":[]}"#.into(),
+            400,
+            Some("events"),
+        ),
         (text, batch(&many), 400, Some("events")),
-        (text, format!(r#"{{"v":1,"site":"nope","sentAt":1,"events":[{ok_event}]}}"#), 404, Some("site")),
+        (
+            text,
+            format!(r#"{{"v":1,"site":"nope","sentAt":1,"events":[{ok_event}]}}"#),
+            404,
+            Some("site"),
+        ),
         (text, huge, 413, Some("body")),
-        ("application/x-www-form-urlencoded", batch(&[ok_event.clone()]), 415, Some("content-type")),
-        ("", batch(&[ok_event.clone()]), 415, Some("content-type")),
-        ("text/html", batch(&[ok_event.clone()]), 415, Some("content-type")),
+        (
+            "application/x-www-form-urlencoded",
+            batch(std::slice::from_ref(&ok_event)),
+            415,
+            Some("content-type"),
+        ),
+        ("", batch(std::slice::from_ref(&ok_event)), 415, Some("content-type")),
+        (
+            "text/html",
+            batch(std::slice::from_ref(&ok_event)),
+            415,
+            Some("content-type"),
+        ),
     ];
     for (ct, body, status, field) in cases {
-        let headers: Vec<(&str, &str)> = if ct.is_empty() { vec![] } else { vec![("content-type", ct)] };
+        let headers: Vec<(&str, &str)> = if ct.is_empty() {
+            vec![]
+        } else {
+            vec![("content-type", ct)]
+        };
         let a = h.send("POST", "/v1/events", &headers, &body).await;
         let short: String = body.chars().take(60).collect();
         assert_eq!(a.status.as_u16(), status, "{short}: {}", a.body);
         assert_eq!(a.header("content-type"), Some("application/json"), "{short}");
         let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
-        assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{short}: {}", a.body);
+        assert!(
+            v["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{short}: {}",
+            a.body
+        );
         assert_eq!(v["field"].as_str(), field, "{short}: {}", a.body);
     }
     let invalid_utf8 = [b"{\"v\":1,\"site\":\"demo\xff\"}".as_slice()].concat();
-    let a = h.send_bytes("POST", "/v1/events", &[("content-type", "text/plain")], invalid_utf8).await;
+    let a = h
+        .send_bytes("POST", "/v1/events", &[("content-type", "text/plain")], invalid_utf8)
+        .await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
     assert!(a.body.contains("UTF-8"), "{}", a.body);
     assert_eq!(h.events(), 0);
@@ -118,14 +176,29 @@ async fn bad_envelopes_are_refused_and_nothing_is_stored() {
 #[tokio::test]
 async fn hostile_events_are_rejected_alone_and_never_echoed() {
     let h = Harness::new();
-    let good = event(1, Some("v1"), T0, vec![click("irclickid", "impact", "Ok123", T0)], pageview());
-    let script = good.replace("Ok123", "<script>alert(1)</script>").replace(&uuid(1), &uuid(2));
+    let good = event(
+        1,
+        Some("v1"),
+        T0,
+        vec![click("irclickid", "impact", "Ok123", T0)],
+        pageview(),
+    );
+    let script = good
+        .replace("Ok123", "<script>alert(1)</script>")
+        .replace(&uuid(1), &uuid(2));
     let quote = good.replace("Ok123", "a\\\"onload=x").replace(&uuid(1), &uuid(3));
     let bad_id = good.replace(&uuid(1), "not-a-uuid");
-    let future = good.replace(&format!("\"at\":{T0},\"visitor\""), "\"at\":9007199254740993,\"visitor\"").replace(&uuid(1), &uuid(4));
+    let future = good
+        .replace(
+            &format!("\"at\":{T0},\"visitor\""),
+            "\"at\":9007199254740993,\"visitor\"",
+        )
+        .replace(&uuid(1), &uuid(4));
     let bad_type = good.replace("\"pageview\"", "\"purchase\"").replace(&uuid(1), &uuid(5));
     let bad_amount = event(6, Some("v1"), T0, vec![], conversion("O-1", None)).replace("\"49.90\"", "\"1e9\"");
-    let a = h.post(&batch(&[script, quote, bad_id, future, bad_type, bad_amount, good])).await;
+    let a = h
+        .post(&batch(&[script, quote, bad_id, future, bad_type, bad_amount, good]))
+        .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     assert_eq!(
         a.statuses(),
@@ -173,13 +246,28 @@ async fn write_keys_and_origins() {
     let ct = ("content-type", "text/plain");
     // (origin, body, status, allowed origin echoed)
     let cases: Vec<(Option<&str>, String, u16, Option<&str>)> = vec![
-        (None, batch(&[e.clone()]), 401, None),
+        (None, batch(std::slice::from_ref(&e)), 401, None),
         (None, keyed("wrong"), 401, None),
-        (Some("https://shop.example"), keyed("s3cre"), 401, Some("https://shop.example")),
+        (
+            Some("https://shop.example"),
+            keyed("s3cre"),
+            401,
+            Some("https://shop.example"),
+        ),
         (Some("https://evil.example"), keyed("s3cret"), 403, None),
         (Some("https://shop.example.evil.example"), keyed("s3cret"), 403, None),
-        (Some("http://localhost:5173"), keyed("s3cret"), 200, Some("http://localhost:5173")),
-        (Some("https://shop.example"), keyed("s3cret"), 200, Some("https://shop.example")),
+        (
+            Some("http://localhost:5173"),
+            keyed("s3cret"),
+            200,
+            Some("http://localhost:5173"),
+        ),
+        (
+            Some("https://shop.example"),
+            keyed("s3cret"),
+            200,
+            Some("https://shop.example"),
+        ),
     ];
     for (origin, body, status, echoed) in cases {
         let mut headers = vec![ct];
@@ -195,12 +283,22 @@ async fn write_keys_and_origins() {
     assert_eq!(h.events(), 1);
 
     let pre = h
-        .send("OPTIONS", "/v1/events", &[("origin", "https://shop.example"), ("access-control-request-method", "POST")], "")
+        .send(
+            "OPTIONS",
+            "/v1/events",
+            &[
+                ("origin", "https://shop.example"),
+                ("access-control-request-method", "POST"),
+            ],
+            "",
+        )
         .await;
     assert_eq!(pre.status, StatusCode::NO_CONTENT);
     assert_eq!(pre.header("access-control-allow-origin"), Some("https://shop.example"));
     assert!(pre.header("access-control-allow-methods").unwrap().contains("POST"));
-    let pre = h.send("OPTIONS", "/v1/events", &[("origin", "https://evil.example")], "").await;
+    let pre = h
+        .send("OPTIONS", "/v1/events", &[("origin", "https://evil.example")], "")
+        .await;
     assert_eq!(pre.status, StatusCode::FORBIDDEN);
     assert_eq!(pre.header("access-control-allow-origin"), None);
 }
@@ -236,7 +334,8 @@ async fn cookie_endpoint() {
     };
     let window = 30 * 86_400;
     // (origin, host, forwarded proto, body, status, Set-Cookie)
-    let cases: Vec<(Option<&str>, &str, Option<&str>, String, u16, Option<&str>)> = vec![
+    type Case<'a> = (Option<&'a str>, &'a str, Option<&'a str>, String, u16, Option<&'a str>);
+    let cases: Vec<Case> = vec![
         (
             Some("http://localhost:5173"),
             "localhost:8080",
@@ -253,14 +352,63 @@ async fn cookie_endpoint() {
             204,
             Some("_utt=v1.abc; Path=/; Max-Age=2592000; SameSite=Lax; Domain=shop.example; Secure"),
         ),
-        (Some("https://www.shop.example"), "collect.other.example", Some("https"), body("x", 60), 204, Some("_utt=x; Path=/; Max-Age=60; SameSite=Lax; Secure")),
+        (
+            Some("https://www.shop.example"),
+            "collect.other.example",
+            Some("https"),
+            body("x", 60),
+            204,
+            Some("_utt=x; Path=/; Max-Age=60; SameSite=Lax; Secure"),
+        ),
         (None, "localhost:8080", None, body("v1", 60), 403, None),
-        (Some("https://evil.example"), "localhost:8080", None, body("v1", 60), 403, None),
-        (Some("http://localhost:5173"), "localhost:8080", None, body("v1", window + 1), 400, None),
-        (Some("http://localhost:5173"), "localhost:8080", None, body("a;Domain=evil", 60), 400, None),
-        (Some("http://localhost:5173"), "localhost:8080", None, body("a b", 60), 400, None),
-        (Some("http://localhost:5173"), "localhost:8080", None, body(&"a".repeat(3801), 60), 400, None),
-        (Some("http://localhost:5173"), "localhost:8080", None, body("", 60), 400, None),
+        (
+            Some("https://evil.example"),
+            "localhost:8080",
+            None,
+            body("v1", 60),
+            403,
+            None,
+        ),
+        (
+            Some("http://localhost:5173"),
+            "localhost:8080",
+            None,
+            body("v1", window + 1),
+            400,
+            None,
+        ),
+        (
+            Some("http://localhost:5173"),
+            "localhost:8080",
+            None,
+            body("a;Domain=evil", 60),
+            400,
+            None,
+        ),
+        (
+            Some("http://localhost:5173"),
+            "localhost:8080",
+            None,
+            body("a b", 60),
+            400,
+            None,
+        ),
+        (
+            Some("http://localhost:5173"),
+            "localhost:8080",
+            None,
+            body(&"a".repeat(3801), 60),
+            400,
+            None,
+        ),
+        (
+            Some("http://localhost:5173"),
+            "localhost:8080",
+            None,
+            body("", 60),
+            400,
+            None,
+        ),
         (
             Some("http://localhost:5173"),
             "localhost:8080",
@@ -313,7 +461,12 @@ async fn click_debug_api_shows_only_that_click() {
     assert_eq!(v["pages"][0]["path"], "/product/42");
     assert_eq!(v["firstSeen"], 1764150000000u64);
     assert_eq!(v["lastSeen"], 1764150060000u64);
-    let orders: Vec<&str> = v["conversions"].as_array().unwrap().iter().map(|c| c["orderId"].as_str().unwrap()).collect();
+    let orders: Vec<&str> = v["conversions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["orderId"].as_str().unwrap())
+        .collect();
     assert_eq!(orders, ["ORD-1001"]);
     let text = v.to_string();
     for secret in ["5b0e3f0a", "86e0b9e5", "cust-77", "Cj0KCQiA_BwE", "0c9a7e52"] {
@@ -329,7 +482,10 @@ async fn click_debug_api_shows_only_that_click() {
     let (status, e) = h.get_json("/v1/clicks/Unknown123").await;
     assert_eq!((status, e["field"].as_str()), (StatusCode::NOT_FOUND, Some("click_id")));
     let (status, e) = h.get_json("/v1/clicks/%3Cscript%3E").await;
-    assert_eq!((status, e["field"].as_str()), (StatusCode::BAD_REQUEST, Some("click_id")));
+    assert_eq!(
+        (status, e["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("click_id"))
+    );
     assert!(!e.to_string().contains("script"));
     let (status, _) = h.get_json("/v1/clicks/Xy12abc?site=nope").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -371,7 +527,10 @@ async fn health_and_metrics() {
     let text = std::fs::read_to_string(fixtures().join("batch-journey.json")).unwrap();
     h.post(&text).await;
     h.post(&text).await;
-    h.post(&batch(&[event(1, None, T0, vec![], pageview()).replace("pageview", "bogus")])).await;
+    h.post(&batch(&[
+        event(1, None, T0, vec![], pageview()).replace("pageview", "bogus")
+    ]))
+    .await;
     let a = h.send("GET", "/metrics", &[], "").await;
     assert_eq!(a.status, StatusCode::OK);
     assert!(a.header("content-type").unwrap().starts_with("text/plain"));
@@ -422,11 +581,41 @@ async fn static_files() {
     let h = Harness::with(Config::demo(), vec![files.0.clone(), dist.0.clone()]);
     // (path, status, content type, cache control, body)
     let cases = [
-        ("/", 200, Some("text/html; charset=utf-8"), Some("no-cache"), "<h1>demo</h1>"),
-        ("/debug/", 200, Some("text/html; charset=utf-8"), Some("no-cache"), "debug"),
-        ("/debug", 200, Some("text/html; charset=utf-8"), Some("no-cache"), "debug"),
-        ("/utt_bg.wasm", 200, Some("application/wasm"), Some("public, max-age=60"), "\0asm"),
-        ("/utt.js", 200, Some("text/javascript; charset=utf-8"), Some("public, max-age=60"), "export {}"),
+        (
+            "/",
+            200,
+            Some("text/html; charset=utf-8"),
+            Some("no-cache"),
+            "<h1>demo</h1>",
+        ),
+        (
+            "/debug/",
+            200,
+            Some("text/html; charset=utf-8"),
+            Some("no-cache"),
+            "debug",
+        ),
+        (
+            "/debug",
+            200,
+            Some("text/html; charset=utf-8"),
+            Some("no-cache"),
+            "debug",
+        ),
+        (
+            "/utt_bg.wasm",
+            200,
+            Some("application/wasm"),
+            Some("public, max-age=60"),
+            "\0asm",
+        ),
+        (
+            "/utt.js",
+            200,
+            Some("text/javascript; charset=utf-8"),
+            Some("public, max-age=60"),
+            "export {}",
+        ),
         ("/.secret", 404, Some("application/json"), None, ""),
         ("/%2e%2e/%2e%2e/etc/passwd", 404, Some("application/json"), None, ""),
         ("/missing.js", 404, Some("application/json"), None, ""),

@@ -57,12 +57,21 @@ async fn run(steps: Vec<Step>, model: &str) -> String {
                 if a["crossDevice"] == true { "(x)" } else { "" }
             ),
         };
-        let tps: Vec<&str> = c["touchpoints"].as_array().unwrap().iter().map(|t| t["clickId"].as_str().unwrap()).collect();
+        let tps: Vec<&str> = c["touchpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["clickId"].as_str().unwrap())
+            .collect();
         let promo = match c["promo"]["partner"].as_str() {
             Some(p) => format!(" promo={p}"),
             None => String::new(),
         };
-        out.push(format!("{}={who} [{}]{promo}", c["orderId"].as_str().unwrap(), tps.join(",")));
+        out.push(format!(
+            "{}={who} [{}]{promo}",
+            c["orderId"].as_str().unwrap(),
+            tps.join(",")
+        ));
     }
     out.join("; ")
 }
@@ -83,8 +92,18 @@ async fn scenarios() {
             "several partners: the last wins, all are kept",
             vec![
                 step("v1", T0 - 5 * DAY, vec![google("G1", T0 - 5 * DAY)], pageview()),
-                step("v1", T0 - DAY, vec![google("G1", T0 - 5 * DAY), impact("I1", T0 - DAY)], pageview()),
-                step("v1", T0, vec![google("G1", T0 - 5 * DAY), impact("I1", T0 - DAY)], conversion("O1", None)),
+                step(
+                    "v1",
+                    T0 - DAY,
+                    vec![google("G1", T0 - 5 * DAY), impact("I1", T0 - DAY)],
+                    pageview(),
+                ),
+                step(
+                    "v1",
+                    T0,
+                    vec![google("G1", T0 - 5 * DAY), impact("I1", T0 - DAY)],
+                    conversion("O1", None),
+                ),
             ],
             "last_click",
             "O1=last_click:impact:I1 [G1,I1]",
@@ -93,7 +112,12 @@ async fn scenarios() {
             "several partners, first click model",
             vec![
                 step("v1", T0 - 5 * DAY, vec![google("G1", T0 - 5 * DAY)], pageview()),
-                step("v1", T0, vec![google("G1", T0 - 5 * DAY), impact("I1", T0 - DAY)], conversion("O1", None)),
+                step(
+                    "v1",
+                    T0,
+                    vec![google("G1", T0 - 5 * DAY), impact("I1", T0 - DAY)],
+                    conversion("O1", None),
+                ),
             ],
             "first_click",
             "O1=first_click:google:G1 [G1,I1]",
@@ -124,7 +148,12 @@ async fn scenarios() {
         ),
         (
             "promo code beside a click: the click takes the credit, the promo is reported",
-            vec![step("v1", T0, vec![impact("I1", T0 - DAY)], conversion("O1", Some("WELCOME5")))],
+            vec![step(
+                "v1",
+                T0,
+                vec![impact("I1", T0 - DAY)],
+                conversion("O1", Some("WELCOME5")),
+            )],
             "last_click",
             "O1=last_click:impact:I1 [I1] promo=newsletter-partner",
         ),
@@ -138,7 +167,12 @@ async fn scenarios() {
             "cross-device via email hash",
             vec![
                 step("laptop", T0 - 2 * DAY, vec![impact("I1", T0 - 2 * DAY)], pageview()),
-                step("laptop", T0 - 2 * DAY + 1, vec![impact("I1", T0 - 2 * DAY)], identify(Some(EMAIL), None)),
+                step(
+                    "laptop",
+                    T0 - 2 * DAY + 1,
+                    vec![impact("I1", T0 - 2 * DAY)],
+                    identify(Some(EMAIL), None),
+                ),
                 step("phone", T0 - 1, vec![], identify(Some(EMAIL), None)),
                 step("phone", T0, vec![], conversion("O1", None)),
             ],
@@ -151,7 +185,12 @@ async fn scenarios() {
                 step("phone", T0 - 1, vec![], identify(None, Some("cust-7"))),
                 step("phone", T0, vec![], conversion("O1", None)),
                 step("laptop", T0 - 2 * DAY, vec![impact("I1", T0 - 2 * DAY)], pageview()),
-                step("laptop", T0 + DAY, vec![impact("I1", T0 - 2 * DAY)], identify(None, Some("cust-7"))),
+                step(
+                    "laptop",
+                    T0 + DAY,
+                    vec![impact("I1", T0 - 2 * DAY)],
+                    identify(None, Some("cust-7")),
+                ),
             ],
             "last_click",
             "O1=last_click:impact:I1(x) [I1]",
@@ -159,7 +198,12 @@ async fn scenarios() {
         (
             "different identities are not linked",
             vec![
-                step("laptop", T0 - 2 * DAY, vec![impact("I1", T0 - 2 * DAY)], identify(Some(OTHER_EMAIL), None)),
+                step(
+                    "laptop",
+                    T0 - 2 * DAY,
+                    vec![impact("I1", T0 - 2 * DAY)],
+                    identify(Some(OTHER_EMAIL), None),
+                ),
                 step("phone", T0 - 1, vec![], identify(Some(EMAIL), None)),
                 step("phone", T0, vec![], conversion("O1", None)),
             ],
@@ -169,8 +213,18 @@ async fn scenarios() {
         (
             "the converting device's later click beats a linked device's earlier one",
             vec![
-                step("laptop", T0 - 2 * DAY, vec![impact("I1", T0 - 2 * DAY)], identify(Some(EMAIL), None)),
-                step("phone", T0 - 3_600_000, vec![google("G1", T0 - 3_600_000)], identify(Some(EMAIL), None)),
+                step(
+                    "laptop",
+                    T0 - 2 * DAY,
+                    vec![impact("I1", T0 - 2 * DAY)],
+                    identify(Some(EMAIL), None),
+                ),
+                step(
+                    "phone",
+                    T0 - 3_600_000,
+                    vec![google("G1", T0 - 3_600_000)],
+                    identify(Some(EMAIL), None),
+                ),
                 step("phone", T0, vec![google("G1", T0 - 3_600_000)], conversion("O1", None)),
             ],
             "last_click",
@@ -180,7 +234,12 @@ async fn scenarios() {
             "two orders of one visitor are credited separately",
             vec![
                 step("v1", T0 - DAY, vec![impact("I1", T0 - 2 * DAY)], conversion("O1", None)),
-                step("v1", T0, vec![impact("I1", T0 - 2 * DAY), google("G1", T0 - 3_600_000)], conversion("O2", None)),
+                step(
+                    "v1",
+                    T0,
+                    vec![impact("I1", T0 - 2 * DAY), google("G1", T0 - 3_600_000)],
+                    conversion("O2", None),
+                ),
             ],
             "last_click",
             "O1=last_click:impact:I1 [I1]; O2=last_click:google:G1 [I1,G1]",

@@ -30,7 +30,9 @@ fn spawn(db: &Path, config: &Path) -> (Child, SocketAddr) {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let addr = line
         .trim()
         .strip_prefix("utt-collector listening on http://")
@@ -61,12 +63,21 @@ async fn acknowledged_events_survive_kill_9() {
             let next = next.clone();
             tasks.push(tokio::spawn(async move {
                 let mut acked = Vec::new();
-                let Ok(mut c) = Client::connect(addr).await else { return acked };
+                let Ok(mut c) = Client::connect(addr).await else {
+                    return acked;
+                };
                 loop {
                     let first = next.fetch_add(10, Ordering::Relaxed);
-                    let mut events: Vec<String> =
-                        (first..first + 9).map(|n| event(n, Some("v"), T0, vec![], pageview())).collect();
-                    events.push(event(first + 9, Some("v"), T0, vec![], conversion(&format!("ORD-{first}"), None)));
+                    let mut events: Vec<String> = (first..first + 9)
+                        .map(|n| event(n, Some("v"), T0, vec![], pageview()))
+                        .collect();
+                    events.push(event(
+                        first + 9,
+                        Some("v"),
+                        T0,
+                        vec![],
+                        conversion(&format!("ORD-{first}"), None),
+                    ));
                     // A connection cut by the kill ends this client; what it had acknowledged stands.
                     let Ok(a) = c.post("/v1/events", "text/plain", batch(&events).as_bytes()).await else {
                         return acked;
@@ -86,13 +97,23 @@ async fn acknowledged_events_survive_kill_9() {
             let acked = t.await.unwrap();
             for chunk in acked.chunks(10) {
                 if chunk.len() == 10 {
-                    orders.push(format!("ORD-{}", chunk[0].rsplit('-').next().map_or(0, |h| u64::from_str_radix(h, 16).unwrap())));
+                    orders.push(format!(
+                        "ORD-{}",
+                        chunk[0]
+                            .rsplit('-')
+                            .next()
+                            .map_or(0, |h| u64::from_str_radix(h, 16).unwrap())
+                    ));
                 }
             }
             acknowledged.extend(acked);
         }
     }
-    assert!(acknowledged.len() > 100, "the load did not run: {} acknowledged", acknowledged.len());
+    assert!(
+        acknowledged.len() > 100,
+        "the load did not run: {} acknowledged",
+        acknowledged.len()
+    );
 
     // Restart on the same database: the read API lists every acknowledged order.
     let (mut child, addr) = spawn(&db, &config);
@@ -100,10 +121,17 @@ async fn acknowledged_events_survive_kill_9() {
     let a = c.get("/v1/conversions?site=demo&limit=10000").await.unwrap();
     assert_eq!(a.status, 200);
     let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
-    let listed: std::collections::HashSet<&str> =
-        v["conversions"].as_array().unwrap().iter().map(|c| c["orderId"].as_str().unwrap()).collect();
+    let listed: std::collections::HashSet<&str> = v["conversions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["orderId"].as_str().unwrap())
+        .collect();
     for o in &orders {
-        assert!(listed.contains(o.as_str()), "{o} acknowledged but missing after restart");
+        assert!(
+            listed.contains(o.as_str()),
+            "{o} acknowledged but missing after restart"
+        );
     }
     child.kill().unwrap();
     child.wait().unwrap();
@@ -111,7 +139,10 @@ async fn acknowledged_events_survive_kill_9() {
     // And every acknowledged event ID is stored.
     let store = SqliteStore::open(&db).unwrap();
     for id in &acknowledged {
-        assert!(store.has_event(id).unwrap(), "{id} acknowledged but missing after kill -9");
+        assert!(
+            store.has_event(id).unwrap(),
+            "{id} acknowledged but missing after kill -9"
+        );
     }
     assert!(store.counts().unwrap().events >= acknowledged.len() as u64);
 }

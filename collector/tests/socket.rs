@@ -14,7 +14,13 @@ use utt_collector::sqlite::SqliteStore;
 use utt_collector::store::Store;
 use utt_collector::{serve, AppState};
 
-async fn start(state: AppState) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>) {
+async fn start(
+    state: AppState,
+) -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -30,7 +36,10 @@ async fn real_socket_round_trip_and_graceful_shutdown() {
     let (addr, stop, server) = start(h.state.clone()).await;
     let mut c = Client::connect(addr).await.unwrap();
     let text = std::fs::read_to_string(fixtures().join("batch-journey.json")).unwrap();
-    let a = c.post("/v1/events", "text/plain;charset=UTF-8", text.as_bytes()).await.unwrap();
+    let a = c
+        .post("/v1/events", "text/plain;charset=UTF-8", text.as_bytes())
+        .await
+        .unwrap();
     assert_eq!(a.status, 200, "{}", a.text());
     assert_eq!(a.header("content-type"), Some("application/json"));
     let outcomes = wire::read_outcomes(&a.text()).unwrap();
@@ -68,12 +77,27 @@ async fn concurrent_ingest_with_duplicates_stores_each_once() {
                 let mut events: Vec<String> = (0..8)
                     .map(|k| {
                         let n = (c * 37 + r * 11 + k * 5) % POOL;
-                        event(n, Some("v"), T0, vec![click("irclickid", "impact", "I1", T0 - DAY)], pageview())
+                        event(
+                            n,
+                            Some("v"),
+                            T0,
+                            vec![click("irclickid", "impact", "I1", T0 - DAY)],
+                            pageview(),
+                        )
                     })
                     .collect();
                 let order = format!("ORD-{}", (c * REQUESTS + r) % ORDERS);
-                events.push(event(10_000 + c * REQUESTS + r, Some("v"), T0, vec![], conversion(&order, None)));
-                let a = client.post("/v1/events", "text/plain", batch(&events).as_bytes()).await.unwrap();
+                events.push(event(
+                    10_000 + c * REQUESTS + r,
+                    Some("v"),
+                    T0,
+                    vec![],
+                    conversion(&order, None),
+                ));
+                let a = client
+                    .post("/v1/events", "text/plain", batch(&events).as_bytes())
+                    .await
+                    .unwrap();
                 assert_eq!(a.status, 200, "{}", a.text());
                 for o in wire::read_outcomes(&a.text()).unwrap() {
                     seen.push((o.id.unwrap(), o.status));

@@ -116,8 +116,13 @@ impl Harness {
 
     /// POSTs a batch as the tag does (text/plain).
     pub async fn post(&self, body: &str) -> Answer {
-        self.send("POST", "/v1/events", &[("content-type", "text/plain;charset=UTF-8")], body)
-            .await
+        self.send(
+            "POST",
+            "/v1/events",
+            &[("content-type", "text/plain;charset=UTF-8")],
+            body,
+        )
+        .await
     }
 
     /// GETs a path and parses the JSON answer.
