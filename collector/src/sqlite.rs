@@ -94,8 +94,8 @@ fn int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// The WAL size past which the checkpointer makes the writer wait for a full checkpoint, and
-/// the size the WAL file is cut back to afterwards.
+/// The WAL size past which the writer finishes the background checkpoint itself (so the WAL
+/// starts afresh), and the size the WAL file is cut back to afterwards.
 const WAL_LIMIT: u64 = 64 * 1024 * 1024;
 
 fn wal_path(db: &Path) -> PathBuf {
@@ -129,20 +129,13 @@ impl SqliteStore {
         let checkpointer = {
             let conn = open(path).map_err(err)?;
             let stop = stop.clone();
-            let wal = wal_path(path);
             thread::Builder::new()
                 .name("utt-checkpoint".into())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        thread::sleep(Duration::from_millis(500));
-                        // Under constant writing a passive checkpoint never catches up with the
-                        // writer, so the WAL would grow without bound; past the limit, RESTART
-                        // holds the writer for the copy so the next commit starts the WAL afresh.
-                        let big = std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_LIMIT);
-                        let mode = if big { "RESTART" } else { "PASSIVE" };
-                        let sql = format!("PRAGMA wal_checkpoint({mode})");
-                        if let Err(e) = conn.query_row(&sql, [], |_| Ok(())) {
-                            tracing::warn!(error = %e, mode, "checkpoint failed");
+                        thread::sleep(Duration::from_millis(100));
+                        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                            tracing::warn!(error = %e, "checkpoint failed");
                         }
                     }
                 })
@@ -414,6 +407,14 @@ impl Store for SqliteStore {
             }
         }
         tx.commit().map_err(err)?;
+        // Under constant writing the background checkpoint never quite catches up (new frames
+        // land while it copies), so the WAL would grow without bound. Right after a commit
+        // nothing new is being appended: finishing the copy here lets the next transaction
+        // restart the WAL from its beginning. Most frames are already copied, so this is short.
+        if std::fs::metadata(wal_path(&self.path)).is_ok_and(|m| m.len() > WAL_LIMIT) {
+            // Busy (the background checkpoint is running) is fine: the next commit tries again.
+            let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        }
         Ok(statuses)
     }
 
