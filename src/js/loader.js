@@ -1,16 +1,73 @@
 
 // ---- utt loader: appended to the wasm-bindgen glue above, so it shares its module scope. ----
-// It starts the wasm, replays the calls the snippet queued, and turns `window.utt` into the real
-// API. Every entry point catches everything: the tag never throws into the host page.
+// The asynchronous half of the browser shell: it starts the wasm, replays what the snippet
+// queued, and does for the Rust `Tag` what needs promises, timers or listeners (fetch,
+// SubtleCrypto, retry timers, page lifecycle). The tag decides; this only carries out.
+// Every entry point catches everything: the tag never throws into the host page.
 
-const w = typeof window !== 'undefined' ? window : undefined;
-let tag;
+const W = typeof window != 'undefined' ? window : 0;
+let tag, timer, flight, soon;
 
-function fail(error) {
-  return { ok: false, status: 'error', error: String(error) };
+const fail = (e) => ({ ok: false, status: 'error', error: '' + e });
+// The page as the tag needs it: href, referrer, Global Privacy Control, title (last: it may
+// hold a newline).
+const page = () =>
+  location.href + '\n' + document.referrer + '\n' + (navigator.globalPrivacyControl ? 1 : 0) + '\n' + document.title;
+const guard = (f, d) => {
+  try {
+    return f();
+  } catch (e) {
+    return d;
+  }
+};
+// The wasm's one entry point (see `ops` in src/web/mod.rs).
+const op = (n, arg) => guard(() => tag.op(n, arg || '', page()), '');
+const COMMAND = 0, IDENTIFIED = 1, PERSIST = 2, BATCH = 3, ENDPOINT = 4, SETTLE = 5, WAKE = 6;
+const ONLINE = 7, NAVIGATED = 8, HIDE = 9, SERVER_COOKIE = 10, STATE = 11;
+
+// One storage write and one send per burst of calls: everything called before the next
+// microtask shares it, so a thousand calls cost one write.
+const tick = () =>
+  soon ||
+  (soon = Promise.resolve().then(() => {
+    soon = 0;
+    op(PERSIST);
+    send();
+  }));
+
+function send() {
+  if (flight) return;
+  const body = op(BATCH);
+  if (body) {
+    // One batch in flight; plain fetch while the page lives (text/plain: no CORS preflight).
+    flight = fetch(op(ENDPOINT), { method: 'POST', body, credentials: 'omit' })
+      .then(
+        (r) => r.text().then((t) => [r.status, t, r.headers.get('Retry-After')]),
+        () => [0]
+      )
+      .then((a) => {
+        flight = 0;
+        op(SETTLE, a[0] + '\n' + (a[2] || '') + '\n' + (a[1] || ''));
+        tick();
+      });
+  }
+  const cookie = op(SERVER_COOKIE);
+  if (cookie) {
+    const url = op(ENDPOINT).replace(/\/v1\/events$/, '/v1/cookie');
+    fetch(url, { method: 'POST', body: cookie, credentials: 'include' }).catch(() => 0);
+  }
+  clearTimeout(timer);
+  const wait = +op(WAKE);
+  if (wait >= 0 && !flight) timer = setTimeout(tick, Math.max(wait, 50));
 }
 
-// Runs one call (an arguments object or array). Resolves with the tag's answer; never rejects.
+async function sha256(text) {
+  const d = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(d), (b) => (b < 16 ? '0' : '') + b.toString(16)).join('');
+}
+
+// Runs one call (an arguments object or array). Resolves with the tag's answer once the event
+// is durably queued; never rejects.
 function call(args) {
   let text;
   try {
@@ -18,71 +75,70 @@ function call(args) {
   } catch (e) {
     return Promise.resolve(fail('command: arguments are not serialisable (' + e + ')'));
   }
-  return ready.then(() => {
+  return ready.then(async () => {
     if (!tag) return fail('command: the tag did not load');
     try {
-      return tag.command(text).then(JSON.parse, fail);
+      let a = JSON.parse(op(COMMAND, text));
+      if (a.status == 'hash') {
+        // The plain address never leaves the browser: only its SHA-256 is queued.
+        const h = await sha256(a.email).catch(() => undefined);
+        a = JSON.parse(op(IDENTIFIED, JSON.stringify([a.customerId || null, h || null])));
+      }
+      await tick();
+      return a;
     } catch (e) {
       return fail('command: internal error (' + e + ')');
     }
   });
 }
 
+/** Everything the debug page shows: config, consent, clicks and where they are stored, queue, sends. */
 function state() {
-  try {
-    return tag ? JSON.parse(tag.state()) : { ready: false };
-  } catch (e) {
-    return { ready: false, error: String(e) };
-  }
+  return guard(() => JSON.parse(op(STATE)), { ready: false });
 }
 
 const ready = __wbg_init()
   .then(() => {
     tag = new Tag();
   })
-  .catch((e) => {
-    try {
-      console.warn('[utt] the tag could not start: ' + e);
-    } catch (_) {}
-  });
+  .catch((e) => guard(() => console.warn('[utt] the tag could not start: ' + e)));
 
 /** The `utt(...)` command API, shared by the snippet and the ES module. */
 export function utt() {
   return call(arguments);
 }
 utt.state = state;
-utt.loaded = false;
 utt.ready = ready;
+utt.version = version;
 
-if (w) {
-  const stub = w.utt;
-  const queued = (stub && stub.q) || [];
-  w.utt = utt;
-  // SPA navigations: tell the tag after pushState/replaceState; it decides whether the URL
-  // really changed.
-  try {
-    const h = w.history;
+if (W) {
+  const queued = (W.utt && W.utt.q) || [];
+  W.utt = utt;
+  const on = (name, f) => W.addEventListener(name, () => tag && guard(f));
+  // Hidden or closed: write everything now and hand what waits to sendBeacon.
+  on('pagehide', () => op(HIDE));
+  on('visibilitychange', () => document.visibilityState == 'hidden' && op(HIDE));
+  on('online', () => (op(ONLINE), tick()));
+  // SPA navigations: the tag decides whether the URL really changed.
+  const nav = () => (op(NAVIGATED), tick());
+  on('popstate', nav);
+  guard(() =>
     ['pushState', 'replaceState'].forEach((m) => {
-      const orig = h[m];
-      h[m] = function () {
+      const orig = history[m];
+      history[m] = function () {
         const r = orig.apply(this, arguments);
-        try {
-          w.dispatchEvent(new Event('utt:navigate'));
-        } catch (_) {}
+        tag && guard(nav);
         return r;
       };
-    });
-  } catch (_) {}
-  ready.then(() => {
-    utt.loaded = !!tag;
-    // Replay in order: each call is handed to the tag before the next.
-    queued.forEach((args) => call(args));
-  });
+    })
+  );
+  // Replay in order: each call reaches the tag before the next.
+  queued.forEach((args) => call(args));
 }
 
 /** `utt('init', config)` */
 export const init = (config) => call(['init', config]);
-/** `utt('pageview', props)` */
+/** `utt('pageview', props?)` */
 export const pageview = (props) => call(props === undefined ? ['pageview'] : ['pageview', props]);
 /** `utt('conversion', order)` */
 export const conversion = (order) => call(['conversion', order]);
@@ -90,8 +146,8 @@ export const conversion = (order) => call(['conversion', order]);
 export const identify = (customer) => call(['identify', customer]);
 /** `utt('consent', 'granted' | 'denied')` */
 export const consent = (choice) => call(['consent', choice]);
-/** `utt('event', name, props)` */
+/** `utt('event', name, props?)` */
 export const event = (name, props) => call(props === undefined ? ['event', name] : ['event', name, props]);
-/** `utt('flush')` */
+/** `utt('flush')`: send what waits now. */
 export const flush = () => call(['flush']);
 export { state };

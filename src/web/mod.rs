@@ -1,12 +1,13 @@
 //! The browser shell: thin adapters between the page and the core. It reads the clock, the
-//! random source, the URL and the stores; hands them to the [`Tracker`]; and carries out what the
-//! tracker decides (storage writes, `sendBeacon`). Nothing here decides anything, and nothing
-//! here throws into the page: every call answers with a JSON result instead.
+//! random source and the stores; hands them to the [`Tracker`]; and carries out what the tracker
+//! decides (storage writes, `sendBeacon`). Nothing here decides anything, and nothing here
+//! throws into the page: every call answers with text instead.
 //!
 //! Everything here is synchronous. What must wait for the browser (`fetch`, timers, SubtleCrypto,
-//! event listeners) is done by the loader (`src/js/loader.js`), which calls the [`Tag`]'s methods:
-//! in Rust each of those async paths would bring closures and a futures executor costing more
-//! compressed bytes than the whole loader.
+//! event listeners) is done by the loader (`src/js/loader.js`), which calls [`Tag::op`]: in Rust
+//! each async path would bring closures and a futures executor costing more compressed bytes
+//! than the whole loader. For the same reason the loader talks to the wasm through one method
+//! with an operation code rather than a dozen exports, each of which costs glue on both sides.
 
 mod cookie;
 mod local;
@@ -17,14 +18,14 @@ pub use local::LocalStore;
 use alloc::string::String;
 use core::cell::RefCell;
 
-use js_sys::Reflect;
 use wasm_bindgen::prelude::*;
 
 use crate::core::command::{self, Command};
 use crate::core::config::StorageMode;
-use crate::core::json::{self, write_str, write_u64};
+use crate::core::json::{self, write_str, write_u64, Json};
 use crate::core::store::{self, MemoryStore, Store};
-use crate::core::tracker::{keys, Outgoing, Page, Random, Reply, Tracker};
+use crate::core::tracker::{keys, Outgoing, Page, Random, Reply, Tracker, VERSION};
+use crate::core::wire;
 
 /// The current time in milliseconds since the Unix epoch.
 pub fn now() -> u64 {
@@ -42,32 +43,6 @@ impl Random for Crypto {
     }
 }
 
-struct PageNow {
-    url: String,
-    referrer: String,
-    title: String,
-}
-
-impl PageNow {
-    fn read() -> PageNow {
-        let window = web_sys::window();
-        let doc = window.as_ref().and_then(|w| w.document());
-        PageNow {
-            url: window.and_then(|w| w.location().href().ok()).unwrap_or_default(),
-            referrer: doc.as_ref().map(|d| d.referrer()).unwrap_or_default(),
-            title: doc.map(|d| d.title()).unwrap_or_default(),
-        }
-    }
-
-    fn page(&self) -> Page<'_> {
-        Page {
-            url: &self.url,
-            referrer: &self.referrer,
-            title: &self.title,
-        }
-    }
-}
-
 fn log(text: &str, warn: bool) {
     let v = JsValue::from_str(text);
     if warn {
@@ -75,6 +50,34 @@ fn log(text: &str, warn: bool) {
     } else {
         web_sys::console::log_1(&v);
     }
+}
+
+/// The operations of [`Tag::op`]; the loader names them by number.
+pub mod ops {
+    /// Runs a `utt(...)` call: `arg` is the JSON array of its arguments. Answers JSON.
+    pub const COMMAND: u32 = 0;
+    /// The loader hashed an email: `arg` is `[customerId|null, sha256hex|null]`. Answers JSON.
+    pub const IDENTIFIED: u32 = 1;
+    /// Writes to storage what changed since the last time.
+    pub const PERSIST: u32 = 2;
+    /// The next batch body to POST ("" when nothing is due or one is in flight).
+    pub const BATCH: u32 = 3;
+    /// The URL batches go to.
+    pub const ENDPOINT: u32 = 4;
+    /// The answer to the batch in flight: `arg` is `status\nretry-after\nbody`.
+    pub const SETTLE: u32 = 5;
+    /// Milliseconds until something is due, or "-1".
+    pub const WAKE: u32 = 6;
+    /// The browser is back online.
+    pub const ONLINE: u32 = 7;
+    /// The URL may have changed without a load.
+    pub const NAVIGATED: u32 = 8;
+    /// The page is being hidden or closed: persist and beacon. Answers "1" if a beacon went.
+    pub const HIDE: u32 = 9;
+    /// The body for the collector's cookie endpoint, or "".
+    pub const SERVER_COOKIE: u32 = 10;
+    /// The debug state, as JSON.
+    pub const STATE: u32 = 11;
 }
 
 struct Shell {
@@ -89,13 +92,6 @@ struct Shell {
 }
 
 impl Shell {
-    fn stores(&self, mode: StorageMode) -> (&dyn Store, &dyn Store) {
-        match mode {
-            StorageMode::None => (&self.memory, &self.memory),
-            _ => (&self.cookie, &self.local),
-        }
-    }
-
     /// Writes what the tracker wants stored (coalesced), after taking in what another tab may
     /// have queued meanwhile. A store that throws degrades the mode, and the writes are made
     /// again in the mode it fell back to.
@@ -133,12 +129,6 @@ impl Shell {
     }
 }
 
-/// The tag: one per page, created by the loader, which forwards every `utt(...)` call to it.
-#[wasm_bindgen]
-pub struct Tag {
-    shell: RefCell<Shell>,
-}
-
 fn answer(ok: bool, status: &str, detail: Option<(&str, &str)>) -> String {
     let mut s = String::from(if ok { "{\"ok\":true" } else { "{\"ok\":false" });
     s.push_str(",\"status\":");
@@ -169,7 +159,7 @@ fn reply_answer(r: &Reply) -> String {
         Reply::Dropped => answer(true, "dropped", None),
         Reply::Done => answer(true, "done", None),
         Reply::Hash(customer_id, email) => {
-            // The loader hashes the address with SubtleCrypto and calls `identified`.
+            // The loader hashes the address with SubtleCrypto and comes back with IDENTIFIED.
             let mut s = answer(true, "hash", Some(("email", email)));
             if let Some(c) = customer_id {
                 s.pop();
@@ -188,8 +178,43 @@ fn random_u32() -> u32 {
     u32::from_le_bytes(b)
 }
 
-fn busy() -> String {
-    error("command", "busy; try again")
+const NOT_READY: &str = "call utt('init', {site: …}) first";
+
+/// The page as the loader saw it: `href\nreferrer\ngpc\ntitle` (the title last: it is the only
+/// part that may itself hold a newline).
+struct PageText<'a> {
+    url: &'a str,
+    referrer: &'a str,
+    gpc: bool,
+    title: &'a str,
+}
+
+impl<'a> PageText<'a> {
+    fn read(text: &'a str) -> PageText<'a> {
+        let (url, rest) = text.split_once('\n').unwrap_or((text, ""));
+        let (referrer, rest) = rest.split_once('\n').unwrap_or((rest, ""));
+        let (gpc, title) = rest.split_once('\n').unwrap_or((rest, ""));
+        PageText {
+            url,
+            referrer,
+            gpc: gpc == "1",
+            title,
+        }
+    }
+
+    fn page(&self) -> Page<'a> {
+        Page {
+            url: self.url,
+            referrer: self.referrer,
+            title: self.title,
+        }
+    }
+}
+
+/// The tag: one per page, created by the loader, which forwards every `utt(...)` call to it.
+#[wasm_bindgen]
+pub struct Tag {
+    shell: RefCell<Shell>,
 }
 
 impl Default for Tag {
@@ -215,10 +240,116 @@ impl Tag {
         }
     }
 
-    /// Runs one `utt(...)` call, given as the JSON text of its arguments, and answers with JSON
-    /// (`{"ok":…,"status":…}`). The event is in the queue in memory; the loader calls
-    /// [`Tag::persist`] once the current burst of calls is over.
-    pub fn command(&self, call: &str) -> String {
+    /// Does operation `op` (see [`ops`]) with the text argument `arg`, on the page described by
+    /// `page` (`href\nreferrer\ngpc\ntitle`). Answers text; never throws.
+    pub fn op(&self, op: u32, arg: &str, page: &str) -> String {
+        let Ok(mut s) = self.shell.try_borrow_mut() else {
+            return error("command", "busy; try again");
+        };
+        let p = PageText::read(page);
+        let now = now();
+        if op == ops::COMMAND {
+            return s.command(arg, &p);
+        }
+        if op == ops::STATE {
+            let Some(t) = s.tracker.as_ref() else {
+                return String::from("{\"ready\":false}");
+            };
+            let cookie = s.cookie.get(keys::RECORD).ok().flatten();
+            let local = s.local.get(keys::RECORD).ok().flatten();
+            let state = t.state(cookie.as_deref(), local.as_deref(), now);
+            return String::from("{\"ready\":true,") + state.get(1..).unwrap_or("}");
+        }
+        if op == ops::PERSIST {
+            s.persist();
+            return String::new();
+        }
+        if op == ops::HIDE {
+            // Write everything now and hand what waits to `navigator.sendBeacon`. It stays
+            // queued until the collector answers on a later page, so a lost beacon costs nothing
+            // and a delivered one is deduplicated by event ID.
+            s.persist();
+            let Some(out) = s.tracker.as_mut().and_then(|t| t.beacon(now)) else {
+                return String::new();
+            };
+            let sent = web_sys::window()
+                .and_then(|w| w.navigator().send_beacon_with_opt_str(&out.url, Some(&out.body)).ok())
+                .unwrap_or(false);
+            return String::from(if sent { "1" } else { "" });
+        }
+        if op == ops::SETTLE {
+            let (status, rest) = arg.split_once('\n').unwrap_or((arg, ""));
+            let (retry_after, body) = rest.split_once('\n').unwrap_or((rest, ""));
+            let status = json::parse_u64(status).unwrap_or(0).min(999) as u16;
+            let Shell { tracker, out, .. } = &mut *s;
+            if let (Some(t), Some(out)) = (tracker.as_mut(), out.take()) {
+                let ra = (!retry_after.is_empty()).then_some(retry_after);
+                let body = (!body.is_empty()).then_some(body);
+                t.settle(&out, status, body, ra, now, random_u32());
+            }
+            s.persist();
+            return String::new();
+        }
+        if op == ops::BATCH {
+            if s.out.is_some() {
+                return String::new();
+            }
+            let Some(out) = s.tracker.as_mut().and_then(|t| t.next_batch(now)) else {
+                return String::new();
+            };
+            let body = out.body.clone();
+            s.out = Some(out);
+            return body;
+        }
+        if op == ops::SERVER_COOKIE {
+            return s.server_cookie(now);
+        }
+        let Some(t) = s.tracker.as_mut() else {
+            return error("command", NOT_READY);
+        };
+        match op {
+            ops::IDENTIFIED => {
+                // `[customerId, hash]`, both optional; a hash that is not one is refused.
+                let v = json::parse(arg).unwrap_or(Json::Null);
+                let item = |i: usize| {
+                    v.as_arr()
+                        .and_then(|a| a.get(i))
+                        .and_then(Json::as_str)
+                        .map(String::from)
+                };
+                let hash = item(1);
+                if hash.as_deref().is_none_or(|h| !wire::is_sha256_hex(h)) {
+                    return error(
+                        "identify.email",
+                        "could not be hashed (SubtleCrypto needs https or localhost)",
+                    );
+                }
+                reply_answer(&t.identify(item(0), hash, p.page(), now, &mut Crypto))
+            }
+            ops::ENDPOINT => t.config().events_url(),
+            ops::WAKE => {
+                let mut w = String::new();
+                match t.next_wake() {
+                    Some(at) => write_u64(&mut w, at.saturating_sub(now)),
+                    None => w.push_str("-1"),
+                }
+                w
+            }
+            ops::ONLINE => {
+                t.hurry(now);
+                String::new()
+            }
+            ops::NAVIGATED => {
+                t.navigated(p.page(), now, &mut Crypto);
+                String::new()
+            }
+            _ => error("op", "unknown operation"),
+        }
+    }
+}
+
+impl Shell {
+    fn command(&mut self, call: &str, p: &PageText) -> String {
         let parsed = json::parse(call)
             .map_err(|e| ("command", e.as_str()))
             .and_then(|j| command::parse(&j).map_err(|e| (e.field, e.reason)));
@@ -226,171 +357,53 @@ impl Tag {
             Ok(c) => c,
             Err((field, reason)) => return error(field, reason),
         };
-        let Ok(mut s) = self.shell.try_borrow_mut() else {
-            return busy();
-        };
-        let p = PageNow::read();
+        let now = now();
         match cmd {
             Command::Init(mut config) => {
-                if s.tracker.is_some() {
+                if self.tracker.is_some() {
                     return error("init", "already initialised; init runs once per page");
                 }
-                if crate::core::url::query_pairs(&p.url)
+                if crate::core::url::query_pairs(p.url)
                     .iter()
                     .any(|&(k, v)| k == "utt_debug" && v == "1")
                 {
                     config.debug = true;
                 }
                 if let Some(d) = config.cookie_domain.clone() {
-                    s.cookie = CookieStore::new(Some(d));
+                    self.cookie = CookieStore::new(Some(d));
                 }
-                let (c, l) = s.stores(config.storage);
+                let (c, l): (&dyn Store, &dyn Store) = match config.storage {
+                    StorageMode::None => (&self.memory, &self.memory),
+                    _ => (&self.cookie, &self.local),
+                };
                 let (mut loaded, cb, lb) = store::load(config.storage, c, l);
-                loaded.gpc = web_sys::window()
-                    .and_then(|w| Reflect::get(&w.navigator(), &JsValue::from_str("globalPrivacyControl")).ok())
-                    .and_then(|v| v.as_bool())
-                    .unwrap_or(false);
-                let mut t = Tracker::start(config, p.page(), loaded, now(), &mut Crypto);
+                loaded.gpc = p.gpc;
+                let mut t = Tracker::start(config, p.page(), loaded, now, &mut Crypto);
                 t.storage_failed(cb, lb);
-                s.tracker = Some(t);
-                answer(true, "ready", Some(("version", crate::core::tracker::VERSION)))
+                self.tracker = Some(t);
+                answer(true, "ready", Some(("version", VERSION)))
             }
-            cmd => match s.tracker.as_mut() {
-                Some(t) => reply_answer(&t.command(cmd, p.page(), now(), &mut Crypto)),
-                None => error("command", "call utt('init', {site: …}) first"),
+            cmd => match self.tracker.as_mut() {
+                Some(t) => reply_answer(&t.command(cmd, p.page(), now, &mut Crypto)),
+                None => error("command", NOT_READY),
             },
         }
     }
 
-    /// Queues the identify event once the loader has hashed the email (lowercase hex SHA-256).
-    pub fn identified(&self, customer_id: Option<String>, email_hash: Option<String>) -> String {
-        if email_hash
-            .as_deref()
-            .is_some_and(|h| !crate::core::wire::is_sha256_hex(h))
-        {
-            return error("identify.email", "could not be hashed");
-        }
-        let Ok(mut s) = self.shell.try_borrow_mut() else {
-            return busy();
-        };
-        let p = PageNow::read();
-        match s.tracker.as_mut() {
-            Some(t) => reply_answer(&t.identify(customer_id, email_hash, p.page(), now(), &mut Crypto)),
-            None => error("command", "call utt('init', {site: …}) first"),
-        }
-    }
-
-    /// Writes to storage what the calls since the last time changed: one write per key however
-    /// many calls there were.
-    pub fn persist(&self) {
-        if let Ok(mut s) = self.shell.try_borrow_mut() {
-            s.persist();
-        }
-    }
-
-    /// The body of the next batch to POST, or an empty string when nothing is due or a batch is
-    /// already on its way. The events stay queued until [`Tag::settle`].
-    pub fn batch(&self) -> String {
-        let Ok(mut s) = self.shell.try_borrow_mut() else {
-            return String::new();
-        };
-        if s.out.is_some() {
-            return String::new();
-        }
-        let Some(out) = s.tracker.as_mut().and_then(|t| t.next_batch(now())) else {
-            return String::new();
-        };
-        let body = out.body.clone();
-        s.out = Some(out);
-        body
-    }
-
-    /// The URL batches go to.
-    pub fn endpoint(&self) -> String {
-        self.shell
-            .try_borrow()
-            .ok()
-            .and_then(|s| s.tracker.as_ref().map(|t| t.config().events_url()))
-            .unwrap_or_default()
-    }
-
-    /// The collector's answer to the batch in flight (`status` 0: the request failed).
-    pub fn settle(&self, status: u16, body: Option<String>, retry_after: Option<String>) {
-        let Ok(mut s) = self.shell.try_borrow_mut() else { return };
-        let Shell { tracker, out, .. } = &mut *s;
-        if let (Some(t), Some(out)) = (tracker.as_mut(), out.take()) {
-            t.settle(
-                &out,
-                status,
-                body.as_deref(),
-                retry_after.as_deref(),
-                now(),
-                random_u32(),
-            );
-        }
-        s.persist();
-    }
-
-    /// Milliseconds until something is due to be sent, or -1 when nothing waits.
-    pub fn wake(&self) -> f64 {
-        let now = now();
-        self.shell
-            .try_borrow()
-            .ok()
-            .and_then(|s| s.tracker.as_ref().and_then(|t| t.next_wake()))
-            .map_or(-1.0, |at| at.saturating_sub(now) as f64)
-    }
-
-    /// The browser is back online: what waits is due now.
-    pub fn online(&self) {
-        if let Ok(mut s) = self.shell.try_borrow_mut() {
-            if let Some(t) = s.tracker.as_mut() {
-                t.hurry(now());
-            }
-        }
-    }
-
-    /// The URL may have changed without a load (`pushState`, `replaceState`, `popstate`).
-    pub fn navigated(&self) {
-        let p = PageNow::read();
-        if let Ok(mut s) = self.shell.try_borrow_mut() {
-            if let Some(t) = s.tracker.as_mut() {
-                t.navigated(p.page(), now(), &mut Crypto);
-            }
-        }
-    }
-
-    /// The page is being hidden or closed: write everything now and hand what waits to
-    /// `navigator.sendBeacon`. It stays queued until the collector answers on a later page, so a
-    /// lost beacon costs nothing and a delivered one is deduplicated by event ID.
-    pub fn hide(&self) -> bool {
-        let Ok(mut s) = self.shell.try_borrow_mut() else {
-            return false;
-        };
-        s.persist();
-        let Some(out) = s.tracker.as_mut().and_then(|t| t.beacon(now())) else {
-            return false;
-        };
-        web_sys::window()
-            .and_then(|w| w.navigator().send_beacon_with_opt_str(&out.url, Some(&out.body)).ok())
-            .unwrap_or(false)
-    }
-
     /// For same-site collectors (`serverCookie: true`): the body to POST to `/v1/cookie` so the
-    /// collector re-issues the record as a server-set cookie, or an empty string when the record
-    /// has not changed since the last offer.
-    pub fn server_cookie(&self) -> String {
-        let Ok(mut s) = self.shell.try_borrow_mut() else {
-            return String::new();
-        };
-        let now = now();
-        let Some(t) = s.tracker.as_ref() else {
+    /// collector re-issues the record as a server-set cookie, or "" when the record has not
+    /// changed since the last offer.
+    fn server_cookie(&mut self, now: u64) -> String {
+        let Some(t) = self.tracker.as_ref() else {
             return String::new();
         };
         if !t.config().server_cookie || !t.consent() {
             return String::new();
         }
         let record = crate::core::record::encode(t.record());
+        if self.offered == record {
+            return String::new();
+        }
         let mut body = String::from("{\"site\":");
         write_str(&mut body, &t.config().site);
         body.push_str(",\"name\":\"_utt\",\"value\":");
@@ -398,26 +411,13 @@ impl Tag {
         body.push_str(",\"maxAge\":");
         write_u64(&mut body, t.cookie_max_age(now));
         body.push('}');
-        if s.offered == record {
-            return String::new();
-        }
-        s.offered = record;
+        self.offered = record;
         body
     }
+}
 
-    /// Everything the debug page shows, as JSON text (`{"ready":false}` before `init`).
-    pub fn state(&self) -> String {
-        let Ok(s) = self.shell.try_borrow() else {
-            return String::from("{\"ready\":false,\"busy\":true}");
-        };
-        let Some(t) = s.tracker.as_ref() else {
-            return String::from("{\"ready\":false}");
-        };
-        let cookie = s.cookie.get(keys::RECORD).ok().flatten();
-        let local = s.local.get(keys::RECORD).ok().flatten();
-        let mut out = String::from("{\"ready\":true,");
-        let state = t.state(cookie.as_deref(), local.as_deref(), now());
-        out.push_str(state.strip_prefix('{').unwrap_or(&state));
-        out
-    }
+/// The tag's version, for `utt.version`.
+#[wasm_bindgen]
+pub fn version() -> String {
+    String::from(VERSION)
 }

@@ -1,0 +1,189 @@
+// The built tag (dist/) in headless Chromium against a stand-in collector: the snippet's queue
+// replayed in order, the ES-module API, the beacon when the page goes away, SPA page views, and
+// no exception reaching the page whatever it is called with.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync, copyFileSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ROOT, launchChromium, serveStatic, cleanChromiumProfiles } from './harness.mjs';
+
+const SNIPPET = readFileSync(join(ROOT, 'dist', 'snippet.js'), 'utf8').split('\n')[0];
+let site, browser, server;
+// Every batch the stand-in collector received, parsed; `hold` makes it leave requests unanswered.
+const batches = [];
+let hold = false;
+
+function page(name, head, body = '') {
+  writeFileSync(join(site, name), `<!doctype html><html><head><title>${name}</title>${head}</head><body>${body}</body></html>`);
+}
+
+before(async () => {
+  site = mkdtempSync(join(tmpdir(), 'utt-site-'));
+  for (const f of ['utt.js', 'utt_bg.wasm']) copyFileSync(join(ROOT, 'dist', f), join(site, f));
+  page(
+    'replay.html',
+    `<script>${SNIPPET}
+utt('init', {site: 'demo'});
+utt('event', 'one');
+utt('event', 'two', {n: 2});
+utt('event', 'three');
+</script>`
+  );
+  page('plain.html', `<script>${SNIPPET} utt('init', {site: 'demo'});</script>`);
+  page('module.html', `<script type="module">window.mod = await import('/utt.js');</script>`);
+  server = await serveStatic({
+    '/': site,
+    // The tag is served slowly, so every call above is made before it has loaded.
+    'GET /utt.js': async (req, res) => {
+      await new Promise((r) => setTimeout(r, 300));
+      res.writeHead(200, { 'content-type': 'text/javascript' });
+      res.end(readFileSync(join(site, 'utt.js')));
+    },
+    'POST /v1/events': (req, res) => {
+      let body = '';
+      req.on('data', (c) => (body += c));
+      req.on('end', () => {
+        const batch = JSON.parse(body);
+        batches.push(batch);
+        if (hold) return; // never answered: the page must not depend on it
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ results: batch.events.map((e) => ({ id: e.id, status: 'accepted' })) }));
+      });
+    },
+  });
+  browser = await launchChromium();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.close();
+  rmSync(site, { recursive: true, force: true });
+  await cleanChromiumProfiles();
+});
+
+async function open(path, ready = () => window.utt && window.utt.state && window.utt.state().ready) {
+  const context = await browser.newContext();
+  const p = await context.newPage();
+  const errors = [];
+  p.on('pageerror', (e) => errors.push(e.message));
+  await p.goto(server.url + path);
+  await p.waitForFunction(ready);
+  return { p, context, errors };
+}
+
+const events = () => batches.flatMap((b) => b.events);
+
+async function until(check, what) {
+  for (let i = 0; i < 100; i++) {
+    if (check()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
+test('calls made before the tag loads are replayed in order after it loads', async () => {
+  batches.length = 0;
+  const { context, errors } = await open('/replay.html?irclickid=Replay-1');
+  await until(() => events().length >= 4, 'four events');
+  const got = events().map((e) => (e.type === 'event' ? e.name : e.type));
+  assert.deepEqual(got, ['pageview', 'one', 'two', 'three']);
+  const at = events().map((e) => e.at);
+  assert.deepEqual([...at].sort((a, b) => a - b), at, 'times follow the call order');
+  assert.ok(events().every((e) => e.clicks[0]?.value === 'Replay-1'), 'the landing click rides on every event');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('the ES module API answers each call with a promise once the event is queued', async () => {
+  batches.length = 0;
+  const { p, context, errors } = await open('/module.html', () => window.mod);
+  const answers = await p.evaluate(async () => {
+    const m = window.mod;
+    return [
+      await m.init({ site: 'demo' }),
+      await m.conversion({ orderId: 'ES-1', amount: 19.9, currency: 'EUR', items: [{ sku: 'A', quantity: 1 }] }),
+      await m.conversion({ orderId: 'ES-1', amount: 19.9, currency: 'EUR' }),
+      await m.identify({ email: ' Jane.Doe@Example.com ' }),
+      await m.conversion({ orderId: 'ES-2', currency: 'euro' }),
+      localStorage.getItem('_utt_q') !== null,
+    ];
+  });
+  assert.equal(answers[0].status, 'ready');
+  assert.equal(answers[1].status, 'queued');
+  assert.match(answers[1].id, /^[0-9a-f]{8}-[0-9a-f]{4}-7/);
+  assert.equal(answers[2].status, 'duplicate');
+  assert.equal(answers[3].status, 'queued');
+  assert.deepEqual(answers[4], { ok: false, status: 'error', error: 'order.currency: must be an ISO 4217 code like EUR' });
+  await until(() => events().some((e) => e.type === 'identify'), 'the identify event');
+  const identify = events().find((e) => e.type === 'identify');
+  // SHA-256 of the normalised "jane.doe@example.com"; the address itself never leaves.
+  assert.equal(identify.emailHash, '86e0b9e56c17cc4d12387e1949b85053fbe73bc3ce5a1188713a9d300cc6133d');
+  assert.ok(!JSON.stringify(batches).includes('jane'));
+  const conversion = events().find((e) => e.type === 'conversion');
+  assert.equal(conversion.order.amount, 19.9, 'a number amount stays a number, untouched');
+  assert.equal(events().filter((e) => e.type === 'conversion').length, 1);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('a page that goes away hands what waits to sendBeacon', async () => {
+  batches.length = 0;
+  hold = true; // the collector takes the first batch and never answers it
+  const { p, context } = await open('/plain.html');
+  await until(() => batches.length === 1, 'the first batch');
+  await p.evaluate(() => utt('conversion', { orderId: 'BEACON-1', amount: '5.00', currency: 'EUR' }));
+  await p.goto('about:blank'); // pagehide
+  await until(() => events().some((e) => e.type === 'conversion'), 'the beacon');
+  const beacon = batches.find((b) => b.events.some((e) => e.order?.orderId === 'BEACON-1'));
+  assert.ok(beacon.events.some((e) => e.type === 'pageview'), 'the unanswered page view goes again with it');
+  hold = false;
+  await context.close();
+});
+
+test('SPA navigations send a page view per real URL change only', async () => {
+  batches.length = 0;
+  const { p, context, errors } = await open('/plain.html');
+  await p.evaluate(() => {
+    history.pushState({}, '', '/app/products');
+    history.replaceState({}, '', '/app/products'); // same URL: no page view
+    history.pushState({}, '', '/app/cart');
+    history.back();
+  });
+  await until(() => events().filter((e) => e.type === 'pageview').length >= 4, 'four page views');
+  await new Promise((r) => setTimeout(r, 300));
+  const urls = events().filter((e) => e.type === 'pageview').map((e) => new URL(e.url).pathname);
+  assert.deepEqual(urls, ['/plain.html', '/app/products', '/app/cart', '/app/products']);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('no call, however wrong, throws into the page', async () => {
+  const { p, context, errors } = await open('/plain.html');
+  const answers = await p.evaluate(async () => {
+    const cyclic = {};
+    cyclic.self = cyclic;
+    const calls = [
+      [],
+      [42],
+      ['nope'],
+      ['conversion'],
+      ['conversion', { orderId: { nested: true } }],
+      ['conversion', cyclic],
+      ['event', 'x', { big: 1n }],
+      ['init', { site: 'demo' }],
+      ['identify', { email: '<img src=x onerror=alert(1)>' }],
+      ['consent', 'perhaps'],
+    ];
+    const out = [];
+    for (const c of calls) out.push(await utt(...c));
+    return out;
+  });
+  for (const a of answers) {
+    assert.equal(a.ok, false, JSON.stringify(a));
+    assert.equal(a.status, 'error');
+    assert.ok(a.error.length > 5);
+  }
+  assert.deepEqual(errors, []);
+  await context.close();
+});
