@@ -68,7 +68,8 @@ pub fn run() -> Result {
 
 /// Compiles the tag for wasm32 and runs wasm-bindgen on it; returns the folder of its output.
 pub fn bindgen() -> Result<PathBuf> {
-    let json = proc::output(Command::new(crate::cargo()).current_dir(root()).args([
+    let mut cargo = Command::new(crate::cargo());
+    cargo.current_dir(root()).args([
         "build",
         "--release",
         "--target",
@@ -79,8 +80,9 @@ pub fn bindgen() -> Result<PathBuf> {
         "--features",
         "tag",
         "--message-format=json-render-diagnostics",
-    ]))
-    .map_err(|e| format!("building the tag failed: {e}"))?;
+    ]);
+    proc::echo(&cargo);
+    let json = proc::output(&mut cargo).map_err(|e| format!("building the tag failed: {e}"))?;
     let wasm = tag_artifact(&json).ok_or("cargo built no utt .wasm (is `cdylib` still in [lib] crate-type?)")?;
 
     let out = target_dir().join("utt-bindgen");

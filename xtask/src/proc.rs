@@ -60,7 +60,7 @@ fn quote(word: &str) -> String {
 }
 
 /// Prints the command the way a person would type it, so a failure can be reproduced.
-fn echo(cmd: &Command) {
+pub fn echo(cmd: &Command) {
     let envs: Vec<String> = cmd
         .get_envs()
         .filter_map(|(k, v)| Some(format!("{}={}", k.to_string_lossy(), quote(&v?.to_string_lossy()))))
