@@ -24,7 +24,7 @@ commands:
   build              build the tag into dist/ (cargo, wasm-bindgen, wasm-opt -Oz)
   size               print raw/gzip/brotli sizes of dist/ and fail if over the budget
   twiggy             print `twiggy top -n 30` of the optimised tag (installs twiggy on first use)
-  test               the whole test suite: setup, fmt, clippy, native and browser tests, build, size
+  test               everything CI runs: setup, fmt, clippy, native and wasm tests, build, size, node tests
   wasm-test [ARGS]   only the wasm-bindgen tests in headless Chromium (ARGS go to cargo test)
   wasm-test-runner   the runner cargo calls for each test wasm (not for direct use)";
 

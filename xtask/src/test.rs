@@ -75,7 +75,7 @@ fn steps(counts: &mut Counts) -> Result {
     step("wasm tests in headless Chromium", wasm_tests(&[], counts))?;
     step("build", build::run())?;
     step("size budget", size::run())?;
-    step("browser tests (node --test)", node_tests(counts))?;
+    step("browser and end-to-end tests (node --test)", node_tests(counts))?;
     Ok(())
 }
 
@@ -122,12 +122,20 @@ pub fn runner(args: &[String]) -> Result {
     wasm_bindgen_cli::wasm_bindgen_test_runner::run_cli_with_args(argv).map_err(|e| format!("{e:#}"))
 }
 
-/// Runs the Playwright tests, `tests/browser/**/*.test.mjs`, with node's test runner.
+/// Where node's tests live: the tag in a page, and end to end against the real collector.
+const NODE_TEST_DIRS: &[&str] = &["tests/browser", "tests/e2e"];
+
+/// Runs the Playwright tests, `*.test.mjs` under [`NODE_TEST_DIRS`], with node's test runner.
 fn node_tests(counts: &mut Counts) -> Result {
     let mut files = Vec::new();
-    collect_tests(&root().join("tests/browser"), &mut files)?;
+    for dir in NODE_TEST_DIRS {
+        collect_tests(&root().join(dir), &mut files)?;
+    }
     if files.is_empty() {
-        println!("browser tests: no tests/browser/*.test.mjs yet, step skipped");
+        println!(
+            "browser tests: no *.test.mjs under {} yet, step skipped",
+            NODE_TEST_DIRS.join(" or ")
+        );
         return Ok(());
     }
     files.sort();
