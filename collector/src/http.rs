@@ -643,7 +643,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
     let size = tokio::task::spawn_blocking(move || store.size_bytes())
         .await
         .unwrap_or(0);
-    let text = s.metrics.render(s.writer.queue_depth(), size);
+    let text = s.metrics.render(s.writer.stats(), s.writer.queue_depth(), size);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

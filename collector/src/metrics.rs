@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use utt::core::wire::Status;
 
+use crate::writer::WriterStats;
+
 /// Event types as labelled; `unknown` is a rejected event whose type could not be read.
 pub const TYPES: [&str; 6] = ["pageview", "conversion", "identify", "event", "consent", "unknown"];
 const STATUSES: [Status; 3] = [Status::Accepted, Status::Duplicate, Status::Rejected];
@@ -80,8 +82,8 @@ impl Metrics {
         h.sum_us.fetch_add(us, Ordering::Relaxed);
     }
 
-    /// Renders the Prometheus text exposition, with the gauges passed in.
-    pub fn render(&self, queue_depth: u64, db_bytes: u64) -> String {
+    /// Renders the Prometheus text exposition, with the writer's figures and the gauges passed in.
+    pub fn render(&self, writer: &WriterStats, queue_depth: u64, db_bytes: u64) -> String {
         let mut out = String::new();
         out.push_str("# HELP utt_events_total Events answered, by event type and outcome.\n");
         out.push_str("# TYPE utt_events_total counter\n");
@@ -119,6 +121,18 @@ impl Metrics {
                 "utt_http_request_duration_seconds_count{{route=\"{route}\"}} {count}"
             );
         }
+        let commits = writer.commits.load(Ordering::Relaxed);
+        let committed = writer.events.load(Ordering::Relaxed);
+        let busy = seconds(writer.busy_us.load(Ordering::Relaxed));
+        out.push_str("# HELP utt_writer_commits_total Group commits (one transaction and fsync each).\n");
+        out.push_str("# TYPE utt_writer_commits_total counter\n");
+        let _ = writeln!(out, "utt_writer_commits_total {commits}");
+        out.push_str("# HELP utt_writer_events_total Events written by those commits (accepted or duplicate).\n");
+        out.push_str("# TYPE utt_writer_events_total counter\n");
+        let _ = writeln!(out, "utt_writer_events_total {committed}");
+        out.push_str("# HELP utt_writer_busy_seconds_total Time the writer spent storing and committing.\n");
+        out.push_str("# TYPE utt_writer_busy_seconds_total counter\n");
+        let _ = writeln!(out, "utt_writer_busy_seconds_total {busy}");
         out.push_str("# HELP utt_writer_queue_depth Events waiting for the writer's next commit.\n");
         out.push_str("# TYPE utt_writer_queue_depth gauge\n");
         let _ = writeln!(out, "utt_writer_queue_depth {queue_depth}");
@@ -166,7 +180,11 @@ mod tests {
         m.event("nonsense", Status::Rejected);
         m.request("/v1/events", Duration::from_micros(700));
         m.request("/nowhere", Duration::from_secs(10));
-        let text = m.render(7, 4096);
+        let w = WriterStats::default();
+        w.commits.store(3, Ordering::Relaxed);
+        w.events.store(40, Ordering::Relaxed);
+        w.busy_us.store(12_500, Ordering::Relaxed);
+        let text = m.render(&w, 7, 4096);
         let want = [
             "utt_events_total{type=\"pageview\",status=\"accepted\"} 2\n",
             "utt_events_total{type=\"conversion\",status=\"duplicate\"} 1\n",
@@ -176,6 +194,9 @@ mod tests {
             "utt_http_request_duration_seconds_count{route=\"/v1/events\"} 1\n",
             "utt_http_request_duration_seconds_bucket{route=\"other\",le=\"5\"} 0\n",
             "utt_http_request_duration_seconds_bucket{route=\"other\",le=\"+Inf\"} 1\n",
+            "utt_writer_commits_total 3\n",
+            "utt_writer_events_total 40\n",
+            "utt_writer_busy_seconds_total 0.0125\n",
             "utt_writer_queue_depth 7\n",
             "utt_database_size_bytes 4096\n",
         ];

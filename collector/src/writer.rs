@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 use utt::core::wire::Status;
@@ -35,10 +36,22 @@ pub enum WriteError {
     Store(StoreError),
 }
 
+/// Counters of the writer's work, for `/metrics`.
+#[derive(Default)]
+pub struct WriterStats {
+    /// Transactions committed (or rolled back).
+    pub commits: AtomicU64,
+    /// Events they carried.
+    pub events: AtomicU64,
+    /// Microseconds spent in `Store::append`, commit and fsync included.
+    pub busy_us: AtomicU64,
+}
+
 /// The handle request handlers use to reach the writer thread.
 pub struct Writer {
     tx: mpsc::Sender<Job>,
     depth: Arc<AtomicU64>,
+    stats: Arc<WriterStats>,
     thread: Mutex<Option<thread::JoinHandle<()>>>,
 }
 
@@ -47,14 +60,16 @@ impl Writer {
     pub fn start(store: Arc<dyn Store>) -> Writer {
         let (tx, rx) = mpsc::channel(QUEUE);
         let depth = Arc::new(AtomicU64::new(0));
-        let d = depth.clone();
+        let stats = Arc::new(WriterStats::default());
+        let (d, st) = (depth.clone(), stats.clone());
         let handle = thread::Builder::new()
             .name("utt-writer".into())
-            .spawn(move || run(store, rx, d))
+            .spawn(move || run(store, rx, d, st))
             .expect("unreachable: spawning the writer thread at startup");
         Writer {
             tx,
             depth,
+            stats,
             thread: Mutex::new(Some(handle)),
         }
     }
@@ -86,6 +101,11 @@ impl Writer {
         self.depth.load(Ordering::Relaxed)
     }
 
+    /// The writer's counters.
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
+
     /// Stores everything queued so far, then stops the thread and waits for it. Writes queued
     /// afterwards fail with [`WriteError::Closed`].
     pub async fn close(&self) {
@@ -97,7 +117,7 @@ impl Writer {
     }
 }
 
-fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>, depth: Arc<AtomicU64>) {
+fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>, depth: Arc<AtomicU64>, stats: Arc<WriterStats>) {
     let mut stop = false;
     while !stop {
         let Some(first) = rx.blocking_recv() else { break };
@@ -119,7 +139,12 @@ fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>, depth: Arc<AtomicU64>
             next = rx.try_recv().ok();
         }
         if !jobs.is_empty() {
+            let started = Instant::now();
             commit(store.as_ref(), jobs, &depth);
+            stats.commits.fetch_add(1, Ordering::Relaxed);
+            stats.events.fetch_add(events as u64, Ordering::Relaxed);
+            let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            stats.busy_us.fetch_add(us, Ordering::Relaxed);
         }
     }
     // Anything still queued after Stop is refused when `rx` drops: its senders see `Closed`.

@@ -542,6 +542,9 @@ async fn health_and_metrics() {
         "utt_http_request_duration_seconds_count{route=\"/v1/events\"} 3\n",
         "utt_http_request_duration_seconds_count{route=\"/healthz\"} 1\n",
         "utt_writer_queue_depth 0\n",
+        // Two batches reached the writer (the third had only a rejected event).
+        "utt_writer_commits_total 2\n",
+        "utt_writer_events_total 12\n",
     ] {
         assert!(a.body.contains(line), "missing {line:?} in\n{}", a.body);
     }

@@ -382,6 +382,15 @@ fn main() {
         );
         let stored = load(collector, &opts, &gen).await;
         print("collector (durable)", &stored);
+        let w = state.writer.stats();
+        let commits = w.commits.load(Ordering::Relaxed).max(1);
+        let busy = w.busy_us.load(Ordering::Relaxed) as f64 / 1e6;
+        println!(
+            "  writer: {commits} commits, {:.0} events per commit, {:.1} ms per commit, busy {:.0}% of the run",
+            w.events.load(Ordering::Relaxed) as f64 / commits as f64,
+            busy * 1000.0 / commits as f64,
+            100.0 * busy / stored.elapsed.as_secs_f64()
+        );
         if opts.bare {
             let bare_figures = load(bare, &opts, &gen).await;
             print("bare 204 server", &bare_figures);
