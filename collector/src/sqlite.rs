@@ -171,6 +171,13 @@ impl SqliteStore {
     }
 }
 
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Without `close` (tests, errors), still let the checkpoint thread end.
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
 /// The path of a URL, without scheme, host, query or fragment (page paths are reported to
 /// partners; query strings may carry other people's parameters).
 pub fn url_path(url: &str) -> &str {
