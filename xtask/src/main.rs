@@ -4,6 +4,7 @@
 //! clone on a machine with only rustup, Node and npm can run `cargo xtask test`.
 
 mod build;
+mod demo;
 mod proc;
 mod setup;
 mod size;
@@ -22,6 +23,7 @@ usage: cargo xtask <command>
 commands:
   setup              install what the build and the tests need (wasm target, Chromium, npm tools)
   build              build the tag into dist/ (cargo, wasm-bindgen, wasm-opt -Oz)
+  demo [--fresh]     build, then serve the demo shop, debug page and report on 127.0.0.1:8080
   size               print raw/gzip/brotli sizes of dist/ and fail if over the budget
   twiggy             print `twiggy top -n 30` of the optimised tag (installs twiggy on first use)
   test               everything CI runs: setup, fmt, clippy, native and wasm tests, build, size, node tests
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
     let outcome = match command.as_str() {
         "setup" => setup::run(),
         "build" => build::run(),
+        "demo" => demo::run(rest),
         "size" => size::run(),
         "twiggy" => twiggy::run(),
         "test" => test::run(),
