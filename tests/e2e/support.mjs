@@ -1,0 +1,254 @@
+// Shared pieces of the end-to-end tests (`node --test tests/e2e/`): the real collector binary on
+// a free port with a fresh database, serving dist/ and www/; a headless Chromium; and the steps
+// a shopper takes in the demo shop. Tests assert on what the collector stored, read back
+// through its own read API. This file holds no tests.
+
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { launchChromium, cleanChromiumProfiles, ROOT } from '../browser/harness.mjs';
+
+export { ROOT };
+
+/** Where screenshots go; the folder is gitignored. */
+export const ARTIFACTS = join(ROOT, 'test-artifacts');
+
+/** Cargo's target folder, honouring `CARGO_TARGET_DIR` as cargo (and the xtask) do. */
+const TARGET = process.env.CARGO_TARGET_DIR ? resolve(ROOT, process.env.CARGO_TARGET_DIR) : join(ROOT, 'target');
+const COLLECTOR = join(TARGET, 'debug', 'utt-collector');
+
+let built = false;
+
+/**
+ * Makes sure the tag is built and the collector binary is current. `cargo build` is a no-op
+ * (about a second) when nothing changed, and it keeps the tests from running a stale binary.
+ */
+export function ensureBuilt() {
+  if (built) return;
+  if (!existsSync(join(ROOT, 'dist', 'utt.js')) || !existsSync(join(ROOT, 'dist', 'utt_bg.wasm'))) {
+    throw new Error('dist/utt.js is missing: run `cargo xtask build` first');
+  }
+  const cargo = process.env.CARGO ?? 'cargo';
+  const out = spawnSync(cargo, ['build', '--quiet', '-p', 'utt-collector', '--bin', 'utt-collector'], {
+    cwd: ROOT,
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  if (out.status !== 0) throw new Error(`cargo build -p utt-collector failed (${out.error ?? `exit ${out.status}`})`);
+  built = true;
+}
+
+/**
+ * Starts the real collector on 127.0.0.1 with port 0 (it prints the address it bound), a
+ * database in a fresh temporary folder, and the static folders dist/ and www/.
+ * @returns {Promise<{url: string, stop: () => Promise<void>, logs: () => string}>}
+ */
+export async function startCollector() {
+  ensureBuilt();
+  const dir = mkdtempSync(join(tmpdir(), 'utt-e2e-'));
+  const child = spawn(
+    COLLECTOR,
+    ['--listen', '127.0.0.1:0', '--db', join(dir, 'utt.db'), '--static', join(ROOT, 'dist'), '--static', join(ROOT, 'www')],
+    { cwd: ROOT, env: { ...process.env, UTT_LOG: process.env.UTT_LOG ?? 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] }
+  );
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise((ok) => child.once('exit', (code, signal) => ok({ code, signal })));
+  const url = await new Promise((ok, fail) => {
+    const timer = setTimeout(() => fail(new Error(`the collector did not start in 15 s:\n${stderr}`)), 15_000);
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      const m = /listening on (http:\/\/\S+)/.exec(line);
+      if (m) {
+        clearTimeout(timer);
+        ok(m[1]);
+      }
+    });
+    exited.then(({ code }) => {
+      clearTimeout(timer);
+      fail(new Error(`the collector exited (${code}) before listening:\n${stderr}`));
+    });
+  });
+  return {
+    url,
+    logs: () => stderr,
+    async stop() {
+      // SIGTERM: the collector's graceful shutdown flushes what it acknowledged.
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await Promise.race([exited, new Promise((ok) => setTimeout(ok, 10_000))]);
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The browser and the collector for one test file, started once and stopped in `after()`. */
+export async function startWorld() {
+  const collector = await startCollector();
+  const browser = await launchChromium();
+  return {
+    collector,
+    browser,
+    base: collector.url,
+    api: readApi(collector.url),
+    async stop() {
+      await browser.close().catch(() => {});
+      await cleanChromiumProfiles();
+      await collector.stop();
+    },
+  };
+}
+
+/** The collector's read API, as a site owner's report and a partner's debug check use it. */
+export function readApi(base) {
+  const get = async (path) => {
+    const res = await fetch(base + path);
+    const body = await res.text();
+    return { status: res.status, body: body ? JSON.parse(body) : null };
+  };
+  return {
+    /** Every conversion of the demo site with its attribution under `model`. */
+    async conversions(model = 'last_click') {
+      const { status, body } = await get(`/v1/conversions?site=demo&model=${model}`);
+      if (status !== 200) throw new Error(`GET /v1/conversions answered ${status}: ${JSON.stringify(body)}`);
+      return body.conversions;
+    },
+    /** The stored conversions with this orderId (a correct collector has at most one). */
+    async orders(orderId, model) {
+      return (await this.conversions(model)).filter((c) => c.orderId === orderId);
+    },
+    /** What the collector has seen for a click ID: `{status: 404}` when nothing. */
+    click: (id) => get(`/v1/clicks/${encodeURIComponent(id)}`),
+    async metrics() {
+      return (await fetch(`${base}/metrics`)).text();
+    },
+  };
+}
+
+/** Polls `check` until it returns something truthy, or fails with `what` after `timeout` ms. */
+export async function eventually(what, check, { timeout = 10_000, interval = 150 } = {}) {
+  const until = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      last = await check();
+      if (last) return last;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > until) {
+      throw new Error(`timed out after ${timeout} ms waiting for ${what}; last: ${last instanceof Error ? last.stack : JSON.stringify(last)}`);
+    }
+    await new Promise((ok) => setTimeout(ok, interval));
+  }
+}
+
+/** Waits until the collector lists the order, then answers every stored conversion with that orderId. */
+export function storedOrders(api, orderId, model) {
+  return eventually(`order ${orderId} in the collector`, async () => {
+    const list = await api.orders(orderId, model);
+    return list.length ? list : null;
+  });
+}
+
+/** A value unique to this run, so tests sharing a collector never see each other's data. */
+export function unique(prefix) {
+  return `${prefix}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`.toUpperCase();
+}
+
+/**
+ * A new visitor: a fresh browser context (its own cookies and storage) and a page that records
+ * dialogs, page errors and every batch the tag posts.
+ */
+export async function visitor(world, options = {}) {
+  const context = await world.browser.newContext(options);
+  const page = await context.newPage();
+  return watch(page, context);
+}
+
+/** Adds the recorders of `visitor()` to a page (also for second tabs of the same context). */
+export function watch(page, context = page.context()) {
+  const seen = { dialogs: [], errors: [], batches: [] };
+  page.on('dialog', (d) => {
+    seen.dialogs.push(d.message());
+    d.dismiss().catch(() => {});
+  });
+  page.on('pageerror', (e) => seen.errors.push(String(e)));
+  page.on('request', (r) => {
+    if (r.method() === 'POST' && new URL(r.url()).pathname === '/v1/events') seen.batches.push(r.postData() ?? '');
+  });
+  return { context, page, seen };
+}
+
+/** Waits until the tag on `page` has started. */
+export async function tagReady(page) {
+  await page.waitForFunction(() => window.utt?.state?.().ready === true, null, { timeout: 15_000 });
+}
+
+/** The tag's debug state on `page`. */
+export function tagState(page) {
+  return page.evaluate(() => window.utt.state());
+}
+
+/** Waits until the tag has nothing left to send (the collector acknowledged everything). */
+export async function delivered(page, timeout = 15_000) {
+  await tagReady(page);
+  await page.waitForFunction(
+    () => {
+      const s = window.utt.state();
+      return s.ready && (s.queue ?? []).length === 0 && !s.held;
+    },
+    null,
+    { timeout }
+  );
+}
+
+/** Clicks the consent banner's Accept button and waits for the tag to take it. */
+export async function acceptConsent(page) {
+  await page.click('#consent-accept');
+  await tagReady(page);
+  await page.waitForFunction(() => window.utt.state().consent === 'granted');
+}
+
+/** Adds products to the cart from their pages, as a shopper would. */
+export async function browseAndAdd(page, base, skus) {
+  for (const sku of skus) {
+    await page.goto(`${base}/product.html?sku=${sku}`);
+    await page.click('#add-to-cart');
+    await page.waitForSelector('#added a');
+  }
+}
+
+/**
+ * Goes through checkout (cart → checkout form → thank-you page) and returns the order the
+ * shop sent, once the thank-you page has the tag's answer to the conversion call.
+ */
+export async function checkout(page, base, { email, promo = '' } = {}) {
+  // A different shopper each time unless the test says otherwise: one email is one person to
+  // the collector, which links every visitor who gives it (that is the cross-device rule).
+  email ??= `${unique('shopper').toLowerCase()}@example.com`;
+  await page.goto(`${base}/cart.html`);
+  await page.click('#to-checkout');
+  await page.waitForSelector('#place-order');
+  await page.fill('#email', email);
+  if (promo) await page.fill('#promo', promo);
+  await Promise.all([page.waitForURL(/\/thanks\.html\?order=/), page.click('#place-order')]);
+  await page.waitForSelector('#tracking[data-status]');
+  return page.evaluate(() => JSON.parse(localStorage.getItem('demo_last_order')));
+}
+
+/** The tag's cookies in a context, by name. */
+export async function tagCookies(context) {
+  return (await context.cookies()).filter((c) => c.name.startsWith('_utt'));
+}
+
+/** The tag's localStorage keys on the page's origin. */
+export function tagLocalKeys(page) {
+  return page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('_utt')));
+}
+
+/** Makes sure the artifacts folder exists and returns a path in it. */
+export function artifact(name) {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  return join(ARTIFACTS, name);
+}
