@@ -75,7 +75,8 @@ export async function startCollector() {
     async stop() {
       // SIGTERM: the collector's graceful shutdown flushes what it acknowledged.
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      await Promise.race([exited, new Promise((ok) => setTimeout(ok, 10_000))]);
+      // unref: a finished race must not keep the test process alive for the rest of the wait.
+      await Promise.race([exited, new Promise((ok) => setTimeout(ok, 10_000).unref())]);
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       rmSync(dir, { recursive: true, force: true });
     },

@@ -1,0 +1,97 @@
+// End to end: the partner debug page (scenario 8) and the site-owner report. Both pages read
+// the collector's API; the assertions check what they show against what the collector stored,
+// and that hostile input stays text. Screenshots of both go to test-artifacts/.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  startWorld, visitor, unique, acceptConsent, delivered, browseAndAdd, checkout, storedOrders, artifact,
+} from './support.mjs';
+
+let world;
+before(async () => {
+  world = await startWorld();
+});
+after(async () => {
+  await world?.stop();
+});
+
+const HOSTILE = '<img src=x onerror=alert(1)>';
+
+test('8. the debug page shows the click ID, its store presence and the collector record; a hostile click ID stays inert text', { timeout: 90_000 }, async () => {
+  const clickId = unique('S8');
+  const { context, page, seen } = await visitor(world);
+  await page.goto(`${world.base}/?irclickid=${clickId}&utm_source=partner`);
+  await acceptConsent(page);
+  await delivered(page);
+
+  await page.goto(`${world.base}/debug.html`);
+  await page.waitForSelector('body[data-ready]');
+  const row = page.locator(`tr.click[data-value="${clickId}"]`);
+  await row.locator('.collector .badge.ok').waitFor();
+  assert.equal(await row.locator('.click-value').textContent(), clickId);
+  assert.equal(await row.locator('.in-cookie').textContent(), 'yes');
+  assert.equal(await row.locator('.in-local').textContent(), 'yes');
+  const shown = await row.locator('.collector').textContent();
+  // What the page shows is what the collector stored.
+  const record = await world.api.click(clickId);
+  assert.equal(record.status, 200);
+  assert.match(shown, new RegExp(`${record.body.pageViews} page view\\(s\\)`));
+  assert.equal(await page.textContent('#consent-state'), 'granted');
+
+  // A partner pastes a link with a hostile click ID.
+  await page.fill('#link', `/?irclickid=${HOSTILE}&utm_source=partner`);
+  await page.click('#link-open');
+  await page.locator('#steps li.bad', { hasText: 'Refused' }).waitFor();
+  assert.equal(await page.locator('#link-params .param-value').first().textContent(), HOSTILE, 'shown as text');
+  // Give an injected handler every chance to run before looking for its effects.
+  await page.waitForTimeout(500);
+  const images = await Promise.all(page.frames().map((f) => f.evaluate(() => document.querySelectorAll('img').length)));
+  assert.deepEqual(images, images.map(() => 0), 'no element was made from the value, in the page or the frame');
+  assert.deepEqual(seen.dialogs, [], 'no dialog opened');
+  assert.deepEqual(seen.errors, []);
+  const frameState = await page.frame({ url: /irclickid/ }).evaluate(() => window.utt.state());
+  assert.deepEqual(frameState.rejected, [{ param: 'irclickid', reason: 'character outside the safe set' }]);
+  assert.ok(!frameState.clicks.some((c) => c.value.includes('<')), 'never stored');
+  await page.waitForFunction(() => (window.frames[0]?.utt?.state().queue ?? [1]).length === 0);
+  assert.ok(!seen.batches.some((b) => b.includes('onerror')), 'never sent, not even inside the page URL');
+  assert.notEqual((await world.api.click(HOSTILE)).status, 200, 'the collector has nothing for it');
+
+  // The link test end to end for a good link, for the screenshot and the partner's main use.
+  const fresh = unique('S8B');
+  await page.fill('#link', `/product.html?sku=TRAIL-42&gclid=${fresh}`);
+  await page.click('#link-open');
+  await page.locator('#steps li.ok', { hasText: 'The collector has a record' }).waitFor({ timeout: 30_000 });
+  assert.equal((await world.api.click(fresh)).status, 200);
+  await page.locator(`tr.click[data-value="${fresh}"] .collector .badge.ok`).waitFor();
+  await page.screenshot({ path: artifact('debug-page.png'), fullPage: true });
+  await context.close();
+});
+
+test('the site-owner report lists each stored conversion with its partner credit', { timeout: 90_000 }, async () => {
+  const clickId = unique('RPT');
+  const { context, page } = await visitor(world);
+  await page.goto(`${world.base}/?irclickid=${clickId}`);
+  await acceptConsent(page);
+  await browseAndAdd(page, world.base, ['JACKET-W']);
+  const order = await checkout(page, world.base, { promo: 'WELCOME5' });
+  await delivered(page);
+  const [stored] = await storedOrders(world.api, order.orderId);
+
+  await page.goto(`${world.base}/report.html`);
+  await page.waitForSelector('body[data-loaded]');
+  const all = await world.api.conversions();
+  assert.equal(await page.locator('tr.order').count(), all.length, 'one row per stored conversion');
+  const row = page.locator(`tr.order[data-order="${order.orderId}"]`);
+  assert.equal(await row.getAttribute('data-partner'), `impact click ${clickId}`);
+  const text = await row.textContent();
+  assert.ok(text.includes(`${stored.amount} EUR`), text);
+  assert.ok(text.includes('WELCOME5') && text.includes('newsletter-partner'), text);
+  assert.ok(text.includes('last_click'), text);
+  await page.screenshot({ path: artifact('report.png'), fullPage: true });
+
+  await page.selectOption('#model', 'first_click');
+  await page.waitForFunction(() => document.getElementById('loaded').textContent.includes('first_click'));
+  assert.equal(await page.locator(`tr.order[data-order="${order.orderId}"] td:nth-child(6)`).textContent(), 'first_click');
+  await context.close();
+});

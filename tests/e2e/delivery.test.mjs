@@ -1,0 +1,110 @@
+// End to end: conversions that must survive the page going away (scenario 9) and the collector
+// being unreachable (scenario 10). The tag promises that once a call's Promise resolves the
+// event is durably queued; these tests hold it to that, on the collector's stored data.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  startWorld, visitor, watch, unique, acceptConsent, delivered, tagState, tagReady, browseAndAdd, eventually,
+  storedOrders,
+} from './support.mjs';
+
+let world;
+before(async () => {
+  world = await startWorld();
+});
+after(async () => {
+  await world?.stop();
+});
+
+/** Fills the checkout form and submits it, without waiting for the thank-you page's answer. */
+async function placeOrder(page, email) {
+  await page.goto(`${world.base}/checkout.html`);
+  await page.fill('#email', email);
+  await Promise.all([page.waitForURL(/\/thanks\.html\?order=/), page.click('#place-order')]);
+  return new URL(page.url()).searchParams.get('order');
+}
+
+test('9. the tab closed right after the conversion call: the conversion still reaches the collector', { timeout: 90_000 }, async (t) => {
+  const clickId = unique('S9');
+  const { context, page } = await visitor(world);
+  await page.goto(`${world.base}/?irclickid=${clickId}`);
+  await acceptConsent(page);
+  await browseAndAdd(page, world.base, ['SOCK-3P']);
+  await delivered(page);
+
+  // Hold back every live fetch from the thank-you page on, so the only ways out are the ones
+  // that outlive the page: the beacon on pagehide, or the persisted queue on the next visit.
+  await page.route('**/v1/events', (route) =>
+    route.request().resourceType() === 'fetch' ? new Promise(() => {}) : route.continue()
+  );
+  const orderId = await placeOrder(page, `${unique('s9').toLowerCase()}@example.com`);
+  const answer = await page.evaluate(() => window.demoConversion);
+  assert.equal(answer.status, 'queued', 'durably queued before the tab closes');
+  await page.close({ runBeforeUnload: true });
+
+  let path = 'beacon on pagehide';
+  const viaBeacon = await eventually('the conversion via the beacon', async () => (await world.api.orders(orderId)).length > 0, {
+    timeout: 4000,
+  }).catch(() => false);
+  if (!viaBeacon) {
+    // The next visit in the same browser sends what the closed tab left in localStorage.
+    path = 'persisted queue on the next visit';
+    const next = watch(await context.newPage(), context);
+    await next.page.goto(`${world.base}/`);
+    await tagReady(next.page);
+    await delivered(next.page);
+  }
+  t.diagnostic(`delivered by the ${path}`);
+  const stored = await storedOrders(world.api, orderId);
+  assert.equal(stored.length, 1);
+  assert.equal(stored[0].eventId, answer.id, 'the very event the call queued');
+  assert.equal(stored[0].attribution?.clickId, clickId);
+  await context.close();
+});
+
+test('10. the collector unreachable during checkout: the conversion is delivered once it is back, exactly once', { timeout: 90_000 }, async () => {
+  const clickId = unique('S10');
+  const { context, page, seen } = await visitor(world);
+  await page.goto(`${world.base}/?irclickid=${clickId}`);
+  await acceptConsent(page);
+  await browseAndAdd(page, world.base, ['TRAIL-42']);
+  await delivered(page);
+
+  // The collector's ingest stops answering for this browser: every batch fails to connect.
+  let refused = 0;
+  await context.route('**/v1/events', (route) => {
+    refused += 1;
+    return route.abort('connectionrefused');
+  });
+  const orderId = await placeOrder(page, `${unique('s10').toLowerCase()}@example.com`);
+  const answer = await page.evaluate(() => window.demoConversion);
+  assert.equal(answer.status, 'queued');
+  // At least two failed attempts, so the retry (with backoff) has been exercised.
+  await page.waitForFunction(
+    (id) => (window.utt.state().queue ?? []).some((q) => q.id === id && q.attempts >= 2),
+    answer.id,
+    { timeout: 20_000 }
+  );
+  assert.ok(refused >= 2);
+  assert.deepEqual(await world.api.orders(orderId), [], 'nothing stored while unreachable');
+  const state = await tagState(page);
+  assert.ok(state.sends.some((s) => s.status === 0), 'the failed sends are reported');
+
+  // Back again: the tag's next retry delivers it, on this same page.
+  await context.unroute('**/v1/events');
+  await delivered(page, 30_000);
+  const stored = await storedOrders(world.api, orderId);
+  assert.equal(stored.length, 1);
+  assert.equal(stored[0].eventId, answer.id);
+  assert.equal(stored[0].attribution?.clickId, clickId);
+
+  // Later visits find nothing left to send, and the collector still holds exactly one.
+  await page.goto(`${world.base}/`);
+  await delivered(page);
+  assert.equal((await tagState(page)).queue.length, 0);
+  const conversionsSent = seen.batches.flatMap((b) => JSON.parse(b).events).filter((e) => e.type === 'conversion');
+  assert.ok(conversionsSent.every((e) => e.id === answer.id), 'every retry carried the same event ID');
+  assert.equal((await world.api.orders(orderId)).length, 1, 'exactly one stored conversion');
+  await context.close();
+});

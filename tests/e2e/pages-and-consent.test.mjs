@@ -1,0 +1,138 @@
+// End to end: page views in the SPA-style guides section (scenario 5) and consent (scenario 6).
+// Counts come from the collector's record of the click ID (`GET /v1/clicks/{id}`), which adds
+// up the page views it stored per path.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  startWorld, visitor, unique, acceptConsent, delivered, tagState, tagReady, tagCookies, tagLocalKeys, eventually,
+} from './support.mjs';
+
+let world;
+before(async () => {
+  world = await startWorld();
+});
+after(async () => {
+  await world?.stop();
+});
+
+/** Page views per path, as the collector stored them for a click ID. */
+async function viewsByPath(clickId) {
+  const record = await world.api.click(clickId);
+  assert.equal(record.status, 200, `the collector knows ${clickId}`);
+  return Object.fromEntries(record.body.pages.map((p) => [p.path, p.views]).sort());
+}
+
+test('5. SPA navigations: one page view per real URL change, none for replaceState or a push of the same URL', { timeout: 90_000 }, async () => {
+  const clickId = unique('S5');
+  const { context, page, seen } = await visitor(world);
+  await page.goto(`${world.base}/guides/?irclickid=${clickId}`);
+  await acceptConsent(page);
+  await delivered(page);
+  // A marker that a full page load would wipe: every step below must stay in this document.
+  await page.evaluate(() => (window.__sameDocument = true));
+
+  const go = async (name, title) => {
+    await Promise.all([
+      page.evaluate(() => new Promise((ok) => document.addEventListener('demo:navigated', ok, { once: true }))),
+      page.click(`nav a:has-text("${name}")`),
+    ]);
+    assert.equal(await page.textContent('#guide h1'), title);
+  };
+  await go('Finding your size', 'Finding your size');
+  await go('Caring for your gear', 'Caring for your gear');
+  // The router pushes again for a click on the current topic: same URL, no page view.
+  await go('Caring for your gear', 'Caring for your gear');
+  // replaceState to the same URL (the "remember my place" button): no page view.
+  await page.click('#remember');
+  // Back once: popstate to the entry the repeated push left, the same URL: no page view.
+  // Back again: popstate to the sizing guide, a real URL change.
+  const back = async (title) => {
+    await Promise.all([
+      page.evaluate(() => new Promise((ok) => document.addEventListener('demo:navigated', ok, { once: true }))),
+      page.goBack(),
+    ]);
+    assert.equal(await page.textContent('#guide h1'), title);
+  };
+  await back('Caring for your gear');
+  await back('Finding your size');
+  assert.equal(await page.evaluate(() => window.__sameDocument), true, 'no full page load happened');
+  await delivered(page);
+
+  const pageviews = seen.batches.flatMap((b) => JSON.parse(b).events).filter((e) => e.type === 'pageview');
+  assert.deepEqual(
+    pageviews.map((e) => new URL(e.url).pathname),
+    ['/guides/', '/guides/sizing.html', '/guides/care.html', '/guides/sizing.html'],
+    'page views on the wire, in order'
+  );
+  assert.deepEqual(await viewsByPath(clickId), {
+    '/guides/': 1,
+    '/guides/care.html': 1,
+    '/guides/sizing.html': 2,
+  });
+  assert.equal((await world.api.click(clickId)).body.pageViews, 4);
+  await context.close();
+});
+
+test('6. consent denied: no cookie, no localStorage, nothing identifying sent; granted later: the held events go', { timeout: 90_000 }, async () => {
+  const denied = unique('S6A');
+  const later = unique('S6B');
+  const { context, page, seen } = await visitor(world);
+  await page.goto(`${world.base}/?irclickid=${denied}&utm_source=partner`);
+  await tagReady(page);
+  await page.click('#consent-decline');
+  // The denial is sent (anonymously); the landing's page view stays held in memory.
+  await page.waitForFunction(() => {
+    const s = window.utt.state();
+    return (s.sends ?? []).length > 0 && (s.queue ?? []).length === 0;
+  });
+  // Browse on while denied.
+  await page.goto(`${world.base}/product.html?sku=TRAIL-42`);
+  await tagReady(page);
+  await page.click('#add-to-cart');
+  await page.waitForSelector('#added a');
+  await page.waitForTimeout(500);
+
+  assert.equal((await tagState(page)).consent, 'denied');
+  assert.deepEqual(await tagCookies(context), [], 'no tag cookie');
+  assert.deepEqual(await tagLocalKeys(page), [], 'no tag localStorage entry');
+
+  // What went on the wire while denied: only the anonymous record of the denial.
+  const sent = seen.batches.flatMap((b) => JSON.parse(b).events);
+  assert.ok(sent.length >= 1, 'the denial itself was sent (anonymously)');
+  for (const e of sent) {
+    assert.equal(e.type, 'consent', `only consent events while denied, saw ${e.type}`);
+    assert.equal(e.consent, 'denied');
+    assert.equal(e.visitor, undefined, 'no visitor ID');
+    assert.equal(e.session, undefined, 'no session ID');
+    assert.deepEqual(e.clicks ?? [], [], 'no click IDs');
+    assert.equal(new URL(e.url).search, '', 'no query string (it carried the click ID)');
+  }
+  assert.ok(!seen.batches.some((b) => b.includes(denied)), 'the click ID never left the browser');
+  // And the collector has nothing for it.
+  assert.equal((await world.api.click(denied)).status, 404);
+  const metrics = await world.api.metrics();
+  assert.match(metrics, /utt_events_total\{type="consent",status="accepted"\} [1-9]/);
+
+  // A later visit through another partner link, still denied: the page view waits in memory.
+  await page.goto(`${world.base}/product.html?sku=CAP-1&irclickid=${later}`);
+  await tagReady(page);
+  await page.waitForTimeout(300);
+  assert.equal((await tagState(page)).held, 1, 'the page view is held, not sent');
+  assert.equal((await world.api.click(later)).status, 404);
+  // The visitor changes their mind in the cookie settings.
+  await page.click('#cookie-settings');
+  await acceptConsent(page);
+  await delivered(page);
+
+  const record = await eventually(`the collector's record of ${later}`, async () => {
+    const r = await world.api.click(later);
+    return r.status === 200 && r;
+  });
+  assert.equal(record.body.pageViews, 1, 'the held page view was delivered after the grant');
+  assert.deepEqual(record.body.pages.map((p) => p.path), ['/product.html']);
+  assert.equal((await world.api.click(denied)).status, 404, 'the click seen while denied stays unknown');
+  assert.deepEqual((await tagCookies(context)).map((c) => c.name).sort(), ['_utt', '_utt_c']);
+  assert.ok((await tagLocalKeys(page)).includes('_utt'));
+  await context.close();
+});
