@@ -55,12 +55,16 @@ async fn acknowledged_events_survive_kill_9() {
     let next = Arc::new(AtomicU64::new(1));
     let mut acknowledged: Vec<String> = Vec::new();
     let mut orders: Vec<String> = Vec::new();
-    // Kill at a different point of the load each round.
-    for kill_after_ms in [150u64, 400, 700] {
+    let acked_so_far = Arc::new(AtomicU64::new(0));
+    // Kill at a different point of the load each round: once this many events were acknowledged
+    // in the round (so the kill always lands in the middle of ingest, however slow the machine).
+    for kill_after in [50u64, 400, 1500] {
         let (mut child, addr) = spawn(&db, &config);
+        acked_so_far.store(0, Ordering::Relaxed);
         let mut tasks = Vec::new();
         for _ in 0..4 {
             let next = next.clone();
+            let acked_so_far = acked_so_far.clone();
             tasks.push(tokio::spawn(async move {
                 let mut acked = Vec::new();
                 let Ok(mut c) = Client::connect(addr).await else {
@@ -87,10 +91,14 @@ async fn acknowledged_events_survive_kill_9() {
                         assert_eq!(o.status, Status::Accepted);
                         acked.push(o.id.unwrap());
                     }
+                    acked_so_far.fetch_add(10, Ordering::Relaxed);
                 }
             }));
         }
-        tokio::time::sleep(Duration::from_millis(kill_after_ms)).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while acked_so_far.load(Ordering::Relaxed) < kill_after && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         child.kill().unwrap(); // SIGKILL: no shutdown code runs.
         child.wait().unwrap();
         for t in tasks {
