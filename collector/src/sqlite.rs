@@ -15,7 +15,10 @@ use utt::core::wire::{self, CustomerStatus, Event, Kind, Order, Status};
 use crate::store::{ClickSeen, Counts, Landing, PageSeen, Record, Store, StoreError, StoredConversion, Touch};
 
 /// The schema. `events` is clustered on its ID (`WITHOUT ROWID`): one B-tree instead of a table
-/// plus a unique index, and time-ordered UUIDv7 IDs append at its right edge.
+/// plus a unique index, and time-ordered UUIDv7 IDs append at its right edge. The events' wire
+/// JSON is not in their rows: each group commit appends one `bodies` row holding the accepted
+/// events' JSON back to back, and an event points at its slice (`body_id`, byte offset, length).
+/// Small index rows plus one sequential blob per commit halve the single writer's work per event.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
     id TEXT NOT NULL PRIMARY KEY,
@@ -24,8 +27,14 @@ CREATE TABLE IF NOT EXISTS events (
     at INTEGER NOT NULL,
     visitor TEXT,
     received INTEGER NOT NULL,
-    body TEXT NOT NULL
+    body_id INTEGER NOT NULL,
+    body_at INTEGER NOT NULL,
+    body_len INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS bodies (
+    id INTEGER PRIMARY KEY,
+    json BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS conversions (
     site TEXT NOT NULL,
     order_id TEXT NOT NULL,
@@ -266,11 +275,16 @@ impl Store for SqliteStore {
         let mut touches: FnvMap<TouchKey<'_>, TouchAgg<'_>> = FnvMap::default();
         let mut pages: FnvMap<(&str, &str, &str), (u64, u64)> = FnvMap::default();
         let mut identities: Vec<(&str, &str, &str, &str, u64)> = Vec::new();
+        // The group's body log: accepted events' JSON, one per line.
+        let body_id: i64 = tx
+            .query_row("SELECT coalesce(max(id), 0) + 1 FROM bodies", [], |r| r.get(0))
+            .map_err(err)?;
+        let mut log: Vec<u8> = Vec::with_capacity(records.iter().map(|r| r.body.len() + 1).sum());
         {
             let mut ins_event = tx
                 .prepare_cached(
-                    "INSERT INTO events (id, site, type, at, visitor, received, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-                     ON CONFLICT (id) DO NOTHING",
+                    "INSERT INTO events (id, site, type, at, visitor, received, body_id, body_at, body_len) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (id) DO NOTHING",
                 )
                 .map_err(err)?;
             let mut ins_conv = tx
@@ -291,7 +305,9 @@ impl Store for SqliteStore {
                         int(e.at),
                         e.visitor,
                         int(r.received),
-                        r.body
+                        body_id,
+                        log.len() as i64,
+                        r.body.len() as i64
                     ])
                     .map_err(err)?;
                 if fresh == 0 {
@@ -328,6 +344,8 @@ impl Store for SqliteStore {
                     }
                 }
                 statuses.push(Status::Accepted);
+                log.extend_from_slice(r.body.as_bytes());
+                log.push(b'\n');
                 if let Some(visitor) = e.visitor.as_deref() {
                     for c in &e.clicks {
                         let key = (r.site.as_str(), visitor, c.param.as_str(), c.value.as_str(), c.at);
@@ -367,6 +385,10 @@ impl Store for SqliteStore {
                         p.1 = p.1.max(e.at);
                     }
                 }
+            }
+            if !log.is_empty() {
+                tx.execute("INSERT INTO bodies (id, json) VALUES (?1, ?2)", params![body_id, log])
+                    .map_err(err)?;
             }
             let mut up_touch = tx
                 .prepare_cached(
@@ -540,11 +562,15 @@ impl Store for SqliteStore {
         })
     }
 
-    fn has_event(&self, id: &str) -> Result<bool, StoreError> {
+    fn event(&self, id: &str) -> Result<Option<String>, StoreError> {
         self.read(|c| {
-            c.query_row("SELECT 1 FROM events WHERE id = ?1", [id], |_| Ok(()))
-                .optional()
-                .map(|r| r.is_some())
+            c.query_row(
+                "SELECT CAST(substr(b.json, e.body_at + 1, e.body_len) AS TEXT) FROM events e \
+                 JOIN bodies b ON b.id = e.body_id WHERE e.id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()
         })
     }
 

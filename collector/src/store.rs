@@ -12,7 +12,7 @@ pub struct Record {
     pub site: String,
     /// When the collector received it (its own clock, ms).
     pub received: u64,
-    /// The event as wire JSON (`utt::core::wire::write_event`).
+    /// The event as wire JSON (`utt::core::wire::write_event`), what the store keeps.
     pub body: String,
     /// The decoded event.
     pub event: Event,
@@ -154,8 +154,13 @@ pub trait Store: Send + Sync {
         limit: usize,
     ) -> Result<Vec<StoredConversion>, StoreError>;
 
+    /// A stored event's wire JSON, or `None` if that ID is not stored.
+    fn event(&self, id: &str) -> Result<Option<String>, StoreError>;
+
     /// Whether an event ID is stored.
-    fn has_event(&self, id: &str) -> Result<bool, StoreError>;
+    fn has_event(&self, id: &str) -> Result<bool, StoreError> {
+        self.event(id).map(|e| e.is_some())
+    }
 
     /// Row counts.
     fn counts(&self) -> Result<Counts, StoreError>;

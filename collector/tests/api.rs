@@ -24,6 +24,13 @@ async fn golden_fixtures_are_accepted_once() {
         assert_eq!(a.status, StatusCode::OK, "{}: {}", path.display(), a.body);
         assert_eq!(a.statuses(), vec!["accepted"; n], "{}", path.display());
         assert_eq!(h.events(), n as u64);
+        // What is stored is each event's canonical wire JSON.
+        for e in utt::core::wire::read_batch(&text).unwrap().events {
+            let e = e.unwrap();
+            let mut want = String::new();
+            utt::core::wire::write_event(&mut want, &e);
+            assert_eq!(h.store().event(&e.id).unwrap(), Some(want), "{}", path.display());
+        }
         // A retry of the same batch stores nothing more.
         let again = h.post(&text).await;
         assert_eq!(again.statuses(), vec!["duplicate"; n], "{}", path.display());
@@ -224,8 +231,12 @@ async fn order_ids_count_once() {
     let first = event(1, Some("v1"), T0, vec![], conversion("ORD-9", None));
     let reload = event(2, Some("v1"), T0 + 5_000, vec![], conversion("ORD-9", None));
     let other = event(3, Some("v1"), T0 + 6_000, vec![], conversion("ORD-10", None));
-    let a = h.post(&batch(&[first, reload.clone(), other])).await;
+    let a = h.post(&batch(&[first.clone(), reload.clone(), other.clone()])).await;
     assert_eq!(a.statuses(), ["accepted", "duplicate", "accepted"]);
+    // The refused duplicate left no gap or overlap in the stored bodies around it.
+    assert_eq!(h.store().event(&uuid(1)).unwrap(), Some(first));
+    assert_eq!(h.store().event(&uuid(3)).unwrap(), Some(other));
+    assert_eq!(h.store().event(&uuid(2)).unwrap(), None);
     assert_eq!(h.post(&batch(&[reload])).await.statuses(), ["duplicate"]);
     let counts = h.store().counts().unwrap();
     assert_eq!((counts.events, counts.conversions), (2, 2));
