@@ -158,6 +158,51 @@ test('SPA navigations send a page view per real URL change only', async () => {
   await context.close();
 });
 
+test('a burst of a thousand calls costs a few storage writes, not a thousand', async () => {
+  const { p, context, errors } = await open('/plain.html');
+  const r = await p.evaluate(async () => {
+    // Count what reaches localStorage while the burst runs.
+    const writes = {};
+    const setItem = Storage.prototype.setItem;
+    Storage.prototype.setItem = function (k, v) {
+      writes[k] = (writes[k] || 0) + 1;
+      return setItem.call(this, k, v);
+    };
+    const t0 = performance.now();
+    const calls = [];
+    for (let i = 0; i < 1000; i++) calls.push(utt('event', 'tick', { i }));
+    const syncMs = performance.now() - t0;
+    const answers = await Promise.all(calls);
+    const totalMs = performance.now() - t0;
+    Storage.prototype.setItem = setItem;
+    return { writes, syncMs, totalMs, queued: answers.filter((a) => a.status === 'queued').length };
+  });
+  // Figures for the log, not assertions: timing depends on the machine.
+  console.log(`# 1000 calls: ${r.syncMs.toFixed(1)} ms to call, ${r.totalMs.toFixed(1)} ms until all durably queued; writes ${JSON.stringify(r.writes)}`);
+  assert.equal(r.queued, 1000);
+  assert.ok((r.writes._utt_q || 0) <= 3, `queue written ${r.writes._utt_q} times`);
+  assert.ok((r.writes._utt || 0) <= 3, `record written ${r.writes._utt} times`);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('on localhost the cookie is host-only and readable', async () => {
+  const context = await browser.newContext();
+  const p = await context.newPage();
+  await p.goto(server.url.replace('127.0.0.1', 'localhost') + '/plain.html?gclid=Local-1');
+  await p.waitForFunction(() => window.utt && window.utt.state && window.utt.state().ready);
+  const cookies = await context.cookies();
+  const record = cookies.find((c) => c.name === '_utt');
+  assert.ok(record, 'the record cookie is set');
+  assert.equal(record.domain, 'localhost', 'no Domain attribute: host-only');
+  assert.equal(record.sameSite, 'Lax');
+  assert.equal(record.path, '/');
+  assert.match(decodeURIComponent(record.value), /Local-1/);
+  const click = (await p.evaluate(() => utt.state())).clicks[0];
+  assert.deepEqual([click.value, click.inCookie, click.inLocalStorage], ['Local-1', true, true]);
+  await context.close();
+});
+
 test('no call, however wrong, throws into the page', async () => {
   const { p, context, errors } = await open('/plain.html');
   const answers = await p.evaluate(async () => {
