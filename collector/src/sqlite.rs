@@ -71,21 +71,66 @@ CREATE TABLE IF NOT EXISTS identities (
     value TEXT NOT NULL,
     visitor TEXT NOT NULL,
     at INTEGER NOT NULL,
-    PRIMARY KEY (site, kind, value, visitor)
+    PRIMARY KEY (site, visitor, kind, value)
 );
-CREATE INDEX IF NOT EXISTS identities_visitor ON identities (site, visitor);
+CREATE INDEX IF NOT EXISTS identities_value ON identities (site, kind, value, visitor);
 CREATE TABLE IF NOT EXISTS click_pages (
     site TEXT NOT NULL,
     value TEXT NOT NULL,
     path TEXT NOT NULL,
     views INTEGER NOT NULL,
     last_at INTEGER NOT NULL,
-    PRIMARY KEY (site, value, path)
+    PRIMARY KEY (value, site, path)
 );
 ";
 
 const CONVERSION_COLUMNS: &str = "c.site, c.event_id, c.order_id, c.at, c.visitor, c.amount, c.currency, c.discount, \
      c.promo_code, c.customer_status, c.items, c.custom";
+
+/// The site's conversions since a time (`conversions_at` index).
+fn conversions_sql() -> String {
+    format!(
+        "SELECT {CONVERSION_COLUMNS} FROM conversions c WHERE c.site = ?1 AND c.at >= ?2 ORDER BY c.at, c.order_id LIMIT ?3"
+    )
+}
+
+/// A visitor's touches and those of visitors sharing an identity with it (`touches` primary key,
+/// then identities by visitor and by value). CROSS JOIN fixes the join order (SQLite does not
+/// reorder it), so the site's identities are never scanned.
+const TOUCHES_SQL: &str = "SELECT param, network, value, click_at, path, visitor <> ?2 FROM touches \
+                 WHERE site = ?1 AND click_at BETWEEN ?3 AND ?4 AND visitor IN ( \
+                   SELECT ?2 UNION \
+                   SELECT i2.visitor FROM identities i1 CROSS JOIN identities i2 \
+                     ON i2.site = i1.site AND i2.kind = i1.kind AND i2.value = i1.value \
+                   WHERE i1.site = ?1 AND i1.visitor = ?2) \
+                 ORDER BY click_at";
+
+/// One click ID's landings (`touches_value` index).
+const CLICK_SQL: &str = "SELECT site, param, network, click_at, path, min(first_seen), max(last_seen) FROM touches \
+                 WHERE value = ?1 AND (?2 IS NULL OR site = ?2) GROUP BY site, param, network, click_at, path \
+                 ORDER BY click_at LIMIT 100";
+
+/// One click ID's page views (`click_pages` primary key starts with the value).
+const PAGES_SQL: &str =
+    "SELECT site, path, views, last_at FROM click_pages WHERE value = ?1 AND (?2 IS NULL OR site = ?2) \
+                 ORDER BY last_at DESC LIMIT 100";
+
+/// Conversions of visitors who carried a click ID or share an identity with one who did.
+fn near_click_sql() -> String {
+    format!(
+        "WITH carriers AS ( \
+                   SELECT site, visitor, min(click_at) AS since FROM touches \
+                   WHERE value = ?1 AND (?2 IS NULL OR site = ?2) GROUP BY site, visitor), \
+                 linked AS ( \
+                   SELECT site, visitor, since FROM carriers UNION \
+                   SELECT i2.site, i2.visitor, k.since FROM carriers k \
+                     CROSS JOIN identities i1 ON i1.site = k.site AND i1.visitor = k.visitor \
+                     CROSS JOIN identities i2 ON i2.site = i1.site AND i2.kind = i1.kind AND i2.value = i1.value) \
+                 SELECT DISTINCT {CONVERSION_COLUMNS} FROM linked l \
+                   CROSS JOIN conversions c ON c.site = l.site AND c.visitor = l.visitor AND c.at >= l.since \
+                 ORDER BY c.at LIMIT ?3"
+    )
+}
 
 /// The SQLite implementation of [`Store`].
 pub struct SqliteStore {
@@ -416,7 +461,7 @@ impl Store for SqliteStore {
             let mut up_page = tx
                 .prepare_cached(
                     "INSERT INTO click_pages (site, value, path, views, last_at) VALUES (?1, ?2, ?3, ?4, ?5) \
-                     ON CONFLICT (site, value, path) DO UPDATE SET views = views + excluded.views, \
+                     ON CONFLICT (value, site, path) DO UPDATE SET views = views + excluded.views, \
                      last_at = max(last_at, excluded.last_at)",
                 )
                 .map_err(err)?;
@@ -451,9 +496,7 @@ impl Store for SqliteStore {
 
     fn conversions(&self, site: &str, since: u64, limit: usize) -> Result<Vec<StoredConversion>, StoreError> {
         self.read(|c| {
-            let mut st = c.prepare_cached(&format!(
-                "SELECT {CONVERSION_COLUMNS} FROM conversions c WHERE c.site = ?1 AND c.at >= ?2 ORDER BY c.at, c.order_id LIMIT ?3"
-            ))?;
+            let mut st = c.prepare_cached(&conversions_sql())?;
             let rows = st.query_map(params![site, int(since), limit as i64], conversion_row)?;
             rows.collect()
         })
@@ -461,15 +504,7 @@ impl Store for SqliteStore {
 
     fn touches(&self, site: &str, visitor: &str, from: u64, to: u64) -> Result<Vec<Touch>, StoreError> {
         self.read(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT param, network, value, click_at, path, visitor <> ?2 FROM touches \
-                 WHERE site = ?1 AND click_at BETWEEN ?3 AND ?4 AND visitor IN ( \
-                   SELECT ?2 UNION \
-                   SELECT i2.visitor FROM identities i1 JOIN identities i2 \
-                     ON i2.site = i1.site AND i2.kind = i1.kind AND i2.value = i1.value \
-                   WHERE i1.site = ?1 AND i1.visitor = ?2) \
-                 ORDER BY click_at",
-            )?;
+            let mut st = c.prepare_cached(TOUCHES_SQL)?;
             let rows = st.query_map(params![site, visitor, int(from), int(to)], |r| {
                 Ok(Touch {
                     param: r.get(0)?,
@@ -486,11 +521,7 @@ impl Store for SqliteStore {
 
     fn click(&self, value: &str, site: Option<&str>) -> Result<Option<ClickSeen>, StoreError> {
         self.read(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT site, param, network, click_at, path, min(first_seen), max(last_seen) FROM touches \
-                 WHERE value = ?1 AND (?2 IS NULL OR site = ?2) GROUP BY site, param, network, click_at, path \
-                 ORDER BY click_at LIMIT 100",
-            )?;
+            let mut st = c.prepare_cached(CLICK_SQL)?;
             let mut first_seen = u64::MAX;
             let mut last_seen = 0;
             let mut landings = Vec::new();
@@ -506,10 +537,7 @@ impl Store for SqliteStore {
                     path: r.get(4)?,
                 });
             }
-            let mut st = c.prepare_cached(
-                "SELECT site, path, views, last_at FROM click_pages WHERE value = ?1 AND (?2 IS NULL OR site = ?2) \
-                 ORDER BY last_at DESC LIMIT 100",
-            )?;
+            let mut st = c.prepare_cached(PAGES_SQL)?;
             let pages = st
                 .query_map(params![value, site], |r| {
                     Ok(PageSeen {
@@ -544,19 +572,7 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<StoredConversion>, StoreError> {
         self.read(|c| {
-            let mut st = c.prepare_cached(&format!(
-                "WITH carriers AS ( \
-                   SELECT site, visitor, min(click_at) AS since FROM touches \
-                   WHERE value = ?1 AND (?2 IS NULL OR site = ?2) GROUP BY site, visitor), \
-                 linked AS ( \
-                   SELECT site, visitor, since FROM carriers UNION \
-                   SELECT i2.site, i2.visitor, k.since FROM carriers k \
-                     JOIN identities i1 ON i1.site = k.site AND i1.visitor = k.visitor \
-                     JOIN identities i2 ON i2.site = i1.site AND i2.kind = i1.kind AND i2.value = i1.value) \
-                 SELECT DISTINCT {CONVERSION_COLUMNS} FROM conversions c \
-                   JOIN linked l ON c.site = l.site AND c.visitor = l.visitor AND c.at >= l.since \
-                 ORDER BY c.at LIMIT ?3"
-            ))?;
+            let mut st = c.prepare_cached(&near_click_sql())?;
             let rows = st.query_map(params![value, site, limit as i64], conversion_row)?;
             rows.collect()
         })
@@ -625,6 +641,48 @@ fn conversion_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredConversion> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every read query finds its rows through an index: a dropped index or a reordered join
+    /// that turns one into a scan of a whole table fails here, not in production.
+    #[test]
+    fn read_queries_use_indexes() {
+        let dir = std::env::temp_dir().join(format!("utt-plan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = SqliteStore::open(&dir.join("plan.db")).unwrap();
+        let queries = [
+            conversions_sql(),
+            TOUCHES_SQL.into(),
+            CLICK_SQL.into(),
+            PAGES_SQL.into(),
+            near_click_sql(),
+        ];
+        store
+            .read(|c| {
+                for q in &queries {
+                    let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {q}"))?;
+                    let n = st.parameter_count();
+                    let args: Vec<&dyn rusqlite::ToSql> = (0..n).map(|_| &1i64 as &dyn rusqlite::ToSql).collect();
+                    let plan: Vec<String> = st
+                        .query_map(args.as_slice(), |r| r.get::<_, String>(3))?
+                        .collect::<rusqlite::Result<_>>()?;
+                    // Scanning a CTE or a constant row is fine; scanning a table is not.
+                    let scans: Vec<&String> = plan
+                        .iter()
+                        .filter(|l| {
+                            l.starts_with("SCAN ")
+                                && !["SCAN CONSTANT ROW", "SCAN carriers", "SCAN k", "SCAN l"].contains(&l.as_str())
+                        })
+                        .collect();
+                    assert!(scans.is_empty(), "{q}\n{plan:#?}");
+                    assert!(plan.iter().any(|l| l.contains("INDEX")), "{q}\n{plan:#?}");
+                }
+                Ok(())
+            })
+            .unwrap();
+        store.close().unwrap();
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn url_paths() {
