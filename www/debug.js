@@ -186,15 +186,19 @@ const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
 /** Waits for the frame to land on this origin with the tag started; answers its `utt` or null. */
 async function frameTag(frame, timeout) {
   const until = Date.now() + timeout;
+  let elsewhere = false;
   while (Date.now() < until) {
     try {
       const w = frame.contentWindow;
       // Reading `location` throws while the frame is on another origin (a network's redirect).
-      if (w.location.origin === location.origin && w.location.href !== 'about:blank' && w.utt?.state?.().ready) return w.utt;
-    } catch {}
+      elsewhere = false;
+      if (w.location.origin === location.origin && w.location.href !== 'about:blank' && w.utt?.state?.().ready) return { utt: w.utt };
+    } catch {
+      elsewhere = true;
+    }
     await sleep(100);
   }
-  return null;
+  return { utt: null, elsewhere };
 }
 
 let testing = 0;
@@ -235,10 +239,12 @@ async function testLink(raw) {
   const frame = h('iframe', { className: 'landing', id: 'landing', title: 'The landing page, as a visitor sees it' });
   $('landing').replaceWith(frame);
   frame.src = url.href;
-  const utt = await frameTag(frame, 20_000);
+  const { utt, elsewhere } = await frameTag(frame, 20_000);
   if (run !== testing) return;
   if (!utt) {
-    open.bad('The landing page did not load with the tag on this shop within 20 seconds.');
+    open.bad(elsewhere
+      ? `The link did not end on ${location.origin}. The debug page only sees the site it is served from: open it on the host name the link lands on (www. or not, http or https).`
+      : 'The landing page did not load with the tag on this shop within 20 seconds.');
     return;
   }
   open.ok(`Landed on ${frame.contentWindow.location.pathname}; the tag is running there.`);
