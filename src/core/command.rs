@@ -63,9 +63,7 @@ pub fn parse(call: &Json) -> Result<Command, Invalid> {
             let customer_id = match arg.get("customerId") {
                 None | Some(Json::Null) => None,
                 Some(Json::Num(n)) if n.len() <= 20 && n.bytes().all(|b| b.is_ascii_digit()) => Some(n.clone()),
-                Some(Json::Str(s))
-                    if !s.is_empty() && s.len() <= limits::MAX_SHORT && !s.chars().any(char::is_control) =>
-                {
+                Some(Json::Str(s)) if !s.is_empty() && s.len() <= limits::MAX_SHORT && !crate::core::has_control(s) => {
                     Some(s.clone())
                 }
                 Some(_) => return Err(bad("identify.customerId", "must be a short string")),
@@ -89,7 +87,7 @@ pub fn parse(call: &Json) -> Result<Command, Invalid> {
             let n = arg
                 .as_str()
                 .ok_or(bad("event", "needs a name: utt('event', name, props?)"))?;
-            if n.is_empty() || n.len() > limits::MAX_SHORT || n.chars().any(char::is_control) {
+            if n.is_empty() || n.len() > limits::MAX_SHORT || crate::core::has_control(n) {
                 return Err(bad("event", "name must be 1 to 128 characters"));
             }
             Command::Event(String::from(n), props_arg(2, "event.props")?)
@@ -104,16 +102,17 @@ pub fn parse(call: &Json) -> Result<Command, Invalid> {
 /// `None` if it does not look like `local@domain.tld`.
 pub fn normalize_email(s: &str) -> Option<String> {
     let e = s.trim().to_ascii_lowercase();
-    let (local, domain) = e.split_once('@')?;
+    let (local, domain) = crate::core::split_byte(&e, b'@')?;
     let ok = !local.is_empty()
         && e.len() <= 254
-        && domain.contains('.')
+        && domain.bytes().any(|b| b == b'.')
         && !domain.starts_with('.')
         && !domain.ends_with('.')
-        && !e
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | ','))
-        && !domain.contains('@');
+        && !crate::core::has_control(&e)
+        && !e.bytes().any(|b| matches!(b, b'<' | b'>' | b'"' | b',' | b' '))
+        // Whitespace beyond ASCII (no-break and other Unicode spaces) is rare: decode only then.
+        && (e.is_ascii() || !e.chars().any(char::is_whitespace))
+        && !domain.bytes().any(|b| b == b'@');
     ok.then_some(e)
 }
 

@@ -134,7 +134,8 @@ impl Config {
                     let s = val.as_str().ok_or(bad("collector", "must be a URL string"))?;
                     if !(s.is_empty() || s.starts_with("https://") || s.starts_with("http://") || s.starts_with('/'))
                         || s.len() > 512
-                        || s.chars().any(|c| c.is_control() || c == ' ')
+                        || crate::core::has_control(s)
+                        || s.bytes().any(|b| b == b' ')
                     {
                         return Err(bad("collector", "must be an http(s) URL or a path"));
                     }

@@ -20,11 +20,74 @@ use alloc::vec::Vec;
 /// `Vec::remove` without its panic path: the tag carries no panic formatting, so every index is
 /// checked first and a bad one is simply nothing.
 pub(crate) fn remove_at<T>(v: &mut Vec<T>, at: usize) -> Option<T> {
-    (at < v.len()).then(|| v.remove(at))
+    // Bubbling the item to the end and popping it: `Vec::remove`'s own check formats its
+    // message, and LLVM at `opt-level = "z"` does not always see that ours made it dead.
+    let mut rest = v.get_mut(at..)?.iter_mut();
+    let mut prev = rest.next()?;
+    for x in rest {
+        core::mem::swap(prev, x);
+        prev = x;
+    }
+    v.pop()
 }
 
 /// `Vec::insert` without its panic path (an index past the end appends).
 pub(crate) fn insert_at<T>(v: &mut Vec<T>, at: usize, item: T) {
+    v.push(item);
+    // Bubbling the new last item down to `at`, for the same reason as in `remove_at`.
     let at = at.min(v.len());
-    v.insert(at, item);
+    let mut rest = v.get_mut(at..).into_iter().flatten().rev();
+    if let Some(mut prev) = rest.next() {
+        for x in rest {
+            core::mem::swap(prev, x);
+            prev = x;
+        }
+    }
+}
+
+/// `str::split_once` on an ASCII byte, without the char searcher (memchr and its slice-index
+/// panic path): the byte is ASCII, so both halves start and end on character boundaries.
+pub(crate) fn split_byte(s: &str, b: u8) -> Option<(&str, &str)> {
+    let i = s.bytes().position(|x| x == b)?;
+    Some((s.get(..i)?, s.get(i + 1..)?))
+}
+
+/// True when `s` holds a control character (C0, DEL or C1, as `char::is_control`), read from its
+/// UTF-8 bytes without decoding: C1 characters are `0xC2 0x80..=0x9F`.
+pub(crate) fn has_control(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        i += 1;
+        if c < 0x20 || c == 0x7f || (c == 0xc2 && b.get(i).is_some_and(|n| (0x80..0xa0).contains(n))) {
+            return true;
+        }
+    }
+    false
+}
+
+/// `str::split` on an ASCII byte, without the char searcher.
+pub(crate) fn parts(s: &str, b: u8) -> Parts<'_> {
+    Parts { rest: Some(s), b }
+}
+
+/// The iterator of [`parts`].
+pub(crate) struct Parts<'a> {
+    rest: Option<&'a str>,
+    b: u8,
+}
+
+impl<'a> Iterator for Parts<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let r = self.rest?;
+        match split_byte(r, self.b) {
+            Some((part, rest)) => {
+                self.rest = Some(rest);
+                Some(part)
+            }
+            None => self.rest.take(),
+        }
+    }
 }

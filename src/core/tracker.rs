@@ -168,7 +168,7 @@ impl Tracker {
         let mut orders = Vec::new();
         if let Some(o) = loaded.orders.as_deref() {
             orders.extend(
-                o.split('\n')
+                super::parts(o, b'\n')
                     .filter(|s| !s.is_empty() && s.len() <= 128)
                     .take(ORDER_MEMORY)
                     .map(String::from),
@@ -395,8 +395,8 @@ impl Tracker {
         if self.rejected.is_empty() {
             return String::from(page_url);
         }
-        let (head, fragment) = page_url.split_once('#').map_or((page_url, None), |(h, f)| (h, Some(f)));
-        let (base, _) = head.split_once('?').unwrap_or((head, ""));
+        let (head, fragment) = super::split_byte(page_url, b'#').map_or((page_url, None), |(h, f)| (h, Some(f)));
+        let (base, _) = super::split_byte(head, b'?').unwrap_or((head, ""));
         let mut out = String::from(base);
         let mut sep = '?';
         for (k, v) in url::query_pairs(page_url) {
@@ -461,7 +461,12 @@ impl Tracker {
         }
         if is_consent {
             // A denial is sent, but anonymously: no IDs, no clicks, no query string.
-            e.url = String::from(e.url.split(['?', '#']).next().unwrap_or(""));
+            let end = e
+                .url
+                .bytes()
+                .position(|b| b == b'?' || b == b'#')
+                .unwrap_or(e.url.len());
+            e.url.truncate(end);
             e.referrer = String::from(url::host_of(page.referrer));
             return self.enqueue(e);
         }

@@ -8,6 +8,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::click::{self, Click, Rejected};
+use super::{parts, split_byte};
 
 /// The longest landing path kept with a click, in bytes; longer ones are cut at a character
 /// boundary.
@@ -71,21 +72,20 @@ pub fn decode_component(raw: &str) -> Result<String, Rejected> {
 }
 
 /// The text before the first `c` (all of `s` if there is none).
-fn before(s: &str, c: char) -> &str {
-    s.split_once(c).map_or(s, |(head, _)| head)
+fn before(s: &str, c: u8) -> &str {
+    split_byte(s, c).map_or(s, |(head, _)| head)
 }
 
 /// The raw `(key, value)` pairs of the query of `url` (an absolute URL or a bare `?a=b`): after
 /// the first `?` and before the fragment, split on `&`; a pair without `=` has an empty value.
 pub fn query_pairs(url: &str) -> Vec<(&str, &str)> {
     // A `?` inside the fragment does not start a query, so the fragment goes first.
-    let Some((_, query)) = before(url, '#').split_once('?') else {
+    let Some((_, query)) = split_byte(before(url, b'#'), b'?') else {
         return Vec::new();
     };
-    query
-        .split('&')
+    parts(query, b'&')
         .filter(|p| !p.is_empty())
-        .map(|p| p.split_once('=').unwrap_or((p, "")))
+        .map(|p| split_byte(p, b'=').unwrap_or((p, "")))
         .collect()
 }
 
@@ -94,14 +94,19 @@ fn split_scheme(url: &str) -> Option<(&str, &str)> {
     // The scheme is the run of scheme characters before `://`, so a relative URL carrying `://`
     // in its query (`/p?u=https://x`) is not mistaken for one. Scanning by hand rather than
     // searching for "://" keeps the substring searcher out of the tag.
-    let end = url.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))?;
+    let end = url
+        .bytes()
+        .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))?;
     let rest = url.get(end..)?.strip_prefix("://")?;
     url.get(..end).filter(|s| !s.is_empty()).map(|scheme| (scheme, rest))
 }
 
 /// The authority (`user@host:port`) of what follows `scheme://`.
 fn authority(rest: &str) -> &str {
-    rest.find(['/', '?', '#']).and_then(|i| rest.get(..i)).unwrap_or(rest)
+    rest.bytes()
+        .position(|b| matches!(b, b'/' | b'?' | b'#'))
+        .and_then(|i| rest.get(..i))
+        .unwrap_or(rest)
 }
 
 /// The path of an absolute or relative URL, without query or fragment; `/` when it has none.
@@ -111,7 +116,7 @@ pub fn path_of(url: &str) -> &str {
         None => url,
     };
     // After the authority comes `/`, `?`, `#` or nothing, so the path is empty or starts with `/`.
-    let path = before(before(rest, '#'), '?');
+    let path = before(before(rest, b'#'), b'?');
     if path.is_empty() {
         "/"
     } else {
@@ -129,12 +134,20 @@ pub fn host_of(url: &str) -> &str {
         return "";
     }
     let auth = authority(rest);
-    let host_port = auth.rsplit_once('@').map_or(auth, |(_, h)| h);
+    let host_port = auth
+        .bytes()
+        .rposition(|b| b == b'@')
+        .and_then(|i| auth.get(i + 1..))
+        .unwrap_or(auth);
     if host_port.starts_with('[') {
         // An IPv6 literal keeps its brackets; its colons are not a port.
-        return host_port.find(']').and_then(|i| host_port.get(..=i)).unwrap_or("");
+        return host_port
+            .bytes()
+            .position(|b| b == b']')
+            .and_then(|i| host_port.get(..=i))
+            .unwrap_or("");
     }
-    before(host_port, ':')
+    before(host_port, b':')
 }
 
 /// `s` without control characters, cut to `max` bytes at a character boundary.
@@ -181,12 +194,12 @@ pub fn capture(url: &str, referrer: &str, now: u64, custom: &[(String, String)])
     let path = bounded(path_of(url), MAX_PATH);
     let from = host_of(referrer);
     // Navigation inside the site is not a referral; a host too long or odd to be real is noise.
-    let referrer =
-        if from.eq_ignore_ascii_case(host_of(url)) || from.len() > MAX_HOST || from.contains(char::is_control) {
-            String::new()
-        } else {
-            String::from(from)
-        };
+    let referrer = if from.eq_ignore_ascii_case(host_of(url)) || from.len() > MAX_HOST || crate::core::has_control(from)
+    {
+        String::new()
+    } else {
+        String::from(from)
+    };
 
     let mut out = Capture::default();
     for ((_, raw), key) in pairs.iter().zip(&keys) {

@@ -189,7 +189,7 @@ impl Decimal {
 
 /// True for `digits[.digits]` with at most 15 integer and 8 fraction digits.
 pub fn is_decimal(s: &str) -> bool {
-    let (int, frac) = match s.split_once('.') {
+    let (int, frac) = match crate::core::split_byte(s, b'.') {
         Some((i, f)) => (i, Some(f)),
         None => (s, None),
     };
@@ -472,7 +472,7 @@ fn req_str(v: &Json, key: &str, field: &'static str, max: usize) -> Result<Strin
     match v.get(key) {
         Some(Json::Str(s)) if s.is_empty() => Err(bad(field, "must not be empty")),
         Some(Json::Str(s)) if s.len() > max => Err(bad(field, "too long")),
-        Some(Json::Str(s)) if s.chars().any(char::is_control) => Err(bad(field, "must not contain control characters")),
+        Some(Json::Str(s)) if crate::core::has_control(s) => Err(bad(field, "must not contain control characters")),
         Some(Json::Str(s)) => Ok(s.clone()),
         Some(_) => Err(bad(field, "must be a string")),
         None => Err(bad(field, "is required")),
@@ -524,7 +524,7 @@ pub fn read_click(c: &Json) -> Result<Click, Invalid> {
                 return Err(bad("clicks.utm", "unknown UTM key"));
             }
             let s = val.as_str().ok_or(bad("clicks.utm", "values must be strings"))?;
-            if s.len() > click::MAX_UTM_LEN || s.chars().any(char::is_control) {
+            if s.len() > click::MAX_UTM_LEN || crate::core::has_control(s) {
                 return Err(bad("clicks.utm", "value too long or has control characters"));
             }
             utm.push((k.clone(), String::from(s)));

@@ -39,9 +39,8 @@ impl CookieStore {
 
     fn raw_get(&self, key: &str) -> Result<Option<String>, Broken> {
         let all = self.doc.as_ref().ok_or(Broken)?.cookie().map_err(|_| Broken)?;
-        Ok(all
-            .split(';')
-            .filter_map(|kv| kv.trim().split_once('='))
+        Ok(crate::core::parts(&all, b';')
+            .filter_map(|kv| crate::core::split_byte(kv.trim_ascii(), b'='))
             .find(|(k, _)| *k == key)
             .map(|(_, v)| String::from(v)))
     }

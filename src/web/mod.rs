@@ -25,7 +25,7 @@ use crate::core::config::StorageMode;
 use crate::core::json::{self, write_str, write_u64, Json};
 use crate::core::store::{self, MemoryStore, Store};
 use crate::core::tracker::{keys, Outgoing, Page, Random, Reply, Tracker, VERSION};
-use crate::core::wire;
+use crate::core::{split_byte, wire};
 
 /// The current time in milliseconds since the Unix epoch.
 pub fn now() -> u64 {
@@ -191,9 +191,9 @@ struct PageText<'a> {
 
 impl<'a> PageText<'a> {
     fn read(text: &'a str) -> PageText<'a> {
-        let (url, rest) = text.split_once('\n').unwrap_or((text, ""));
-        let (referrer, rest) = rest.split_once('\n').unwrap_or((rest, ""));
-        let (gpc, title) = rest.split_once('\n').unwrap_or((rest, ""));
+        let (url, rest) = split_byte(text, b'\n').unwrap_or((text, ""));
+        let (referrer, rest) = split_byte(rest, b'\n').unwrap_or((rest, ""));
+        let (gpc, title) = split_byte(rest, b'\n').unwrap_or((rest, ""));
         PageText {
             url,
             referrer,
@@ -278,8 +278,8 @@ impl Tag {
             return String::from(if sent { "1" } else { "" });
         }
         if op == ops::SETTLE {
-            let (status, rest) = arg.split_once('\n').unwrap_or((arg, ""));
-            let (retry_after, body) = rest.split_once('\n').unwrap_or((rest, ""));
+            let (status, rest) = split_byte(arg, b'\n').unwrap_or((arg, ""));
+            let (retry_after, body) = split_byte(rest, b'\n').unwrap_or((rest, ""));
             let status = json::parse_u64(status).unwrap_or(0).min(999) as u16;
             let Shell { tracker, out, .. } = &mut *s;
             if let (Some(t), Some(out)) = (tracker.as_mut(), out.take()) {
