@@ -7,18 +7,19 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startWorld, visitor, unique, tagReady, delivered, storedOrders, ROOT } from './support.mjs';
+import { startWorld, visitor, unique, tagReady, delivered, storedOrders } from './support.mjs';
 
 let world;
+let SNIPPET;
 before(async () => {
   world = await startWorld();
+  SNIPPET = readFileSync(join(world.dist, 'snippet.js'), 'utf8').split('\n')[0];
 });
 after(async () => {
   await world?.stop();
 });
 
 const NONCE = 'c3VwZXItcmFuZG9tLW5vbmNl';
-const SNIPPET = readFileSync(join(ROOT, 'dist', 'snippet.js'), 'utf8').split('\n')[0];
 
 /** Serves `html` at /csp-check.html with the given CSP and opens it; answers what the page saw. */
 async function open(policy, head, query) {
@@ -82,7 +83,7 @@ test("without 'wasm-unsafe-eval' the tag stays off and the page is unaffected", 
 
 test('SRI: utt.js loads with the hash computed as documented, and is refused with a wrong one', { timeout: 60_000 }, async () => {
   // `openssl dgst -sha384 -binary dist/utt.js | openssl base64 -A`, in node.
-  const hash = `sha384-${createHash('sha384').update(readFileSync(join(ROOT, 'dist', 'utt.js'))).digest('base64')}`;
+  const hash = `sha384-${createHash('sha384').update(readFileSync(join(world.dist, 'utt.js'))).digest('base64')}`;
   const stub = `<script>window.utt=window.utt||function(){(utt.q=utt.q||[]).push(arguments)};utt("init",{site:"demo",collector:""});utt("conversion",{orderId:ORDER,amount:"1.00",currency:"EUR"});</script>`;
 
   const good = unique('SRI');

@@ -4,7 +4,7 @@
 // through its own read API. This file holds no tests.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -22,14 +22,11 @@ const COLLECTOR = join(TARGET, 'debug', 'utt-collector');
 let built = false;
 
 /**
- * Makes sure the tag is built and the collector binary is current. `cargo build` is a no-op
+ * Makes sure the collector binary is current. `cargo build` is a no-op
  * (about a second) when nothing changed, and it keeps the tests from running a stale binary.
  */
 export function ensureBuilt() {
   if (built) return;
-  if (!existsSync(join(ROOT, 'dist', 'utt.js')) || !existsSync(join(ROOT, 'dist', 'utt_bg.wasm'))) {
-    throw new Error('dist/utt.js is missing: run `cargo xtask build` first');
-  }
   const cargo = process.env.CARGO ?? 'cargo';
   const out = spawnSync(cargo, ['build', '--quiet', '-p', 'utt-collector', '--bin', 'utt-collector'], {
     cwd: ROOT,
@@ -39,17 +36,38 @@ export function ensureBuilt() {
   built = true;
 }
 
+/** The files `cargo xtask build` writes to dist/, `snippet.js` last. */
+const DIST_FILES = ['utt_bg.wasm', 'utt.js', 'utt.d.ts', 'snippet.js'];
+
+/**
+ * Copies the built tag to `into`, so one test file runs against one build even if dist/ is
+ * rebuilt meanwhile (the build empties the folder first). Waits up to a minute for a build in
+ * progress to finish; fails with the command to run when there is no build at all.
+ */
+async function snapshotDist(into) {
+  const from = join(ROOT, 'dist');
+  const complete = () => DIST_FILES.every((f) => existsSync(join(from, f)));
+  for (let waited = 0; !complete(); waited += 500) {
+    if (waited >= 60_000) throw new Error('dist/ is incomplete: run `cargo xtask build` first');
+    await new Promise((ok) => setTimeout(ok, 500));
+  }
+  mkdirSync(into, { recursive: true });
+  for (const f of DIST_FILES) copyFileSync(join(from, f), join(into, f));
+  return into;
+}
+
 /**
  * Starts the real collector on 127.0.0.1 with port 0 (it prints the address it bound), a
- * database in a fresh temporary folder, and the static folders dist/ and www/.
+ * database in a fresh temporary folder, and the static folders: a snapshot of dist/, and www/.
  * @returns {Promise<{url: string, stop: () => Promise<void>, logs: () => string}>}
  */
 export async function startCollector() {
   ensureBuilt();
   const dir = mkdtempSync(join(tmpdir(), 'utt-e2e-'));
+  const dist = await snapshotDist(join(dir, 'dist'));
   const child = spawn(
     COLLECTOR,
-    ['--listen', '127.0.0.1:0', '--db', join(dir, 'utt.db'), '--static', join(ROOT, 'dist'), '--static', join(ROOT, 'www')],
+    ['--listen', '127.0.0.1:0', '--db', join(dir, 'utt.db'), '--static', dist, '--static', join(ROOT, 'www')],
     { cwd: ROOT, env: { ...process.env, UTT_LOG: process.env.UTT_LOG ?? 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] }
   );
   let stderr = '';
@@ -71,6 +89,7 @@ export async function startCollector() {
   });
   return {
     url,
+    dist,
     logs: () => stderr,
     async stop() {
       // SIGTERM: the collector's graceful shutdown flushes what it acknowledged.
@@ -91,6 +110,8 @@ export async function startWorld() {
     collector,
     browser,
     base: collector.url,
+    /** The copy of dist/ this collector serves. */
+    dist: collector.dist,
     api: readApi(collector.url),
     async stop() {
       await browser.close().catch(() => {});
