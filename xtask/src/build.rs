@@ -31,10 +31,17 @@ pub fn run() -> Result {
     }
     fs::create_dir_all(&dist).map_err(|e| format!("cannot create {}: {e}", dist.display()))?;
 
-    wasm_opt(&bindgen_dir.join("utt_bg.wasm"), &dist.join("utt_bg.wasm"), &[])?;
+    // The import, export and module names shrink to a letter or two; the glue is renamed to match.
+    let names = wasm_opt_output(
+        &bindgen_dir.join("utt_bg.wasm"),
+        &dist.join("utt_bg.wasm"),
+        &["--minify-imports-and-exports-and-modules"],
+    )?;
+    let wasm = fs::read(dist.join("utt_bg.wasm")).map_err(|e| format!("cannot read dist/utt_bg.wasm: {e}"))?;
+    let module = first_import_module(&wasm).ok_or("dist/utt_bg.wasm: no import module found")?;
+    let glue = rename_in_glue(&read(&bindgen_dir.join("utt.js"))?, &names, &module)?;
 
     let js_dir = root().join("src/js");
-    let glue = read(&bindgen_dir.join("utt.js"))?;
     let module = match read_if_exists(&js_dir.join("loader.js"))? {
         Some(loader) => join_glue_and_loader(&glue, &loader)?,
         None => glue,
@@ -104,19 +111,7 @@ pub fn bindgen() -> Result<PathBuf> {
 
 /// Runs the npm package's wasm-opt (binaryen 132: Debian's 108 breaks the module) with -Oz.
 pub fn wasm_opt(input: &Path, output: &Path, extra: &[&str]) -> Result {
-    let wasm_opt = root().join("node_modules/.bin/wasm-opt");
-    if !wasm_opt.exists() {
-        return Err(format!("{} is missing: run `cargo xtask setup`", wasm_opt.display()));
-    }
-    proc::run(
-        Command::new(wasm_opt)
-            .arg("-Oz")
-            .args(WASM_OPT_FEATURES)
-            .args(extra)
-            .arg(input)
-            .arg("-o")
-            .arg(output),
-    )
+    wasm_opt_output(input, output, extra).map(drop)
 }
 
 /// Minifies the joined module with the npm package's terser (as an ES module, so the exports keep
@@ -134,6 +129,109 @@ fn minify(module: &str, output: &Path) -> Result {
             .args(["--module", "--compress", "passes=2", "--mangle", "--toplevel", "-o"])
             .arg(output),
     )
+}
+
+/// [`wasm_opt`], answering what it printed (the names map of the `--minify-…` passes).
+fn wasm_opt_output(input: &Path, output: &Path, extra: &[&str]) -> Result<String> {
+    let wasm_opt = root().join("node_modules/.bin/wasm-opt");
+    if !wasm_opt.exists() {
+        return Err(format!("{} is missing: run `cargo xtask setup`", wasm_opt.display()));
+    }
+    let mut cmd = Command::new(wasm_opt);
+    cmd.arg("-Oz")
+        .args(WASM_OPT_FEATURES)
+        .args(extra)
+        .arg(input)
+        .arg("-o")
+        .arg(output);
+    proc::echo(&cmd);
+    proc::output(&mut cmd)
+}
+
+/// Renames in the bindgen glue what `wasm-opt --minify-imports-and-exports-and-modules` renamed
+/// in the wasm (its `names` map): the import module and the keys of the imports object, and
+/// every `wasm.<export>`. Each wasm-bindgen import name carries a hash, so in both files these
+/// are incompressible bytes (about 500 bytes brotli). Every old name must be found in the glue,
+/// or the build fails rather than ship a tag that cannot link.
+fn rename_in_glue(glue: &str, names: &str, new_module: &str) -> Result<String> {
+    let map: serde_json::Value = serde_json::from_str(names).map_err(|e| format!("wasm-opt's names map: {e}"))?;
+    let pairs = |key: &str| map[key].as_array().cloned().unwrap_or_default();
+    let mut glue = glue.to_string();
+    let mut module: Option<String> = None;
+    for import in pairs("imports") {
+        let (Some(m), Some(old), Some(new)) = (import[0].as_str(), import[1].as_str(), import[2].as_str()) else {
+            return Err(format!("wasm-opt's names map: unexpected import {import}"));
+        };
+        if module.as_deref().is_some_and(|m0| m0 != m) {
+            return Err(format!("the wasm imports from more than one module ({m})"));
+        }
+        module = Some(m.to_string());
+        glue = replace_name(&glue, &format!("{old}:"), &format!("{new}:"))?;
+    }
+    if let Some(m) = module {
+        glue = replace_name(&glue, &format!("\"{m}\":"), &format!("\"{new_module}\":"))?;
+    }
+    for export in pairs("exports") {
+        let (Some(old), Some(new)) = (export[0].as_str(), export[1].as_str()) else {
+            return Err(format!("wasm-opt's names map: unexpected export {export}"));
+        };
+        // wasm-opt lists every export, and the glue may not use them all (`__abort_handler`).
+        if glue.contains(&format!("wasm.{old}")) {
+            glue = replace_name(&glue, &format!("wasm.{old}"), &format!("wasm.{new}"))?;
+        }
+    }
+    Ok(glue)
+}
+
+/// The module name of the first import of a wasm binary (wasm-opt does not print the minified
+/// module name, so it is read back from its output).
+fn first_import_module(wasm: &[u8]) -> Option<String> {
+    fn leb(b: &[u8], i: &mut usize) -> Option<usize> {
+        let (mut n, mut shift) = (0usize, 0);
+        loop {
+            let byte = *b.get(*i)?;
+            *i += 1;
+            n |= usize::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return Some(n);
+            }
+            shift += 7;
+        }
+    }
+    let mut i = 8;
+    while i < wasm.len() {
+        let id = wasm[i];
+        i += 1;
+        let size = leb(wasm, &mut i)?;
+        if id == 2 {
+            let mut j = i;
+            leb(wasm, &mut j)?;
+            let len = leb(wasm, &mut j)?;
+            return String::from_utf8(wasm.get(j..j + len)?.to_vec()).ok();
+        }
+        i += size;
+    }
+    None
+}
+
+/// Replaces every occurrence of `old` in `text` that is not followed by more of an identifier.
+fn replace_name(text: &str, old: &str, new: &str) -> Result<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut found = false;
+    while let Some(i) = rest.find(old) {
+        let after = &rest[i + old.len()..];
+        let whole = !after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '$');
+        out.push_str(&rest[..i]);
+        out.push_str(if whole { new } else { old });
+        found |= whole;
+        rest = after;
+    }
+    out.push_str(rest);
+    if !found {
+        return Err(format!("the bindgen glue has no `{old}` to rename"));
+    }
+    Ok(out)
 }
 
 /// Finds the `.wasm` file of the `utt` library among cargo's JSON messages.
@@ -214,6 +312,22 @@ export { initSync, __wbg_init as default };
         assert!(joined.contains("export { initSync };"));
         assert_eq!(joined.matches("export default").count(), 1);
         assert!(!joined.contains("__wbg_init as default"));
+    }
+
+    #[test]
+    fn renames_the_minified_imports_and_exports_in_the_glue() {
+        let glue = r#"const i = { "./utt_bg.js": { __wbg_now_12ab: function() {}, __wbg_now_12abc: f } };
+wasm.tag_op(1); wasm.tag_opx; wasm.memory.buffer;"#;
+        let names = r#"{"imports":[["./utt_bg.js","__wbg_now_12ab","a"]],
+            "exports":[["tag_op","B"],["memory","C"],["__abort_handler","D"]]}"#;
+        let out = super::rename_in_glue(glue, names, "a").unwrap();
+        assert!(
+            out.contains(r#"{ "a": { a: function() {}, __wbg_now_12abc: f } }"#),
+            "{out}"
+        );
+        assert!(out.contains("wasm.B(1); wasm.tag_opx; wasm.C.buffer;"), "{out}");
+        let missing = r#"{"imports":[["./utt_bg.js","__wbg_gone_99","a"]],"exports":[]}"#;
+        assert!(super::rename_in_glue(glue, missing, "a").is_err());
     }
 
     #[test]
