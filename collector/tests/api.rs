@@ -222,6 +222,11 @@ async fn hostile_events_are_rejected_alone_and_never_echoed() {
     assert!(!a.body.contains("script") && !a.body.contains("onload"), "{}", a.body);
     assert_eq!(h.events(), 1);
     assert!(h.store().has_event(&uuid(1)).unwrap());
+    // Members the wire format does not know are dropped, not stored: only validated fields are.
+    let extra = event(7, Some("v1"), T0, vec![], pageview()).replacen('{', "{\"evil\":\"<img src=x>\",", 1);
+    assert_eq!(h.post(&batch(&[extra])).await.statuses(), ["accepted"]);
+    let stored = h.store().event(&uuid(7)).unwrap().unwrap();
+    assert!(!stored.contains("evil") && !stored.contains("<img"), "{stored}");
     assert!(!h.store().has_event(&uuid(2)).unwrap());
 }
 
