@@ -250,6 +250,7 @@ async function testLink(raw) {
   open.ok(`Landed on ${frame.contentWindow.location.pathname}; the tag is running there.`);
   source = { utt, label: 'the landing page opened above' };
   showParams();
+  render();
 
   let st = safeState(utt);
   const ours = (st.clicks ?? []).filter((c) => params.some(([k, v]) => c.param === k && c.value === v));
@@ -275,7 +276,7 @@ async function testLink(raw) {
     st = safeState(utt);
     const mine = (st.clicks ?? []).filter((c) => ours.some((o) => o.param === c.param && o.value === c.value));
     if (st.consent !== 'granted') {
-      stored.note('Waiting for consent: accept the cookie banner in the frame below (nothing is stored until then).');
+      stored.note('Waiting for consent: nothing is stored until the visitor accepts. Accept the cookie banner in the frame below, or press "Accept tracking in this browser" in section 2.');
     } else if (mine.every((c) => c.inCookie && c.inLocalStorage)) {
       stored.ok('Stored in the cookie and in localStorage.');
     } else if (mine.some((c) => c.inCookie || c.inLocalStorage)) {

@@ -102,3 +102,24 @@ test('the site-owner report lists each stored conversion with its partner credit
   assert.equal(await page.locator(`tr.order[data-order="${order.orderId}"] td:nth-child(6)`).textContent(), 'first_click');
   await context.close();
 });
+
+test("a partner in a fresh browser: the link test waits for consent, then completes end to end", { timeout: 90_000 }, async () => {
+  const clickId = unique('S8C');
+  const { context, page, seen } = await visitor(world);
+  await page.goto(`${world.base}/debug.html`);
+  await page.waitForSelector('body[data-ready]');
+  await page.fill('#link', `${world.base}/?irclickid=${clickId}&utm_source=partner`);
+  await page.click('#link-open');
+  await page.locator('#steps li', { hasText: 'Waiting for consent' }).waitFor();
+  assert.equal((await world.api.click(clickId)).status, 404, 'nothing sent before consent');
+  assert.ok(!seen.batches.some((b) => b.includes(clickId)));
+
+  await page.click('#grant');
+  await page.locator('#steps li.ok', { hasText: 'The collector has a record' }).waitFor({ timeout: 30_000 });
+  const record = await world.api.click(clickId);
+  assert.equal(record.status, 200);
+  assert.deepEqual(record.body.pages.map((p) => p.path), ['/'], 'the landing page view, released by the grant');
+  await page.locator(`tr.click[data-value="${clickId}"] .collector .badge.ok`).waitFor();
+  assert.equal(await page.locator(`tr.click[data-value="${clickId}"] .in-cookie`).textContent(), 'yes');
+  await context.close();
+});
