@@ -122,12 +122,10 @@ pub fn decode(text: &str) -> Option<Record> {
             .filter(|s| wire::is_uuid(s))
             .map(String::from)
     };
-    let mut clicks = v
-        .get("clicks")?
-        .as_arr()?
-        .iter()
-        .map(|c| wire::read_click(c).ok())
-        .collect::<Option<Vec<Click>>>()?;
+    let mut clicks = Vec::new();
+    for c in v.get("clicks")?.as_arr()? {
+        clicks.push(wire::read_click(c).ok()?);
+    }
     while clicks.len() > MAX_CLICKS {
         drop_one(&mut clicks);
     }
