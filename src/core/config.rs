@@ -113,7 +113,10 @@ impl Config {
 
     /// The URL batches are POSTed to.
     pub fn events_url(&self) -> String {
-        let mut u = String::from(self.collector.trim_end_matches('/'));
+        let mut u = String::from(self.collector.as_str());
+        while u.ends_with('/') {
+            u.pop();
+        }
         u.push_str("/v1/events");
         u
     }
@@ -192,7 +195,9 @@ impl Config {
                         && s.len() <= 253
                         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
                     {
-                        Some(String::from(s.trim_start_matches('.')))
+                        Some(String::from(
+                            s.get(s.bytes().take_while(|&b| b == b'.').count()..).unwrap_or(""),
+                        ))
                     } else {
                         return Err(bad("cookieDomain", "must be \"auto\" or a domain"));
                     };

@@ -126,9 +126,13 @@ pub fn apply(writes: &[Write], mode: StorageMode, max_age: u64, cookie: &dyn Sto
 /// public suffixes, so the first one that sticks is the registrable domain, shared by `www.`
 /// and `shop.`. `localhost`, IP addresses and single labels give none: a host-only cookie.
 pub fn cookie_domains(host: &str) -> Vec<&str> {
-    let host = host.trim_end_matches('.');
-    let is_ip = host.bytes().all(|b| b.is_ascii_digit() || b == b'.') || host.contains(':');
-    if is_ip || !host.contains('.') || host.ends_with(".localhost") {
+    let mut host = host;
+    while let Some(h) = host.strip_suffix('.') {
+        host = h;
+    }
+    let has = |c: u8| host.bytes().any(|b| b == c);
+    let is_ip = host.bytes().all(|b| b.is_ascii_digit() || b == b'.') || has(b':');
+    if is_ip || !has(b'.') || host.ends_with(".localhost") {
         return Vec::new();
     }
     // Byte scanning and `get` rather than `rfind` and slicing: no panic paths in the tag.
