@@ -115,7 +115,8 @@ pub fn validate(value: &str) -> Result<(), Rejected> {
     if value.len() > MAX_VALUE_LEN {
         return Err(Rejected::TooLong);
     }
-    if !value.chars().all(is_safe_char) {
+    // Bytes: a non-ASCII character is refused anyway, so nothing needs decoding.
+    if !value.bytes().all(|b| b < 0x80 && is_safe_char(char::from(b))) {
         return Err(Rejected::BadChar);
     }
     Ok(())

@@ -65,7 +65,11 @@ pub fn backoff(attempt: u32, jitter: u32) -> u64 {
 /// the Unix epoch): delta-seconds (`120`) or an IMF-fixdate (`Wed, 21 Oct 2015 07:28:00 GMT`,
 /// `0` once past). At most [`MAX_DELAY_MS`]; `None` for anything else.
 pub fn parse_retry_after(value: &str, now: u64) -> Option<u64> {
-    let value = value.trim_matches([' ', '\t']);
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let b = value.as_bytes();
+    let start = b.iter().position(|b| !blank(b)).unwrap_or(b.len());
+    let end = b.iter().rposition(|b| !blank(b)).map_or(start, |i| i + 1);
+    let value = value.get(start..end).unwrap_or("");
     if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         // Saturating: a delay too large to count is simply "a long time", i.e. the cap.
         let secs = value
