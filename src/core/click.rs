@@ -126,14 +126,7 @@ pub fn validate(value: &str) -> Result<(), Rejected> {
 /// free text ("Spring Sale"), so they are bounded rather than rejected; they are always rendered
 /// and stored as text.
 pub fn clean_utm(value: &str) -> String {
-    let mut out = String::new();
-    for c in value.chars().filter(|c| !c.is_control()) {
-        if out.len() + c.len_utf8() > MAX_UTM_LEN {
-            break;
-        }
-        out.push(c);
-    }
-    out
+    super::url::bounded(value, MAX_UTM_LEN)
 }
 
 #[cfg(test)]

@@ -151,7 +151,7 @@ pub fn host_of(url: &str) -> &str {
 }
 
 /// `s` without control characters, cut to `max` bytes at a character boundary.
-fn bounded(s: &str, max: usize) -> String {
+pub(crate) fn bounded(s: &str, max: usize) -> String {
     let mut out = String::new();
     for c in s.chars().filter(|c| !c.is_control()) {
         if out.len() + c.len_utf8() > max {
