@@ -35,7 +35,7 @@ pub fn run(args: &[String]) -> Result {
     }
 
     // A fresh clone gets from nothing to a running demo with this one command.
-    setup::run()?;
+    setup::build_tools()?;
     build::run()?;
     proc::run(Command::new(cargo()).current_dir(root()).args([
         "build",

@@ -39,7 +39,7 @@ fn main() -> ExitCode {
     let rest = &args[1..];
     let outcome = match command.as_str() {
         "setup" => setup::run(),
-        "build" => build::run(),
+        "build" => setup::build_tools().and_then(|()| build::run()),
         "demo" => demo::run(rest),
         "size" => size::run(),
         "twiggy" => twiggy::run(),

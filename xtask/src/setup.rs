@@ -23,6 +23,15 @@ pub fn run() -> Result {
     Ok(())
 }
 
+/// Installs only what building the tag needs (the wasm target and the npm tools): the demo
+/// runs in the user's own browser, so it needs neither Chromium nor the linters.
+pub fn build_tools() -> Result {
+    rust_target()?;
+    npm_tools()?;
+    println!("setup: ready to build ({WASM_TARGET}, node_modules)");
+    Ok(())
+}
+
 fn rust_target() -> Result {
     // rustup here does not install the targets named in rust-toolchain.toml by itself.
     let installed = proc::output(Command::new("rustup").args(["target", "list", "--installed"]))
