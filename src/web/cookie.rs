@@ -21,7 +21,7 @@ pub struct CookieStore {
 impl CookieStore {
     /// The page's cookie jar; `domain` is the configured cookie domain (`None` for `auto`).
     pub fn new(domain: Option<String>) -> CookieStore {
-        let window = web_sys::window();
+        let window = super::window();
         let doc = window
             .as_ref()
             .and_then(|w| w.document())

@@ -16,7 +16,7 @@ impl LocalStore {
     /// The page's localStorage (even reaching it can throw: then every call is [`Broken`]).
     pub fn new() -> LocalStore {
         LocalStore {
-            storage: web_sys::window().and_then(|w| w.local_storage().ok().flatten()),
+            storage: super::window().and_then(|w| w.local_storage().ok().flatten()),
         }
     }
 }

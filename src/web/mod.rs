@@ -27,6 +27,20 @@ use crate::core::store::{self, MemoryStore, Store};
 use crate::core::tracker::{keys, Outgoing, Page, Random, Reply, Tracker, VERSION};
 use crate::core::{split_byte, wire};
 
+#[wasm_bindgen]
+extern "C" {
+    /// `globalThis`, the page's `window`.
+    #[wasm_bindgen(thread_local_v2, js_name = globalThis)]
+    static GLOBAL: Option<web_sys::Window>;
+}
+
+/// The page's `window`. `web_sys::window()` probes four globals (`globalThis`, `self`, `window`,
+/// `global`) and checks `instanceof Window`, which costs the tag more than the one global every
+/// browser page has.
+pub(crate) fn window() -> Option<web_sys::Window> {
+    GLOBAL.with(Clone::clone)
+}
+
 /// The current time in milliseconds since the Unix epoch.
 pub fn now() -> u64 {
     js_sys::Date::now() as u64
@@ -37,7 +51,7 @@ pub struct Crypto;
 
 impl Random for Crypto {
     fn fill(&mut self, buf: &mut [u8]) {
-        if let Some(c) = web_sys::window().and_then(|w| w.crypto().ok()) {
+        if let Some(c) = window().and_then(|w| w.crypto().ok()) {
             let _ = c.get_random_values_with_u8_array(buf);
         }
     }
@@ -272,7 +286,7 @@ impl Tag {
             let Some(out) = s.tracker.as_mut().and_then(|t| t.beacon(now)) else {
                 return String::new();
             };
-            let sent = web_sys::window()
+            let sent = window()
                 .and_then(|w| w.navigator().send_beacon_with_opt_str(&out.url, Some(&out.body)).ok())
                 .unwrap_or(false);
             return String::from(if sent { "1" } else { "" });
