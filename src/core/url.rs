@@ -179,15 +179,16 @@ pub fn capture(url: &str, referrer: &str, now: u64, custom: &[(String, String)])
 
     let mut utm = Vec::new();
     for name in click::UTM_KEYS {
-        let value = pairs
-            .iter()
-            .zip(&keys)
-            .filter(|(_, k)| k.as_deref().is_some_and(|k| is_utm_key(k, name)))
-            .filter_map(|((_, v), _)| decode_component(v).ok())
-            .map(|v| click::clean_utm(&v))
-            .find(|v| !v.is_empty());
-        if let Some(v) = value {
-            utm.push((String::from(*name), v));
+        // The first value of `utm_<name>` that decodes and is not empty once cleaned.
+        for ((_, v), k) in pairs.iter().zip(&keys) {
+            if !k.as_deref().is_some_and(|k| is_utm_key(k, name)) {
+                continue;
+            }
+            let v = decode_component(v).map(|v| click::clean_utm(&v)).unwrap_or_default();
+            if !v.is_empty() {
+                utm.push((String::from(*name), v));
+                break;
+            }
         }
     }
 
