@@ -45,13 +45,7 @@ pub fn parse(call: &Json) -> Result<Command, Invalid> {
         .and_then(Json::as_str)
         .ok_or(bad("command", "the first argument must be a command name"))?;
     let arg = args.get(1).unwrap_or(&Json::Null);
-    let props_arg = |at: usize, field: &'static str| -> Result<Option<Json>, Invalid> {
-        let holder = Json::Obj(alloc::vec![(
-            String::from("p"),
-            args.get(at).cloned().unwrap_or(Json::Null)
-        )]);
-        wire::read_props(&holder, "p", field)
-    };
+    let props_arg = |at: usize, field: &'static str| wire::props(args.get(at), field);
     Ok(match name {
         "init" => Command::Init(Config::from_json(arg)?),
         "pageview" => Command::PageView(props_arg(1, "pageview")?),

@@ -496,7 +496,12 @@ fn opt_short(v: &Json, key: &str, field: &'static str) -> Result<Option<String>,
 
 /// Validates an optional `props`/`custom` member: a JSON object of bounded size.
 pub fn read_props(v: &Json, key: &str, field: &'static str) -> Result<Option<Json>, Invalid> {
-    match v.get(key) {
+    props(v.get(key), field)
+}
+
+/// Validates a `props`-like value itself (absent or `null`: none).
+pub(crate) fn props(v: Option<&Json>, field: &'static str) -> Result<Option<Json>, Invalid> {
+    match v {
         None | Some(Json::Null) => Ok(None),
         Some(p @ Json::Obj(_)) => {
             if p.to_text().len() > limits::MAX_PROPS {
