@@ -63,6 +63,7 @@ pub const MAX_DEPTH: usize = 32;
 /// Parses one JSON text (surrounding white space allowed).
 pub fn parse(text: &str) -> Result<Json, JsonError> {
     let mut p = Parser {
+        t: text,
         b: text.as_bytes(),
         i: 0,
     };
@@ -211,6 +212,8 @@ pub fn write_str(out: &mut String, s: &str) {
 }
 
 struct Parser<'a> {
+    /// The text, for slicing runs out of it (checked at character boundaries, not re-validated).
+    t: &'a str,
     b: &'a [u8],
     i: usize,
 }
@@ -344,11 +347,7 @@ impl Parser<'_> {
             }
         }
         // The bytes are ASCII digits and signs, so this slice is valid UTF-8.
-        let text = self
-            .b
-            .get(start..self.i)
-            .and_then(|b| core::str::from_utf8(b).ok())
-            .ok_or(JsonError::Syntax)?;
+        let text = self.t.get(start..self.i).ok_or(JsonError::Syntax)?;
         Ok(Json::Num(String::from(text)))
     }
 
@@ -382,7 +381,7 @@ impl Parser<'_> {
                 self.i += 1;
             }
             if self.i > start {
-                let run = self.b.get(start..self.i).and_then(|b| core::str::from_utf8(b).ok());
+                let run = self.t.get(start..self.i);
                 s.push_str(run.ok_or(JsonError::Syntax)?);
             }
             match self.peek().ok_or(JsonError::Eof)? {
