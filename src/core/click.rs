@@ -81,24 +81,28 @@ pub const UTM_KEYS: &[&str] = &["source", "medium", "campaign", "term", "content
 /// The network of a click parameter: the site's own parameters first, then the built-in list.
 /// Names match ASCII-case-insensitively (`ranSiteID` and `ransiteid` are the same parameter).
 pub fn network_of<'a>(param: &str, custom: &'a [(String, String)]) -> Option<&'a str> {
-    if let Some((_, n)) = custom.iter().find(|(p, _)| p.eq_ignore_ascii_case(param)) {
-        return Some(n);
-    }
-    BUILTIN_PARAMS
-        .iter()
-        .find(|(p, _)| p.eq_ignore_ascii_case(param))
-        .map(|(_, n)| *n)
+    lookup(param, custom).map(|(_, n)| n)
 }
 
 /// The canonical spelling of a click parameter (the configured one), if it is one.
 pub fn canonical_param<'a>(param: &str, custom: &'a [(String, String)]) -> Option<&'a str> {
-    if let Some((p, _)) = custom.iter().find(|(p, _)| p.eq_ignore_ascii_case(param)) {
-        return Some(p);
+    lookup(param, custom).map(|(p, _)| p)
+}
+
+/// `(canonical parameter, network)` of a click parameter: the site's own first, then the
+/// built-in list.
+pub(crate) fn lookup<'a>(param: &str, custom: &'a [(String, String)]) -> Option<(&'a str, &'a str)> {
+    for (p, n) in custom {
+        if p.eq_ignore_ascii_case(param) {
+            return Some((p, n));
+        }
     }
-    BUILTIN_PARAMS
-        .iter()
-        .find(|(p, _)| p.eq_ignore_ascii_case(param))
-        .map(|(p, _)| *p)
+    for &(p, n) in BUILTIN_PARAMS {
+        if p.eq_ignore_ascii_case(param) {
+            return Some((p, n));
+        }
+    }
+    None
 }
 
 /// True for the characters a click ID may contain.

@@ -204,7 +204,7 @@ pub fn capture(url: &str, referrer: &str, now: u64, custom: &[(String, String)])
 
     let mut out = Capture::default();
     for ((_, raw), key) in pairs.iter().zip(&keys) {
-        let Some(param) = key.as_deref().and_then(|k| click::canonical_param(k, custom)) else {
+        let Some((param, network)) = key.as_deref().and_then(|k| click::lookup(k, custom)) else {
             continue;
         };
         if out.clicks.iter().any(|c| c.param == param) {
@@ -213,7 +213,7 @@ pub fn capture(url: &str, referrer: &str, now: u64, custom: &[(String, String)])
         match decode_component(raw).and_then(|v| click::validate(&v).map(|()| v)) {
             Ok(value) => out.clicks.push(Click {
                 param: String::from(param),
-                network: String::from(click::network_of(param, custom).unwrap_or("")),
+                network: String::from(network),
                 value,
                 at: now,
                 path: path.clone(),
