@@ -173,15 +173,19 @@ fn is_utm_key(key: &str, name: &str) -> bool {
 /// `(param, network)` pairs first, then the built-ins) whose first valid value is kept, with the
 /// landing path, the external referrer host and the UTM context of the same URL, at `now`.
 pub fn capture(url: &str, referrer: &str, now: u64, custom: &[(String, String)]) -> Capture {
-    let pairs = query_pairs(url);
     // Keys are decoded once: `%69rclickid` is `irclickid`; an undecodable key names nothing.
-    let keys: Vec<Option<String>> = pairs.iter().map(|(k, _)| decode_component(k).ok()).collect();
+    let mut pairs = Vec::new();
+    for (k, v) in query_pairs(url) {
+        if let Ok(k) = decode_component(k) {
+            pairs.push((k, v));
+        }
+    }
 
     let mut utm = Vec::new();
     for name in click::UTM_KEYS {
         // The first value of `utm_<name>` that decodes and is not empty once cleaned.
-        for ((_, v), k) in pairs.iter().zip(&keys) {
-            if !k.as_deref().is_some_and(|k| is_utm_key(k, name)) {
+        for (k, v) in &pairs {
+            if !is_utm_key(k, name) {
                 continue;
             }
             let v = decode_component(v).map(|v| click::clean_utm(&v)).unwrap_or_default();
@@ -203,8 +207,8 @@ pub fn capture(url: &str, referrer: &str, now: u64, custom: &[(String, String)])
     };
 
     let mut out = Capture::default();
-    for ((_, raw), key) in pairs.iter().zip(&keys) {
-        let Some((param, network)) = key.as_deref().and_then(|k| click::lookup(k, custom)) else {
+    for (key, raw) in &pairs {
+        let Some((param, network)) = click::lookup(key, custom) else {
             continue;
         };
         if out.clicks.iter().any(|c| c.param == param) {
