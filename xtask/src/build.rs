@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use wasm_bindgen_cli_support::Bindgen;
+use wasm_bindgen_cli_support::{Bindgen, EncodeInto};
 
 use crate::setup::WASM_TARGET;
 use crate::{dist_dir, proc, root, target_dir, Result};
@@ -122,6 +122,9 @@ pub fn bindgen() -> Result<PathBuf> {
         .web(true)
         .map_err(|e| format!("wasm-bindgen: {e:#}"))?
         .typescript(true)
+        // `TextEncoder.encodeInto` is in every browser the tag supports (Safari 14.1+; the docs
+        // ask for 16+), so the glue needs no fallback for it.
+        .encode_into(EncodeInto::Always)
         .omit_default_module_path(false)
         .generate(&out)
         .map_err(|e| format!("wasm-bindgen on {}: {e:#}", wasm.display()))?;
