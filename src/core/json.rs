@@ -79,7 +79,15 @@ impl Json {
     /// The member `key` of an object (the last one, if repeated); `None` for other values.
     pub fn get(&self, key: &str) -> Option<&Json> {
         match self {
-            Json::Obj(m) => m.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v),
+            Json::Obj(m) => {
+                let mut found = None;
+                for (k, v) in m {
+                    if k == key {
+                        found = Some(v);
+                    }
+                }
+                found
+            }
             _ => None,
         }
     }

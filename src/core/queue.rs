@@ -109,10 +109,13 @@ impl Queue {
 
     /// The bodies of the given events, in the same order, for [`wire::write_batch`].
     pub fn bodies<'a>(&'a self, ids: &[String]) -> Vec<&'a str> {
-        ids.iter()
-            .filter_map(|id| self.items.iter().find(|p| &p.id == id))
-            .map(|p| p.body.as_str())
-            .collect()
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(p) = self.items.iter().find(|p| &p.id == id) {
+                out.push(p.body.as_str());
+            }
+        }
+        out
     }
 
     /// Everything waiting, in flight or not, within one batch's limits: what a page about to be
