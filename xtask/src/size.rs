@@ -5,8 +5,14 @@ use std::io::Write;
 
 use crate::{dist_dir, Result};
 
-/// The most a page may download on first load (`utt.js` + `utt_bg.wasm`), brotli-compressed.
+/// The issue's budget for what a page downloads on first load (`utt.js` + `utt_bg.wasm`),
+/// brotli-compressed. Not met yet: every line the command prints shows the distance to it.
 pub const FIRST_LOAD_BROTLI_BUDGET: u64 = 20_000;
+/// What the build may not exceed meanwhile: the size the tag measured when the budget above was
+/// found out of reach for this feature set (ARCHITECTURE.md, "Where the bytes go"), plus 2% for
+/// small fixes, so the tag can only shrink from here. Lower it whenever the tag shrinks; raising
+/// it is a decision for the changelog, not a way to make a build pass.
+pub const FIRST_LOAD_BROTLI_CEILING: u64 = 36_000;
 /// The most the inline snippet may weigh, uncompressed: it is pasted into every page.
 pub const SNIPPET_RAW_BUDGET: u64 = 700;
 /// The files a page downloads when the tag loads; the snippet is inline and the .d.ts is for tools.
@@ -108,8 +114,17 @@ pub fn check(all: &[Sizes]) -> Result<Verdicts> {
         FIRST_LOAD_BROTLI_BUDGET,
     ));
     if first_load > FIRST_LOAD_BROTLI_BUDGET {
+        verdicts.report.push(format!(
+            "first load is NOT within the {FIRST_LOAD_BROTLI_BUDGET}-byte budget: {} bytes over; \
+             enforced meanwhile: ceiling {FIRST_LOAD_BROTLI_CEILING}, headroom {}",
+            first_load - FIRST_LOAD_BROTLI_BUDGET,
+            FIRST_LOAD_BROTLI_CEILING as i64 - first_load as i64,
+        ));
+    }
+    if first_load > FIRST_LOAD_BROTLI_CEILING {
         verdicts.over.push(format!(
-            "first load is {first_load} bytes brotli, budget {FIRST_LOAD_BROTLI_BUDGET} (run `cargo xtask twiggy`)"
+            "first load is {first_load} bytes brotli, above the ceiling {FIRST_LOAD_BROTLI_CEILING} \
+             (budget {FIRST_LOAD_BROTLI_BUDGET}; run `cargo xtask twiggy`)"
         ));
     }
     if let Some(snippet) = all.iter().find(|s| s.name == "snippet.js") {
@@ -133,7 +148,7 @@ fn line(what: &str, size: u64, budget: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{check, measure, Sizes};
+    use super::{check, measure, Sizes, FIRST_LOAD_BROTLI_CEILING};
 
     fn sizes(name: &str, raw: u64, brotli: u64) -> Sizes {
         Sizes {
@@ -167,15 +182,37 @@ mod tests {
     }
 
     #[test]
-    fn over_budget_is_reported_for_each_budget() {
+    fn over_the_ceiling_and_over_the_snippet_budget_both_fail() {
         let all = [
             sizes("snippet.js", 701, 300),
-            sizes("utt.js", 5_000, 5_001),
+            sizes("utt.js", 5_000, FIRST_LOAD_BROTLI_CEILING - 15_000 + 1),
             sizes("utt_bg.wasm", 40_000, 15_000),
         ];
         let verdicts = check(&all).unwrap();
         assert_eq!(verdicts.over.len(), 2, "{:?}", verdicts.over);
-        assert!(verdicts.report[0].contains("headroom -1"));
+        assert!(verdicts.over[0].contains("above the ceiling"), "{:?}", verdicts.over);
+        assert!(
+            verdicts.report.iter().any(|l| l.contains("headroom -1")),
+            "{:?}",
+            verdicts.report
+        );
+    }
+
+    #[test]
+    fn between_budget_and_ceiling_passes_but_says_how_far_from_the_budget() {
+        let all = [sizes("utt.js", 5_000, 3_000), sizes("utt_bg.wasm", 40_000, 20_000)];
+        let verdicts = check(&all).unwrap();
+        assert!(verdicts.over.is_empty(), "{:?}", verdicts.over);
+        assert!(
+            verdicts.report[0].contains("23000 bytes, budget 20000, headroom -3000"),
+            "{:?}",
+            verdicts.report
+        );
+        assert!(
+            verdicts.report[1].contains("NOT within the 20000-byte budget: 3000 bytes over"),
+            "{:?}",
+            verdicts.report
+        );
     }
 
     #[test]
