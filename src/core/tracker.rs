@@ -527,7 +527,13 @@ impl Tracker {
     /// Seconds the record's cookie should live: the attribution window from the latest click
     /// (so only a new click refreshes it), or a full window for a journey without clicks.
     pub fn cookie_max_age(&self, now: u64) -> u64 {
-        let from = self.record.clicks.iter().map(|c| c.at).max().unwrap_or(now);
+        let mut from = None;
+        for c in &self.record.clicks {
+            if from.is_none_or(|f| c.at > f) {
+                from = Some(c.at);
+            }
+        }
+        let from = from.unwrap_or(now);
         (from + self.config.window_ms).saturating_sub(now) / 1000
     }
 
