@@ -10,7 +10,7 @@ use wasm_bindgen_cli_support::{Bindgen, EncodeInto};
 use crate::setup::WASM_TARGET;
 use crate::{dist_dir, proc, root, target_dir, Result};
 
-/// wasm-opt's flags: the release profile keeps the target-features section, but spelling the
+/// wasm-opt's flags: the tag profile keeps the target-features section, but spelling the
 /// features out keeps wasm-opt from rejecting the module if a future profile strips it.
 pub const WASM_OPT_FEATURES: &[&str] = &[
     "--enable-bulk-memory",
@@ -98,7 +98,8 @@ pub fn bindgen() -> Result<PathBuf> {
     let mut cargo = Command::new(crate::cargo());
     cargo.current_dir(root()).args([
         "build",
-        "--release",
+        "--profile",
+        "tag",
         "--target",
         WASM_TARGET,
         "-p",

@@ -12,7 +12,7 @@ pub const FIRST_LOAD_BROTLI_BUDGET: u64 = 20_000;
 /// found out of reach for this feature set (ARCHITECTURE.md, "Where the bytes go"), plus 2% for
 /// small fixes, so the tag can only shrink from here. Lower it whenever the tag shrinks; raising
 /// it is a decision for the changelog, not a way to make a build pass.
-pub const FIRST_LOAD_BROTLI_CEILING: u64 = 36_000;
+pub const FIRST_LOAD_BROTLI_CEILING: u64 = 35_400;
 /// The most the inline snippet may weigh, uncompressed: it is pasted into every page.
 pub const SNIPPET_RAW_BUDGET: u64 = 700;
 /// The files a page downloads when the tag loads; the snippet is inline and the .d.ts is for tools.
