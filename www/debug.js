@@ -114,6 +114,7 @@ async function render() {
   const queue = state.queue ?? [];
   fill($('queue'), [
     state.held ? h('p', { className: 'notice' }, `${state.held} event(s) held in memory until consent is granted.`) : null,
+    state.evicted ? h('p', { className: 'notice' }, `${state.evicted} event(s) were pushed out of the full queue on this page (it keeps 500; conversions go last).`) : null,
     table(['Event', 'Type', 'Attempts', 'Next try', 'State'],
       queue.map((q) =>
         h('tr', {},

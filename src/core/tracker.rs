@@ -118,6 +118,8 @@ pub struct Tracker {
     consent_dirty: bool,
     queue: Queue,
     held: Vec<Event>,
+    /// Events pushed out of a full queue on this page (the debug page shows the count).
+    evicted: u64,
     orders: Vec<String>,
     orders_dirty: bool,
     rejected: Vec<Refusal>,
@@ -184,6 +186,7 @@ impl Tracker {
             consent_dirty: false,
             queue,
             held: Vec::new(),
+            evicted: 0,
             orders,
             orders_dirty: false,
             rejected: Vec::new(),
@@ -431,6 +434,7 @@ impl Tracker {
         wire::write_event(&mut body, &e);
         let conversion = matches!(e.kind, Kind::Conversion(_));
         if let Some(gone) = self.queue.push(e.id.clone(), body, conversion, e.at) {
+            self.evicted += 1;
             self.note("queue full; dropped", &gone);
         }
         self.note("queued", wire::type_name(&e.kind));
@@ -704,6 +708,7 @@ impl Tracker {
         }
         o.push(']');
         push_u64_field(&mut o, "held", self.held.len() as u64);
+        push_u64_field(&mut o, "evicted", self.evicted);
         o.push_str(",\"sends\":[");
         for (i, s) in self.sends.iter().enumerate() {
             if i > 0 {

@@ -109,6 +109,8 @@ export interface State {
   rejected?: { param: string; reason: string }[];
   queue?: { id: string; conversion: boolean; attempts: number; notBefore: number; inFlight: boolean; event: unknown }[];
   held?: number;
+  /** Events pushed out of the full queue (500 events; conversions go last) on this page. */
+  evicted?: number;
   sends?: {
     at: number;
     via: 'fetch' | 'beacon';
