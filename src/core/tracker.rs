@@ -194,19 +194,8 @@ impl Tracker {
             notes: Vec::new(),
             last_url: String::new(),
         };
-        t.capture(page, now);
-        t.last_url = String::from(page.url);
-        if t.config.auto_pageview {
-            t.submit(
-                Kind::PageView {
-                    title: String::from(page.title),
-                    props: None,
-                },
-                page,
-                now,
-                rng,
-            );
-        }
+        // Landing is the first navigation: capture the URL's click IDs, then the automatic view.
+        t.navigated(page, now, rng);
         t
     }
 
