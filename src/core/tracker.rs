@@ -626,19 +626,19 @@ impl Tracker {
         write_str(&mut o, VERSION);
         o.push_str(",\"config\":{\"site\":");
         write_str(&mut o, &c.site);
-        push_str_field(&mut o, "collector", &c.events_url());
-        push_str_field(&mut o, "storage", c.storage.as_str());
-        push_str_field(&mut o, "storageInUse", self.storage.as_str());
-        push_u64_field(&mut o, "windowDays", c.window_ms / 86_400_000);
-        push_str_field(
+        wire::field_str(&mut o, "collector", &c.events_url());
+        wire::field_str(&mut o, "storage", c.storage.as_str());
+        wire::field_str(&mut o, "storageInUse", self.storage.as_str());
+        wire::field_u64(&mut o, "windowDays", c.window_ms / 86_400_000);
+        wire::field_str(
             &mut o,
             "consentDefault",
             if c.consent_default { "granted" } else { "denied" },
         );
-        push_str_field(&mut o, "whileDenied", if c.wait_for_consent { "wait" } else { "drop" });
-        push_bool_field(&mut o, "honorGpc", c.honor_gpc);
-        push_bool_field(&mut o, "autoPageview", c.auto_pageview);
-        push_bool_field(&mut o, "debug", c.debug);
+        wire::field_str(&mut o, "whileDenied", if c.wait_for_consent { "wait" } else { "drop" });
+        wire::field_bool(&mut o, "honorGpc", c.honor_gpc);
+        wire::field_bool(&mut o, "autoPageview", c.auto_pageview);
+        wire::field_bool(&mut o, "debug", c.debug);
         o.push_str(",\"clickParams\":{");
         for (i, (p, n)) in c.click_params.iter().enumerate() {
             if i > 0 {
@@ -649,9 +649,9 @@ impl Tracker {
             write_str(&mut o, n);
         }
         o.push_str("}}");
-        push_str_field(&mut o, "consent", if self.consent { "granted" } else { "denied" });
-        push_str_field(&mut o, "visitor", &self.record.visitor);
-        push_str_field(&mut o, "session", &self.record.session);
+        wire::field_str(&mut o, "consent", if self.consent { "granted" } else { "denied" });
+        wire::field_str(&mut o, "visitor", &self.record.visitor);
+        wire::field_str(&mut o, "session", &self.record.session);
         o.push_str(",\"clicks\":[");
         let n = self.record.clicks.len();
         for (i, k) in self.record.clicks.iter().enumerate() {
@@ -662,12 +662,12 @@ impl Tracker {
             wire::write_click(&mut click, k);
             click.pop();
             o.push_str(&click);
-            push_u64_field(&mut o, "expiresAt", k.at + c.window_ms);
-            push_bool_field(&mut o, "expired", k.at + c.window_ms <= now);
-            push_bool_field(&mut o, "first", i == 0);
-            push_bool_field(&mut o, "last", i + 1 == n);
-            push_bool_field(&mut o, "inCookie", has(&in_cookie, k));
-            push_bool_field(&mut o, "inLocalStorage", has(&in_local, k));
+            wire::field_u64(&mut o, "expiresAt", k.at + c.window_ms);
+            wire::field_bool(&mut o, "expired", k.at + c.window_ms <= now);
+            wire::field_bool(&mut o, "first", i == 0);
+            wire::field_bool(&mut o, "last", i + 1 == n);
+            wire::field_bool(&mut o, "inCookie", has(&in_cookie, k));
+            wire::field_bool(&mut o, "inLocalStorage", has(&in_local, k));
             o.push('}');
         }
         o.push_str("],\"rejected\":[");
@@ -677,7 +677,7 @@ impl Tracker {
             }
             o.push_str("{\"param\":");
             write_str(&mut o, &r.param);
-            push_str_field(&mut o, "reason", r.reason.as_str());
+            wire::field_str(&mut o, "reason", r.reason.as_str());
             o.push('}');
         }
         o.push_str("],\"queue\":[");
@@ -687,17 +687,17 @@ impl Tracker {
             }
             o.push_str("{\"id\":");
             write_str(&mut o, &p.id);
-            push_bool_field(&mut o, "conversion", p.conversion);
-            push_u64_field(&mut o, "attempts", p.attempts as u64);
-            push_u64_field(&mut o, "notBefore", p.not_before);
-            push_bool_field(&mut o, "inFlight", p.in_flight);
+            wire::field_bool(&mut o, "conversion", p.conversion);
+            wire::field_u64(&mut o, "attempts", p.attempts as u64);
+            wire::field_u64(&mut o, "notBefore", p.not_before);
+            wire::field_bool(&mut o, "inFlight", p.in_flight);
             o.push_str(",\"event\":");
             o.push_str(&p.body);
             o.push('}');
         }
         o.push(']');
-        push_u64_field(&mut o, "held", self.held.len() as u64);
-        push_u64_field(&mut o, "evicted", self.evicted);
+        wire::field_u64(&mut o, "held", self.held.len() as u64);
+        wire::field_u64(&mut o, "evicted", self.evicted);
         o.push_str(",\"sends\":[");
         for (i, s) in self.sends.iter().enumerate() {
             if i > 0 {
@@ -705,11 +705,11 @@ impl Tracker {
             }
             o.push_str("{\"at\":");
             write_u64(&mut o, s.at);
-            push_str_field(&mut o, "via", s.via);
-            push_u64_field(&mut o, "events", s.events as u64);
-            push_u64_field(&mut o, "status", s.status as u64);
-            push_u64_field(&mut o, "delivered", s.settled.delivered as u64);
-            push_u64_field(&mut o, "retrying", s.settled.retrying as u64);
+            wire::field_str(&mut o, "via", s.via);
+            wire::field_u64(&mut o, "events", s.events as u64);
+            wire::field_u64(&mut o, "status", s.status as u64);
+            wire::field_u64(&mut o, "delivered", s.settled.delivered as u64);
+            wire::field_u64(&mut o, "retrying", s.settled.retrying as u64);
             o.push_str(",\"dropped\":[");
             for (j, (id, reason)) in s.settled.dropped.iter().enumerate() {
                 if j > 0 {
@@ -717,7 +717,7 @@ impl Tracker {
                 }
                 o.push_str("{\"id\":");
                 write_str(&mut o, id);
-                push_str_field(&mut o, "reason", reason);
+                wire::field_str(&mut o, "reason", reason);
                 o.push('}');
             }
             o.push_str("]}");
@@ -732,24 +732,4 @@ impl Tracker {
         o.push_str("]}");
         o
     }
-}
-
-fn push_str_field(o: &mut String, k: &str, v: &str) {
-    o.push(',');
-    write_str(o, k);
-    o.push(':');
-    write_str(o, v);
-}
-
-fn push_u64_field(o: &mut String, k: &str, v: u64) {
-    o.push(',');
-    write_str(o, k);
-    o.push(':');
-    write_u64(o, v);
-}
-
-fn push_bool_field(o: &mut String, k: &str, v: bool) {
-    o.push(',');
-    write_str(o, k);
-    o.push_str(if v { ":true" } else { ":false" });
 }

@@ -219,7 +219,8 @@ pub fn is_sha256_hex(s: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Writing
 
-fn field_str(out: &mut String, name: &str, value: &str) {
+/// Appends `,"name":"value"`: the writers here and the tracker's debug state share these.
+pub(crate) fn field_str(out: &mut String, name: &str, value: &str) {
     out.push(',');
     write_str(out, name);
     out.push(':');
@@ -232,11 +233,19 @@ fn field_opt(out: &mut String, name: &str, value: &Option<String>) {
     }
 }
 
-fn field_u64(out: &mut String, name: &str, value: u64) {
+/// Appends `,"name":number`.
+pub(crate) fn field_u64(out: &mut String, name: &str, value: u64) {
     out.push(',');
     write_str(out, name);
     out.push(':');
     write_u64(out, value);
+}
+
+/// Appends `,"name":true|false`.
+pub(crate) fn field_bool(out: &mut String, name: &str, value: bool) {
+    out.push(',');
+    write_str(out, name);
+    out.push_str(if value { ":true" } else { ":false" });
 }
 
 fn field_json(out: &mut String, name: &str, value: &Option<Json>) {
