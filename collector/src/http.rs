@@ -259,8 +259,6 @@ async fn ingest(
         };
         match event {
             Ok(e) => {
-                let mut body = String::with_capacity(512);
-                wire::write_event(&mut body, &e);
                 kinds.push(wire::type_name(&e.kind));
                 slots.push(outcomes.len());
                 outcomes.push(Outcome {
@@ -268,12 +266,7 @@ async fn ingest(
                     status: Status::Accepted,
                     reason: None,
                 });
-                records.push(Record {
-                    site: batch.site.clone(),
-                    received: now,
-                    body,
-                    event: e,
-                });
+                records.push(record(&batch.site, now, e));
             }
             Err((id, invalid)) => {
                 kinds.push("unknown");
@@ -303,6 +296,11 @@ async fn ingest(
         wire::write_outcomes(&outcomes),
     )
         .into_response())
+}
+
+/// A valid event made ready for the writer, on the request's thread (see [`Record::new`]).
+pub fn record(site: &str, received: u64, event: wire::Event) -> Record {
+    Record::new(site, received, event)
 }
 
 fn wire_invalid(field: &'static str, reason: &'static str) -> wire::Invalid {

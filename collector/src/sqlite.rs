@@ -1,8 +1,6 @@
 //! The SQLite store: one file in WAL mode with `synchronous=FULL`, written by one connection
 //! (the writer thread's) in one transaction per group, read by a small pool of connections.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,9 +8,11 @@ use std::thread;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use utt::core::wire::{self, CustomerStatus, Event, Kind, Order, Status};
+use utt::core::wire::{self, CustomerStatus, Event, Kind, Status};
 
-use crate::store::{ClickSeen, Counts, Landing, PageSeen, Record, Store, StoreError, StoredConversion, Touch};
+use crate::store::{
+    Batch, ClickSeen, Counts, Derived, Landing, PageSeen, Store, StoreError, StoredConversion, Touch, CLICKS_REF,
+};
 
 /// The schema. `events` is clustered on its ID (`WITHOUT ROWID`): one B-tree instead of a table
 /// plus a unique index, and time-ordered UUIDv7 IDs append at its right edge. The events' wire
@@ -232,99 +232,87 @@ impl Drop for SqliteStore {
     }
 }
 
-/// The path of a URL, without scheme, host, query or fragment (page paths are reported to
-/// partners; query strings may carry other people's parameters).
-pub fn url_path(url: &str) -> &str {
-    let rest = match url.find("://") {
-        Some(i) => {
-            let after = &url[i + 3..];
-            match after.find(['/', '?', '#']) {
-                Some(j) if after[j..].starts_with('/') => &after[j..],
-                _ => "/",
-            }
+pub use crate::store::url_path;
+
+/// The decimal digits of `n`.
+fn digits(mut n: usize) -> usize {
+    let mut d = 1;
+    while n >= 10 {
+        n /= 10;
+        d += 1;
+    }
+    d
+}
+
+/// A log entry whose click list is a reference: (before, offset, length, after).
+fn split_clicks_ref(entry: &[u8]) -> Option<(&[u8], i64, i64, &[u8])> {
+    let a = entry.iter().position(|&b| b == CLICKS_REF)?;
+    let n = entry[a + 1..].iter().position(|&b| b == CLICKS_REF)? + a + 1;
+    let r = std::str::from_utf8(&entry[a + 1..n]).ok()?;
+    let (at, len) = r.split_once(',')?;
+    Some((&entry[..a], at.parse().ok()?, len.parse().ok()?, &entry[n + 1..]))
+}
+
+/// Writes one batch's derived rows: touches and page counts merge with the stored ones
+/// (first/last time, view counts), identities keep their first sighting.
+fn write_derived(tx: &rusqlite::Transaction<'_>, d: &Derived) -> rusqlite::Result<()> {
+    if !d.touches.is_empty() {
+        let mut up_touch = tx.prepare_cached(
+            "INSERT INTO touches (site, visitor, param, value, click_at, network, path, first_seen, last_seen) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+             ON CONFLICT (site, visitor, param, value, click_at) DO UPDATE SET \
+             first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen)",
+        )?;
+        for t in &d.touches {
+            up_touch.execute(params![
+                t.site,
+                t.visitor,
+                t.param,
+                t.value,
+                int(t.click_at),
+                t.network,
+                t.path,
+                int(t.first),
+                int(t.last)
+            ])?;
         }
-        None => url,
-    };
-    let end = rest.find(['?', '#']).unwrap_or(rest.len());
-    let path = &rest[..end];
-    if path.is_empty() {
-        "/"
-    } else {
-        path
     }
-}
-
-fn items_json(o: &Order) -> String {
-    let items: Vec<serde_json::Value> = o
-        .items
-        .iter()
-        .map(|it| {
-            let mut m = serde_json::Map::new();
-            let mut put = |k: &str, v: Option<&str>| {
-                if let Some(v) = v {
-                    m.insert(k.into(), v.into());
-                }
-            };
-            put("sku", it.sku.as_deref());
-            put("name", it.name.as_deref());
-            put("price", it.price.as_ref().map(|p| p.text.as_str()));
-            put("category", it.category.as_deref());
-            if let Some(q) = it.quantity {
-                m.insert("quantity".into(), q.into());
-            }
-            serde_json::Value::Object(m)
-        })
-        .collect();
-    serde_json::Value::Array(items).to_string()
-}
-
-/// FNV-1a: the writer's per-group maps hash short trusted-length keys, where SipHash's
-/// flooding resistance buys nothing (a group is bounded) and costs the single writer thread.
-#[derive(Default)]
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
-        for b in bytes {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    if !d.pages.is_empty() {
+        let mut up_page = tx.prepare_cached(
+            "INSERT INTO click_pages (site, value, path, views, last_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (value, site, path) DO UPDATE SET views = views + excluded.views, \
+             last_at = max(last_at, excluded.last_at)",
+        )?;
+        for p in &d.pages {
+            up_page.execute(params![p.site, p.value, p.path, int(p.views), int(p.last_at)])?;
         }
-        self.0 = h;
     }
+    if !d.identities.is_empty() {
+        let mut ins_ident = tx.prepare_cached(
+            "INSERT INTO identities (site, kind, value, visitor, at) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT DO NOTHING",
+        )?;
+        for i in &d.identities {
+            ins_ident.execute(params![i.site, i.kind, i.value, i.visitor, int(i.at)])?;
+        }
+    }
+    Ok(())
 }
-
-type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
-
-struct TouchAgg<'a> {
-    network: &'a str,
-    path: &'a str,
-    first: u64,
-    last: u64,
-}
-
-type TouchKey<'a> = (&'a str, &'a str, &'a str, &'a str, u64);
 
 impl Store for SqliteStore {
-    fn append(&self, records: &[&Record]) -> Result<Vec<Status>, StoreError> {
+    fn append(&self, batches: &[&Batch]) -> Result<Vec<Status>, StoreError> {
         let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
-        let mut statuses = Vec::with_capacity(records.len());
-        // Events of one group repeat the same clicks (every event carries every click in force),
-        // so touches and page counts are merged in memory and written once per group.
-        let mut touches: FnvMap<TouchKey<'_>, TouchAgg<'_>> = FnvMap::default();
-        let mut pages: FnvMap<(&str, &str, &str), (u64, u64)> = FnvMap::default();
-        let mut identities: Vec<(&str, &str, &str, &str, u64)> = Vec::new();
+        let total: usize = batches.iter().map(|b| b.records.len()).sum();
+        let mut statuses = Vec::with_capacity(total);
         // The group's body log: accepted events' JSON, one per line.
         let body_id: i64 = tx
             .query_row("SELECT coalesce(max(id), 0) + 1 FROM bodies", [], |r| r.get(0))
             .map_err(err)?;
-        let mut log: Vec<u8> = Vec::with_capacity(records.iter().map(|r| r.body.len() + 1).sum());
+        let mut log: Vec<u8> =
+            Vec::with_capacity(batches.iter().flat_map(|b| &b.records).map(|r| r.body.len() + 1).sum());
         {
             let mut ins_event = tx
                 .prepare_cached(
@@ -339,146 +327,109 @@ impl Store for SqliteStore {
                      ON CONFLICT (site, order_id) DO NOTHING",
                 )
                 .map_err(err)?;
-            for &r in records {
-                let e: &Event = &r.event;
-                let kind = wire::type_name(&e.kind);
-                let fresh = ins_event
-                    .execute(params![
-                        e.id,
-                        r.site,
-                        kind,
-                        int(e.at),
-                        e.visitor,
-                        int(r.received),
-                        body_id,
-                        log.len() as i64,
-                        r.body.len() as i64
-                    ])
-                    .map_err(err)?;
-                if fresh == 0 {
-                    statuses.push(Status::Duplicate);
-                    continue;
-                }
-                if let Kind::Conversion(o) = &e.kind {
-                    let status = o.customer_status.map(|s| match s {
-                        CustomerStatus::New => "new",
-                        CustomerStatus::Returning => "returning",
-                    });
-                    let fresh = ins_conv
+            for &b in batches {
+                let start = statuses.len();
+                // Where each accepted event's click list landed in the log, for the events of
+                // the batch that repeat it.
+                let mut clicks_at: Vec<Option<usize>> = vec![None; b.records.len()];
+                for (k, r) in b.records.iter().enumerate() {
+                    let e: &Event = &r.event;
+                    let kind = wire::type_name(&e.kind);
+                    // The body as the log keeps it: whole, or with its click list replaced by
+                    // a reference to the same text already in this log.
+                    let shared = r
+                        .same_clicks_as
+                        .and_then(|j| Some((clicks_at[j]?, b.records[j].clicks?)));
+                    let compact = match (shared, r.clicks) {
+                        (Some((at, (c, d))), Some((x, y))) => Some((at, d - c, x, y)),
+                        _ => None,
+                    };
+                    let entry_len = match compact {
+                        Some((at, len, x, y)) => x + (r.body.len() - y) + 2 + digits(at) + 1 + digits(len),
+                        None => r.body.len(),
+                    };
+                    let fresh = ins_event
                         .execute(params![
-                            r.site,
-                            o.order_id,
                             e.id,
+                            r.site,
+                            kind,
                             int(e.at),
                             e.visitor,
-                            o.amount.as_ref().map(|a| &a.text),
-                            o.currency,
-                            o.discount.as_ref().map(|a| &a.text),
-                            o.promo_code,
-                            status,
-                            items_json(o),
-                            o.custom.as_ref().map(|c| c.to_text()),
+                            int(r.received),
+                            body_id,
+                            log.len() as i64,
+                            entry_len as i64
                         ])
                         .map_err(err)?;
                     if fresh == 0 {
-                        // Same order ID under a new event ID: the order is counted once, so the
-                        // event row just written goes too.
-                        tx.execute("DELETE FROM events WHERE id = ?1", [&e.id]).map_err(err)?;
                         statuses.push(Status::Duplicate);
                         continue;
                     }
-                }
-                statuses.push(Status::Accepted);
-                log.extend_from_slice(r.body.as_bytes());
-                log.push(b'\n');
-                if let Some(visitor) = e.visitor.as_deref() {
-                    for c in &e.clicks {
-                        let key = (r.site.as_str(), visitor, c.param.as_str(), c.value.as_str(), c.at);
-                        let agg = touches.entry(key).or_insert(TouchAgg {
-                            network: &c.network,
-                            path: &c.path,
-                            first: e.at,
-                            last: e.at,
+                    if let Kind::Conversion(o) = &e.kind {
+                        let status = o.customer_status.map(|s| match s {
+                            CustomerStatus::New => "new",
+                            CustomerStatus::Returning => "returning",
                         });
-                        agg.first = agg.first.min(e.at);
-                        agg.last = agg.last.max(e.at);
-                    }
-                    if let Kind::Identify {
-                        customer_id,
-                        email_hash,
-                    } = &e.kind
-                    {
-                        if let Some(c) = customer_id {
-                            identities.push((&r.site, "customer", c, visitor, e.at));
-                        }
-                        if let Some(h) = email_hash {
-                            identities.push((&r.site, "email", h, visitor, e.at));
-                        }
-                    }
-                }
-                if matches!(e.kind, Kind::PageView { .. }) {
-                    let path = url_path(&e.url);
-                    let mut seen: Vec<&str> = Vec::new();
-                    for c in &e.clicks {
-                        // One page view counts once per click ID, even if two parameters carried it.
-                        if seen.contains(&c.value.as_str()) {
+                        let fresh = ins_conv
+                            .execute(params![
+                                r.site,
+                                o.order_id,
+                                e.id,
+                                int(e.at),
+                                e.visitor,
+                                o.amount.as_ref().map(|a| &a.text),
+                                o.currency,
+                                o.discount.as_ref().map(|a| &a.text),
+                                o.promo_code,
+                                status,
+                                r.items.as_deref().unwrap_or("[]"),
+                                o.custom.as_ref().map(|c| c.to_text()),
+                            ])
+                            .map_err(err)?;
+                        if fresh == 0 {
+                            // Same order ID under a new event ID: the order is counted once, so
+                            // the event row just written goes too.
+                            tx.execute("DELETE FROM events WHERE id = ?1", [&e.id]).map_err(err)?;
+                            statuses.push(Status::Duplicate);
                             continue;
                         }
-                        seen.push(&c.value);
-                        let p = pages.entry((r.site.as_str(), c.value.as_str(), path)).or_insert((0, 0));
-                        p.0 += 1;
-                        p.1 = p.1.max(e.at);
                     }
+                    statuses.push(Status::Accepted);
+                    let body = r.body.as_bytes();
+                    let before = log.len();
+                    match compact {
+                        Some((at, len, x, y)) => {
+                            use std::io::Write as _;
+                            log.extend_from_slice(&body[..x]);
+                            let _ = write!(log, "\u{1}{at},{len}\u{1}");
+                            log.extend_from_slice(&body[y..]);
+                        }
+                        None => {
+                            if let Some((x, _)) = r.clicks {
+                                clicks_at[k] = Some(before + x);
+                            }
+                            log.extend_from_slice(body);
+                        }
+                    }
+                    debug_assert_eq!(log.len() - before, entry_len);
+                    log.push(b'\n');
+                }
+                let mine = &statuses[start..];
+                if mine.iter().all(|s| *s == Status::Accepted) {
+                    write_derived(&tx, &b.derived).map_err(err)?;
+                } else {
+                    // Duplicates add nothing: derive the rows of the new events only.
+                    let fresh = b
+                        .records
+                        .iter()
+                        .zip(mine)
+                        .filter(|(_, s)| **s == Status::Accepted)
+                        .map(|(r, _)| r);
+                    write_derived(&tx, &Derived::of(fresh)).map_err(err)?;
                 }
             }
             if !log.is_empty() {
                 tx.execute("INSERT INTO bodies (id, json) VALUES (?1, ?2)", params![body_id, log])
-                    .map_err(err)?;
-            }
-            let mut up_touch = tx
-                .prepare_cached(
-                    "INSERT INTO touches (site, visitor, param, value, click_at, network, path, first_seen, last_seen) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-                     ON CONFLICT (site, visitor, param, value, click_at) DO UPDATE SET \
-                     first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen)",
-                )
-                .map_err(err)?;
-            for ((site, visitor, param, value, at), a) in &touches {
-                up_touch
-                    .execute(params![
-                        site,
-                        visitor,
-                        param,
-                        value,
-                        int(*at),
-                        a.network,
-                        a.path,
-                        int(a.first),
-                        int(a.last)
-                    ])
-                    .map_err(err)?;
-            }
-            let mut up_page = tx
-                .prepare_cached(
-                    "INSERT INTO click_pages (site, value, path, views, last_at) VALUES (?1, ?2, ?3, ?4, ?5) \
-                     ON CONFLICT (value, site, path) DO UPDATE SET views = views + excluded.views, \
-                     last_at = max(last_at, excluded.last_at)",
-                )
-                .map_err(err)?;
-            for ((site, value, path), (views, last)) in &pages {
-                up_page
-                    .execute(params![site, value, path, int(*views), int(*last)])
-                    .map_err(err)?;
-            }
-            let mut ins_ident = tx
-                .prepare_cached(
-                    "INSERT INTO identities (site, kind, value, visitor, at) VALUES (?1, ?2, ?3, ?4, ?5) \
-                     ON CONFLICT DO NOTHING",
-                )
-                .map_err(err)?;
-            for (site, kind, value, visitor, at) in &identities {
-                ins_ident
-                    .execute(params![site, kind, value, visitor, int(*at)])
                     .map_err(err)?;
             }
         }
@@ -580,13 +531,29 @@ impl Store for SqliteStore {
 
     fn event(&self, id: &str) -> Result<Option<String>, StoreError> {
         self.read(|c| {
-            c.query_row(
-                "SELECT CAST(substr(b.json, e.body_at + 1, e.body_len) AS TEXT) FROM events e \
-                 JOIN bodies b ON b.id = e.body_id WHERE e.id = ?1",
-                [id],
-                |r| r.get(0),
-            )
-            .optional()
+            let found: Option<(i64, Vec<u8>)> = c
+                .query_row(
+                    "SELECT e.body_id, substr(b.json, e.body_at + 1, e.body_len) FROM events e \
+                     JOIN bodies b ON b.id = e.body_id WHERE e.id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((body_id, entry)) = found else { return Ok(None) };
+            let text = match split_clicks_ref(&entry) {
+                None => entry,
+                Some((prefix, at, len, suffix)) => {
+                    let clicks: Vec<u8> = c.query_row(
+                        "SELECT substr(json, ?2 + 1, ?3) FROM bodies WHERE id = ?1",
+                        params![body_id, at, len],
+                        |r| r.get(0),
+                    )?;
+                    [prefix, &clicks, suffix].concat()
+                }
+            };
+            String::from_utf8(text)
+                .map(Some)
+                .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, Box::new(e)))
         })
     }
 

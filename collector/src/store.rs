@@ -1,9 +1,10 @@
 //! The storage interface the handlers and the writer use, and the rows it hands back. SQLite is
 //! the one backend today (`sqlite.rs`); a server database can be added behind the same trait.
 
+use std::collections::HashMap;
 use std::fmt;
 
-use utt::core::wire::{Event, Status};
+use utt::core::wire::{Event, Kind, Order, Status};
 
 /// One decoded event ready to store: what the tag sent, re-written as canonical wire JSON.
 #[derive(Clone, Debug)]
@@ -16,6 +17,298 @@ pub struct Record {
     pub body: String,
     /// The decoded event.
     pub event: Event,
+    /// For a conversion: its order lines as a JSON array (decimals as strings).
+    pub items: Option<String>,
+    /// Where the click list's JSON is in `body` (byte range), if it is not empty.
+    pub clicks: Option<(usize, usize)>,
+    /// An earlier event of the same batch whose click list's JSON is the same (index in the
+    /// batch): the store may keep that text once.
+    pub same_clicks_as: Option<usize>,
+}
+
+/// The marker that replaces a click list kept once per batch in the body log. Canonical wire
+/// JSON escapes every control character, so this byte never occurs in a body.
+pub const CLICKS_REF: u8 = 0x01;
+
+/// The byte range of the click list in an event's canonical wire JSON (between the brackets
+/// of `"clicks":[…]`), or `None` when it is empty.
+fn clicks_span(body: &str) -> Option<(usize, usize)> {
+    // Outside strings (inside them a quote is escaped), so the first match is the field.
+    const FIELD: &str = ",\"clicks\":[";
+    let start = body.find(FIELD)? + FIELD.len();
+    let b = body.as_bytes();
+    let (mut depth, mut in_str, mut esc) = (0usize, false, false);
+    for (i, &c) in b.iter().enumerate().skip(start) {
+        if in_str {
+            match c {
+                _ if esc => esc = false,
+                b'\\' => esc = true,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_str = true,
+            b'[' | b'{' => depth += 1,
+            b']' if depth == 0 => return (i > start).then_some((start, i)),
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
+impl Record {
+    /// An event made ready to store, on the request's thread: its canonical wire JSON and, for
+    /// a conversion, its order lines' JSON are written here rather than by the single writer.
+    pub fn new(site: &str, received: u64, event: Event) -> Record {
+        let mut body = String::with_capacity(1024);
+        utt::core::wire::write_event(&mut body, &event);
+        let items = match &event.kind {
+            Kind::Conversion(o) => Some(items_json(o)),
+            _ => None,
+        };
+        let clicks = clicks_span(&body);
+        Record {
+            site: site.to_string(),
+            received,
+            body,
+            event,
+            items,
+            clicks,
+            same_clicks_as: None,
+        }
+    }
+}
+
+fn items_json(o: &Order) -> String {
+    let items: Vec<serde_json::Value> = o
+        .items
+        .iter()
+        .map(|it| {
+            let mut m = serde_json::Map::new();
+            let mut put = |k: &str, v: Option<&str>| {
+                if let Some(v) = v {
+                    m.insert(k.into(), v.into());
+                }
+            };
+            put("sku", it.sku.as_deref());
+            put("name", it.name.as_deref());
+            put("price", it.price.as_ref().map(|p| p.text.as_str()));
+            put("category", it.category.as_deref());
+            if let Some(q) = it.quantity {
+                m.insert("quantity".into(), q.into());
+            }
+            serde_json::Value::Object(m)
+        })
+        .collect();
+    serde_json::Value::Array(items).to_string()
+}
+
+/// The path of a URL, without scheme, host, query or fragment (page paths are reported to
+/// partners; query strings may carry other people's parameters).
+pub fn url_path(url: &str) -> &str {
+    let rest = match url.find("://") {
+        Some(i) => {
+            let after = &url[i + 3..];
+            match after.find(['/', '?', '#']) {
+                Some(j) if after[j..].starts_with('/') => &after[j..],
+                _ => "/",
+            }
+        }
+        None => url,
+    };
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    let path = &rest[..end];
+    if path.is_empty() {
+        "/"
+    } else {
+        path
+    }
+}
+
+/// One request's valid events, in order, with the rows derived from them, computed on the
+/// request's thread. The store writes the derived rows as they are when every event of the
+/// batch is new (the common case); when some are duplicates it derives them again from the
+/// new ones only.
+pub struct Batch {
+    /// The events.
+    pub records: Vec<Record>,
+    /// What they add to the derived tables, if all are stored.
+    pub derived: Derived,
+}
+
+impl Batch {
+    /// Prepares a request's events for the writer.
+    pub fn new(mut records: Vec<Record>) -> Batch {
+        let derived = Derived::of(records.iter());
+        // Every event carries every click in force, so a batch repeats the same click list.
+        let mut first: Option<usize> = None;
+        for i in 0..records.len() {
+            let Some((a, b)) = records[i].clicks else { continue };
+            match first {
+                Some(j) => {
+                    let (c, d) = records[j].clicks.unwrap_or((0, 0));
+                    if records[j].body.as_bytes()[c..d] == records[i].body.as_bytes()[a..b] {
+                        records[i].same_clicks_as = Some(j);
+                    } else {
+                        first = Some(i);
+                    }
+                }
+                None => first = Some(i),
+            }
+        }
+        Batch { records, derived }
+    }
+}
+
+/// A click carried by a visitor's events, merged over a batch: first and last event time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TouchRow {
+    /// The site.
+    pub site: String,
+    /// The visitor.
+    pub visitor: String,
+    /// The parameter that carried it.
+    pub param: String,
+    /// The click ID.
+    pub value: String,
+    /// The click time (ms).
+    pub click_at: u64,
+    /// The network (from the first event carrying it).
+    pub network: String,
+    /// The landing path (from the first event carrying it).
+    pub path: String,
+    /// The earliest event carrying it (ms).
+    pub first: u64,
+    /// The latest event carrying it (ms).
+    pub last: u64,
+}
+
+/// Page views carrying a click ID on one path, merged over a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageRow {
+    /// The site.
+    pub site: String,
+    /// The click ID.
+    pub value: String,
+    /// The page path (no query string).
+    pub path: String,
+    /// How many page views.
+    pub views: u64,
+    /// The latest one (ms).
+    pub last_at: u64,
+}
+
+/// An identity an identify event linked to a visitor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityRow {
+    /// The site.
+    pub site: String,
+    /// `customer` or `email`.
+    pub kind: &'static str,
+    /// The customer ID or email hash.
+    pub value: String,
+    /// The visitor.
+    pub visitor: String,
+    /// When (ms).
+    pub at: u64,
+}
+
+/// The rows a set of events adds to the derived tables (touches, page counts, identities), each
+/// key once, in the order first seen.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Derived {
+    /// Touches, one per (site, visitor, param, value, click time).
+    pub touches: Vec<TouchRow>,
+    /// Page counts, one per (site, value, path).
+    pub pages: Vec<PageRow>,
+    /// Identities in event order (the store keeps the first of each).
+    pub identities: Vec<IdentityRow>,
+}
+
+impl Derived {
+    /// Derives the rows of some events, merging repeated keys.
+    pub fn of<'a>(records: impl Iterator<Item = &'a Record>) -> Derived {
+        let mut d = Derived::default();
+        let mut touch_at: HashMap<(&str, &str, &str, &str, u64), usize> = HashMap::new();
+        let mut page_at: HashMap<(&str, &str, &str), usize> = HashMap::new();
+        for r in records {
+            let e = &r.event;
+            if let Some(visitor) = e.visitor.as_deref() {
+                for c in &e.clicks {
+                    let key = (r.site.as_str(), visitor, c.param.as_str(), c.value.as_str(), c.at);
+                    match touch_at.get(&key) {
+                        Some(&i) => {
+                            let t = &mut d.touches[i];
+                            t.first = t.first.min(e.at);
+                            t.last = t.last.max(e.at);
+                        }
+                        None => {
+                            touch_at.insert(key, d.touches.len());
+                            d.touches.push(TouchRow {
+                                site: r.site.clone(),
+                                visitor: visitor.to_string(),
+                                param: c.param.clone(),
+                                value: c.value.clone(),
+                                click_at: c.at,
+                                network: c.network.clone(),
+                                path: c.path.clone(),
+                                first: e.at,
+                                last: e.at,
+                            });
+                        }
+                    }
+                }
+                if let Kind::Identify {
+                    customer_id,
+                    email_hash,
+                } = &e.kind
+                {
+                    for (kind, value) in [("customer", customer_id), ("email", email_hash)] {
+                        if let Some(v) = value {
+                            d.identities.push(IdentityRow {
+                                site: r.site.clone(),
+                                kind,
+                                value: v.clone(),
+                                visitor: visitor.to_string(),
+                                at: e.at,
+                            });
+                        }
+                    }
+                }
+            }
+            if matches!(e.kind, Kind::PageView { .. }) {
+                let path = url_path(&e.url);
+                for (i, c) in e.clicks.iter().enumerate() {
+                    // One page view counts once per click ID, even if two parameters carried it.
+                    if e.clicks[..i].iter().any(|o| o.value == c.value) {
+                        continue;
+                    }
+                    let key = (r.site.as_str(), c.value.as_str(), path);
+                    match page_at.get(&key) {
+                        Some(&i) => {
+                            let p = &mut d.pages[i];
+                            p.views += 1;
+                            p.last_at = p.last_at.max(e.at);
+                        }
+                        None => {
+                            page_at.insert(key, d.pages.len());
+                            d.pages.push(PageRow {
+                                site: r.site.clone(),
+                                value: c.value.clone(),
+                                path: path.to_string(),
+                                views: 1,
+                                last_at: e.at,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        d
+    }
 }
 
 /// A click carried by a visitor's events: one touchpoint of a journey.
@@ -129,10 +422,10 @@ impl std::error::Error for StoreError {}
 /// The durable store. `append` is called by the single writer thread only; reads may run on any
 /// thread at the same time.
 pub trait Store: Send + Sync {
-    /// Stores a group of events in one durable transaction (on disk when it returns `Ok`) and
-    /// says, per event and in order, whether it was new or a duplicate (by event ID, or by
+    /// Stores a group of batches in one durable transaction (on disk when it returns `Ok`) and
+    /// says, per event and in order (batch after batch), whether it was new or a duplicate (by event ID, or by
     /// site and order ID for conversions). On error nothing of the group is stored.
-    fn append(&self, records: &[&Record]) -> Result<Vec<Status>, StoreError>;
+    fn append(&self, batches: &[&Batch]) -> Result<Vec<Status>, StoreError>;
 
     /// The site's conversions at or after `since` (ms), oldest first, at most `limit`.
     fn conversions(&self, site: &str, since: u64, limit: usize) -> Result<Vec<StoredConversion>, StoreError>;

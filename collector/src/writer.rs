@@ -9,7 +9,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 use utt::core::wire::Status;
 
-use crate::store::{Record, Store, StoreError};
+use crate::store::{Batch, Record, Store, StoreError};
 
 /// The most events stored in one transaction: large enough to amortise the fsync, small
 /// enough that one commit does not hold waiting requests for long.
@@ -20,10 +20,10 @@ const QUEUE: usize = 4096;
 
 /// The writer's answer: the statuses, and the records handed back so that freeing them costs
 /// the request's thread, not the single writer's.
-type Answer = (Result<Vec<Status>, StoreError>, Vec<Record>);
+type Answer = (Result<Vec<Status>, StoreError>, Batch);
 
 enum Job {
-    Write(Vec<Record>, oneshot::Sender<Answer>),
+    Write(Batch, oneshot::Sender<Answer>),
     Stop,
 }
 
@@ -77,9 +77,11 @@ impl Writer {
     /// Stores events durably; resolves once they are committed, with one status per event.
     pub async fn write(&self, records: Vec<Record>) -> Result<Vec<Status>, WriteError> {
         let n = records.len() as u64;
+        // The derived rows are computed here, on the request's thread, not by the writer.
+        let batch = Batch::new(records);
         let (reply, answer) = oneshot::channel();
         self.depth.fetch_add(n, Ordering::Relaxed);
-        if self.tx.send(Job::Write(records, reply)).await.is_err() {
+        if self.tx.send(Job::Write(batch, reply)).await.is_err() {
             self.depth.fetch_sub(n, Ordering::Relaxed);
             return Err(WriteError::Closed);
         }
@@ -128,9 +130,9 @@ fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>, depth: Arc<AtomicU64>
         while let Some(job) = next.take() {
             match job {
                 Job::Stop => stop = true,
-                Job::Write(records, reply) => {
-                    events += records.len();
-                    jobs.push((records, reply));
+                Job::Write(batch, reply) => {
+                    events += batch.records.len();
+                    jobs.push((batch, reply));
                 }
             }
             if stop || events >= MAX_GROUP {
@@ -152,31 +154,31 @@ fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>, depth: Arc<AtomicU64>
 
 type Reply = oneshot::Sender<Answer>;
 
-fn commit(store: &dyn Store, jobs: Vec<(Vec<Record>, Reply)>, depth: &AtomicU64) {
-    let group: Vec<&Record> = jobs.iter().flat_map(|(r, _)| r.iter()).collect();
-    let n = group.len() as u64;
+fn commit(store: &dyn Store, jobs: Vec<(Batch, Reply)>, depth: &AtomicU64) {
+    let group: Vec<&Batch> = jobs.iter().map(|(b, _)| b).collect();
+    let n: u64 = group.iter().map(|b| b.records.len() as u64).sum();
     let result = store.append(&group);
     drop(group);
     depth.fetch_sub(n, Ordering::Relaxed);
     match result {
         Ok(statuses) => {
             let mut rest = statuses.into_iter();
-            for (records, reply) in jobs {
-                let mine: Vec<Status> = rest.by_ref().take(records.len()).collect();
-                let _ = reply.send((Ok(mine), records));
+            for (batch, reply) in jobs {
+                let mine: Vec<Status> = rest.by_ref().take(batch.records.len()).collect();
+                let _ = reply.send((Ok(mine), batch));
             }
         }
         Err(e) if jobs.len() > 1 => {
             // One bad batch must not fail its neighbours: retry each on its own.
             tracing::warn!(error = %e, jobs = jobs.len(), "group commit failed; retrying batches one by one");
-            for (records, reply) in jobs {
-                let result = store.append(&records.iter().collect::<Vec<_>>());
-                let _ = reply.send((result, records));
+            for (batch, reply) in jobs {
+                let result = store.append(&[&batch]);
+                let _ = reply.send((result, batch));
             }
         }
         Err(e) => {
-            for (records, reply) in jobs {
-                let _ = reply.send((Err(StoreError(e.0.clone())), records));
+            for (batch, reply) in jobs {
+                let _ = reply.send((Err(StoreError(e.0.clone())), batch));
             }
         }
     }

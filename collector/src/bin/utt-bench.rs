@@ -31,7 +31,9 @@ const USAGE: &str = "usage: utt-bench [--seconds N] [--clients N] [--events N] [
   --clients N   concurrent keep-alive connections (default 128)
   --events N    events per batch (default 20)
   --keep DIR    put the database in DIR and keep it (default: a temporary folder, removed)
-  --no-bare     load only the collector (for profiling it)";
+  --no-bare     load only the collector (for profiling it)
+  --append-only no HTTP: decode batches, then time the store's group commits on this thread
+                (CPU per event, which machine load disturbs far less than wall-clock rates)";
 
 struct Opts {
     seconds: u64,
@@ -39,6 +41,7 @@ struct Opts {
     events: usize,
     keep: Option<PathBuf>,
     bare: bool,
+    append_only: bool,
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Opts, String> {
@@ -48,10 +51,15 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Opts, String> {
         events: 20,
         keep: None,
         bare: true,
+        append_only: false,
     };
     while let Some(flag) = args.next() {
         if flag == "--keep" {
             o.keep = Some(PathBuf::from(args.next().ok_or("--keep needs a folder")?));
+            continue;
+        }
+        if flag == "--append-only" {
+            o.append_only = true;
             continue;
         }
         if flag == "--no-bare" {
@@ -341,6 +349,13 @@ fn main() {
         None => std::env::temp_dir().join(format!("utt-bench-{}", std::process::id())),
     };
     std::fs::create_dir_all(&dir).expect("create the temporary folder");
+    if opts.append_only {
+        append_only(&opts, &dir);
+        if opts.keep.is_none() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        return;
+    }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async {
         let mut config = Config::demo();
@@ -412,6 +427,61 @@ fn main() {
     if opts.keep.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// This thread's CPU time (user + system).
+fn thread_cpu() -> Duration {
+    // `/proc/thread-self/schedstat`: nanoseconds on the CPU, then waiting, then timeslices.
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .map_or(Duration::ZERO, Duration::from_nanos)
+}
+
+/// Decodes batches as the handler does, then stores them in groups of about 800 events (what
+/// the writer takes per commit under load) on this thread, and prints the CPU per event.
+fn append_only(opts: &Opts, dir: &std::path::Path) {
+    use utt_collector::store::{Batch, Store};
+    let db = dir.join("append.db");
+    let store = SqliteStore::open(&db).expect("open the database");
+    let gen = Gen::new(opts.events);
+    let per_group = 800 / opts.events.max(1);
+    let groups = (opts.seconds as usize * 125).max(10);
+    let mut buf = Vec::new();
+    let (mut cpu, mut wall, mut events) = (Duration::ZERO, Duration::ZERO, 0usize);
+    for _ in 0..groups {
+        let mut jobs: Vec<Batch> = Vec::with_capacity(per_group);
+        for _ in 0..per_group {
+            gen.batch(&mut buf);
+            let batch = wire::read_batch(std::str::from_utf8(&buf).expect("UTF-8")).expect("valid batch");
+            let now = utt_collector::http::system_clock();
+            jobs.push(Batch::new(
+                batch
+                    .events
+                    .into_iter()
+                    .map(|e| utt_collector::http::record(&batch.site, now, e.expect("valid event")))
+                    .collect(),
+            ));
+        }
+        let group: Vec<&Batch> = jobs.iter().collect();
+        let (c0, w0) = (thread_cpu(), Instant::now());
+        let statuses = store.append(&group).expect("append");
+        cpu += thread_cpu() - c0;
+        wall += w0.elapsed();
+        events += statuses.len();
+    }
+    let counts = store.counts().expect("count rows");
+    println!(
+        "append-only: {events} events in {groups} groups, {:.2} µs CPU and {:.2} µs wall per event \
+         ({:.0} events/s of writer CPU); rows {} events, {} conversions, {} bytes on disk",
+        cpu.as_secs_f64() * 1e6 / events as f64,
+        wall.as_secs_f64() * 1e6 / events as f64,
+        events as f64 / cpu.as_secs_f64(),
+        counts.events,
+        counts.conversions,
+        store.size_bytes()
+    );
+    store.close().expect("close");
 }
 
 #[cfg(test)]
