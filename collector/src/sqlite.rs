@@ -651,6 +651,81 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A batch's repeated click list is kept once in the body log; every event still reads back
+    /// as its exact canonical JSON, also when the event that first carried the list was a
+    /// duplicate (then the others keep it whole).
+    #[test]
+    fn bodies_read_back_exactly_with_shared_click_lists() {
+        let dir = std::env::temp_dir().join(format!("utt-bodies-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = SqliteStore::open(&dir.join("bodies.db")).unwrap();
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/batch-journey.json");
+        let text = std::fs::read_to_string(path).unwrap();
+        let events: Vec<Event> = wire::read_batch(&text)
+            .unwrap()
+            .events
+            .into_iter()
+            .map(|e| e.unwrap())
+            .collect();
+        let batch = |from: usize, to: usize| {
+            Batch::new(
+                events[from..to]
+                    .iter()
+                    .map(|e| crate::store::Record::new("demo", 1, e.clone()))
+                    .collect(),
+            )
+        };
+        let all = events.len();
+        let shared = batch(0, all)
+            .records
+            .iter()
+            .filter(|r| r.same_clicks_as.is_some())
+            .count();
+        assert!(shared >= 2, "the journey repeats its click list");
+        // The first event alone, then the whole batch (its first event, which carried the
+        // click list first, now a duplicate), then all of it again.
+        assert_eq!(store.append(&[&batch(0, 1)]).unwrap(), vec![Status::Accepted]);
+        let second = store.append(&[&batch(0, all)]).unwrap();
+        assert_eq!(second[0], Status::Duplicate);
+        assert!(second[1..].iter().all(|s| *s == Status::Accepted), "{second:?}");
+        assert!(store
+            .append(&[&batch(0, all)])
+            .unwrap()
+            .iter()
+            .all(|s| *s == Status::Duplicate));
+        // And a batch whose first event is new: its followers keep a reference.
+        let other = dir.join("other.db");
+        let fresh = SqliteStore::open(&other).unwrap();
+        assert!(fresh
+            .append(&[&batch(0, all)])
+            .unwrap()
+            .iter()
+            .all(|s| *s == Status::Accepted));
+        let refs: i64 = fresh
+            .read(|c| {
+                c.query_row("SELECT count(*) FROM bodies WHERE instr(json, x'01') > 0", [], |r| {
+                    r.get(0)
+                })
+            })
+            .unwrap();
+        assert_eq!(refs, 1, "the shared click list is kept as a reference");
+        for e in &events {
+            let mut want = String::new();
+            wire::write_event(&mut want, e);
+            assert_eq!(fresh.event(&e.id).unwrap(), Some(want));
+        }
+        fresh.close().unwrap();
+        drop(fresh);
+        for e in &events {
+            let mut want = String::new();
+            wire::write_event(&mut want, e);
+            assert_eq!(store.event(&e.id).unwrap(), Some(want));
+        }
+        store.close().unwrap();
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn url_paths() {
         let cases = [
