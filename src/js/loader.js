@@ -32,7 +32,7 @@ const tick = () =>
   (soon = Promise.resolve().then(() => {
     soon = 0;
     op(PERSIST);
-    send();
+    guard(send);
   }));
 
 function send() {
