@@ -91,3 +91,56 @@ impl<'a> Iterator for Parts<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::String;
+    use alloc::vec;
+
+    #[test]
+    fn remove_and_insert_match_vec_without_panicking() {
+        for at in 0..6 {
+            let mut ours = vec![0, 1, 2, 3, 4];
+            let mut std = ours.clone();
+            let want = (at < std.len()).then(|| std.remove(at));
+            assert_eq!(remove_at(&mut ours, at), want, "remove_at {at}");
+            assert_eq!(ours, std, "remove_at {at}");
+
+            let mut ours = vec![0, 1, 2, 3, 4];
+            let mut std = ours.clone();
+            std.insert(at.min(std.len()), 9);
+            insert_at(&mut ours, at, 9);
+            assert_eq!(ours, std, "insert_at {at}");
+        }
+        assert_eq!(remove_at(&mut Vec::<u8>::new(), 0), None);
+        let mut v = vec![];
+        insert_at(&mut v, 7, 'x');
+        assert_eq!(v, ['x'], "an index past the end appends");
+    }
+
+    #[test]
+    fn byte_splitting_matches_str_split() {
+        for s in ["", "a", "a=b", "=b", "a=", "a=b=c", "==", "é=ü"] {
+            assert_eq!(split_byte(s, b'='), s.split_once('='), "{s:?}");
+            let ours: Vec<&str> = parts(s, b'=').collect();
+            let std: Vec<&str> = s.split('=').collect();
+            assert_eq!(ours, std, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn control_characters_match_char_is_control() {
+        let samples: Vec<String> = (0u32..0x3000)
+            .filter_map(char::from_u32)
+            .map(|c| alloc::format!("a{c}b"))
+            .collect();
+        for s in samples
+            .iter()
+            .map(String::as_str)
+            .chain(["", "plain", "é", "\u{2028}", "€"])
+        {
+            assert_eq!(has_control(s), s.chars().any(char::is_control), "{s:?}");
+        }
+    }
+}
