@@ -30,46 +30,17 @@ pub struct Record {
 /// JSON escapes every control character, so this byte never occurs in a body.
 pub const CLICKS_REF: u8 = 0x01;
 
-/// The byte range of the click list in an event's canonical wire JSON (between the brackets
-/// of `"clicks":[…]`), or `None` when it is empty.
-fn clicks_span(body: &str) -> Option<(usize, usize)> {
-    // Outside strings (inside them a quote is escaped), so the first match is the field.
-    const FIELD: &str = ",\"clicks\":[";
-    let start = body.find(FIELD)? + FIELD.len();
-    let b = body.as_bytes();
-    let (mut depth, mut in_str, mut esc) = (0usize, false, false);
-    for (i, &c) in b.iter().enumerate().skip(start) {
-        if in_str {
-            match c {
-                _ if esc => esc = false,
-                b'\\' => esc = true,
-                b'"' => in_str = false,
-                _ => {}
-            }
-            continue;
-        }
-        match c {
-            b'"' => in_str = true,
-            b'[' | b'{' => depth += 1,
-            b']' if depth == 0 => return (i > start).then_some((start, i)),
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    None
-}
-
 impl Record {
     /// An event made ready to store, on the request's thread: its canonical wire JSON and, for
     /// a conversion, its order lines' JSON are written here rather than by the single writer.
     pub fn new(site: &str, received: u64, event: Event) -> Record {
         let mut body = String::with_capacity(1024);
-        utt::core::wire::write_event(&mut body, &event);
+        let (from, to) = utt::core::wire::write_event(&mut body, &event);
         let items = match &event.kind {
             Kind::Conversion(o) => Some(items_json(o)),
             _ => None,
         };
-        let clicks = clicks_span(&body);
+        let clicks = (to > from).then_some((from, to));
         Record {
             site: site.to_string(),
             received,

@@ -283,8 +283,10 @@ pub fn write_click(out: &mut String, c: &Click) {
     out.push('}');
 }
 
-/// Appends one event as wire JSON.
-pub fn write_event(out: &mut String, e: &Event) {
+/// Appends one event as wire JSON. Returns where its click list's elements are in `out` (the
+/// byte range between the brackets of `"clicks":[…]`, empty when it has none): the collector
+/// keeps a batch's repeated click list once.
+pub fn write_event(out: &mut String, e: &Event) -> (usize, usize) {
     out.push_str("{\"id\":");
     write_str(out, &e.id);
     field_str(out, "type", type_name(&e.kind));
@@ -296,12 +298,14 @@ pub fn write_event(out: &mut String, e: &Event) {
         field_str(out, "referrer", &e.referrer);
     }
     out.push_str(",\"clicks\":[");
+    let clicks_at = out.len();
     for (i, c) in e.clicks.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         write_click(out, c);
     }
+    let clicks = (clicks_at, out.len());
     out.push(']');
     match &e.kind {
         Kind::PageView { title, props } => {
@@ -357,6 +361,7 @@ pub fn write_event(out: &mut String, e: &Event) {
         Kind::Consent { granted } => field_str(out, "consent", if *granted { "granted" } else { "denied" }),
     }
     out.push('}');
+    clicks
 }
 
 fn write_item(out: &mut String, it: &Item) {

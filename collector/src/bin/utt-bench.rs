@@ -32,8 +32,12 @@ const USAGE: &str = "usage: utt-bench [--seconds N] [--clients N] [--events N] [
   --events N    events per batch (default 20)
   --keep DIR    put the database in DIR and keep it (default: a temporary folder, removed)
   --no-bare     load only the collector (for profiling it)
-  --append-only no HTTP: decode batches, then time the store's group commits on this thread
-                (CPU per event, which machine load disturbs far less than wall-clock rates)";
+  --append-only no HTTP: decode batches, then time the store's group commits on this thread;
+                prints the CPU per event of each side (decoding, storing), which machine
+                load disturbs far less than wall-clock rates
+  --decode-only no HTTP, no store: only the handler's decoding, validation and preparation
+                of each batch, in rounds of 1,000 batches on this thread; prints the
+                fastest round's CPU per event (the least disturbed)";
 
 struct Opts {
     seconds: u64,
@@ -42,6 +46,7 @@ struct Opts {
     keep: Option<PathBuf>,
     bare: bool,
     append_only: bool,
+    decode_only: bool,
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Opts, String> {
@@ -52,6 +57,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Opts, String> {
         keep: None,
         bare: true,
         append_only: false,
+        decode_only: false,
     };
     while let Some(flag) = args.next() {
         if flag == "--keep" {
@@ -60,6 +66,10 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Opts, String> {
         }
         if flag == "--append-only" {
             o.append_only = true;
+            continue;
+        }
+        if flag == "--decode-only" {
+            o.decode_only = true;
             continue;
         }
         if flag == "--no-bare" {
@@ -349,6 +359,10 @@ fn main() {
         None => std::env::temp_dir().join(format!("utt-bench-{}", std::process::id())),
     };
     std::fs::create_dir_all(&dir).expect("create the temporary folder");
+    if opts.decode_only {
+        decode_only(&opts);
+        return;
+    }
     if opts.append_only {
         append_only(&opts, &dir);
         if opts.keep.is_none() {
@@ -395,8 +409,11 @@ fn main() {
             opts.seconds,
             db.display()
         );
+        let cpu = process_cpu();
         let stored = load(collector, &opts, &gen).await;
+        let stored_cpu = process_cpu().saturating_sub(cpu);
         print("collector (durable)", &stored);
+        print_cpu(&stored, stored_cpu);
         let w = state.writer.stats();
         let commits = w.commits.load(Ordering::Relaxed).max(1);
         let busy = w.busy_us.load(Ordering::Relaxed) as f64 / 1e6;
@@ -407,13 +424,21 @@ fn main() {
             100.0 * busy / stored.elapsed.as_secs_f64()
         );
         if opts.bare {
+            let cpu = process_cpu();
             let bare_figures = load(bare, &opts, &gen).await;
+            let bare_cpu = process_cpu().saturating_sub(cpu);
             print("bare 204 server", &bare_figures);
+            print_cpu(&bare_figures, bare_cpu);
             println!(
                 "ratio collector/bare: 1/{:.1}  (collector {:.0} events/s, bare {:.0} events/s)",
                 bare_figures.rate() / stored.rate().max(1.0),
                 stored.rate(),
                 bare_figures.rate(),
+            );
+            let per = |f: &Figures, cpu: Duration| cpu.as_secs_f64() / f.events.max(1) as f64;
+            println!(
+                "CPU per event collector/bare: {:.1}x",
+                per(&stored, stored_cpu) / per(&bare_figures, bare_cpu).max(1e-12)
             );
         }
         let _ = stop_tx.send(());
@@ -429,6 +454,31 @@ fn main() {
     }
 }
 
+/// The whole process's CPU time (user + system, all threads: servers, writer and clients).
+fn process_cpu() -> Duration {
+    // `/proc/self/stat`: after the command name in parentheses, utime and stime are the 12th
+    // and 13th fields, in clock ticks (100 per second on Linux).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|n| n.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
+/// CPU of the whole process per event: how much machine one event costs, which other work on
+/// the machine disturbs far less than the rate.
+fn print_cpu(f: &Figures, cpu: Duration) {
+    println!(
+        "  CPU: {:.1} s for the run, {:.2} µs per event (all threads, load generator included)",
+        cpu.as_secs_f64(),
+        cpu.as_secs_f64() * 1e6 / f.events.max(1) as f64
+    );
+}
+
 /// This thread's CPU time (user + system).
 fn thread_cpu() -> Duration {
     // `/proc/thread-self/schedstat`: nanoseconds on the CPU, then waiting, then timeslices.
@@ -436,6 +486,43 @@ fn thread_cpu() -> Duration {
         .ok()
         .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse().ok()))
         .map_or(Duration::ZERO, Duration::from_nanos)
+}
+
+/// Decodes, validates and prepares batches as the handler does (then frees them), on this
+/// thread, and prints the CPU per event of the fastest of the rounds.
+fn decode_only(opts: &Opts) {
+    use utt_collector::store::Batch;
+    let gen = Gen::new(opts.events);
+    let mut buf = Vec::new();
+    let rounds = (opts.seconds as usize * 10).max(5);
+    let mut best = Duration::MAX;
+    let mut all = Duration::ZERO;
+    for _ in 0..rounds {
+        let t0 = thread_cpu();
+        for _ in 0..1000 {
+            gen.batch(&mut buf);
+            let batch = wire::read_batch(std::str::from_utf8(&buf).expect("UTF-8")).expect("valid batch");
+            let now = utt_collector::http::system_clock();
+            let prepared = Batch::new(
+                batch
+                    .events
+                    .into_iter()
+                    .map(|e| utt_collector::http::record(&batch.site, now, e.expect("valid event")))
+                    .collect(),
+            );
+            std::hint::black_box(&prepared);
+        }
+        let spent = thread_cpu() - t0;
+        best = best.min(spent);
+        all += spent;
+    }
+    let per_event = |d: Duration, batches: usize| d.as_secs_f64() * 1e6 / (batches * opts.events) as f64;
+    println!(
+        "decode-only: {rounds} rounds of 1000 batches of {} events: fastest {:.2} µs CPU per event, mean {:.2}",
+        opts.events,
+        per_event(best, 1000),
+        per_event(all, rounds * 1000)
+    );
 }
 
 /// Decodes batches as the handler does, then stores them in groups of about 800 events (what
@@ -449,7 +536,9 @@ fn append_only(opts: &Opts, dir: &std::path::Path) {
     let groups = (opts.seconds as usize * 125).max(10);
     let mut buf = Vec::new();
     let (mut cpu, mut wall, mut events) = (Duration::ZERO, Duration::ZERO, 0usize);
+    let mut decode = Duration::ZERO;
     for _ in 0..groups {
+        let d0 = thread_cpu();
         let mut jobs: Vec<Batch> = Vec::with_capacity(per_group);
         for _ in 0..per_group {
             gen.batch(&mut buf);
@@ -465,11 +554,21 @@ fn append_only(opts: &Opts, dir: &std::path::Path) {
         }
         let group: Vec<&Batch> = jobs.iter().collect();
         let (c0, w0) = (thread_cpu(), Instant::now());
+        decode += c0 - d0;
         let statuses = store.append(&group).expect("append");
         cpu += thread_cpu() - c0;
         wall += w0.elapsed();
         events += statuses.len();
+        let d1 = thread_cpu();
+        drop(group);
+        drop(jobs);
+        decode += thread_cpu() - d1;
     }
+    println!(
+        "request side: {:.2} µs CPU per event to decode, validate and prepare the events and free them \
+         (the handler's work without HTTP)",
+        decode.as_secs_f64() * 1e6 / events as f64
+    );
     let counts = store.counts().expect("count rows");
     println!(
         "append-only: {events} events in {groups} groups, {:.2} µs CPU and {:.2} µs wall per event \
