@@ -55,7 +55,7 @@ impl Browser {
     }
 
     fn run(&mut self, t: &mut Tracker, call: &str, url: &str, now: u64) -> Reply {
-        let cmd = command::parse(&json::parse(call).unwrap()).unwrap();
+        let cmd = command::parse(&mut json::parse(call).unwrap()).unwrap();
         let reply = t.command(cmd, page(url), now, &mut self.rng);
         self.persist(t, now);
         reply
@@ -404,7 +404,7 @@ fn a_throwing_local_storage_degrades_to_the_cookie() {
 fn a_burst_of_a_thousand_calls_costs_one_write_per_key() {
     let mut b = Browser::new();
     let mut t = b.load(CONFIG, "https://shop.example/", T0);
-    let cmd = command::parse(&json::parse(r#"["event","tick",{"n":1}]"#).unwrap()).unwrap();
+    let cmd = command::parse(&mut json::parse(r#"["event","tick",{"n":1}]"#).unwrap()).unwrap();
     for i in 0..1000 {
         assert!(matches!(
             t.command(cmd.clone(), page("https://shop.example/"), T0 + i, &mut b.rng),

@@ -259,7 +259,7 @@ fn mutate(path: &[&str], value: Option<&str>) -> Result<Event, wire::Invalid> {
         }
     }
     set(&mut event, path, value);
-    wire::read_event(&event)
+    wire::read_event(&mut event)
 }
 
 #[test]

@@ -35,20 +35,22 @@ const fn bad(field: &'static str, reason: &'static str) -> Invalid {
     Invalid { field, reason }
 }
 
-/// Reads `[name, args...]`.
-pub fn parse(call: &Json) -> Result<Command, Invalid> {
-    let args = call
-        .as_arr()
-        .ok_or(bad("command", "must be called as utt(name, ...args)"))?;
-    let name = args
-        .first()
-        .and_then(Json::as_str)
-        .ok_or(bad("command", "the first argument must be a command name"))?;
-    let arg = args.get(1).unwrap_or(&Json::Null);
-    let props_arg = |at: usize, field: &'static str| wire::props(args.get(at), field);
-    Ok(match name {
+/// Reads `[name, args...]`, taking what it keeps out of `call`.
+pub fn parse(call: &mut Json) -> Result<Command, Invalid> {
+    let Json::Arr(args) = call else {
+        return Err(bad("command", "must be called as utt(name, ...args)"));
+    };
+    let Some((Json::Str(name), rest)) = args.split_first_mut() else {
+        return Err(bad("command", "the first argument must be a command name"));
+    };
+    let mut null = Json::Null;
+    let (arg, more) = match rest.split_first_mut() {
+        Some((a, m)) => (a, m),
+        None => (&mut null, &mut [][..]),
+    };
+    Ok(match name.as_str() {
         "init" => Command::Init(Config::from_json(arg)?),
-        "pageview" => Command::PageView(props_arg(1, "pageview")?),
+        "pageview" => Command::PageView(wire::props(Some(arg), "pageview")?),
         "conversion" => Command::Conversion(wire::read_order(arg)?),
         "identify" => {
             if arg.as_obj().is_none() {
@@ -84,7 +86,7 @@ pub fn parse(call: &Json) -> Result<Command, Invalid> {
             if n.is_empty() || n.len() > limits::MAX_SHORT || crate::core::has_control(n) {
                 return Err(bad("event", "name must be 1 to 128 characters"));
             }
-            Command::Event(String::from(n), props_arg(2, "event.props")?)
+            Command::Event(String::from(n), wire::props(more.first_mut(), "event.props")?)
         }
         "flush" => Command::Flush,
         _ => return Err(bad("command", "unknown command")),
@@ -116,7 +118,7 @@ mod tests {
     use crate::core::json::parse as json;
 
     fn run(text: &str) -> Result<Command, &'static str> {
-        parse(&json(text).unwrap()).map_err(|e| e.field)
+        parse(&mut json(text).unwrap()).map_err(|e| e.field)
     }
 
     #[test]

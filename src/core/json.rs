@@ -92,6 +92,15 @@ impl Json {
         }
     }
 
+    /// The member `key` of an object, to change or take (the last one, if repeated, as in
+    /// [`Json::get`]).
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Json> {
+        match self {
+            Json::Obj(m) => m.iter_mut().rev().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
     /// The string, if this is one.
     pub fn as_str(&self) -> Option<&str> {
         match self {

@@ -115,17 +115,20 @@ pub fn decode(text: &str) -> Option<Record> {
             _ => return None,
         });
     }
-    let v = json::parse(core::str::from_utf8(&j).ok()?).ok()?;
+    let mut v = json::parse(core::str::from_utf8(&j).ok()?).ok()?;
+    let Json::Arr(list) = v.get_mut("clicks")? else {
+        return None;
+    };
+    let mut clicks = Vec::new();
+    for c in list {
+        clicks.push(wire::read_click(c).ok()?);
+    }
     let id = |key: &str| {
         v.get(key)
             .and_then(Json::as_str)
             .filter(|s| wire::is_uuid(s))
             .map(String::from)
     };
-    let mut clicks = Vec::new();
-    for c in v.get("clicks")?.as_arr()? {
-        clicks.push(wire::read_click(c).ok()?);
-    }
     while clicks.len() > MAX_CLICKS {
         drop_one(&mut clicks);
     }

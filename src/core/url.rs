@@ -521,7 +521,7 @@ mod tests {
         for c in &got.clicks {
             let mut text = String::new();
             super::super::wire::write_click(&mut text, c);
-            let back = super::super::wire::read_click(&super::super::json::parse(&text).unwrap());
+            let back = super::super::wire::read_click(&mut super::super::json::parse(&text).unwrap());
             assert_eq!(back.as_ref(), Ok(c), "{text}");
         }
     }

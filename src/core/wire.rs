@@ -431,29 +431,29 @@ pub struct Batch {
 
 /// Decodes a batch. An envelope error refuses the whole batch; a bad event refuses only itself.
 pub fn read_batch(text: &str) -> Result<Batch, Invalid> {
-    let v = json::parse(text).map_err(|e| bad("body", e.as_str()))?;
+    let mut v = json::parse(text).map_err(|e| bad("body", e.as_str()))?;
     if v.as_obj().is_none() {
         return Err(bad("body", "must be a JSON object"));
     }
     if v.get("v").and_then(Json::as_u64) != Some(VERSION) {
         return Err(bad("v", "unsupported wire version (expected 1)"));
     }
-    let site = req_short(&v, "site", "site")?;
+    let site = req_short(&mut v, "site", "site")?;
     if !site
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
     {
         return Err(bad("site", "must be letters, digits, '-', '_' or '.'"));
     }
-    let key = opt_short(&v, "key", "key")?;
+    let key = opt_short(&mut v, "key", "key")?;
     let sent_at = v
         .get("sentAt")
         .and_then(Json::as_u64)
         .ok_or(bad("sentAt", "must be a millisecond timestamp"))?;
-    let list = v
-        .get("events")
-        .and_then(Json::as_arr)
-        .ok_or(bad("events", "must be an array"))?;
+    let list = match v.get_mut("events") {
+        Some(Json::Arr(a)) => a,
+        _ => return Err(bad("events", "must be an array")),
+    };
     if list.is_empty() {
         return Err(bad("events", "must not be empty"));
     }
@@ -461,7 +461,7 @@ pub fn read_batch(text: &str) -> Result<Batch, Invalid> {
         return Err(bad("events", "too many events in one batch"));
     }
     let events = list
-        .iter()
+        .iter_mut()
         .map(|e| {
             read_event(e).map_err(|err| {
                 (
@@ -482,46 +482,48 @@ pub fn read_batch(text: &str) -> Result<Batch, Invalid> {
     })
 }
 
-fn req_str(v: &Json, key: &str, field: &'static str, max: usize) -> Result<String, Invalid> {
-    match v.get(key) {
+/// Takes the string member `key` out of the decoded tree (readers own the tree they decode, so
+/// every string is moved into the event, never copied).
+fn req_str(v: &mut Json, key: &str, field: &'static str, max: usize) -> Result<String, Invalid> {
+    match v.get_mut(key) {
         Some(Json::Str(s)) if s.is_empty() => Err(bad(field, "must not be empty")),
         Some(Json::Str(s)) if s.len() > max => Err(bad(field, "too long")),
         Some(Json::Str(s)) if crate::core::has_control(s) => Err(bad(field, "must not contain control characters")),
-        Some(Json::Str(s)) => Ok(s.clone()),
+        Some(Json::Str(s)) => Ok(core::mem::take(s)),
         Some(_) => Err(bad(field, "must be a string")),
         None => Err(bad(field, "is required")),
     }
 }
 
-fn opt_str(v: &Json, key: &str, field: &'static str, max: usize) -> Result<Option<String>, Invalid> {
+fn opt_str(v: &mut Json, key: &str, field: &'static str, max: usize) -> Result<Option<String>, Invalid> {
     match v.get(key) {
         None | Some(Json::Null) => Ok(None),
         Some(_) => req_str(v, key, field, max).map(Some),
     }
 }
 
-fn req_short(v: &Json, key: &str, field: &'static str) -> Result<String, Invalid> {
+fn req_short(v: &mut Json, key: &str, field: &'static str) -> Result<String, Invalid> {
     req_str(v, key, field, limits::MAX_SHORT)
 }
 
-fn opt_short(v: &Json, key: &str, field: &'static str) -> Result<Option<String>, Invalid> {
+fn opt_short(v: &mut Json, key: &str, field: &'static str) -> Result<Option<String>, Invalid> {
     opt_str(v, key, field, limits::MAX_SHORT)
 }
 
-/// Validates an optional `props`/`custom` member: a JSON object of bounded size.
-pub fn read_props(v: &Json, key: &str, field: &'static str) -> Result<Option<Json>, Invalid> {
-    props(v.get(key), field)
+/// Validates an optional `props`/`custom` member, a JSON object of bounded size, and takes it.
+pub fn read_props(v: &mut Json, key: &str, field: &'static str) -> Result<Option<Json>, Invalid> {
+    props(v.get_mut(key), field)
 }
 
-/// Validates a `props`-like value itself (absent or `null`: none).
-pub(crate) fn props(v: Option<&Json>, field: &'static str) -> Result<Option<Json>, Invalid> {
+/// Validates a `props`-like value itself (absent or `null`: none) and takes it.
+pub(crate) fn props(v: Option<&mut Json>, field: &'static str) -> Result<Option<Json>, Invalid> {
     match v {
         None | Some(Json::Null) => Ok(None),
         Some(p @ Json::Obj(_)) => {
             if p.to_text().len() > limits::MAX_PROPS {
                 Err(bad(field, "too large"))
             } else {
-                Ok(Some(p.clone()))
+                Ok(Some(core::mem::replace(p, Json::Null)))
             }
         }
         Some(_) => Err(bad(field, "must be an object")),
@@ -529,24 +531,28 @@ pub(crate) fn props(v: Option<&Json>, field: &'static str) -> Result<Option<Json
 }
 
 /// Decodes one click object, validating its value as the tag does.
-pub fn read_click(c: &Json) -> Result<Click, Invalid> {
+pub fn read_click(c: &mut Json) -> Result<Click, Invalid> {
     if c.as_obj().is_none() {
         return Err(bad("clicks", "each click must be an object"));
     }
     let value = req_str(c, "value", "clicks.value", click::MAX_VALUE_LEN)?;
     click::validate(&value).map_err(|r| bad("clicks.value", r.as_str()))?;
     let mut utm = Vec::new();
-    if let Some(u) = c.get("utm") {
-        let members = u.as_obj().ok_or(bad("clicks.utm", "must be an object"))?;
+    if let Some(u) = c.get_mut("utm") {
+        let Json::Obj(members) = u else {
+            return Err(bad("clicks.utm", "must be an object"));
+        };
         for (k, val) in members {
             if !click::UTM_KEYS.contains(&k.as_str()) {
                 return Err(bad("clicks.utm", "unknown UTM key"));
             }
-            let s = val.as_str().ok_or(bad("clicks.utm", "values must be strings"))?;
+            let Json::Str(s) = val else {
+                return Err(bad("clicks.utm", "values must be strings"));
+            };
             if s.len() > click::MAX_UTM_LEN || crate::core::has_control(s) {
                 return Err(bad("clicks.utm", "value too long or has control characters"));
             }
-            utm.push((k.clone(), String::from(s)));
+            utm.push((core::mem::take(k), core::mem::take(s)));
         }
     }
     Ok(Click {
@@ -564,13 +570,17 @@ pub fn read_click(c: &Json) -> Result<Click, Invalid> {
 }
 
 /// Decodes and validates one event.
-pub fn read_event(e: &Json) -> Result<Event, Invalid> {
+/// The event's `id` stays in `e` until everything else is valid, so a caller can still name a
+/// refused event by its ID.
+pub fn read_event(e: &mut Json) -> Result<Event, Invalid> {
     if e.as_obj().is_none() {
         return Err(bad("event", "must be an object"));
     }
-    let id = req_short(e, "id", "id")?;
-    if !is_uuid(&id) {
-        return Err(bad("id", "must be a lowercase UUID"));
+    match e.get("id") {
+        Some(Json::Str(id)) if is_uuid(id) => {}
+        Some(Json::Str(_)) => return Err(bad("id", "must be a lowercase UUID")),
+        Some(_) => return Err(bad("id", "must be a string")),
+        None => return Err(bad("id", "is required")),
     }
     let at = e
         .get("at")
@@ -580,7 +590,7 @@ pub fn read_event(e: &Json) -> Result<Event, Invalid> {
     let session = opt_short(e, "session", "session")?;
     let url = req_str(e, "url", "url", limits::MAX_URL)?;
     let referrer = opt_str(e, "referrer", "referrer", limits::MAX_URL)?.unwrap_or_default();
-    let clicks = match e.get("clicks") {
+    let clicks = match e.get_mut("clicks") {
         None => Vec::new(),
         Some(Json::Arr(a)) if a.len() <= limits::MAX_CLICKS => {
             // A loop rather than `collect::<Result<_, _>>()`: its adapter costs the tag bytes.
@@ -593,12 +603,16 @@ pub fn read_event(e: &Json) -> Result<Event, Invalid> {
         Some(Json::Arr(_)) => return Err(bad("clicks", "too many clicks")),
         Some(_) => return Err(bad("clicks", "must be an array")),
     };
-    let kind = match e.get("type").and_then(Json::as_str) {
+    let ty = match e.get_mut("type") {
+        Some(Json::Str(t)) => Some(core::mem::take(t)),
+        _ => None,
+    };
+    let kind = match ty.as_deref() {
         Some("pageview") => Kind::PageView {
             title: opt_str(e, "title", "title", limits::MAX_TEXT)?.unwrap_or_default(),
             props: read_props(e, "props", "props")?,
         },
-        Some("conversion") => Kind::Conversion(read_order(e.get("order").ok_or(bad("order", "is required"))?)?),
+        Some("conversion") => Kind::Conversion(read_order(e.get_mut("order").ok_or(bad("order", "is required"))?)?),
         Some("identify") => {
             let customer_id = opt_short(e, "customerId", "customerId")?;
             let email_hash = opt_short(e, "emailHash", "emailHash")?;
@@ -625,6 +639,10 @@ pub fn read_event(e: &Json) -> Result<Event, Invalid> {
         Some(_) => return Err(bad("type", "unknown event type")),
         None => return Err(bad("type", "is required")),
     };
+    let id = match e.get_mut("id") {
+        Some(Json::Str(id)) => core::mem::take(id),
+        _ => String::new(),
+    };
     Ok(Event {
         id,
         at,
@@ -637,7 +655,7 @@ pub fn read_event(e: &Json) -> Result<Event, Invalid> {
     })
 }
 
-fn opt_decimal(v: &Json, key: &str, field: &'static str) -> Result<Option<Decimal>, Invalid> {
+fn opt_decimal(v: &mut Json, key: &str, field: &'static str) -> Result<Option<Decimal>, Invalid> {
     match v.get(key) {
         None | Some(Json::Null) => Ok(None),
         Some(a) => Decimal::from_json(a, field).map(Some),
@@ -646,7 +664,7 @@ fn opt_decimal(v: &Json, key: &str, field: &'static str) -> Result<Option<Decima
 
 /// Decodes and validates an order (the `order` member of a conversion, or the argument of the
 /// tag's `conversion` command, which has the same shape).
-pub fn read_order(o: &Json) -> Result<Order, Invalid> {
+pub fn read_order(o: &mut Json) -> Result<Order, Invalid> {
     if o.as_obj().is_none() {
         return Err(bad("order", "must be an object"));
     }
@@ -659,7 +677,7 @@ pub fn read_order(o: &Json) -> Result<Order, Invalid> {
     if currency.as_deref().is_some_and(|c| !is_currency(c)) {
         return Err(bad("order.currency", "must be an ISO 4217 code like EUR"));
     }
-    let items = match o.get("items") {
+    let items = match o.get_mut("items") {
         None | Some(Json::Null) => Vec::new(),
         Some(Json::Arr(a)) if a.len() <= limits::MAX_ITEMS => {
             let mut items = Vec::new();
@@ -689,7 +707,7 @@ pub fn read_order(o: &Json) -> Result<Order, Invalid> {
     })
 }
 
-fn read_item(it: &Json) -> Result<Item, Invalid> {
+fn read_item(it: &mut Json) -> Result<Item, Invalid> {
     if it.as_obj().is_none() {
         return Err(bad("order.items", "each item must be an object"));
     }

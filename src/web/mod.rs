@@ -366,7 +366,7 @@ impl Shell {
     fn command(&mut self, call: &str, p: &PageText) -> String {
         let parsed = json::parse(call)
             .map_err(|e| ("command", e.as_str()))
-            .and_then(|j| command::parse(&j).map_err(|e| (e.field, e.reason)));
+            .and_then(|mut j| command::parse(&mut j).map_err(|e| (e.field, e.reason)));
         let cmd = match parsed {
             Ok(c) => c,
             Err((field, reason)) => return error(field, reason),
