@@ -219,11 +219,16 @@ pub fn is_sha256_hex(s: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Writing
 
+/// Appends `,"name":` for a field name that needs no escaping (all of ours are constants).
+fn field_name(out: &mut String, name: &str) {
+    out.push_str(",\"");
+    out.push_str(name);
+    out.push_str("\":");
+}
+
 /// Appends `,"name":"value"`: the writers here and the tracker's debug state share these.
 pub(crate) fn field_str(out: &mut String, name: &str, value: &str) {
-    out.push(',');
-    write_str(out, name);
-    out.push(':');
+    field_name(out, name);
     write_str(out, value);
 }
 
@@ -235,24 +240,19 @@ fn field_opt(out: &mut String, name: &str, value: &Option<String>) {
 
 /// Appends `,"name":number`.
 pub(crate) fn field_u64(out: &mut String, name: &str, value: u64) {
-    out.push(',');
-    write_str(out, name);
-    out.push(':');
+    field_name(out, name);
     write_u64(out, value);
 }
 
 /// Appends `,"name":true|false`.
 pub(crate) fn field_bool(out: &mut String, name: &str, value: bool) {
-    out.push(',');
-    write_str(out, name);
-    out.push_str(if value { ":true" } else { ":false" });
+    field_name(out, name);
+    out.push_str(if value { "true" } else { "false" });
 }
 
 fn field_json(out: &mut String, name: &str, value: &Option<Json>) {
     if let Some(v) = value {
-        out.push(',');
-        write_str(out, name);
-        out.push(':');
+        field_name(out, name);
         v.write(out);
     }
 }
