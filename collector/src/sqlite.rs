@@ -176,9 +176,12 @@ impl SqliteStore {
         writer.execute_batch(SCHEMA).map_err(err)?;
         // The writer never checkpoints itself: a checkpoint copies pages and fsyncs the main
         // file, which would stall every request waiting on the writer. A separate thread does it.
+        // The writer's page cache holds the right edges of the B-trees it appends to: 16 MB is
+        // plenty, and a bigger one costs at every commit (SQLite walks the cache's hash table to
+        // drop pages past the end of the file: 5 % of the writer's time with 64 MB, 1 % with 16).
         writer
             .execute_batch(&format!(
-                "PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-65536; PRAGMA journal_size_limit={WAL_LIMIT};"
+                "PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-16384; PRAGMA journal_size_limit={WAL_LIMIT};"
             ))
             .map_err(err)?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -309,7 +312,8 @@ impl Store for SqliteStore {
         let mut statuses = Vec::with_capacity(total);
         // The group's body log: accepted events' JSON, one per line.
         let body_id: i64 = tx
-            .query_row("SELECT coalesce(max(id), 0) + 1 FROM bodies", [], |r| r.get(0))
+            .prepare_cached("SELECT coalesce(max(id), 0) + 1 FROM bodies")
+            .and_then(|mut st| st.query_row([], |r| r.get(0)))
             .map_err(err)?;
         let mut log: Vec<u8> =
             Vec::with_capacity(batches.iter().flat_map(|b| &b.records).map(|r| r.body.len() + 1).sum());
@@ -429,7 +433,8 @@ impl Store for SqliteStore {
                 }
             }
             if !log.is_empty() {
-                tx.execute("INSERT INTO bodies (id, json) VALUES (?1, ?2)", params![body_id, log])
+                tx.prepare_cached("INSERT INTO bodies (id, json) VALUES (?1, ?2)")
+                    .and_then(|mut st| st.execute(params![body_id, log]))
                     .map_err(err)?;
             }
         }
