@@ -20,6 +20,8 @@ pub enum AppError {
     Forbidden(&'static str),
     /// 404: no such site, click or file.
     NotFound(&'static str, &'static str),
+    /// 405: the path exists, not with this method.
+    MethodNotAllowed,
     /// 413: the body is larger than the limit.
     TooLarge(usize),
     /// 415: not `text/plain` or `application/json`.
@@ -48,6 +50,7 @@ impl AppError {
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(..) => StatusCode::NOT_FOUND,
+            AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -65,6 +68,7 @@ impl IntoResponse for AppError {
             AppError::Unauthorized(field) => ("missing or wrong key".into(), Some((*field).into())),
             AppError::Forbidden(field) => ("origin not allowed".into(), Some((*field).into())),
             AppError::NotFound(what, field) => (format!("unknown {what}"), Some((*field).into())),
+            AppError::MethodNotAllowed => ("method not allowed on this path".into(), Some("method".into())),
             AppError::TooLarge(limit) => (format!("body larger than {limit} bytes"), Some("body".into())),
             AppError::UnsupportedMediaType => (
                 "content type must be text/plain or application/json".into(),

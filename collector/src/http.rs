@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, MatchedPath, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -89,6 +90,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(static_file)
+        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
@@ -512,11 +514,18 @@ fn json_response<T: Serialize>(value: &T) -> Result<Response, AppError> {
     Ok(([(header::CONTENT_TYPE, "application/json")], text).into_response())
 }
 
+/// The query string's parameters, or a JSON 400 (axum's own rejection is plain text).
+fn query(q: Result<Query<HashMap<String, String>>, QueryRejection>) -> Result<HashMap<String, String>, AppError> {
+    q.map(|Query(q)| q)
+        .map_err(|_| AppError::bad("query", "must be URL-encoded UTF-8 name=value pairs"))
+}
+
 async fn get_conversions(
     State(s): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
+    let q = query(q)?;
     let site_id = q.get("site").ok_or(AppError::bad("site", "is required"))?;
     let site = s.config.site(site_id).ok_or(AppError::NotFound("site", "site"))?;
     read_key(site, &headers)?;
@@ -565,10 +574,12 @@ async fn get_conversions(
 
 async fn get_click(
     State(s): State<AppState>,
-    Path(click_id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    click_id: Result<Path<String>, PathRejection>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
+    let Path(click_id) = click_id.map_err(|_| AppError::bad("click_id", "must be URL-encoded UTF-8"))?;
+    let q = query(q)?;
     click::validate(&click_id).map_err(|r| AppError::bad("click_id", r.as_str()))?;
     let site = q.get("site").cloned();
     if let Some(id) = &site {

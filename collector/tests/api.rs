@@ -527,12 +527,22 @@ async fn read_api_refusals() {
         ("/v1/conversions?site=demo&model=linear", 400, Some("model")),
         ("/v1/conversions?site=demo&limit=0", 400, Some("limit")),
         ("/v1/conversions?site=demo", 200, None),
+        // Percent-escapes that decode to invalid UTF-8: JSON answers, not axum's plain text (a
+        // query string is decoded lossily, a path is refused).
+        ("/v1/conversions?site=%ff%fe", 404, Some("site")),
+        ("/v1/clicks/%ff%fe", 400, Some("click_id")),
+        ("/v1/clicks/Xy12abc?site=%c3%28", 404, Some("site")),
+        // A known path with another method: a JSON 405.
+        ("/v1/events", 405, Some("method")),
     ];
     for (uri, status, field) in cases {
         let a = h.send("GET", uri, &auth, "").await;
-        let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&a.body).unwrap_or_else(|e| panic!("{uri}: {e}: {}", a.body));
         assert_eq!((a.status.as_u16(), v["field"].as_str()), (status, field), "{uri}");
     }
+    let a = h.send("DELETE", "/v1/conversions?site=demo", &auth, "").await;
+    assert_eq!(a.status.as_u16(), 405);
+    assert!(a.body.contains("method not allowed"), "{}", a.body);
 }
 
 #[tokio::test]
