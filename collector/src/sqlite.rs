@@ -178,7 +178,8 @@ impl SqliteStore {
         // file, which would stall every request waiting on the writer. A separate thread does it.
         // The writer's page cache holds the right edges of the B-trees it appends to: 16 MB is
         // plenty, and a bigger one costs at every commit (SQLite walks the cache's hash table to
-        // drop pages past the end of the file: 5 % of the writer's time with 64 MB, 1 % with 16).
+        // drop pages past the end of the file): 8 % of the writer's samples with 64 MB, 3 % with
+        // 16 MB.
         writer
             .execute_batch(&format!(
                 "PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-16384; PRAGMA journal_size_limit={WAL_LIMIT};"
