@@ -27,7 +27,7 @@ use crate::error::AppError;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::statics;
-use crate::store::{Record, Store, StoredConversion};
+use crate::store::{Store, StoredConversion};
 use crate::writer::{WriteError, Writer};
 
 /// The largest batch body accepted.
@@ -250,7 +250,7 @@ async fn ingest(
     }
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.events.len());
     let mut kinds: Vec<&'static str> = Vec::with_capacity(batch.events.len());
-    let mut records = Vec::with_capacity(batch.events.len());
+    let mut events = Vec::with_capacity(batch.events.len());
     let mut slots = Vec::with_capacity(batch.events.len());
     for item in batch.events {
         let event = match item {
@@ -268,7 +268,7 @@ async fn ingest(
                     status: Status::Accepted,
                     reason: None,
                 });
-                records.push(record(&batch.site, now, e));
+                events.push(e);
             }
             Err((id, invalid)) => {
                 kinds.push("unknown");
@@ -280,8 +280,8 @@ async fn ingest(
             }
         }
     }
-    if !records.is_empty() {
-        let statuses = s.writer.write(records).await.map_err(|e| match e {
+    if !events.is_empty() {
+        let statuses = s.writer.write(&batch.site, now, events).await.map_err(|e| match e {
             WriteError::Closed => AppError::Unavailable,
             WriteError::Store(e) => AppError::Internal(e.0),
         })?;
@@ -298,11 +298,6 @@ async fn ingest(
         wire::write_outcomes(&outcomes),
     )
         .into_response())
-}
-
-/// A valid event made ready for the writer, on the request's thread (see [`Record::new`]).
-pub fn record(site: &str, received: u64, event: wire::Event) -> Record {
-    Record::new(site, received, event)
 }
 
 fn wire_invalid(field: &'static str, reason: &'static str) -> wire::Invalid {

@@ -8,7 +8,7 @@ use std::thread;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use utt::core::wire::{self, CustomerStatus, Event, Kind, Status};
+use utt::core::wire::{CustomerStatus, Status};
 
 use crate::store::{
     Batch, ClickSeen, Counts, Derived, Landing, PageSeen, Store, StoreError, StoredConversion, Touch, CLICKS_REF,
@@ -338,8 +338,6 @@ impl Store for SqliteStore {
                 // the batch that repeat it.
                 let mut clicks_at: Vec<Option<usize>> = vec![None; b.records.len()];
                 for (k, r) in b.records.iter().enumerate() {
-                    let e: &Event = &r.event;
-                    let kind = wire::type_name(&e.kind);
                     // The body as the log keeps it: whole, or with its click list replaced by
                     // a reference to the same text already in this log.
                     let shared = r
@@ -355,11 +353,11 @@ impl Store for SqliteStore {
                     };
                     let fresh = ins_event
                         .execute(params![
-                            e.id,
+                            r.id,
                             r.site,
-                            kind,
-                            int(e.at),
-                            e.visitor,
+                            r.kind,
+                            int(r.at),
+                            r.visitor,
                             int(r.received),
                             body_id,
                             log.len() as i64,
@@ -370,7 +368,7 @@ impl Store for SqliteStore {
                         statuses.push(Status::Duplicate);
                         continue;
                     }
-                    if let Kind::Conversion(o) = &e.kind {
+                    if let Some(o) = &r.order {
                         let status = o.customer_status.map(|s| match s {
                             CustomerStatus::New => "new",
                             CustomerStatus::Returning => "returning",
@@ -379,9 +377,9 @@ impl Store for SqliteStore {
                             .execute(params![
                                 r.site,
                                 o.order_id,
-                                e.id,
-                                int(e.at),
-                                e.visitor,
+                                r.id,
+                                int(r.at),
+                                r.visitor,
                                 o.amount.as_ref().map(|a| &a.text),
                                 o.currency,
                                 o.discount.as_ref().map(|a| &a.text),
@@ -394,7 +392,7 @@ impl Store for SqliteStore {
                         if fresh == 0 {
                             // Same order ID under a new event ID: the order is counted once, so
                             // the event row just written goes too.
-                            tx.execute("DELETE FROM events WHERE id = ?1", [&e.id]).map_err(err)?;
+                            tx.execute("DELETE FROM events WHERE id = ?1", [&r.id]).map_err(err)?;
                             statuses.push(Status::Duplicate);
                             continue;
                         }
@@ -423,14 +421,14 @@ impl Store for SqliteStore {
                 if mine.iter().all(|s| *s == Status::Accepted) {
                     write_derived(&tx, &b.derived).map_err(err)?;
                 } else {
-                    // Duplicates add nothing: derive the rows of the new events only.
-                    let fresh = b
-                        .records
-                        .iter()
-                        .zip(mine)
-                        .filter(|(_, s)| **s == Status::Accepted)
-                        .map(|(r, _)| r);
-                    write_derived(&tx, &Derived::of(fresh)).map_err(err)?;
+                    // Duplicates add nothing: derive the rows of the new events only, read back
+                    // from their bodies (the decoded events were freed on the request side).
+                    let mut fresh = Vec::new();
+                    for (r, _) in b.records.iter().zip(mine).filter(|(_, s)| **s == Status::Accepted) {
+                        fresh.push((r.site.as_str(), r.event()?));
+                    }
+                    let derived = Derived::of(fresh.iter().map(|(site, e)| (*site, e)));
+                    write_derived(&tx, &derived).map_err(err)?;
                 }
             }
             if !log.is_empty() {
@@ -614,6 +612,19 @@ fn conversion_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredConversion> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use utt::core::wire::{self, Event};
+
+    /// The events of the golden journey fixture.
+    fn journey() -> Vec<Event> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/batch-journey.json");
+        let text = std::fs::read_to_string(path).unwrap();
+        wire::read_batch(&text)
+            .unwrap()
+            .events
+            .into_iter()
+            .map(|e| e.unwrap())
+            .collect()
+    }
 
     /// Every read query finds its rows through an index: a dropped index or a reordered join
     /// that turns one into a scan of a whole table fails here, not in production.
@@ -665,22 +676,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("utt-bodies-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let store = SqliteStore::open(&dir.join("bodies.db")).unwrap();
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/batch-journey.json");
-        let text = std::fs::read_to_string(path).unwrap();
-        let events: Vec<Event> = wire::read_batch(&text)
-            .unwrap()
-            .events
-            .into_iter()
-            .map(|e| e.unwrap())
-            .collect();
-        let batch = |from: usize, to: usize| {
-            Batch::new(
-                events[from..to]
-                    .iter()
-                    .map(|e| crate::store::Record::new("demo", 1, e.clone()))
-                    .collect(),
-            )
-        };
+        let events = journey();
+        let batch = |from: usize, to: usize| Batch::new("demo", 1, events[from..to].to_vec());
         let all = events.len();
         let shared = batch(0, all)
             .records
@@ -729,6 +726,53 @@ mod tests {
         }
         store.close().unwrap();
         drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A retried batch (some events already stored) adds the derived rows of its new events
+    /// only, read back from their bodies: the tables end as if each event came once.
+    #[test]
+    fn a_partly_duplicate_batch_derives_the_same_rows_as_one_batch() {
+        let dir = std::env::temp_dir().join(format!("utt-rederive-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let events = journey();
+        let all = events.len();
+        let once = SqliteStore::open(&dir.join("once.db")).unwrap();
+        once.append(&[&Batch::new("demo", 1, events.clone())]).unwrap();
+        let twice = SqliteStore::open(&dir.join("twice.db")).unwrap();
+        twice.append(&[&Batch::new("demo", 1, events[..2].to_vec())]).unwrap();
+        let second = twice.append(&[&Batch::new("demo", 1, events.clone())]).unwrap();
+        assert_eq!(second[..2], [Status::Duplicate, Status::Duplicate]);
+        assert!(second[2..].iter().all(|s| *s == Status::Accepted), "{second:?}");
+        let tables = |store: &SqliteStore| {
+            store
+                .read(|c| {
+                    let mut out = Vec::new();
+                    for sql in [
+                        "SELECT site, visitor, param, value, click_at, network, path, first_seen, last_seen FROM touches ORDER BY 1, 2, 3, 4, 5",
+                        "SELECT site, value, path, views, last_at, '', '', '', '' FROM click_pages ORDER BY 1, 2, 3",
+                        "SELECT site, kind, value, visitor, at, '', '', '', '' FROM identities ORDER BY 1, 2, 3, 4",
+                    ] {
+                        let mut st = c.prepare(sql)?;
+                        let rows = st.query_map([], |r| {
+                            (0..9).map(|i| r.get::<_, rusqlite::types::Value>(i)).collect::<rusqlite::Result<Vec<_>>>()
+                        })?;
+                        out.push(rows.collect::<rusqlite::Result<Vec<_>>>()?);
+                    }
+                    Ok(out)
+                })
+                .unwrap()
+        };
+        let (a, b) = (tables(&once), tables(&twice));
+        assert!(
+            !a[0].is_empty() && !a[1].is_empty() && !a[2].is_empty(),
+            "the journey derives every table: {a:?}"
+        );
+        assert_eq!(a, b);
+        assert!(all > 2);
+        once.close().unwrap();
+        twice.close().unwrap();
+        drop((once, twice));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

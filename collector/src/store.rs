@@ -6,7 +6,9 @@ use std::fmt;
 
 use utt::core::wire::{Event, Kind, Order, Status};
 
-/// One decoded event ready to store: what the tag sent, re-written as canonical wire JSON.
+/// One decoded event ready to store: what the tag sent, re-written as canonical wire JSON, and
+/// the few fields the writer indexes. The decoded event itself is freed on the request's
+/// thread, right after it was read: the writer never sees its dozens of small strings.
 #[derive(Clone, Debug)]
 pub struct Record {
     /// The site the batch named.
@@ -15,8 +17,16 @@ pub struct Record {
     pub received: u64,
     /// The event as wire JSON (`utt::core::wire::write_event`), what the store keeps.
     pub body: String,
-    /// The decoded event.
-    pub event: Event,
+    /// The event ID.
+    pub id: String,
+    /// The event type's wire name.
+    pub kind: &'static str,
+    /// When it happened (ms).
+    pub at: u64,
+    /// The visitor ID, if consent allowed one.
+    pub visitor: Option<String>,
+    /// For a conversion: its order.
+    pub order: Option<Box<Order>>,
     /// For a conversion: its order lines as a JSON array (decimals as strings).
     pub items: Option<String>,
     /// Where the click list's JSON is in `body` (byte range), if it is not empty.
@@ -36,20 +46,42 @@ impl Record {
     pub fn new(site: &str, received: u64, event: Event) -> Record {
         let mut body = String::with_capacity(1024);
         let (from, to) = utt::core::wire::write_event(&mut body, &event);
-        let items = match &event.kind {
-            Kind::Conversion(o) => Some(items_json(o)),
-            _ => None,
+        let kind = utt::core::wire::type_name(&event.kind);
+        let Event {
+            id,
+            at,
+            visitor,
+            kind: k,
+            ..
+        } = event;
+        let (order, items) = match k {
+            Kind::Conversion(o) => {
+                let items = items_json(&o);
+                (Some(Box::new(o)), Some(items))
+            }
+            _ => (None, None),
         };
-        let clicks = (to > from).then_some((from, to));
         Record {
             site: site.to_string(),
             received,
             body,
-            event,
+            id,
+            kind,
+            at,
+            visitor,
+            order,
             items,
-            clicks,
+            clicks: (to > from).then_some((from, to)),
             same_clicks_as: None,
         }
+    }
+
+    /// The event again, read back from its canonical JSON (for the rare batch with duplicates,
+    /// whose derived rows are computed again from its new events only).
+    pub fn event(&self) -> Result<Event, StoreError> {
+        let mut v =
+            utt::core::json::parse(&self.body).map_err(|e| StoreError(format!("stored body: {}", e.as_str())))?;
+        utt::core::wire::read_event(&mut v).map_err(|e| StoreError(format!("stored body: {}: {}", e.field, e.reason)))
     }
 }
 
@@ -111,9 +143,11 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// Prepares a request's events for the writer.
-    pub fn new(mut records: Vec<Record>) -> Batch {
-        let derived = Derived::of(records.iter());
+    /// Prepares a request's valid events for the writer: derives their rows, writes their
+    /// canonical JSON, and frees what the writer does not need (here, on the request's thread).
+    pub fn new(site: &str, received: u64, events: Vec<Event>) -> Batch {
+        let derived = Derived::of(events.iter().map(|e| (site, e)));
+        let mut records: Vec<Record> = events.into_iter().map(|e| Record::new(site, received, e)).collect();
         // Every event carries every click in force, so a batch repeats the same click list.
         let mut first: Option<usize> = None;
         for i in 0..records.len() {
@@ -200,16 +234,15 @@ pub struct Derived {
 }
 
 impl Derived {
-    /// Derives the rows of some events, merging repeated keys.
-    pub fn of<'a>(records: impl Iterator<Item = &'a Record>) -> Derived {
+    /// Derives the rows of some events of a site, merging repeated keys.
+    pub fn of<'a>(events: impl Iterator<Item = (&'a str, &'a Event)>) -> Derived {
         let mut d = Derived::default();
         let mut touch_at: HashMap<(&str, &str, &str, &str, u64), usize> = HashMap::new();
         let mut page_at: HashMap<(&str, &str, &str), usize> = HashMap::new();
-        for r in records {
-            let e = &r.event;
+        for (site, e) in events {
             if let Some(visitor) = e.visitor.as_deref() {
                 for c in &e.clicks {
-                    let key = (r.site.as_str(), visitor, c.param.as_str(), c.value.as_str(), c.at);
+                    let key = (site, visitor, c.param.as_str(), c.value.as_str(), c.at);
                     match touch_at.get(&key) {
                         Some(&i) => {
                             let t = &mut d.touches[i];
@@ -219,7 +252,7 @@ impl Derived {
                         None => {
                             touch_at.insert(key, d.touches.len());
                             d.touches.push(TouchRow {
-                                site: r.site.clone(),
+                                site: site.to_string(),
                                 visitor: visitor.to_string(),
                                 param: c.param.clone(),
                                 value: c.value.clone(),
@@ -240,7 +273,7 @@ impl Derived {
                     for (kind, value) in [("customer", customer_id), ("email", email_hash)] {
                         if let Some(v) = value {
                             d.identities.push(IdentityRow {
-                                site: r.site.clone(),
+                                site: site.to_string(),
                                 kind,
                                 value: v.clone(),
                                 visitor: visitor.to_string(),
@@ -257,7 +290,7 @@ impl Derived {
                     if e.clicks[..i].iter().any(|o| o.value == c.value) {
                         continue;
                     }
-                    let key = (r.site.as_str(), c.value.as_str(), path);
+                    let key = (site, c.value.as_str(), path);
                     match page_at.get(&key) {
                         Some(&i) => {
                             let p = &mut d.pages[i];
@@ -267,7 +300,7 @@ impl Derived {
                         None => {
                             page_at.insert(key, d.pages.len());
                             d.pages.push(PageRow {
-                                site: r.site.clone(),
+                                site: site.to_string(),
                                 value: c.value.clone(),
                                 path: path.to_string(),
                                 views: 1,

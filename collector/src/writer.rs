@@ -7,9 +7,9 @@ use std::thread;
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
-use utt::core::wire::Status;
+use utt::core::wire::{Event, Status};
 
-use crate::store::{Batch, Record, Store, StoreError};
+use crate::store::{Batch, Store, StoreError};
 
 /// The most events stored in one transaction: large enough to amortise the fsync, small
 /// enough that one commit does not hold waiting requests for long.
@@ -74,11 +74,13 @@ impl Writer {
         }
     }
 
-    /// Stores events durably; resolves once they are committed, with one status per event.
-    pub async fn write(&self, records: Vec<Record>) -> Result<Vec<Status>, WriteError> {
-        let n = records.len() as u64;
-        // The derived rows are computed here, on the request's thread, not by the writer.
-        let batch = Batch::new(records);
+    /// Stores a site's valid events durably; resolves once they are committed, with one status
+    /// per event.
+    pub async fn write(&self, site: &str, received: u64, events: Vec<Event>) -> Result<Vec<Status>, WriteError> {
+        let n = events.len() as u64;
+        // The canonical JSON and the derived rows are made here, on the request's thread, and
+        // the decoded events freed here too, not by the writer.
+        let batch = Batch::new(site, received, events);
         let (reply, answer) = oneshot::channel();
         self.depth.fetch_add(n, Ordering::Relaxed);
         if self.tx.send(Job::Write(batch, reply)).await.is_err() {

@@ -503,13 +503,8 @@ fn decode_only(opts: &Opts) {
             gen.batch(&mut buf);
             let batch = wire::read_batch(std::str::from_utf8(&buf).expect("UTF-8")).expect("valid batch");
             let now = utt_collector::http::system_clock();
-            let prepared = Batch::new(
-                batch
-                    .events
-                    .into_iter()
-                    .map(|e| utt_collector::http::record(&batch.site, now, e.expect("valid event")))
-                    .collect(),
-            );
+            let events = batch.events.into_iter().map(|e| e.expect("valid event")).collect();
+            let prepared = Batch::new(&batch.site, now, events);
             std::hint::black_box(&prepared);
         }
         let spent = thread_cpu() - t0;
@@ -544,13 +539,8 @@ fn append_only(opts: &Opts, dir: &std::path::Path) {
             gen.batch(&mut buf);
             let batch = wire::read_batch(std::str::from_utf8(&buf).expect("UTF-8")).expect("valid batch");
             let now = utt_collector::http::system_clock();
-            jobs.push(Batch::new(
-                batch
-                    .events
-                    .into_iter()
-                    .map(|e| utt_collector::http::record(&batch.site, now, e.expect("valid event")))
-                    .collect(),
-            ));
+            let events = batch.events.into_iter().map(|e| e.expect("valid event")).collect();
+            jobs.push(Batch::new(&batch.site, now, events));
         }
         let group: Vec<&Batch> = jobs.iter().collect();
         let (c0, w0) = (thread_cpu(), Instant::now());
