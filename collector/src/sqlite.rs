@@ -259,7 +259,7 @@ fn split_clicks_ref(entry: &[u8]) -> Option<(&[u8], i64, i64, &[u8])> {
 
 /// Writes one batch's derived rows: touches and page counts merge with the stored ones
 /// (first/last time, view counts), identities keep their first sighting.
-fn write_derived(tx: &rusqlite::Transaction<'_>, d: &Derived) -> rusqlite::Result<()> {
+fn write_derived(tx: &rusqlite::Transaction<'_>, site: &str, d: &Derived) -> rusqlite::Result<()> {
     if !d.touches.is_empty() {
         let mut up_touch = tx.prepare_cached(
             "INSERT INTO touches (site, visitor, param, value, click_at, network, path, first_seen, last_seen) \
@@ -269,7 +269,7 @@ fn write_derived(tx: &rusqlite::Transaction<'_>, d: &Derived) -> rusqlite::Resul
         )?;
         for t in &d.touches {
             up_touch.execute(params![
-                t.site,
+                site,
                 t.visitor,
                 t.param,
                 t.value,
@@ -288,7 +288,7 @@ fn write_derived(tx: &rusqlite::Transaction<'_>, d: &Derived) -> rusqlite::Resul
              last_at = max(last_at, excluded.last_at)",
         )?;
         for p in &d.pages {
-            up_page.execute(params![p.site, p.value, p.path, int(p.views), int(p.last_at)])?;
+            up_page.execute(params![site, p.value, p.path, int(p.views), int(p.last_at)])?;
         }
     }
     if !d.identities.is_empty() {
@@ -297,7 +297,7 @@ fn write_derived(tx: &rusqlite::Transaction<'_>, d: &Derived) -> rusqlite::Resul
              ON CONFLICT DO NOTHING",
         )?;
         for i in &d.identities {
-            ins_ident.execute(params![i.site, i.kind, i.value, i.visitor, int(i.at)])?;
+            ins_ident.execute(params![site, i.kind, i.value, i.visitor, int(i.at)])?;
         }
     }
     Ok(())
@@ -354,7 +354,7 @@ impl Store for SqliteStore {
                     let fresh = ins_event
                         .execute(params![
                             r.id,
-                            r.site,
+                            b.site,
                             r.kind,
                             int(r.at),
                             r.visitor,
@@ -375,7 +375,7 @@ impl Store for SqliteStore {
                         });
                         let fresh = ins_conv
                             .execute(params![
-                                r.site,
+                                b.site,
                                 o.order_id,
                                 r.id,
                                 int(r.at),
@@ -419,16 +419,15 @@ impl Store for SqliteStore {
                 }
                 let mine = &statuses[start..];
                 if mine.iter().all(|s| *s == Status::Accepted) {
-                    write_derived(&tx, &b.derived).map_err(err)?;
+                    write_derived(&tx, &b.site, &b.derived).map_err(err)?;
                 } else {
                     // Duplicates add nothing: derive the rows of the new events only, read back
                     // from their bodies (the decoded events were freed on the request side).
                     let mut fresh = Vec::new();
                     for (r, _) in b.records.iter().zip(mine).filter(|(_, s)| **s == Status::Accepted) {
-                        fresh.push((r.site.as_str(), r.event()?));
+                        fresh.push(r.event()?);
                     }
-                    let derived = Derived::of(fresh.iter().map(|(site, e)| (*site, e)));
-                    write_derived(&tx, &derived).map_err(err)?;
+                    write_derived(&tx, &b.site, &Derived::of(&fresh)).map_err(err)?;
                 }
             }
             if !log.is_empty() {

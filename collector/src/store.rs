@@ -11,8 +11,6 @@ use utt::core::wire::{Event, Kind, Order, Status};
 /// thread, right after it was read: the writer never sees its dozens of small strings.
 #[derive(Clone, Debug)]
 pub struct Record {
-    /// The site the batch named.
-    pub site: String,
     /// When the collector received it (its own clock, ms).
     pub received: u64,
     /// The event as wire JSON (`utt::core::wire::write_event`), what the store keeps.
@@ -43,7 +41,7 @@ pub const CLICKS_REF: u8 = 0x01;
 impl Record {
     /// An event made ready to store, on the request's thread: its canonical wire JSON and, for
     /// a conversion, its order lines' JSON are written here rather than by the single writer.
-    pub fn new(site: &str, received: u64, event: Event) -> Record {
+    pub fn new(received: u64, event: Event) -> Record {
         let mut body = String::with_capacity(1024);
         let (from, to) = utt::core::wire::write_event(&mut body, &event);
         let kind = utt::core::wire::type_name(&event.kind);
@@ -62,7 +60,6 @@ impl Record {
             _ => (None, None),
         };
         Record {
-            site: site.to_string(),
             received,
             body,
             id,
@@ -136,6 +133,8 @@ pub fn url_path(url: &str) -> &str {
 /// batch is new (the common case); when some are duplicates it derives them again from the
 /// new ones only.
 pub struct Batch {
+    /// The site the batch named.
+    pub site: String,
     /// The events.
     pub records: Vec<Record>,
     /// What they add to the derived tables, if all are stored.
@@ -146,8 +145,8 @@ impl Batch {
     /// Prepares a request's valid events for the writer: derives their rows, writes their
     /// canonical JSON, and frees what the writer does not need (here, on the request's thread).
     pub fn new(site: &str, received: u64, events: Vec<Event>) -> Batch {
-        let derived = Derived::of(events.iter().map(|e| (site, e)));
-        let mut records: Vec<Record> = events.into_iter().map(|e| Record::new(site, received, e)).collect();
+        let derived = Derived::of(&events);
+        let mut records: Vec<Record> = events.into_iter().map(|e| Record::new(received, e)).collect();
         // Every event carries every click in force, so a batch repeats the same click list.
         let mut first: Option<usize> = None;
         for i in 0..records.len() {
@@ -164,15 +163,17 @@ impl Batch {
                 None => first = Some(i),
             }
         }
-        Batch { records, derived }
+        Batch {
+            site: site.to_string(),
+            records,
+            derived,
+        }
     }
 }
 
 /// A click carried by a visitor's events, merged over a batch: first and last event time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TouchRow {
-    /// The site.
-    pub site: String,
     /// The visitor.
     pub visitor: String,
     /// The parameter that carried it.
@@ -194,8 +195,6 @@ pub struct TouchRow {
 /// Page views carrying a click ID on one path, merged over a batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PageRow {
-    /// The site.
-    pub site: String,
     /// The click ID.
     pub value: String,
     /// The page path (no query string).
@@ -209,8 +208,6 @@ pub struct PageRow {
 /// An identity an identify event linked to a visitor.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdentityRow {
-    /// The site.
-    pub site: String,
     /// `customer` or `email`.
     pub kind: &'static str,
     /// The customer ID or email hash.
@@ -221,28 +218,28 @@ pub struct IdentityRow {
     pub at: u64,
 }
 
-/// The rows a set of events adds to the derived tables (touches, page counts, identities), each
-/// key once, in the order first seen.
+/// The rows a set of events of one site adds to the derived tables (touches, page counts,
+/// identities), each key once, in the order first seen.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Derived {
-    /// Touches, one per (site, visitor, param, value, click time).
+    /// Touches, one per (visitor, param, value, click time).
     pub touches: Vec<TouchRow>,
-    /// Page counts, one per (site, value, path).
+    /// Page counts, one per (value, path).
     pub pages: Vec<PageRow>,
     /// Identities in event order (the store keeps the first of each).
     pub identities: Vec<IdentityRow>,
 }
 
 impl Derived {
-    /// Derives the rows of some events of a site, merging repeated keys.
-    pub fn of<'a>(events: impl Iterator<Item = (&'a str, &'a Event)>) -> Derived {
+    /// Derives the rows of some events of one site, merging repeated keys.
+    pub fn of<'a>(events: impl IntoIterator<Item = &'a Event>) -> Derived {
         let mut d = Derived::default();
-        let mut touch_at: HashMap<(&str, &str, &str, &str, u64), usize> = HashMap::new();
-        let mut page_at: HashMap<(&str, &str, &str), usize> = HashMap::new();
-        for (site, e) in events {
+        let mut touch_at: HashMap<(&str, &str, &str, u64), usize> = HashMap::new();
+        let mut page_at: HashMap<(&str, &str), usize> = HashMap::new();
+        for e in events {
             if let Some(visitor) = e.visitor.as_deref() {
                 for c in &e.clicks {
-                    let key = (site, visitor, c.param.as_str(), c.value.as_str(), c.at);
+                    let key = (visitor, c.param.as_str(), c.value.as_str(), c.at);
                     match touch_at.get(&key) {
                         Some(&i) => {
                             let t = &mut d.touches[i];
@@ -252,7 +249,6 @@ impl Derived {
                         None => {
                             touch_at.insert(key, d.touches.len());
                             d.touches.push(TouchRow {
-                                site: site.to_string(),
                                 visitor: visitor.to_string(),
                                 param: c.param.clone(),
                                 value: c.value.clone(),
@@ -273,7 +269,6 @@ impl Derived {
                     for (kind, value) in [("customer", customer_id), ("email", email_hash)] {
                         if let Some(v) = value {
                             d.identities.push(IdentityRow {
-                                site: site.to_string(),
                                 kind,
                                 value: v.clone(),
                                 visitor: visitor.to_string(),
@@ -290,7 +285,7 @@ impl Derived {
                     if e.clicks[..i].iter().any(|o| o.value == c.value) {
                         continue;
                     }
-                    let key = (site, c.value.as_str(), path);
+                    let key = (c.value.as_str(), path);
                     match page_at.get(&key) {
                         Some(&i) => {
                             let p = &mut d.pages[i];
@@ -300,7 +295,6 @@ impl Derived {
                         None => {
                             page_at.insert(key, d.pages.len());
                             d.pages.push(PageRow {
-                                site: site.to_string(),
                                 value: c.value.clone(),
                                 path: path.to_string(),
                                 views: 1,
