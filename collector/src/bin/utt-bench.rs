@@ -202,6 +202,16 @@ impl Gen {
         }
     }
 
+    /// The next batch, decoded, validated and prepared for the writer as the handler does it
+    /// (`buf` holds its text).
+    fn prepared(&self, buf: &mut Vec<u8>) -> utt_collector::store::Batch {
+        self.batch(buf);
+        let batch = wire::read_batch(std::str::from_utf8(buf).expect("UTF-8")).expect("valid batch");
+        let now = utt_collector::http::system_clock();
+        let events = batch.events.into_iter().map(|e| e.expect("valid event")).collect();
+        utt_collector::store::Batch::new(&batch.site, now, events)
+    }
+
     /// The next batch into `buf`: fresh event, visitor, order and click IDs.
     fn batch(&self, buf: &mut Vec<u8>) {
         let first = self.next.fetch_add(self.events as u64, Ordering::Relaxed);
@@ -491,7 +501,6 @@ fn thread_cpu() -> Duration {
 /// Decodes, validates and prepares batches as the handler does (then frees them), on this
 /// thread, and prints the CPU per event of the fastest of the rounds.
 fn decode_only(opts: &Opts) {
-    use utt_collector::store::Batch;
     let gen = Gen::new(opts.events);
     let mut buf = Vec::new();
     let rounds = (opts.seconds as usize * 10).max(5);
@@ -500,12 +509,7 @@ fn decode_only(opts: &Opts) {
     for _ in 0..rounds {
         let t0 = thread_cpu();
         for _ in 0..1000 {
-            gen.batch(&mut buf);
-            let batch = wire::read_batch(std::str::from_utf8(&buf).expect("UTF-8")).expect("valid batch");
-            let now = utt_collector::http::system_clock();
-            let events = batch.events.into_iter().map(|e| e.expect("valid event")).collect();
-            let prepared = Batch::new(&batch.site, now, events);
-            std::hint::black_box(&prepared);
+            std::hint::black_box(gen.prepared(&mut buf));
         }
         let spent = thread_cpu() - t0;
         best = best.min(spent);
@@ -536,11 +540,7 @@ fn append_only(opts: &Opts, dir: &std::path::Path) {
         let d0 = thread_cpu();
         let mut jobs: Vec<Batch> = Vec::with_capacity(per_group);
         for _ in 0..per_group {
-            gen.batch(&mut buf);
-            let batch = wire::read_batch(std::str::from_utf8(&buf).expect("UTF-8")).expect("valid batch");
-            let now = utt_collector::http::system_clock();
-            let events = batch.events.into_iter().map(|e| e.expect("valid event")).collect();
-            jobs.push(Batch::new(&batch.site, now, events));
+            jobs.push(gen.prepared(&mut buf));
         }
         let group: Vec<&Batch> = jobs.iter().collect();
         let (c0, w0) = (thread_cpu(), Instant::now());
