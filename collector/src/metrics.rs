@@ -54,18 +54,21 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Counts one event answer.
-    pub fn event(&self, kind: &str, status: Status) {
+    /// The counter of one type (`unknown` for any other) and outcome.
+    fn counter(&self, kind: &str, status: Status) -> &AtomicU64 {
         let t = TYPES.iter().position(|t| *t == kind).unwrap_or(TYPES.len() - 1);
         let s = STATUSES.iter().position(|s| *s == status).unwrap_or(0);
-        self.events[t][s].fetch_add(1, Ordering::Relaxed);
+        &self.events[t][s]
+    }
+
+    /// Counts one event answer.
+    pub fn event(&self, kind: &str, status: Status) {
+        self.counter(kind, status).fetch_add(1, Ordering::Relaxed);
     }
 
     /// The count for one type and outcome.
     pub fn events(&self, kind: &str, status: Status) -> u64 {
-        let t = TYPES.iter().position(|t| *t == kind).unwrap_or(TYPES.len() - 1);
-        let s = STATUSES.iter().position(|s| *s == status).unwrap_or(0);
-        self.events[t][s].load(Ordering::Relaxed)
+        self.counter(kind, status).load(Ordering::Relaxed)
     }
 
     /// Records one request's latency under its route label.
@@ -85,8 +88,12 @@ impl Metrics {
     /// Renders the Prometheus text exposition, with the writer's figures and the gauges passed in.
     pub fn render(&self, writer: &WriterStats, queue_depth: u64, db_bytes: u64) -> String {
         let mut out = String::new();
-        out.push_str("# HELP utt_events_total Events answered, by event type and outcome.\n");
-        out.push_str("# TYPE utt_events_total counter\n");
+        header(
+            &mut out,
+            "utt_events_total",
+            "counter",
+            "Events answered, by event type and outcome.",
+        );
         for (t, kind) in TYPES.iter().enumerate() {
             for (s, status) in STATUSES.iter().enumerate() {
                 let n = self.events[t][s].load(Ordering::Relaxed);
@@ -97,8 +104,8 @@ impl Metrics {
                 );
             }
         }
-        out.push_str("# HELP utt_http_request_duration_seconds Time to answer a request, by route.\n");
-        out.push_str("# TYPE utt_http_request_duration_seconds histogram\n");
+        let help = "Time to answer a request, by route.";
+        header(&mut out, "utt_http_request_duration_seconds", "histogram", help);
         for (r, route) in ROUTES.iter().enumerate() {
             let h = &self.latency[r];
             for (i, le) in BUCKETS_US.iter().enumerate() {
@@ -122,25 +129,31 @@ impl Metrics {
             );
         }
         let commits = writer.commits.load(Ordering::Relaxed);
-        let committed = writer.events.load(Ordering::Relaxed);
+        let written = writer.events.load(Ordering::Relaxed);
         let busy = seconds(writer.busy_us.load(Ordering::Relaxed));
-        out.push_str("# HELP utt_writer_commits_total Group commits (one transaction and fsync each).\n");
-        out.push_str("# TYPE utt_writer_commits_total counter\n");
-        let _ = writeln!(out, "utt_writer_commits_total {commits}");
-        out.push_str("# HELP utt_writer_events_total Events written by those commits (accepted or duplicate).\n");
-        out.push_str("# TYPE utt_writer_events_total counter\n");
-        let _ = writeln!(out, "utt_writer_events_total {committed}");
-        out.push_str("# HELP utt_writer_busy_seconds_total Time the writer spent storing and committing.\n");
-        out.push_str("# TYPE utt_writer_busy_seconds_total counter\n");
-        let _ = writeln!(out, "utt_writer_busy_seconds_total {busy}");
-        out.push_str("# HELP utt_writer_queue_depth Events waiting for the writer's next commit.\n");
-        out.push_str("# TYPE utt_writer_queue_depth gauge\n");
-        let _ = writeln!(out, "utt_writer_queue_depth {queue_depth}");
-        out.push_str("# HELP utt_database_size_bytes Bytes of the database on disk (main file and WAL).\n");
-        out.push_str("# TYPE utt_database_size_bytes gauge\n");
-        let _ = writeln!(out, "utt_database_size_bytes {db_bytes}");
+        let help = "Group commits (one transaction and fsync each).";
+        scalar(&mut out, "utt_writer_commits_total", "counter", help, commits);
+        let help = "Events written by those commits (accepted or duplicate).";
+        scalar(&mut out, "utt_writer_events_total", "counter", help, written);
+        let help = "Time the writer spent storing and committing.";
+        scalar(&mut out, "utt_writer_busy_seconds_total", "counter", help, busy);
+        let help = "Events waiting for the writer's next commit.";
+        scalar(&mut out, "utt_writer_queue_depth", "gauge", help, queue_depth);
+        let help = "Bytes of the database on disk (main file and WAL).";
+        scalar(&mut out, "utt_database_size_bytes", "gauge", help, db_bytes);
         out
     }
+}
+
+/// The `# HELP` and `# TYPE` lines of a metric.
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A metric with one unlabelled value, with its header.
+fn scalar(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
 }
 
 /// Microseconds as decimal seconds, without floating point (`2500` → `0.0025`).
