@@ -2,22 +2,14 @@
 // docs/site-owners.md document, proven in Chromium against the collector. The page under test
 // is answered by Playwright on the collector's origin, so it can carry any CSP header.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startWorld, visitor, unique, tagReady, delivered, storedOrders } from './support.mjs';
+import { useWorld, visitor, unique, tagReady, delivered, storedOrders } from './support.mjs';
 
-let world;
-let SNIPPET;
-before(async () => {
-  world = await startWorld();
-  SNIPPET = readFileSync(join(world.dist, 'snippet.js'), 'utf8').split('\n')[0];
-});
-after(async () => {
-  await world?.stop();
-});
+const world = useWorld();
 
 const NONCE = 'c3VwZXItcmFuZG9tLW5vbmNl';
 
@@ -40,7 +32,12 @@ async function open(policy, head, query) {
   return { ...v, violations };
 }
 
-const snippet = (init, nonce = NONCE) => `<script nonce="${nonce}">\n${SNIPPET}\nutt("init",${init});\n</script>`;
+/** The snippet as dist/snippet.js has it (its first line, read on first use), inited with `init`. */
+let SNIPPET;
+const snippet = (init, nonce = NONCE) => {
+  SNIPPET ??= readFileSync(join(world.dist, 'snippet.js'), 'utf8').split('\n')[0];
+  return `<script nonce="${nonce}">\n${SNIPPET}\nutt("init",${init});\n</script>`;
+};
 
 test('the documented CSP (nonce, self, wasm-unsafe-eval, connect-src) lets the tag run and deliver', { timeout: 60_000 }, async () => {
   const clickId = unique('CSP');

@@ -2,27 +2,19 @@
 // the collector's API; the assertions check what they show against what the collector stored,
 // and that hostile input stays text. Screenshots of both go to test-artifacts/.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startWorld, visitor, unique, acceptConsent, delivered, browseAndAdd, checkout, storedOrders, artifact,
+  useWorld, landWithConsent, visitor, unique, delivered, browseAndAdd, checkout, storedOrders, artifact,
 } from './support.mjs';
 
-let world;
-before(async () => {
-  world = await startWorld();
-});
-after(async () => {
-  await world?.stop();
-});
+const world = useWorld();
 
 const HOSTILE = '<img src=x onerror=alert(1)>';
 
 test('8. the debug page shows the click ID, its store presence and the collector record; a hostile click ID stays inert text', { timeout: 90_000 }, async () => {
   const clickId = unique('S8');
-  const { context, page, seen } = await visitor(world);
-  await page.goto(`${world.base}/?irclickid=${clickId}&utm_source=partner`);
-  await acceptConsent(page);
+  const { context, page, seen } = await landWithConsent(world, `/?irclickid=${clickId}&utm_source=partner`);
   await delivered(page);
 
   await page.goto(`${world.base}/debug.html`);
@@ -77,9 +69,7 @@ test('8. the debug page shows the click ID, its store presence and the collector
 
 test('the site-owner report lists each stored conversion with its partner credit', { timeout: 90_000 }, async () => {
   const clickId = unique('RPT');
-  const { context, page } = await visitor(world);
-  await page.goto(`${world.base}/?irclickid=${clickId}`);
-  await acceptConsent(page);
+  const { context, page } = await landWithConsent(world, `/?irclickid=${clickId}`);
   await browseAndAdd(page, world.base, ['JACKET-W']);
   const order = await checkout(page, world.base, { promo: 'WELCOME5' });
   await delivered(page);

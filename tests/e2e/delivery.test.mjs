@@ -2,19 +2,13 @@
 // being unreachable (scenario 10). The tag promises that once a call's Promise resolves the
 // event is durably queued; these tests hold it to that, on the collector's stored data.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startWorld, visitor, watch, unique, acceptConsent, delivered, tagState, tagReady, browseAndAdd, storedOrders,
+  useWorld, landWithConsent, watch, unique, delivered, tagState, tagReady, browseAndAdd, storedOrders,
 } from './support.mjs';
 
-let world;
-before(async () => {
-  world = await startWorld();
-});
-after(async () => {
-  await world?.stop();
-});
+const world = useWorld();
 
 /** Fills the checkout form and submits it, without waiting for the thank-you page's answer. */
 async function placeOrder(page, email) {
@@ -27,9 +21,7 @@ async function placeOrder(page, email) {
 /** A shopper with a click and a cart, ready to check out; answers the click ID too. */
 async function readyToBuy(prefix) {
   const clickId = unique(prefix);
-  const v = await visitor(world);
-  await v.page.goto(`${world.base}/?irclickid=${clickId}`);
-  await acceptConsent(v.page);
+  const v = await landWithConsent(world, `/?irclickid=${clickId}`);
   await browseAndAdd(v.page, world.base, ['SOCK-3P']);
   await delivered(v.page);
   return { ...v, clickId };
@@ -90,9 +82,7 @@ test('9. the tab closed and its beacon lost too: the next visit sends the conver
 
 test('10. the collector unreachable during checkout: the conversion is delivered once it is back, exactly once', { timeout: 90_000 }, async () => {
   const clickId = unique('S10');
-  const { context, page, seen } = await visitor(world);
-  await page.goto(`${world.base}/?irclickid=${clickId}`);
-  await acceptConsent(page);
+  const { context, page, seen } = await landWithConsent(world, `/?irclickid=${clickId}`);
   await browseAndAdd(page, world.base, ['TRAIL-42']);
   await delivered(page);
 

@@ -3,28 +3,20 @@
 // a promo code without a click (4) and a purchase on a second device (7). Real Chromium, the
 // real collector; every assertion is on what the collector stored, read through its API.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startWorld, visitor, unique, acceptConsent, delivered, tagState, browseAndAdd, checkout, tagCookies,
-  tagLocalKeys, storedOrders,
+  useWorld, landWithConsent, visitor, unique, acceptConsent, delivered, tagState, browseAndAdd, checkout,
+  tagCookies, tagLocalKeys, storedOrders,
 } from './support.mjs';
 
-let world;
-before(async () => {
-  world = await startWorld();
-});
-after(async () => {
-  await world?.stop();
-});
+const world = useWorld();
 
 const DAY = 86_400_000;
 
 test('1. partner link → landing → browse → checkout: the conversion is stored once and credited to that partner', { timeout: 90_000 }, async () => {
   const clickId = unique('S1');
-  const { context, page, seen } = await visitor(world);
-  await page.goto(`${world.base}/?irclickid=${clickId}&utm_source=partner&utm_medium=affiliate`);
-  await acceptConsent(page);
+  const { context, page, seen } = await landWithConsent(world, `/?irclickid=${clickId}&utm_source=partner&utm_medium=affiliate`);
 
   // Captured into both first-party stores, as the tag itself reports and as the browser holds.
   const state = await tagState(page);
@@ -106,9 +98,7 @@ test('2. two partners on different days: the last click is credited and both tou
 
 test('3. reloading the thank-you page does not count the order twice', { timeout: 90_000 }, async () => {
   const clickId = unique('S3');
-  const { context, page, seen } = await visitor(world);
-  await page.goto(`${world.base}/?irclickid=${clickId}`);
-  await acceptConsent(page);
+  const { context, page, seen } = await landWithConsent(world, `/?irclickid=${clickId}`);
   await browseAndAdd(page, world.base, ['JACKET-W']);
   const order = await checkout(page, world.base);
   assert.equal(await page.getAttribute('#tracking', 'data-status'), 'queued');
@@ -140,9 +130,7 @@ test('3. reloading the thank-you page does not count the order twice', { timeout
 });
 
 test('4. a promo code without a click credits the partner who owns the code', { timeout: 90_000 }, async () => {
-  const { context, page } = await visitor(world);
-  await page.goto(`${world.base}/`);
-  await acceptConsent(page);
+  const { context, page } = await landWithConsent(world, `/`);
   assert.deepEqual((await tagState(page)).clicks, []);
   await browseAndAdd(page, world.base, ['TRAIL-42']);
   const order = await checkout(page, world.base, { promo: 'spring10' });
@@ -164,9 +152,7 @@ test('7. cross-device: a click and a sign-in on one device, a purchase with the 
   const clickId = unique('S7');
   const name = unique('runner').toLowerCase();
 
-  const laptop = await visitor(world);
-  await laptop.page.goto(`${world.base}/?irclickid=${clickId}`);
-  await acceptConsent(laptop.page);
+  const laptop = await landWithConsent(world, `/?irclickid=${clickId}`);
   await laptop.page.goto(`${world.base}/account.html`);
   await laptop.page.fill('#signin-email', `${name}@example.com`);
   await laptop.page.click('#signin-submit');
@@ -176,9 +162,7 @@ test('7. cross-device: a click and a sign-in on one device, a purchase with the 
   const laptopVisitor = (await tagState(laptop.page)).visitor;
 
   // Another browser, no click; the same person types their address differently.
-  const phone = await visitor(world);
-  await phone.page.goto(`${world.base}/`);
-  await acceptConsent(phone.page);
+  const phone = await landWithConsent(world, `/`);
   assert.deepEqual((await tagState(phone.page)).clicks, []);
   assert.notEqual((await tagState(phone.page)).visitor, laptopVisitor);
   await browseAndAdd(phone.page, world.base, ['CAP-1']);

@@ -2,19 +2,14 @@
 // Counts come from the collector's record of the click ID (`GET /v1/clicks/{id}`), which adds
 // up the page views it stored per path.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startWorld, visitor, unique, acceptConsent, delivered, tagState, tagReady, tagCookies, tagLocalKeys, eventually,
+  useWorld, landWithConsent, visitor, unique, acceptConsent, delivered, tagState, tagReady, tagCookies,
+  tagLocalKeys, eventually,
 } from './support.mjs';
 
-let world;
-before(async () => {
-  world = await startWorld();
-});
-after(async () => {
-  await world?.stop();
-});
+const world = useWorld();
 
 /** How many consent events the collector has accepted so far (from its Prometheus metrics). */
 async function consentsAccepted() {
@@ -31,9 +26,7 @@ async function viewsByPath(clickId) {
 
 test('5. SPA navigations: one page view per real URL change, none for replaceState or a push of the same URL', { timeout: 90_000 }, async () => {
   const clickId = unique('S5');
-  const { context, page, seen } = await visitor(world);
-  await page.goto(`${world.base}/guides/?irclickid=${clickId}`);
-  await acceptConsent(page);
+  const { context, page, seen } = await landWithConsent(world, `/guides/?irclickid=${clickId}`);
   await delivered(page);
   // A marker that a full page load would wipe: every step below must stay in this document.
   await page.evaluate(() => (window.__sameDocument = true));

@@ -8,6 +8,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { before, after } from 'node:test';
 import { launchChromium, cleanChromiumProfiles, ROOT } from '../browser/harness.mjs';
 
 export { ROOT };
@@ -121,6 +122,21 @@ export async function startWorld() {
   };
 }
 
+/**
+ * The world (`startWorld()`) of the test file that calls this: started in its `before()`,
+ * stopped in its `after()`. The object returned is filled in before the first test runs.
+ */
+export function useWorld() {
+  const world = {};
+  before(async () => {
+    Object.assign(world, await startWorld());
+  });
+  after(async () => {
+    await world.stop?.();
+  });
+  return world;
+}
+
 /** The collector's read API, as a site owner's report and a partner's debug check use it. */
 export function readApi(base) {
   const get = async (path) => {
@@ -230,6 +246,14 @@ export async function acceptConsent(page) {
   await page.click('#consent-accept');
   await tagReady(page);
   await page.waitForFunction(() => window.utt.state().consent === 'granted');
+}
+
+/** A new visitor (`visitor()`) who lands on `path` of the shop and accepts consent. */
+export async function landWithConsent(world, path) {
+  const v = await visitor(world);
+  await v.page.goto(`${world.base}${path}`);
+  await acceptConsent(v.page);
+  return v;
 }
 
 /** Adds products to the cart from their pages, as a shopper would. */
