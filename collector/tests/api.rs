@@ -60,12 +60,7 @@ async fn journey_fixture_is_attributed() {
         serde_json::json!({"model": "last_click", "network": "impact", "param": "irclickid",
             "clickId": "Xy12abc", "clickAt": 1764150000000u64, "crossDevice": false, "partner": null})
     );
-    let tps: Vec<&str> = c["touchpoints"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["clickId"].as_str().unwrap())
-        .collect();
+    let tps = each(&c["touchpoints"], "clickId");
     assert_eq!(tps, ["Cj0KCQiA_BwE", "Xy12abc"]);
     assert_eq!(
         c["promo"],
@@ -477,12 +472,7 @@ async fn click_debug_api_shows_only_that_click() {
     assert_eq!(v["pages"][0]["path"], "/product/42");
     assert_eq!(v["firstSeen"], 1764150000000u64);
     assert_eq!(v["lastSeen"], 1764150060000u64);
-    let orders: Vec<&str> = v["conversions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["orderId"].as_str().unwrap())
-        .collect();
+    let orders = each(&v["conversions"], "orderId");
     assert_eq!(orders, ["ORD-1001"]);
     let text = v.to_string();
     for secret in ["5b0e3f0a", "86e0b9e5", "cust-77", "Cj0KCQiA_BwE", "0c9a7e52"] {

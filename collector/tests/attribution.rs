@@ -57,12 +57,7 @@ async fn run(steps: Vec<Step>, model: &str) -> String {
                 if a["crossDevice"] == true { "(x)" } else { "" }
             ),
         };
-        let tps: Vec<&str> = c["touchpoints"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["clickId"].as_str().unwrap())
-            .collect();
+        let tps = each(&c["touchpoints"], "clickId");
         let promo = match c["promo"]["partner"].as_str() {
             Some(p) => format!(" promo={p}"),
             None => String::new(),

@@ -129,12 +129,7 @@ async fn acknowledged_events_survive_kill_9() {
     let a = c.get("/v1/conversions?site=demo&limit=10000").await.unwrap();
     assert_eq!(a.status, 200);
     let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
-    let listed: std::collections::HashSet<&str> = v["conversions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["orderId"].as_str().unwrap())
-        .collect();
+    let listed: std::collections::HashSet<&str> = each(&v["conversions"], "orderId").into_iter().collect();
     for o in &orders {
         assert!(
             listed.contains(o.as_str()),

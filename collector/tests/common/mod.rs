@@ -159,6 +159,19 @@ impl Answer {
     }
 }
 
+/// The string `field` of each element of a JSON array (e.g. the click IDs of `touchpoints`).
+pub fn each<'a>(list: &'a serde_json::Value, field: &str) -> Vec<&'a str> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not an array: {list}"))
+        .iter()
+        .map(|v| {
+            v[field]
+                .as_str()
+                .unwrap_or_else(|| panic!("no string {field:?} in {v}"))
+        })
+        .collect()
+}
+
 /// The repository's golden fixtures folder.
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
