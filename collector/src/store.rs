@@ -234,20 +234,19 @@ impl Derived {
     /// Derives the rows of some events of one site, merging repeated keys.
     pub fn of<'a>(events: impl IntoIterator<Item = &'a Event>) -> Derived {
         let mut d = Derived::default();
-        let mut touch_at: HashMap<(&str, &str, &str, u64), usize> = HashMap::new();
-        let mut page_at: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut touch_at: Rows<(&str, &str, &str, u64)> = Rows::default();
+        let mut page_at: Rows<(&str, &str)> = Rows::default();
         for e in events {
             if let Some(visitor) = e.visitor.as_deref() {
                 for c in &e.clicks {
                     let key = (visitor, c.param.as_str(), c.value.as_str(), c.at);
-                    match touch_at.get(&key) {
-                        Some(&i) => {
+                    match touch_at.find_or_add(key) {
+                        Some(i) => {
                             let t = &mut d.touches[i];
                             t.first = t.first.min(e.at);
                             t.last = t.last.max(e.at);
                         }
                         None => {
-                            touch_at.insert(key, d.touches.len());
                             d.touches.push(TouchRow {
                                 visitor: visitor.to_string(),
                                 param: c.param.clone(),
@@ -286,14 +285,13 @@ impl Derived {
                         continue;
                     }
                     let key = (c.value.as_str(), path);
-                    match page_at.get(&key) {
-                        Some(&i) => {
+                    match page_at.find_or_add(key) {
+                        Some(i) => {
                             let p = &mut d.pages[i];
                             p.views += 1;
                             p.last_at = p.last_at.max(e.at);
                         }
                         None => {
-                            page_at.insert(key, d.pages.len());
                             d.pages.push(PageRow {
                                 value: c.value.clone(),
                                 path: path.to_string(),
@@ -306,6 +304,49 @@ impl Derived {
             }
         }
         d
+    }
+}
+
+/// Finds the row already made for a key, in the order rows were made: by comparing keys while a
+/// batch has few distinct ones (the usual: two clicks, a handful of pages), where hashing every
+/// lookup cost more than the comparisons; by a hash map once it has more, so that a hostile
+/// batch stays linear in its size.
+struct Rows<K> {
+    keys: Vec<K>,
+    map: HashMap<K, usize>,
+}
+
+impl<K> Default for Rows<K> {
+    fn default() -> Self {
+        Rows {
+            keys: Vec::new(),
+            map: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Copy + Eq + std::hash::Hash> Rows<K> {
+    /// Distinct keys compared before the map takes over.
+    const SCAN: usize = 16;
+
+    /// The index of `key`'s row; `None` when it has none yet, after noting that the next row
+    /// made is `key`'s.
+    fn find_or_add(&mut self, key: K) -> Option<usize> {
+        if self.keys.len() < Self::SCAN {
+            if let Some(i) = self.keys.iter().position(|k| *k == key) {
+                return Some(i);
+            }
+            self.keys.push(key);
+            if self.keys.len() == Self::SCAN {
+                self.map = self.keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
+            }
+            return None;
+        }
+        if let Some(&i) = self.map.get(&key) {
+            return Some(i);
+        }
+        self.map.insert(key, self.map.len());
+        None
     }
 }
 
@@ -461,4 +502,26 @@ pub trait Store: Send + Sync {
 
     /// Flushes and closes what can be closed (the WAL is checkpointed); called once at shutdown.
     fn close(&self) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Comparing and hashing find the same rows, on both sides of the switch from one to the
+    /// other, in the order the keys first came.
+    #[test]
+    fn rows_are_found_by_scan_and_by_map_alike() {
+        let keys: Vec<u32> = (0..200).map(|i| (i * 7919) % 41).collect();
+        let mut rows = Rows::default();
+        let mut seen: Vec<u32> = Vec::new();
+        for k in keys {
+            let want = seen.iter().position(|s| *s == k);
+            assert_eq!(rows.find_or_add(k), want, "key {k} after {seen:?}");
+            if want.is_none() {
+                seen.push(k);
+            }
+        }
+        assert_eq!(seen.len(), 41);
+    }
 }

@@ -195,12 +195,32 @@ pub fn parse_u64(s: &str) -> Option<u64> {
     Some(n)
 }
 
-/// Appends `n` in decimal (without `core::fmt`, which would cost the tag kilobytes).
+/// Appends `n` in decimal (without `core::fmt`, which would cost the tag kilobytes). The tag's
+/// recursion is its smallest code; elsewhere the digits are made in a buffer and pushed at once.
 pub fn write_u64(out: &mut String, n: u64) {
-    if n >= 10 {
-        write_u64(out, n / 10);
+    #[cfg(feature = "tag")]
+    {
+        if n >= 10 {
+            write_u64(out, n / 10);
+        }
+        out.push((b'0' + (n % 10) as u8) as char);
     }
-    out.push((b'0' + (n % 10) as u8) as char);
+    #[cfg(not(feature = "tag"))]
+    {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = n;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        // ASCII digits: always UTF-8.
+        out.push_str(core::str::from_utf8(&digits[at..]).unwrap_or_default());
+    }
 }
 
 /// Appends `s` as a JSON string literal. Besides the required escapes, `<`, `>` and `&` are
@@ -400,17 +420,23 @@ impl Parser<'_> {
 
     fn string(&mut self) -> Result<String, JsonError> {
         self.i += 1; // the opening quote
+                     // Outside the tag: most strings have no escape, so find the closing quote first and copy
+                     // the text once, at its exact size.
+        #[cfg(not(feature = "tag"))]
+        {
+            let end = run_end(self.b, self.i);
+            if self.b.get(end) == Some(&b'"') {
+                let s = self.t.get(self.i..end).ok_or(JsonError::Syntax)?;
+                self.i = end + 1;
+                return Ok(String::from(s));
+            }
+        }
         let mut s = String::new();
         loop {
             // Copy the longest run of plain bytes at once; the input is a &str, so any run that
             // stops at an ASCII byte is valid UTF-8.
             let start = self.i;
-            while let Some(&c) = self.b.get(self.i) {
-                if c == b'"' || c == b'\\' || c < 0x20 {
-                    break;
-                }
-                self.i += 1;
-            }
+            self.i = run_end(self.b, self.i);
             if self.i > start {
                 let run = self.t.get(start..self.i);
                 s.push_str(run.ok_or(JsonError::Syntax)?);
@@ -459,6 +485,27 @@ impl Parser<'_> {
             }
         }
     }
+}
+
+/// The first byte at or after `i` that ends a plain run in a JSON string: `"`, `\\` or a raw
+/// control byte (or the end). Outside the tag, eight bytes at a time.
+fn run_end(b: &[u8], mut i: usize) -> usize {
+    #[cfg(not(feature = "tag"))]
+    while let Some(w) = crate::core::words::at(b, i) {
+        use crate::core::words::{below, equal, first};
+        let m = below(w, 0x20) | equal(w, b'"') | equal(w, b'\\');
+        if m != 0 {
+            return i + first(m);
+        }
+        i += 8;
+    }
+    while let Some(&c) = b.get(i) {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            break;
+        }
+        i += 1;
+    }
+    i
 }
 
 /// Bytes that stop a run in [`write_str_runs`]: those escaped, and 0xE2, which starts U+2028
@@ -535,6 +582,36 @@ mod tests {
         parse(input).map(|v| v.to_text())
     }
 
+    /// Strings long enough for the eight-bytes-at-a-time scan, with every kind of character at
+    /// every offset of a word and across a word's edge, raw and escaped: each reads back as
+    /// written, and a raw control character is refused wherever it stands.
+    #[test]
+    fn strings_read_back_with_every_character_at_every_offset() {
+        let filler = "abcdefghijklmnopqrstuvwxyz";
+        for c in (0u32..0x3000).chain([0x1F600]).filter_map(char::from_u32) {
+            for at in 0..18 {
+                let value = format!("{}{c}{}", &filler[..at], &filler[at..]);
+                let mut text = String::new();
+                write_str(&mut text, &value);
+                assert_eq!(parse(&text), Ok(Json::Str(value.clone())), "{text}");
+                let raw = format!("\"{value}\"");
+                match c {
+                    '"' => assert_eq!(parse(&raw), Err(JsonError::Trailing), "{raw:?}"),
+                    '\\' => {} // raw, it escapes the next letter
+                    c if (c as u32) < 0x20 => assert_eq!(parse(&raw), Err(JsonError::Syntax), "{raw:?}"),
+                    _ => assert_eq!(parse(&raw), Ok(Json::Str(value)), "{raw:?}"),
+                }
+            }
+        }
+        // Runs that end exactly at a word's edge, and a text that ends inside a string.
+        for n in 0..20 {
+            let value = "x".repeat(n);
+            assert_eq!(parse(&format!("\"{value}\"")), Ok(Json::Str(value.clone())));
+            assert_eq!(parse(&format!("\"{value}")), Err(JsonError::Eof), "{n}");
+            assert_eq!(parse(&format!("\"{value}\\")), Err(JsonError::Eof), "{n}");
+        }
+    }
+
     #[test]
     fn parses_and_writes_compactly() {
         let cases: &[(&str, Result<&str, JsonError>)] = &[
@@ -600,7 +677,18 @@ mod tests {
         ] {
             assert_eq!(parse(s).unwrap().as_u64(), want, "{s}");
         }
-        for n in [0u64, 7, 10, 1_764_150_000_000, u64::MAX] {
+        for n in [
+            0u64,
+            1,
+            7,
+            9,
+            10,
+            99,
+            100,
+            1_764_150_000_000,
+            10_000_000_000_000_000_000,
+            u64::MAX,
+        ] {
             let mut s = String::new();
             write_u64(&mut s, n);
             assert_eq!(s, format!("{n}"));
@@ -662,6 +750,14 @@ mod tests {
         both(&all);
         for w in sample.windows(2).step_by(3) {
             both(&w.iter().collect::<String>());
+        }
+        // Each at every offset of an eight-byte word and across a word's edge, in plain text
+        // long enough to be read a word at a time.
+        let filler = "abcdefghijklmnopqrstuvwxyz";
+        for c in &sample {
+            for at in 0..18 {
+                both(&format!("{}{c}{}", &filler[..at], &filler[at..]));
+            }
         }
     }
 }

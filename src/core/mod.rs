@@ -57,13 +57,65 @@ pub(crate) fn split_byte(s: &str, b: u8) -> Option<(&str, &str)> {
 pub(crate) fn has_control(s: &str) -> bool {
     let b = s.as_bytes();
     let mut i = 0;
-    while let Some(&c) = b.get(i) {
-        i += 1;
-        if c < 0x20 || c == 0x7f || (c == 0xc2 && b.get(i).is_some_and(|n| (0x80..0xa0).contains(n))) {
-            return true;
+    // Outside the tag, eight bytes at a time up to the first that may start one.
+    #[cfg(not(feature = "tag"))]
+    while let Some(w) = words::at(b, i) {
+        let m = words::below(w, 0x20) | words::equal(w, 0x7f) | words::equal(w, 0xc2);
+        if m != 0 {
+            i += words::first(m);
+            if control_at(b, i) {
+                return true;
+            }
+            i += 1;
+        } else {
+            i += 8;
         }
     }
+    while i < b.len() {
+        if control_at(b, i) {
+            return true;
+        }
+        i += 1;
+    }
     false
+}
+
+/// True when a control character starts at `b[i]`.
+fn control_at(b: &[u8], i: usize) -> bool {
+    match b.get(i) {
+        Some(&c) => c < 0x20 || c == 0x7f || (c == 0xc2 && b.get(i + 1).is_some_and(|n| (0x80..0xa0).contains(n))),
+        None => false,
+    }
+}
+
+/// Tests on eight bytes at once (SWAR), for the collector's decoding, where speed matters more
+/// than the tag's size: a `u64` read little-endian, so its lowest flagged byte is the first in
+/// the text. Flags are the high bit of each byte; a borrow can set flags above a flagged byte,
+/// never below it, so the lowest flag is always exact.
+#[cfg(any(not(feature = "tag"), test))]
+pub(crate) mod words {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+
+    /// The eight bytes of `b` from `i`, if there are eight.
+    pub(crate) fn at(b: &[u8], i: usize) -> Option<u64> {
+        let chunk: [u8; 8] = b.get(i..i.checked_add(8)?)?.try_into().ok()?;
+        Some(u64::from_le_bytes(chunk))
+    }
+
+    /// Flags the bytes below `n` (which must be at most 0x80).
+    pub(crate) const fn below(w: u64, n: u8) -> u64 {
+        w.wrapping_sub(ONES * n as u64) & !w & (ONES * 0x80)
+    }
+
+    /// Flags the bytes equal to `b`.
+    pub(crate) const fn equal(w: u64, b: u8) -> u64 {
+        below(w ^ (ONES * b as u64), 1)
+    }
+
+    /// The offset of the first flagged byte (8 when none is).
+    pub(crate) const fn first(mask: u64) -> usize {
+        (mask.trailing_zeros() / 8) as usize
+    }
 }
 
 /// `str::split` on an ASCII byte, without the char searcher.
@@ -142,5 +194,42 @@ mod tests {
         {
             assert_eq!(has_control(s), s.chars().any(char::is_control), "{s:?}");
         }
+        // Long enough for eight bytes at a time, with the character at every offset of a word
+        // and across a word's edge.
+        let filler = "abcdefghijklmnopqrstuvwxyz";
+        for c in (0u32..0x3000).filter_map(char::from_u32) {
+            for at in 0..18 {
+                let s = alloc::format!("{}{c}{}", &filler[..at], &filler[at..]);
+                assert_eq!(has_control(&s), s.chars().any(char::is_control), "{s:?}");
+            }
+        }
+    }
+
+    /// The SWAR tests flag exactly the bytes they name, and the first flag is the first byte.
+    #[test]
+    fn word_tests_find_the_first_byte() {
+        for x in 0..=255u8 {
+            for y in 0..=255u8 {
+                for at in [0usize, 3, 7] {
+                    let mut b = [b'a'; 8];
+                    b[at] = x;
+                    if at < 7 {
+                        b[at + 1] = y;
+                    }
+                    let w = words::at(&b, 0).unwrap();
+                    for n in [1u8, 0x20, 0x80] {
+                        let want = b.iter().position(|&c| c < n).unwrap_or(8);
+                        assert_eq!(words::first(words::below(w, n)), want, "{b:?} below {n:#x}");
+                    }
+                    for e in [b'"', b'\\', 0x7f, 0xc2] {
+                        let want = b.iter().position(|&c| c == e).unwrap_or(8);
+                        assert_eq!(words::first(words::equal(w, e)), want, "{b:?} equal {e:#x}");
+                    }
+                }
+            }
+        }
+        assert_eq!(words::at(b"1234567", 0), None);
+        assert_eq!(words::at(b"12345678", 1), None);
+        assert_eq!(words::at(b"12345678", usize::MAX), None);
     }
 }

@@ -378,12 +378,24 @@ struct ThreadCpu {
 
 impl ThreadCpu {
     fn of(name: &str) -> ThreadCpu {
-        let stat = std::fs::read_dir("/proc/self/task").ok().and_then(|tasks| {
-            tasks
-                .flatten()
-                .map(|t| t.path())
-                .find(|t| std::fs::read_to_string(t.join("comm")).is_ok_and(|c| c.trim_end() == name))
-        });
+        let find = || {
+            std::fs::read_dir("/proc/self/task").ok().and_then(|tasks| {
+                tasks
+                    .flatten()
+                    .map(|t| t.path())
+                    .find(|t| std::fs::read_to_string(t.join("comm")).is_ok_and(|c| c.trim_end() == name))
+            })
+        };
+        // A new thread names itself once it first runs, which on a busy machine can be a while
+        // after it was spawned: look for up to a second.
+        let mut stat = find();
+        for _ in 0..100 {
+            if stat.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            stat = find();
+        }
         let stat = stat.map(|t| t.join("schedstat"));
         let start = stat.as_deref().and_then(schedstat).unwrap_or_default();
         ThreadCpu { stat, start }
