@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use utt::core::click::Click;
 use utt::core::wire::{Event, Kind, Order, Status};
 
 /// One decoded event ready to store: what the tag sent, re-written as canonical wire JSON, and
@@ -42,14 +43,21 @@ impl Record {
     /// An event made ready to store, on the request's thread: its canonical wire JSON and, for
     /// a conversion, its order lines' JSON are written here rather than by the single writer.
     pub fn new(received: u64, event: Event) -> Record {
+        Record::with_clicks(received, event, None).0
+    }
+
+    /// [`Record::new`], copying the JSON of the event's click list from an earlier record with
+    /// the same clicks instead of writing it again; also hands back the event's clicks.
+    fn with_clicks(received: u64, event: Event, clicks: Option<&str>) -> (Record, Vec<Click>) {
         let mut body = String::with_capacity(1024);
-        let (from, to) = utt::core::wire::write_event(&mut body, &event);
+        let (from, to) = utt::core::wire::write_event_with_clicks(&mut body, &event, clicks);
         let kind = utt::core::wire::type_name(&event.kind);
         let Event {
             id,
             at,
             visitor,
             kind: k,
+            clicks: event_clicks,
             ..
         } = event;
         let (order, items) = match k {
@@ -59,7 +67,7 @@ impl Record {
             }
             _ => (None, None),
         };
-        Record {
+        let record = Record {
             received,
             body,
             id,
@@ -70,7 +78,8 @@ impl Record {
             items,
             clicks: (to > from).then_some((from, to)),
             same_clicks_as: None,
-        }
+        };
+        (record, event_clicks)
     }
 
     /// The event again, read back from its canonical JSON (for the rare batch with duplicates,
@@ -146,22 +155,26 @@ impl Batch {
     /// canonical JSON, and frees what the writer does not need (here, on the request's thread).
     pub fn new(site: &str, received: u64, events: Vec<Event>) -> Batch {
         let derived = Derived::of(&events);
-        let mut records: Vec<Record> = events.into_iter().map(|e| Record::new(received, e)).collect();
-        // Every event carries every click in force, so a batch repeats the same click list.
-        let mut first: Option<usize> = None;
-        for i in 0..records.len() {
-            let Some((a, b)) = records[i].clicks else { continue };
-            match first {
-                Some(j) => {
-                    let (c, d) = records[j].clicks.unwrap_or((0, 0));
-                    if records[j].body.as_bytes()[c..d] == records[i].body.as_bytes()[a..b] {
-                        records[i].same_clicks_as = Some(j);
-                    } else {
-                        first = Some(i);
-                    }
-                }
-                None => first = Some(i),
+        let mut records: Vec<Record> = Vec::with_capacity(events.len());
+        // Every event carries every click in force, so a batch repeats the same click list: it
+        // is written once, copied into the JSON of the events that follow with the same clicks,
+        // and they point at the record that wrote it (the store may keep it once).
+        let mut first: Option<(Vec<Click>, usize)> = None;
+        for e in events {
+            let same = match &first {
+                Some((clicks, j)) if !e.clicks.is_empty() && *clicks == e.clicks => Some(*j),
+                _ => None,
+            };
+            let text = same.and_then(|j| {
+                let (a, b) = records[j].clicks?;
+                records[j].body.get(a..b)
+            });
+            let (mut r, clicks) = Record::with_clicks(received, e, text);
+            r.same_clicks_as = same;
+            if same.is_none() && !clicks.is_empty() {
+                first = Some((clicks, records.len()));
             }
+            records.push(r);
         }
         Batch {
             site: site.to_string(),
@@ -507,6 +520,53 @@ pub trait Store: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The golden journey's events.
+    fn journey() -> Vec<Event> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/batch-journey.json");
+        let text = std::fs::read_to_string(path).unwrap();
+        let batch = utt::core::wire::read_batch(&text).unwrap();
+        batch.events.into_iter().map(|e| e.unwrap()).collect()
+    }
+
+    /// A batch writes a repeated click list once and copies it: every body is still exactly the
+    /// event's canonical JSON, and each event points at the one that wrote its list, also when
+    /// the clicks change and change back within the batch.
+    #[test]
+    fn repeated_click_lists_are_copied_exactly() {
+        let base = journey();
+        assert!(base.len() >= 3 && !base[0].clicks.is_empty());
+        let mut other = base[0].clicks.clone();
+        other.pop();
+        // Clicks A, A, B, B, none, A, A (the journey's own list is A).
+        let lists = [
+            None,
+            None,
+            Some(other.clone()),
+            Some(other),
+            Some(Vec::new()),
+            None,
+            None,
+        ];
+        let events: Vec<Event> = lists
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let mut e = base[i % base.len()].clone();
+                e.clicks = l.clone().unwrap_or_else(|| base[0].clicks.clone());
+                e.id = format!("{}-{i}", e.id);
+                e
+            })
+            .collect();
+        let batch = Batch::new("demo", 1, events.clone());
+        for (r, e) in batch.records.iter().zip(&events) {
+            let mut want = String::new();
+            utt::core::wire::write_event(&mut want, e);
+            assert_eq!(r.body, want);
+        }
+        let same: Vec<Option<usize>> = batch.records.iter().map(|r| r.same_clicks_as).collect();
+        assert_eq!(same, [None, Some(0), None, Some(2), None, None, Some(5)]);
+    }
 
     /// Comparing and hashing find the same rows, on both sides of the switch from one to the
     /// other, in the order the keys first came.

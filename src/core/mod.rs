@@ -56,21 +56,13 @@ pub(crate) fn split_byte(s: &str, b: u8) -> Option<(&str, &str)> {
 /// UTF-8 bytes without decoding: C1 characters are `0xC2 0x80..=0x9F`.
 pub(crate) fn has_control(s: &str) -> bool {
     let b = s.as_bytes();
-    let mut i = 0;
-    // Outside the tag, eight bytes at a time up to the first that may start one.
+    // Outside the tag, the bytes up to the first that may start one are skipped eight at a time.
     #[cfg(not(feature = "tag"))]
-    while let Some(w) = words::at(b, i) {
-        let m = words::below(w, 0x20) | words::equal(w, 0x7f) | words::equal(w, 0xc2);
-        if m != 0 {
-            i += words::first(m);
-            if control_at(b, i) {
-                return true;
-            }
-            i += 1;
-        } else {
-            i += 8;
-        }
-    }
+    let mut i = words::first_of(b, |w| {
+        words::below(w, 0x20) | words::equal(w, 0x7f) | words::equal(w, 0xc2)
+    });
+    #[cfg(feature = "tag")]
+    let mut i = 0;
     while i < b.len() {
         if control_at(b, i) {
             return true;
@@ -115,6 +107,37 @@ pub(crate) mod words {
     /// The offset of the first flagged byte (8 when none is).
     pub(crate) const fn first(mask: u64) -> usize {
         (mask.trailing_zeros() / 8) as usize
+    }
+
+    /// The first offset in `b` whose byte `flags` flags, or `b.len()`: eight bytes at a time,
+    /// the last eight overlapping the word before (whose bytes were not flagged), and a text
+    /// shorter than eight padded with `a`, which `flags` must not flag.
+    pub(crate) fn first_of(b: &[u8], flags: impl Fn(u64) -> u64) -> usize {
+        let n = b.len();
+        let mut pos = 0;
+        loop {
+            let (start, w) = match at(b, pos) {
+                Some(w) => (pos, w),
+                None => match n.checked_sub(8) {
+                    Some(last) => (last, at(b, last).unwrap_or(0)),
+                    None => {
+                        let mut pad = [b'a'; 8];
+                        for (d, s) in pad.iter_mut().zip(b) {
+                            *d = *s;
+                        }
+                        (0, u64::from_le_bytes(pad))
+                    }
+                },
+            };
+            let m = flags(w);
+            if m != 0 {
+                return (start + first(m)).min(n);
+            }
+            pos += 8;
+            if pos >= n {
+                return n;
+            }
+        }
     }
 }
 
@@ -226,6 +249,19 @@ mod tests {
                         assert_eq!(words::first(words::equal(w, e)), want, "{b:?} equal {e:#x}");
                     }
                 }
+            }
+        }
+        // The first flagged byte of texts of every length up to three words, wherever it is.
+        let quote = |w: u64| words::equal(w, b'"');
+        for n in 0..24 {
+            assert_eq!(words::first_of(&alloc::vec![b'x'; n], quote), n, "none in {n}");
+            for at in 0..n {
+                let mut b = alloc::vec![b'x'; n];
+                b[at] = b'"';
+                if at + 2 < n {
+                    b[at + 2] = b'"';
+                }
+                assert_eq!(words::first_of(&b, quote), at, "{n} {at}");
             }
         }
         assert_eq!(words::at(b"1234567", 0), None);

@@ -287,6 +287,15 @@ pub fn write_click(out: &mut String, c: &Click) {
 /// byte range between the brackets of `"clicks":[…]`, empty when it has none): the collector
 /// keeps a batch's repeated click list once.
 pub fn write_event(out: &mut String, e: &Event) -> (usize, usize) {
+    write_event_with_clicks(out, e, None)
+}
+
+/// [`write_event`], copying `clicks` (the JSON of the event's click list without its brackets,
+/// as [`write_event`] wrote it for an event with the same clicks) instead of writing the list
+/// again: the events of a batch usually all carry the same clicks.
+// In the tag `clicks` is always `None`: inlined into `write_event`, the copy is gone.
+#[cfg_attr(feature = "tag", inline(always))]
+pub fn write_event_with_clicks(out: &mut String, e: &Event, clicks: Option<&str>) -> (usize, usize) {
     out.push_str("{\"id\":");
     write_str(out, &e.id);
     field_str(out, "type", type_name(&e.kind));
@@ -299,11 +308,16 @@ pub fn write_event(out: &mut String, e: &Event) -> (usize, usize) {
     }
     out.push_str(",\"clicks\":[");
     let clicks_at = out.len();
-    for (i, c) in e.clicks.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
+    match clicks {
+        Some(text) => out.push_str(text),
+        None => {
+            for (i, c) in e.clicks.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_click(out, c);
+            }
         }
-        write_click(out, c);
     }
     let clicks = (clicks_at, out.len());
     out.push(']');
