@@ -34,6 +34,9 @@ const USAGE: &str = "usage: utt-bench [--seconds N] [--rounds N] [--clients N] [
   --events N    events per batch (default 20)
   --keep DIR    put the database in DIR and keep it (default: a temporary folder, removed)
   --no-bare     load only the collector (for profiling it)
+  --ordered-ids visitor and click IDs ordered by time like the event IDs (the figures before
+                2026-11-26's second session); by default they are random, as the tag's
+                visitor IDs (UUIDv4) and partners' click IDs are
   --append-only no HTTP: decode batches, then time the store's group commits on this thread;
                 prints the CPU per event of each side (decoding, storing), which machine
                 load disturbs far less than wall-clock rates
@@ -50,6 +53,7 @@ struct Opts {
     append_only: bool,
     decode_only: bool,
     rounds: usize,
+    ordered_ids: bool,
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Opts, String> {
@@ -62,6 +66,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Opts, String> {
         append_only: false,
         decode_only: false,
         rounds: 3,
+        ordered_ids: false,
     };
     while let Some(flag) = args.next() {
         if flag == "--keep" {
@@ -74,6 +79,10 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Opts, String> {
         }
         if flag == "--decode-only" {
             o.decode_only = true;
+            continue;
+        }
+        if flag == "--ordered-ids" {
+            o.ordered_ids = true;
             continue;
         }
         if flag == "--no-bare" {
@@ -105,6 +114,8 @@ struct Gen {
     /// Batches ending in a conversion (every fourth) and in an identify (the others).
     templates: [Template; 2],
     events: usize,
+    /// Visitor and click IDs time-ordered instead of random.
+    ordered_ids: bool,
 }
 
 /// A batch with the byte offsets of its variable parts.
@@ -196,14 +207,35 @@ fn uuid7(out: &mut [u8], ms: u64, n: u64) {
     hex(&mut out[24..36], n & 0xffff_ffff_ffff);
 }
 
+/// SplitMix64: a well-mixed 64-bit value of `n` (the same `n`, the same value).
+fn mix(n: u64) -> u64 {
+    let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Writes a UUIDv4-shaped ID whose 122 random-looking bits are a function of `n`.
+fn uuid4(out: &mut [u8], n: u64) {
+    let (a, b) = (mix(n), mix(!n));
+    hex(&mut out[0..8], a >> 32);
+    hex(&mut out[9..13], a >> 16);
+    out[14] = b'4';
+    hex(&mut out[15..18], a);
+    out[19] = b"89ab"[(b >> 62) as usize];
+    hex(&mut out[20..23], b >> 48);
+    hex(&mut out[24..36], b);
+}
+
 impl Gen {
-    fn new(events: usize) -> Gen {
+    fn new(events: usize, ordered_ids: bool) -> Gen {
         let start_ms = utt_collector::http::system_clock();
         Gen {
             next: AtomicU64::new(0),
             start_ms,
             templates: [template(events, true, start_ms), template(events, false, start_ms)],
             events,
+            ordered_ids,
         }
     }
 
@@ -229,6 +261,12 @@ impl Gen {
             let slot = &mut buf[at..at + 36];
             match which {
                 // Visitor, order, customer and click IDs: one per batch, kept apart by the high bits.
+                // The visitor and the two click IDs: random, as the tag's visitor IDs (UUIDv4)
+                // and partners' click IDs are, so that the tables keyed by them are written at
+                // random places, as in production.
+                1000 | 1002 | 1003 if !self.ordered_ids => {
+                    uuid4(slot, batch_no.wrapping_mul(4).wrapping_add(which as u64))
+                }
                 1000..=1003 => uuid7(slot, ms, batch_no | ((which as u64 - 999) << 56)),
                 i => uuid7(slot, ms, first + i as u64),
             }
@@ -479,7 +517,7 @@ fn main() {
         );
         tokio::spawn(async move { axum::serve(bare_listener, bare_app).await });
 
-        let gen = Arc::new(Gen::new(opts.events));
+        let gen = Arc::new(Gen::new(opts.events, opts.ordered_ids));
         let sample = &gen.templates[0].text;
         println!(
             "utt-bench: {} clients, {} events per batch ({} bytes), {} rounds of {} s per server, SQLite synchronous=FULL at {}",
@@ -608,7 +646,7 @@ fn thread_cpu() -> Duration {
 /// Decodes, validates and prepares batches as the handler does (then frees them), on this
 /// thread, and prints the CPU per event of the fastest of the rounds.
 fn decode_only(opts: &Opts) {
-    let gen = Gen::new(opts.events);
+    let gen = Gen::new(opts.events, opts.ordered_ids);
     let mut buf = Vec::new();
     let rounds = (opts.seconds as usize * 10).max(5);
     let mut best = Duration::MAX;
@@ -637,7 +675,7 @@ fn append_only(opts: &Opts, dir: &std::path::Path) {
     use utt_collector::store::{Batch, Store};
     let db = dir.join("append.db");
     let store = SqliteStore::open(&db).expect("open the database");
-    let gen = Gen::new(opts.events);
+    let gen = Gen::new(opts.events, opts.ordered_ids);
     let per_group = 800 / opts.events.max(1);
     let groups = (opts.seconds as usize * 125).max(10);
     let mut buf = Vec::new();
@@ -686,9 +724,15 @@ mod tests {
 
     #[test]
     fn batches_are_valid_with_fresh_ids() {
-        let gen = Gen::new(20);
+        for ordered in [false, true] {
+            batches_are_valid(Gen::new(20, ordered), ordered);
+        }
+    }
+
+    fn batches_are_valid(gen: Gen, ordered: bool) {
         let mut ids = std::collections::HashSet::new();
         let mut orders = std::collections::HashSet::new();
+        let mut visitors = Vec::new();
         let mut buf = Vec::new();
         for _ in 0..8 {
             gen.batch(&mut buf);
@@ -696,14 +740,26 @@ mod tests {
             assert!(!text.contains(MARK), "a marker was left: {text}");
             let b = wire::read_batch(text).unwrap();
             assert_eq!(b.events.len(), 20);
-            for e in b.events {
+            for (i, e) in b.events.into_iter().enumerate() {
                 let e = e.unwrap();
                 assert!(ids.insert(e.id.clone()), "repeated ID {}", e.id);
+                if i == 0 {
+                    let v = e.visitor.clone().unwrap();
+                    assert!(wire::is_uuid(&v), "{v}");
+                    assert_eq!(&v[14..15], if ordered { "7" } else { "4" }, "{v}");
+                    visitors.push((v, e.clicks[0].value.clone(), e.clicks[1].value.clone()));
+                }
                 if let Kind::Conversion(o) = e.kind {
                     assert!(orders.insert(o.order_id));
                 }
             }
         }
         assert_eq!(orders.len(), 2);
+        // A new visitor and new clicks in every batch; in time order only when asked.
+        let all: std::collections::HashSet<&String> = visitors.iter().flat_map(|(v, a, b)| [v, a, b]).collect();
+        assert_eq!(all.len(), visitors.len() * 3);
+        let sorted = |list: Vec<&String>| list.windows(2).all(|w| w[0] < w[1]);
+        assert_eq!(sorted(visitors.iter().map(|t| &t.0).collect()), ordered);
+        assert_eq!(sorted(visitors.iter().map(|t| &t.1).collect()), ordered);
     }
 }
