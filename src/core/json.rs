@@ -488,7 +488,9 @@ impl Parser<'_> {
 }
 
 /// The first byte at or after `i` that ends a plain run in a JSON string: `"`, `\\` or a raw
-/// control byte (or the end). Outside the tag, eight bytes at a time.
+/// control byte (or the end). Outside the tag, eight bytes at a time. (`words::first_of` does
+/// this over a slice; here the scan runs on in the whole text, which needs no tail handling,
+/// and with `first_of` decoding took 1.3 % more instructions.)
 fn run_end(b: &[u8], mut i: usize) -> usize {
     #[cfg(not(feature = "tag"))]
     while let Some(w) = crate::core::words::at(b, i) {

@@ -541,19 +541,15 @@ fn main() {
             if opts.rounds > 1 {
                 print(&format!("round {round}: collector"), &f);
             }
-            let mut line = String::new();
             if opts.bare {
                 let cpu = process_cpu();
                 let b = load(bare, &opts, &gen).await;
                 let bare_used = process_cpu().saturating_sub(cpu);
                 if opts.rounds > 1 {
                     print(&format!("round {round}: bare 204"), &b);
+                    println!("  ratio this round: 1/{:.1}", b.rate() / f.rate().max(1.0));
                 }
-                line = format!("  ratio this round: 1/{:.1}", b.rate() / f.rate().max(1.0));
                 bare_totals.add(b, bare_used);
-            }
-            if opts.rounds > 1 && opts.bare {
-                println!("{line}");
             }
             stored.add(f, used);
         }
@@ -636,11 +632,7 @@ fn print_cpu(f: &Figures, cpu: Duration) {
 
 /// This thread's CPU time (user + system).
 fn thread_cpu() -> Duration {
-    // `/proc/thread-self/schedstat`: nanoseconds on the CPU, then waiting, then timeslices.
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse().ok()))
-        .map_or(Duration::ZERO, Duration::from_nanos)
+    schedstat(std::path::Path::new("/proc/thread-self/schedstat")).map_or(Duration::ZERO, |(run, _)| run)
 }
 
 /// Decodes, validates and prepares batches as the handler does (then frees them), on this
