@@ -172,8 +172,8 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     conn.busy_timeout(Duration::from_secs(5))?;
     // A new database gets 8 KiB pages (SQLite's default is 4 KiB): each commit writes half as
     // many WAL frames, each a header and a page in two system calls, and the group's body log
-    // spans half as many overflow pages. Measured +8 to +20 % durable events/s in interleaved
-    // runs of utt-bench; 16 KiB was no better. It must come before the first write (the
+    // spans half as many overflow pages. Measured +5 to +16 % durable events/s in three
+    // interleaved pairs of utt-bench runs with time-ordered IDs; 16 KiB was no better. It must come before the first write (the
     // journal mode below), and an existing database keeps the page size it was created with.
     conn.execute_batch(&format!("PRAGMA page_size={PAGE_SIZE};"))?;
     // FULL makes every commit fsync the WAL: an acknowledged event survives power loss, not
@@ -641,19 +641,8 @@ fn conversion_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredConversion> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use utt::core::wire::{self, Event};
-
-    /// The events of the golden journey fixture.
-    fn journey() -> Vec<Event> {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/batch-journey.json");
-        let text = std::fs::read_to_string(path).unwrap();
-        wire::read_batch(&text)
-            .unwrap()
-            .events
-            .into_iter()
-            .map(|e| e.unwrap())
-            .collect()
-    }
+    use crate::store::tests::journey;
+    use utt::core::wire;
 
     #[test]
     fn decimals_are_written_as_digits() {

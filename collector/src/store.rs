@@ -518,11 +518,11 @@ pub trait Store: Send + Sync {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// The golden journey's events.
-    fn journey() -> Vec<Event> {
+    /// The golden journey's events (the SQLite store's tests use them too).
+    pub(crate) fn journey() -> Vec<Event> {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/batch-journey.json");
         let text = std::fs::read_to_string(path).unwrap();
         let batch = utt::core::wire::read_batch(&text).unwrap();
