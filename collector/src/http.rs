@@ -644,10 +644,10 @@ async fn healthz(State(s): State<AppState>) -> Response {
 
 async fn metrics(State(s): State<AppState>) -> Response {
     let store = s.store.clone();
-    let size = tokio::task::spawn_blocking(move || store.size_bytes())
+    let (size, lag) = tokio::task::spawn_blocking(move || (store.size_bytes(), store.derive_lag()))
         .await
-        .unwrap_or(0);
-    let text = s.metrics.render(s.writer.stats(), s.writer.queue_depth(), size);
+        .unwrap_or((0, 0));
+    let text = s.metrics.render(s.writer.stats(), s.writer.queue_depth(), size, lag);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -86,7 +86,7 @@ impl Metrics {
     }
 
     /// Renders the Prometheus text exposition, with the writer's figures and the gauges passed in.
-    pub fn render(&self, writer: &WriterStats, queue_depth: u64, db_bytes: u64) -> String {
+    pub fn render(&self, writer: &WriterStats, queue_depth: u64, db_bytes: u64, derive_lag: u64) -> String {
         let mut out = String::new();
         header(
             &mut out,
@@ -141,6 +141,8 @@ impl Metrics {
         scalar(&mut out, "utt_writer_queue_depth", "gauge", help, queue_depth);
         let help = "Bytes of the database on disk (main file and WAL).";
         scalar(&mut out, "utt_database_size_bytes", "gauge", help, db_bytes);
+        let help = "Acknowledged events whose derived rows (touches, page counts, identities) are not written yet.";
+        scalar(&mut out, "utt_derive_lag_events", "gauge", help, derive_lag);
         out
     }
 }
@@ -197,7 +199,7 @@ mod tests {
         w.commits.store(3, Ordering::Relaxed);
         w.events.store(40, Ordering::Relaxed);
         w.busy_us.store(12_500, Ordering::Relaxed);
-        let text = m.render(&w, 7, 4096);
+        let text = m.render(&w, 7, 4096, 3);
         let want = [
             "utt_events_total{type=\"pageview\",status=\"accepted\"} 2\n",
             "utt_events_total{type=\"conversion\",status=\"duplicate\"} 1\n",
@@ -212,6 +214,7 @@ mod tests {
             "utt_writer_busy_seconds_total 0.0125\n",
             "utt_writer_queue_depth 7\n",
             "utt_database_size_bytes 4096\n",
+            "utt_derive_lag_events 3\n",
         ];
         for line in want {
             assert!(text.contains(line), "missing {line:?} in\n{text}");

@@ -14,15 +14,19 @@ use crate::store::{
     Batch, ClickSeen, Counts, Derived, Landing, PageSeen, Store, StoreError, StoredConversion, Touch, CLICKS_REF,
 };
 
+mod derive;
+
+use derive::Progress;
+pub use derive::{derived_path, MAX_LAG};
+
 /// The schema. `events` is clustered on its ID (`WITHOUT ROWID`): one B-tree instead of a table
 /// plus a unique index, and time-ordered UUIDv7 IDs append at its right edge. The events' wire
 /// JSON is not in their rows: each group commit appends one `bodies` row holding the accepted
 /// events' JSON back to back, and an event points at its slice (`body_id`, byte offset, length).
 /// Small index rows plus one sequential blob per commit halve the single writer's work per event.
-/// The derived tables (`touches`, `identities`, `click_pages`) are clustered on their primary
-/// keys too: an upsert then seeks and writes one B-tree instead of a table and its key's index
-/// (8 % fewer instructions in `Store::append`). Databases made before keep their rowid tables;
-/// the statements are the same for both.
+/// The rows the events derive (touches, page counts, identities) are one more sequential blob,
+/// a `pending` row: the derived tables, keyed by random visitor and click IDs, are written
+/// behind the acknowledgement by the deriver, in a file of their own (`derive.rs`).
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
     id TEXT NOT NULL PRIMARY KEY,
@@ -56,36 +60,11 @@ CREATE TABLE IF NOT EXISTS conversions (
 );
 CREATE INDEX IF NOT EXISTS conversions_at ON conversions (site, at);
 CREATE INDEX IF NOT EXISTS conversions_visitor ON conversions (site, visitor, at);
-CREATE TABLE IF NOT EXISTS touches (
-    site TEXT NOT NULL,
-    visitor TEXT NOT NULL,
-    param TEXT NOT NULL,
-    value TEXT NOT NULL,
-    click_at INTEGER NOT NULL,
-    network TEXT NOT NULL,
-    path TEXT NOT NULL,
-    first_seen INTEGER NOT NULL,
-    last_seen INTEGER NOT NULL,
-    PRIMARY KEY (site, visitor, param, value, click_at)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS touches_value ON touches (value);
-CREATE TABLE IF NOT EXISTS identities (
-    site TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    value TEXT NOT NULL,
-    visitor TEXT NOT NULL,
-    at INTEGER NOT NULL,
-    PRIMARY KEY (site, visitor, kind, value)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS identities_value ON identities (site, kind, value, visitor);
-CREATE TABLE IF NOT EXISTS click_pages (
-    site TEXT NOT NULL,
-    value TEXT NOT NULL,
-    path TEXT NOT NULL,
-    views INTEGER NOT NULL,
-    last_at INTEGER NOT NULL,
-    PRIMARY KEY (value, site, path)
-) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pending (
+    id INTEGER PRIMARY KEY,
+    events INTEGER NOT NULL,
+    rows BLOB NOT NULL
+);
 ";
 
 const CONVERSION_COLUMNS: &str = "c.site, c.event_id, c.order_id, c.at, c.visitor, c.amount, c.currency, c.discount, \
@@ -139,10 +118,19 @@ fn near_click_sql() -> String {
 /// The SQLite implementation of [`Store`].
 pub struct SqliteStore {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    writer: Mutex<WriterConn>,
     readers: Mutex<Vec<Connection>>,
     stop: Arc<AtomicBool>,
     checkpointer: Mutex<Option<thread::JoinHandle<()>>>,
+    progress: Arc<Progress>,
+    deriver: Mutex<Option<thread::JoinHandle<()>>>,
+}
+
+/// The writer's connection, and the pending rows up to which it has deleted (derived and
+/// durable in the derived file).
+struct WriterConn {
+    conn: Connection,
+    deleted: u64,
 }
 
 fn err(e: rusqlite::Error) -> StoreError {
@@ -198,6 +186,39 @@ impl SqliteStore {
                 "PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-16384; PRAGMA journal_size_limit={WAL_LIMIT};"
             ))
             .map_err(err)?;
+        let (derived, applied) = derive::open_derived(&writer, path)?;
+        // The deriver's page cache holds what it can of the derived B-trees, written at random
+        // places: the more of them it holds, the fewer pages it reads before changing them.
+        derived
+            .execute_batch(&format!(
+                "PRAGMA cache_size=-65536; PRAGMA journal_size_limit={WAL_LIMIT};"
+            ))
+            .map_err(err)?;
+        // Pending rows left by a crash (or by a stop before the deriver finished) are derived
+        // first; reads wait for them.
+        let (last, lag): (i64, i64) = writer
+            .query_row(
+                "SELECT coalesce(max(id), 0), coalesce(sum(events), 0) FROM pending WHERE id > ?1",
+                [int(applied)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(err)?;
+        let progress = Arc::new(Progress::default());
+        {
+            let mut m = progress.lock();
+            m.applied = applied;
+            m.committed = applied.max(last as u64);
+            m.lag = lag as u64;
+        }
+        let deriver = {
+            let src = open(path).map_err(err)?;
+            src.execute_batch("PRAGMA query_only=1;").map_err(err)?;
+            let progress = progress.clone();
+            thread::Builder::new()
+                .name("utt-deriver".into())
+                .spawn(move || derive::run(src, derived, progress))
+                .map_err(|e| StoreError(format!("deriver thread: {e}")))?
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let checkpointer = {
             let conn = open(path).map_err(err)?;
@@ -216,11 +237,22 @@ impl SqliteStore {
         };
         Ok(SqliteStore {
             path: path.to_path_buf(),
-            writer: Mutex::new(writer),
+            writer: Mutex::new(WriterConn {
+                conn: writer,
+                deleted: 0,
+            }),
             readers: Mutex::new(Vec::new()),
             stop,
             checkpointer: Mutex::new(Some(checkpointer)),
+            progress,
+            deriver: Mutex::new(Some(deriver)),
         })
+    }
+
+    /// A read of the derived tables: waits until what was acknowledged before it is derived.
+    fn read_derived<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        self.progress.wait_for_reads();
+        self.read(f)
     }
 
     fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
@@ -229,6 +261,13 @@ impl SqliteStore {
             Some(c) => c,
             None => {
                 let c = open(&self.path).map_err(err)?;
+                let derived = derived_path(&self.path);
+                let derived = derived
+                    .to_str()
+                    .ok_or_else(|| StoreError(format!("{} is not UTF-8", derived.display())))?;
+                // The derived tables' names are not in the main file: unqualified, they name
+                // the attached file's.
+                c.execute("ATTACH DATABASE ?1 AS derived", [derived]).map_err(err)?;
                 c.execute_batch("PRAGMA query_only=1;").map_err(err)?;
                 c
             }
@@ -244,8 +283,9 @@ impl SqliteStore {
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
-        // Without `close` (tests, errors), still let the checkpoint thread end.
+        // Without `close` (tests, errors), still let the checkpoint thread and the deriver end.
         self.stop.store(true, Ordering::Relaxed);
+        self.progress.stop();
     }
 }
 
@@ -284,58 +324,22 @@ fn split_clicks_ref(entry: &[u8]) -> Option<(&[u8], i64, i64, &[u8])> {
     Some((&entry[..a], at.parse().ok()?, len.parse().ok()?, &entry[n + 1..]))
 }
 
-/// Writes one batch's derived rows: touches and page counts merge with the stored ones
-/// (first/last time, view counts), identities keep their first sighting.
-fn write_derived(tx: &rusqlite::Transaction<'_>, site: &str, d: &Derived) -> rusqlite::Result<()> {
-    if !d.touches.is_empty() {
-        let mut up_touch = tx.prepare_cached(
-            "INSERT INTO touches (site, visitor, param, value, click_at, network, path, first_seen, last_seen) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-             ON CONFLICT (site, visitor, param, value, click_at) DO UPDATE SET \
-             first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen)",
-        )?;
-        for t in &d.touches {
-            up_touch.execute(params![
-                site,
-                t.visitor,
-                t.param,
-                t.value,
-                int(t.click_at),
-                t.network,
-                t.path,
-                int(t.first),
-                int(t.last)
-            ])?;
-        }
-    }
-    if !d.pages.is_empty() {
-        let mut up_page = tx.prepare_cached(
-            "INSERT INTO click_pages (site, value, path, views, last_at) VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT (value, site, path) DO UPDATE SET views = views + excluded.views, \
-             last_at = max(last_at, excluded.last_at)",
-        )?;
-        for p in &d.pages {
-            up_page.execute(params![site, p.value, p.path, int(p.views), int(p.last_at)])?;
-        }
-    }
-    if !d.identities.is_empty() {
-        let mut ins_ident = tx.prepare_cached(
-            "INSERT INTO identities (site, kind, value, visitor, at) VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT DO NOTHING",
-        )?;
-        for i in &d.identities {
-            ins_ident.execute(params![site, i.kind, i.value, i.visitor, int(i.at)])?;
-        }
-    }
-    Ok(())
-}
-
 impl Store for SqliteStore {
     fn append(&self, batches: &[&Batch]) -> Result<Vec<Status>, StoreError> {
-        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        // A deriver far behind slows the acknowledgements rather than falling further behind.
+        self.progress.wait_for_room();
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let applied = self.progress.lock().applied;
+        let WriterConn { conn, deleted } = &mut *w;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
+        // Pending rows the deriver has made durable in its own file are done with.
+        if applied > *deleted {
+            tx.prepare_cached("DELETE FROM pending WHERE id <= ?1")
+                .and_then(|mut st| st.execute([int(applied)]))
+                .map_err(err)?;
+        }
         let total: usize = batches.iter().map(|b| b.records.len()).sum();
         let mut statuses = Vec::with_capacity(total);
         // The group's body log: accepted events' JSON, one per line.
@@ -345,6 +349,8 @@ impl Store for SqliteStore {
             .map_err(err)?;
         let mut log: Vec<u8> =
             Vec::with_capacity(batches.iter().flat_map(|b| &b.records).map(|r| r.body.len() + 1).sum());
+        // The rows the accepted events derive, for the deriver (`Derived::encode`).
+        let mut rows: Vec<u8> = Vec::new();
         {
             let mut ins_event = tx
                 .prepare_cached(
@@ -449,15 +455,15 @@ impl Store for SqliteStore {
                 }
                 let mine = &statuses[start..];
                 if mine.iter().all(|s| *s == Status::Accepted) {
-                    write_derived(&tx, &b.site, &b.derived).map_err(err)?;
-                } else {
+                    b.derived.encode(&b.site, &mut rows);
+                } else if mine.contains(&Status::Accepted) {
                     // Duplicates add nothing: derive the rows of the new events only, read back
                     // from their bodies (the decoded events were freed on the request side).
                     let mut fresh = Vec::new();
                     for (r, _) in b.records.iter().zip(mine).filter(|(_, s)| **s == Status::Accepted) {
                         fresh.push(r.event()?);
                     }
-                    write_derived(&tx, &b.site, &Derived::of(&fresh)).map_err(err)?;
+                    Derived::of(&fresh).encode(&b.site, &mut rows);
                 }
             }
             if !log.is_empty() {
@@ -466,7 +472,18 @@ impl Store for SqliteStore {
                     .map_err(err)?;
             }
         }
+        let accepted = statuses.iter().filter(|s| **s == Status::Accepted).count() as u64;
+        let pending_id = self.progress.lock().committed + 1;
+        if accepted > 0 && !rows.is_empty() {
+            tx.prepare_cached("INSERT INTO pending (id, events, rows) VALUES (?1, ?2, ?3)")
+                .and_then(|mut st| st.execute(params![int(pending_id), int(accepted), rows]))
+                .map_err(err)?;
+        }
         tx.commit().map_err(err)?;
+        *deleted = (*deleted).max(applied);
+        if accepted > 0 && !rows.is_empty() {
+            self.progress.committed(pending_id, accepted);
+        }
         // Under constant writing the background checkpoint never quite catches up (new frames
         // land while it copies), so the WAL would grow without bound. Right after a commit
         // nothing new is being appended: finishing the copy here lets the next transaction
@@ -487,7 +504,7 @@ impl Store for SqliteStore {
     }
 
     fn touches(&self, site: &str, visitor: &str, from: u64, to: u64) -> Result<Vec<Touch>, StoreError> {
-        self.read(|c| {
+        self.read_derived(|c| {
             let mut st = c.prepare_cached(TOUCHES_SQL)?;
             let rows = st.query_map(params![site, visitor, int(from), int(to)], |r| {
                 Ok(Touch {
@@ -504,7 +521,7 @@ impl Store for SqliteStore {
     }
 
     fn click(&self, value: &str, site: Option<&str>) -> Result<Option<ClickSeen>, StoreError> {
-        self.read(|c| {
+        self.read_derived(|c| {
             let mut st = c.prepare_cached(CLICK_SQL)?;
             let mut first_seen = u64::MAX;
             let mut last_seen = 0;
@@ -555,7 +572,7 @@ impl Store for SqliteStore {
         site: Option<&str>,
         limit: usize,
     ) -> Result<Vec<StoredConversion>, StoreError> {
-        self.read(|c| {
+        self.read_derived(|c| {
             let mut st = c.prepare_cached(&near_click_sql())?;
             let rows = st.query_map(params![value, site, limit as i64], conversion_row)?;
             rows.collect()
@@ -602,11 +619,16 @@ impl Store for SqliteStore {
     }
 
     fn size_bytes(&self) -> u64 {
-        [self.path.clone(), wal_path(&self.path)]
+        let derived = derived_path(&self.path);
+        [self.path.clone(), wal_path(&self.path), wal_path(&derived), derived]
             .iter()
             .filter_map(|p| std::fs::metadata(p).ok())
             .map(|m| m.len())
             .sum()
+    }
+
+    fn derive_lag(&self) -> u64 {
+        self.progress.lock().lag
     }
 
     fn close(&self) -> Result<(), StoreError> {
@@ -614,9 +636,16 @@ impl Store for SqliteStore {
         if let Some(h) = self.checkpointer.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = h.join();
         }
+        // The writer has stopped: the deriver derives what is pending, checkpoints its file
+        // and stops.
+        self.progress.stop();
+        if let Some(h) = self.deriver.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = h.join();
+        }
         self.readers.lock().unwrap_or_else(|p| p.into_inner()).clear();
-        let conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        let w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        w.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .map_err(err)
     }
 }
@@ -799,26 +828,7 @@ mod tests {
         let second = twice.append(&[&Batch::new("demo", 1, events.clone())]).unwrap();
         assert_eq!(second[..2], [Status::Duplicate, Status::Duplicate]);
         assert!(second[2..].iter().all(|s| *s == Status::Accepted), "{second:?}");
-        let tables = |store: &SqliteStore| {
-            store
-                .read(|c| {
-                    let mut out = Vec::new();
-                    for sql in [
-                        "SELECT site, visitor, param, value, click_at, network, path, first_seen, last_seen FROM touches ORDER BY 1, 2, 3, 4, 5",
-                        "SELECT site, value, path, views, last_at, '', '', '', '' FROM click_pages ORDER BY 1, 2, 3",
-                        "SELECT site, kind, value, visitor, at, '', '', '', '' FROM identities ORDER BY 1, 2, 3, 4",
-                    ] {
-                        let mut st = c.prepare(sql)?;
-                        let rows = st.query_map([], |r| {
-                            (0..9).map(|i| r.get::<_, rusqlite::types::Value>(i)).collect::<rusqlite::Result<Vec<_>>>()
-                        })?;
-                        out.push(rows.collect::<rusqlite::Result<Vec<_>>>()?);
-                    }
-                    Ok(out)
-                })
-                .unwrap()
-        };
-        let (a, b) = (tables(&once), tables(&twice));
+        let (a, b) = (derived_tables(&once), derived_tables(&twice));
         assert!(
             !a[0].is_empty() && !a[1].is_empty() && !a[2].is_empty(),
             "the journey derives every table: {a:?}"
@@ -828,6 +838,145 @@ mod tests {
         once.close().unwrap();
         twice.close().unwrap();
         drop((once, twice));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The derived rows of a store, every table, in key order.
+    fn derived_tables(store: &SqliteStore) -> Vec<Vec<Vec<rusqlite::types::Value>>> {
+        store
+            .read_derived(|c| {
+                let mut out = Vec::new();
+                for sql in [
+                    "SELECT site, visitor, param, value, click_at, network, path, first_seen, last_seen FROM touches ORDER BY 1, 2, 3, 4, 5",
+                    "SELECT site, value, path, views, last_at, '', '', '', '' FROM click_pages ORDER BY 1, 2, 3",
+                    "SELECT site, kind, value, visitor, at, '', '', '', '' FROM identities ORDER BY 1, 2, 3, 4",
+                ] {
+                    let mut st = c.prepare(sql)?;
+                    let rows = st.query_map([], |r| {
+                        (0..9).map(|i| r.get::<_, rusqlite::types::Value>(i)).collect::<rusqlite::Result<Vec<_>>>()
+                    })?;
+                    out.push(rows.collect::<rusqlite::Result<Vec<_>>>()?);
+                }
+                Ok(out)
+            })
+            .unwrap()
+    }
+
+    /// The derived rows of the golden journey stored as one batch in a new database at `db`.
+    fn journey_tables(db: &Path) -> Vec<Vec<Vec<rusqlite::types::Value>>> {
+        let store = SqliteStore::open(db).unwrap();
+        store.append(&[&Batch::new("demo", 1, journey())]).unwrap();
+        let tables = derived_tables(&store);
+        store.close().unwrap();
+        tables
+    }
+
+    /// A database made before the derived tables had their own file (format 0) keeps its rows:
+    /// they move to `<db>-derived` at the first open, once, and the main file loses its copies.
+    #[test]
+    fn an_older_database_moves_its_derived_rows_to_their_own_file() {
+        let dir = std::env::temp_dir().join(format!("utt-move-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // The same journey stored by this version, for the rows it should end with.
+        let want = journey_tables(&dir.join("now.db"));
+        // The old layout: the derived tables in the main file, user_version 0.
+        let old = dir.join("old.db");
+        {
+            let c = Connection::open(&old).unwrap();
+            c.execute_batch(SCHEMA).unwrap();
+            c.execute_batch(derive::SCHEMA).unwrap();
+            c.execute_batch("DROP TABLE progress;").unwrap();
+            c.execute_batch(&format!(
+                "ATTACH DATABASE '{}' AS now;",
+                derived_path(&dir.join("now.db")).display()
+            ))
+            .unwrap();
+            for (table, _) in derive::TABLES {
+                c.execute_batch(&format!("INSERT INTO main.{table} SELECT * FROM now.{table};"))
+                    .unwrap();
+            }
+            c.execute_batch("DETACH DATABASE now;").unwrap();
+            assert_eq!(
+                c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).unwrap(),
+                0
+            );
+        }
+        for _ in 0..2 {
+            let store = SqliteStore::open(&old).unwrap();
+            assert_eq!(derived_tables(&store), want);
+            let (left, format): (i64, i64) = store
+                .read(|c| {
+                    Ok((
+                        c.query_row(
+                            "SELECT count(*) FROM main.sqlite_master WHERE name IN ('touches', 'identities', 'click_pages')",
+                            [],
+                            |r| r.get(0),
+                        )?,
+                        c.query_row("PRAGMA main.user_version", [], |r| r.get(0))?,
+                    ))
+                })
+                .unwrap();
+            assert_eq!((left, format), (0, derive::FORMAT));
+            store.close().unwrap();
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Without its derived file, a database that has events is refused rather than served with
+    /// every click forgotten.
+    #[test]
+    fn a_database_without_its_derived_file_is_refused() {
+        let dir = std::env::temp_dir().join(format!("utt-lost-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("utt.db");
+        let store = SqliteStore::open(&db).unwrap();
+        store.append(&[&Batch::new("demo", 1, journey())]).unwrap();
+        store.close().unwrap();
+        drop(store);
+        std::fs::remove_file(derived_path(&db)).unwrap();
+        let e = SqliteStore::open(&db).err().expect("refused");
+        assert!(e.0.contains("restore the two files together"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Pending rows that were committed but not derived (the process died in between) are
+    /// derived when the store opens again, once, and reads wait for them.
+    #[test]
+    fn pending_rows_left_behind_are_derived_at_the_next_open() {
+        let dir = std::env::temp_dir().join(format!("utt-pending-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let events = journey();
+        let want = journey_tables(&dir.join("once.db"));
+        // A store whose deriver never ran: the pending row written the way `append` writes it.
+        let db = dir.join("utt.db");
+        SqliteStore::open(&db).unwrap().close().unwrap();
+        {
+            let c = Connection::open(&db).unwrap();
+            let mut rows = Vec::new();
+            Derived::of(&events).encode("demo", &mut rows);
+            c.execute(
+                "INSERT INTO pending (id, events, rows) VALUES (1, ?1, ?2)",
+                params![events.len() as i64, rows],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&db).unwrap();
+        assert_eq!(derived_tables(&store), want);
+        assert_eq!(store.derive_lag(), 0);
+        store.close().unwrap();
+        drop(store);
+        // Derived once: opening again adds nothing, and the next commit deletes the row.
+        let store = SqliteStore::open(&db).unwrap();
+        assert_eq!(derived_tables(&store), want);
+        store.append(&[&Batch::new("demo", 2, Vec::new())]).unwrap();
+        let pending: i64 = store
+            .read(|c| c.query_row("SELECT count(*) FROM pending", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(pending, 0);
+        store.close().unwrap();
         let _ = std::fs::remove_dir_all(&dir);
     }
 

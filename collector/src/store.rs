@@ -320,6 +320,185 @@ impl Derived {
     }
 }
 
+impl Derived {
+    /// True when the events derive no row.
+    pub fn is_empty(&self) -> bool {
+        self.touches.is_empty() && self.pages.is_empty() && self.identities.is_empty()
+    }
+
+    /// Appends a site's rows to `out` in the pending log's format (read by [`Derived::decode`]):
+    /// the site, the three row counts, then the rows, each string length-prefixed (u32 LE) and
+    /// each number a u64 LE. The store keeps these bytes durably with the events that derived
+    /// them, so the derived tables can be brought up to date after the acknowledgement.
+    pub fn encode(&self, site: &str, out: &mut Vec<u8>) {
+        fn s(out: &mut Vec<u8>, v: &str) {
+            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            out.extend_from_slice(v.as_bytes());
+        }
+        fn n(out: &mut Vec<u8>, v: u64) {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        s(out, site);
+        for len in [self.touches.len(), self.pages.len(), self.identities.len()] {
+            n(out, len as u64);
+        }
+        for t in &self.touches {
+            for v in [&t.visitor, &t.param, &t.value, &t.network, &t.path] {
+                s(out, v);
+            }
+            for v in [t.click_at, t.first, t.last] {
+                n(out, v);
+            }
+        }
+        for p in &self.pages {
+            s(out, &p.value);
+            s(out, &p.path);
+            n(out, p.views);
+            n(out, p.last_at);
+        }
+        for i in &self.identities {
+            out.push(u8::from(i.kind == "email"));
+            s(out, &i.value);
+            s(out, &i.visitor);
+            n(out, i.at);
+        }
+    }
+
+    /// The sites' rows [`Derived::encode`] wrote into `bytes`, in order.
+    pub fn decode(bytes: &[u8]) -> Result<Vec<(String, Derived)>, StoreError> {
+        struct Reader<'a>(&'a [u8]);
+        impl Reader<'_> {
+            fn take(&mut self, n: usize) -> Result<&[u8], StoreError> {
+                if self.0.len() < n {
+                    return Err(StoreError("pending rows: cut short".into()));
+                }
+                let (a, b) = self.0.split_at(n);
+                self.0 = b;
+                Ok(a)
+            }
+            fn n(&mut self) -> Result<u64, StoreError> {
+                let b = self.take(8)?;
+                Ok(u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+            }
+            fn s(&mut self) -> Result<String, StoreError> {
+                let b = self.take(4)?;
+                let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
+                let text = self.take(len)?;
+                String::from_utf8(text.to_vec()).map_err(|_| StoreError("pending rows: not UTF-8".into()))
+            }
+            /// A row count, bounded by the bytes left (every row takes more than one byte).
+            fn count(&mut self) -> Result<usize, StoreError> {
+                let n = self.n()?;
+                if n > self.0.len() as u64 {
+                    return Err(StoreError("pending rows: count past the end".into()));
+                }
+                Ok(n as usize)
+            }
+        }
+        let mut r = Reader(bytes);
+        let mut out = Vec::new();
+        while !r.0.is_empty() {
+            let site = r.s()?;
+            let (touches, pages, identities) = (r.count()?, r.count()?, r.count()?);
+            let mut d = Derived::default();
+            for _ in 0..touches {
+                let (visitor, param, value, network, path) = (r.s()?, r.s()?, r.s()?, r.s()?, r.s()?);
+                let (click_at, first, last) = (r.n()?, r.n()?, r.n()?);
+                d.touches.push(TouchRow {
+                    visitor,
+                    param,
+                    value,
+                    click_at,
+                    network,
+                    path,
+                    first,
+                    last,
+                });
+            }
+            for _ in 0..pages {
+                let (value, path, views, last_at) = (r.s()?, r.s()?, r.n()?, r.n()?);
+                d.pages.push(PageRow {
+                    value,
+                    path,
+                    views,
+                    last_at,
+                });
+            }
+            for _ in 0..identities {
+                let kind = match r.take(1)?[0] {
+                    0 => "customer",
+                    1 => "email",
+                    _ => return Err(StoreError("pending rows: unknown identity kind".into())),
+                };
+                let (value, visitor, at) = (r.s()?, r.s()?, r.n()?);
+                d.identities.push(IdentityRow {
+                    kind,
+                    value,
+                    visitor,
+                    at,
+                });
+            }
+            out.push((site, d));
+        }
+        Ok(out)
+    }
+}
+
+/// The derived rows of many batches (of any sites), each key once and sorted as the tables are
+/// keyed: what writing them one batch after another would leave, written in key order so that
+/// rows sharing a page are written together.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Merged {
+    /// Touches by (site, visitor, param, value, click time): the first row's network and
+    /// path, the earliest first and the latest last sighting.
+    pub touches: Vec<(String, TouchRow)>,
+    /// Page counts by (value, site, path): views added up, the latest view.
+    pub pages: Vec<(String, PageRow)>,
+    /// Identities by (site, visitor, kind, value): the first sighting.
+    pub identities: Vec<(String, IdentityRow)>,
+}
+
+impl Merged {
+    /// Merges the sites' rows, given in the order they were stored.
+    pub fn of(parts: Vec<(String, Derived)>) -> Merged {
+        let mut m = Merged::default();
+        for (site, d) in parts {
+            m.touches.extend(d.touches.into_iter().map(|t| (site.clone(), t)));
+            m.pages.extend(d.pages.into_iter().map(|p| (site.clone(), p)));
+            m.identities.extend(d.identities.into_iter().map(|i| (site.clone(), i)));
+        }
+        // Stable sorts: among equal keys the earliest row stays first.
+        m.touches.sort_by(|(a, x), (b, y)| {
+            (a, &x.visitor, &x.param, &x.value, x.click_at).cmp(&(b, &y.visitor, &y.param, &y.value, y.click_at))
+        });
+        m.touches.dedup_by(|(b, later), (a, kept)| {
+            let same = (a, &kept.visitor, &kept.param, &kept.value, kept.click_at)
+                == (b, &later.visitor, &later.param, &later.value, later.click_at);
+            if same {
+                kept.first = kept.first.min(later.first);
+                kept.last = kept.last.max(later.last);
+            }
+            same
+        });
+        m.pages
+            .sort_by(|(a, x), (b, y)| (&x.value, a, &x.path).cmp(&(&y.value, b, &y.path)));
+        m.pages.dedup_by(|(b, later), (a, kept)| {
+            let same = (&kept.value, &*a, &kept.path) == (&later.value, &*b, &later.path);
+            if same {
+                kept.views += later.views;
+                kept.last_at = kept.last_at.max(later.last_at);
+            }
+            same
+        });
+        m.identities
+            .sort_by(|(a, x), (b, y)| (a, &x.visitor, x.kind, &x.value).cmp(&(b, &y.visitor, y.kind, &y.value)));
+        m.identities.dedup_by(|(b, later), (a, kept)| {
+            (&*a, &kept.visitor, kept.kind, &kept.value) == (&*b, &later.visitor, later.kind, &later.value)
+        });
+        m
+    }
+}
+
 /// Finds the row already made for a key, in the order rows were made: by comparing keys while a
 /// batch has few distinct ones (the usual: two clicks, a handful of pages), where hashing every
 /// lookup cost more than the comparisons; by a hash map once it has more, so that a hostile
@@ -513,6 +692,12 @@ pub trait Store: Send + Sync {
     /// The bytes the database occupies on disk.
     fn size_bytes(&self) -> u64;
 
+    /// Acknowledged events whose derived rows (touches, page counts, identities) are not
+    /// written yet. Reads wait for them; this is for `/metrics` and the benchmark.
+    fn derive_lag(&self) -> u64 {
+        0
+    }
+
     /// Flushes and closes what can be closed (the WAL is checkpointed); called once at shutdown.
     fn close(&self) -> Result<(), StoreError>;
 }
@@ -566,6 +751,133 @@ pub(crate) mod tests {
         }
         let same: Vec<Option<usize>> = batch.records.iter().map(|r| r.same_clicks_as).collect();
         assert_eq!(same, [None, Some(0), None, Some(2), None, None, Some(5)]);
+    }
+
+    /// The journey's derived rows for two sites, and a third with identities only.
+    fn parts() -> Vec<(String, Derived)> {
+        let events = journey();
+        let all = Derived::of(&events);
+        assert!(!all.touches.is_empty() && !all.pages.is_empty() && !all.identities.is_empty());
+        let idents = Derived {
+            identities: all.identities.clone(),
+            ..Derived::default()
+        };
+        vec![
+            ("demo".into(), Derived::of(&events[..2])),
+            ("shop-é".into(), all.clone()),
+            ("demo".into(), all),
+            ("demo".into(), Derived::default()),
+            ("x".into(), idents),
+        ]
+    }
+
+    /// What the pending log keeps reads back as it was, and a cut or damaged log is an error,
+    /// never a panic or a wrong row.
+    #[test]
+    fn derived_rows_read_back_from_the_pending_log() {
+        let parts = parts();
+        let mut bytes = Vec::new();
+        for (site, d) in &parts {
+            d.encode(site, &mut bytes);
+        }
+        assert_eq!(Derived::decode(&bytes).unwrap(), parts);
+        assert_eq!(Derived::decode(&[]).unwrap(), vec![]);
+        // Cut anywhere but at the end of a site's rows: an error.
+        let mut ends = Vec::new();
+        let mut one = Vec::new();
+        for (site, d) in &parts {
+            d.encode(site, &mut one);
+            ends.push(one.len());
+        }
+        for cut in 0..bytes.len() {
+            let r = Derived::decode(&bytes[..cut]);
+            assert_eq!(r.is_ok(), cut == 0 || ends.contains(&cut), "cut at {cut}");
+        }
+        // A count past the end, an unknown identity kind, text that is not UTF-8.
+        let mut huge = Vec::new();
+        Derived::default().encode("s", &mut huge);
+        huge[5..13].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(Derived::decode(&huge).is_err());
+        let mut kind = Vec::new();
+        parts[4].1.encode("x", &mut kind);
+        kind[1 + 4 + 24] = 7;
+        assert!(Derived::decode(&kind).is_err());
+        let mut text = Vec::new();
+        parts[1].1.encode("s", &mut text);
+        text[4] = 0xff;
+        assert!(Derived::decode(&text).is_err());
+    }
+
+    /// Merging many batches' rows leaves what writing them one after another does (the store's
+    /// upserts, modelled here by key): the first network and path, the earliest and latest
+    /// sightings, views added up, the first sighting of an identity; and the rows in key order.
+    #[test]
+    fn merged_rows_are_what_writing_batch_after_batch_leaves() {
+        use std::collections::BTreeMap;
+        let mut parts = parts();
+        // The same touch and page again, later and earlier, on another path.
+        let mut later = parts[2].1.clone();
+        for t in &mut later.touches {
+            t.first += 10;
+            t.last += 5_000;
+            t.network = "later".into();
+        }
+        for p in &mut later.pages {
+            p.views = 2;
+            p.last_at += 7;
+        }
+        for i in &mut later.identities {
+            i.at += 1;
+        }
+        let mut earlier = later.clone();
+        for t in &mut earlier.touches {
+            t.first -= 1_000_000;
+            t.last -= 1_000_000;
+        }
+        parts.push(("demo".into(), later));
+        parts.push(("demo".into(), earlier));
+        let mut touches = BTreeMap::new();
+        let mut pages = BTreeMap::new();
+        let mut identities = BTreeMap::new();
+        for (site, d) in &parts {
+            for t in &d.touches {
+                let key = (
+                    site.clone(),
+                    t.visitor.clone(),
+                    t.param.clone(),
+                    t.value.clone(),
+                    t.click_at,
+                );
+                let row = touches.entry(key).or_insert_with(|| (site.clone(), t.clone()));
+                row.1.first = row.1.first.min(t.first);
+                row.1.last = row.1.last.max(t.last);
+            }
+            for p in &d.pages {
+                let key = (p.value.clone(), site.clone(), p.path.clone());
+                match pages.get_mut(&key) {
+                    Some((_, row)) => {
+                        let row: &mut PageRow = row;
+                        row.views += p.views;
+                        row.last_at = row.last_at.max(p.last_at);
+                    }
+                    None => {
+                        pages.insert(key, (site.clone(), p.clone()));
+                    }
+                }
+            }
+            for i in &d.identities {
+                let key = (site.clone(), i.visitor.clone(), i.kind, i.value.clone());
+                identities.entry(key).or_insert_with(|| (site.clone(), i.clone()));
+            }
+        }
+        let merged = Merged::of(parts);
+        assert_eq!(merged.touches, touches.into_values().collect::<Vec<_>>());
+        assert_eq!(merged.pages, pages.into_values().collect::<Vec<_>>());
+        assert_eq!(merged.identities, identities.into_values().collect::<Vec<_>>());
+        assert!(merged
+            .touches
+            .iter()
+            .any(|(_, t)| t.network != "later" && t.last > t.first + 5_000));
     }
 
     /// Comparing and hashing find the same rows, on both sides of the switch from one to the

@@ -55,6 +55,7 @@ async fn acknowledged_events_survive_kill_9() {
     let next = Arc::new(AtomicU64::new(1));
     let mut acknowledged: Vec<String> = Vec::new();
     let mut orders: Vec<String> = Vec::new();
+    let mut clicked: Vec<String> = Vec::new();
     let acked_so_far = Arc::new(AtomicU64::new(0));
     // Kill at a different point of the load each round: once this many events were acknowledged
     // in the round (so the kill always lands in the middle of ingest, however slow the machine).
@@ -72,14 +73,20 @@ async fn acknowledged_events_survive_kill_9() {
                 };
                 loop {
                     let first = next.fetch_add(10, Ordering::Relaxed);
+                    // Each batch carries a click of its own: its touch and page counts are
+                    // written behind the acknowledgement, and must be there after the kill too.
+                    // (A visitor of its own too: one visitor's hundreds of clicks and orders
+                    // would make each click's answer weigh all of them.)
+                    let clicks = vec![click("irclickid", "impact", &format!("CRASH{first}"), T0 - 1000)];
+                    let visitor = format!("V{first}");
                     let mut events: Vec<String> = (first..first + 9)
-                        .map(|n| event(n, Some("v"), T0, vec![], pageview()))
+                        .map(|n| event(n, Some(&visitor), T0, clicks.clone(), pageview()))
                         .collect();
                     events.push(event(
                         first + 9,
-                        Some("v"),
+                        Some(&visitor),
                         T0,
-                        vec![],
+                        clicks,
                         conversion(&format!("ORD-{first}"), None),
                     ));
                     // A connection cut by the kill ends this client; what it had acknowledged stands.
@@ -105,13 +112,12 @@ async fn acknowledged_events_survive_kill_9() {
             let acked = t.await.unwrap();
             for chunk in acked.chunks(10) {
                 if chunk.len() == 10 {
-                    orders.push(format!(
-                        "ORD-{}",
-                        chunk[0]
-                            .rsplit('-')
-                            .next()
-                            .map_or(0, |h| u64::from_str_radix(h, 16).unwrap())
-                    ));
+                    let first = chunk[0]
+                        .rsplit('-')
+                        .next()
+                        .map_or(0, |h| u64::from_str_radix(h, 16).unwrap());
+                    orders.push(format!("ORD-{first}"));
+                    clicked.push(format!("CRASH{first}"));
                 }
             }
             acknowledged.extend(acked);
@@ -135,6 +141,21 @@ async fn acknowledged_events_survive_kill_9() {
             listed.contains(o.as_str()),
             "{o} acknowledged but missing after restart"
         );
+    }
+    // Every acknowledged batch's click has its 9 page views, counted once: derived from the
+    // pending rows the kill left, or before it, never both.
+    for value in &clicked {
+        let a = c.get(&format!("/v1/clicks/{value}")).await.unwrap();
+        assert_eq!(a.status, 200, "{value}: {}", a.text());
+        let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+        let views: u64 = v["pages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["views"].as_u64().unwrap())
+            .sum();
+        assert_eq!(views, 9, "{value}: {v}");
+        assert_eq!(v["conversions"].as_array().map(Vec::len), Some(1), "{value}: {v}");
     }
     child.kill().unwrap();
     child.wait().unwrap();
