@@ -924,7 +924,7 @@ mod tests {
     }
 
     /// Without its derived file, a database that has events is refused rather than served with
-    /// every click forgotten.
+    /// every click forgotten; a new database beside a used derived file is refused too.
     #[test]
     fn a_database_without_its_derived_file_is_refused() {
         let dir = std::env::temp_dir().join(format!("utt-lost-{}", std::process::id()));
@@ -935,9 +935,17 @@ mod tests {
         store.append(&[&Batch::new("demo", 1, journey())]).unwrap();
         store.close().unwrap();
         drop(store);
-        std::fs::remove_file(derived_path(&db)).unwrap();
+        let derived = derived_path(&db);
+        std::fs::rename(&derived, dir.join("kept")).unwrap();
         let e = SqliteStore::open(&db).err().expect("refused");
         assert!(e.0.contains("restore the two files together"), "{e}");
+        // Nor is a new database served with the derived rows of one that is gone.
+        std::fs::rename(dir.join("kept"), &derived).unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        }
+        let e = SqliteStore::open(&db).err().expect("refused");
+        assert!(e.0.contains("belongs to another database"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

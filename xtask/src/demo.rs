@@ -49,8 +49,9 @@ pub fn run(args: &[String]) -> Result {
     fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let db = dir.join("utt.db");
     if fresh {
-        // The WAL and shared-memory files belong to the database: a fresh start removes all three.
-        for suffix in ["", "-wal", "-shm"] {
+        // The WAL and shared-memory files, and the derived tables' file with its own, belong to
+        // the database: a fresh start removes all six.
+        for suffix in ["", "-wal", "-shm", "-derived", "-derived-wal", "-derived-shm"] {
             let _ = fs::remove_file(format!("{}{suffix}", db.display()));
         }
     }

@@ -69,7 +69,7 @@ pub(super) const TABLES: [(&str, &str); 3] = [
     ("click_pages", "site, value, path, views, last_at"),
 ];
 
-/// The main database's format: 0 kept the derived tables in the main file (before 0.9), 1 keeps
+/// The main database's format: 0 kept the derived tables in the main file (until 2026-11-26), 1 keeps
 /// them in `<db>-derived` behind the pending log.
 pub(super) const FORMAT: i64 = 1;
 
@@ -197,6 +197,16 @@ pub(super) fn open_derived(main: &Connection, db: &Path) -> Result<(Connection, 
         .optional()
         .map_err(err)?;
     let applied = match applied {
+        // A new main file (no derived tables of its own, never opened by this version) beside
+        // a derived file that has been written: it belongs to a database that is gone, and
+        // serving its rows would show clicks this database never saw.
+        Some(_) if format < FORMAT && !has_old => {
+            return Err(StoreError(format!(
+                "{} belongs to another database than {}: remove it too for a fresh start, or restore the two files together",
+                path.display(),
+                db.display()
+            )));
+        }
         Some(n) => n,
         None => {
             let events: i64 = main
