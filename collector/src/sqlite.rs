@@ -16,8 +16,8 @@ use crate::store::{
 
 mod derive;
 
+pub use derive::derived_path;
 use derive::Progress;
-pub use derive::{derived_path, MAX_LAG};
 
 /// The schema. `events` is clustered on its ID (`WITHOUT ROWID`): one B-tree instead of a table
 /// plus a unique index, and time-ordered UUIDv7 IDs append at its right edge. The events' wire
@@ -118,6 +118,8 @@ fn near_click_sql() -> String {
 /// The SQLite implementation of [`Store`].
 pub struct SqliteStore {
     path: PathBuf,
+    /// The derived tables' file, as the readers attach it.
+    derived: String,
     writer: Mutex<WriterConn>,
     readers: Mutex<Vec<Connection>>,
     stop: Arc<AtomicBool>,
@@ -173,6 +175,11 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
 impl SqliteStore {
     /// Opens (creating if needed) the database file and starts its background checkpointer.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let derived_file = derived_path(path);
+        let derived_file = derived_file
+            .to_str()
+            .ok_or_else(|| StoreError(format!("{} is not UTF-8", derived_file.display())))?
+            .to_string();
         let writer = open(path).map_err(err)?;
         writer.execute_batch(SCHEMA).map_err(err)?;
         // The writer never checkpoints itself: a checkpoint copies pages and fsyncs the main
@@ -237,6 +244,7 @@ impl SqliteStore {
         };
         Ok(SqliteStore {
             path: path.to_path_buf(),
+            derived: derived_file,
             writer: Mutex::new(WriterConn {
                 conn: writer,
                 deleted: 0,
@@ -261,13 +269,10 @@ impl SqliteStore {
             Some(c) => c,
             None => {
                 let c = open(&self.path).map_err(err)?;
-                let derived = derived_path(&self.path);
-                let derived = derived
-                    .to_str()
-                    .ok_or_else(|| StoreError(format!("{} is not UTF-8", derived.display())))?;
                 // The derived tables' names are not in the main file: unqualified, they name
                 // the attached file's.
-                c.execute("ATTACH DATABASE ?1 AS derived", [derived]).map_err(err)?;
+                c.execute("ATTACH DATABASE ?1 AS derived", [&self.derived])
+                    .map_err(err)?;
                 c.execute_batch("PRAGMA query_only=1;").map_err(err)?;
                 c
             }
