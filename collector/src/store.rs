@@ -444,17 +444,18 @@ impl Derived {
     }
 }
 
-/// The derived rows of many batches (of any sites), each key once and sorted as the tables are
-/// keyed: what writing them one batch after another would leave, written in key order so that
-/// rows sharing a page are written together.
+/// The derived rows of many batches (of any sites), each key once: what writing them one batch
+/// after another would leave. They are sorted by their random ID (the visitor for touches and
+/// identities, the click ID for page counts), then the rest of the key: for one site that is
+/// the order the tables are keyed in, so rows sharing a page are written together.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Merged {
-    /// Touches by (site, visitor, param, value, click time): the first row's network and
+    /// Touches by (visitor, site, param, value, click time): the first row's network and
     /// path, the earliest first and the latest last sighting.
     pub touches: Vec<(String, TouchRow)>,
     /// Page counts by (value, site, path): views added up, the latest view.
     pub pages: Vec<(String, PageRow)>,
-    /// Identities by (site, visitor, kind, value): the first sighting.
+    /// Identities by (visitor, site, kind, value): the first sighting.
     pub identities: Vec<(String, IdentityRow)>,
 }
 
@@ -467,36 +468,67 @@ impl Merged {
             m.pages.extend(d.pages.into_iter().map(|p| (site.clone(), p)));
             m.identities.extend(d.identities.into_iter().map(|i| (site.clone(), i)));
         }
-        // Stable sorts: among equal keys the earliest row stays first.
-        m.touches.sort_by(|(a, x), (b, y)| {
-            (a, &x.visitor, &x.param, &x.value, x.click_at).cmp(&(b, &y.visitor, &y.param, &y.value, y.click_at))
-        });
-        m.touches.dedup_by(|(b, later), (a, kept)| {
-            let same = (a, &kept.visitor, &kept.param, &kept.value, kept.click_at)
-                == (b, &later.visitor, &later.param, &later.value, later.click_at);
-            if same {
+        m.touches = merge_by_key(
+            m.touches,
+            |(_, t)| &t.visitor,
+            |(a, x), (b, y)| {
+                (&x.visitor, a, &x.param, &x.value, x.click_at).cmp(&(&y.visitor, b, &y.param, &y.value, y.click_at))
+            },
+            |(_, kept), (_, later)| {
                 kept.first = kept.first.min(later.first);
                 kept.last = kept.last.max(later.last);
-            }
-            same
-        });
-        m.pages
-            .sort_by(|(a, x), (b, y)| (&x.value, a, &x.path).cmp(&(&y.value, b, &y.path)));
-        m.pages.dedup_by(|(b, later), (a, kept)| {
-            let same = (&kept.value, &*a, &kept.path) == (&later.value, &*b, &later.path);
-            if same {
+            },
+        );
+        m.pages = merge_by_key(
+            m.pages,
+            |(_, p)| &p.value,
+            |(a, x), (b, y)| (&x.value, a, &x.path).cmp(&(&y.value, b, &y.path)),
+            |(_, kept), (_, later)| {
                 kept.views += later.views;
                 kept.last_at = kept.last_at.max(later.last_at);
-            }
-            same
-        });
-        m.identities
-            .sort_by(|(a, x), (b, y)| (a, &x.visitor, x.kind, &x.value).cmp(&(b, &y.visitor, y.kind, &y.value)));
-        m.identities.dedup_by(|(b, later), (a, kept)| {
-            (&*a, &kept.visitor, kept.kind, &kept.value) == (&*b, &later.visitor, later.kind, &later.value)
-        });
+            },
+        );
+        m.identities = merge_by_key(
+            m.identities,
+            |(_, i)| &i.visitor,
+            |(a, x), (b, y)| (&x.visitor, a, x.kind, &x.value).cmp(&(&y.visitor, b, y.kind, &y.value)),
+            |_, _| {},
+        );
         m
     }
+}
+
+/// The first eight bytes of a text (zero-padded) as a number that orders as the text does.
+fn prefix(s: &str) -> u64 {
+    let mut b = [0u8; 8];
+    let n = s.len().min(8);
+    b[..n].copy_from_slice(&s.as_bytes()[..n]);
+    u64::from_be_bytes(b)
+}
+
+/// `rows` sorted by key, each key once: a later row with the key of an earlier one is merged
+/// into it (`merge(earlier, later)`), in the order the rows came. `lead` is the key's leading
+/// text, whose first bytes decide most comparisons: the rows' random IDs, so sorting compares
+/// numbers and only rarely the whole key (`cmp`, which must order by `lead` first), and moves
+/// indices, not rows.
+fn merge_by_key<R>(
+    rows: Vec<R>,
+    lead: impl Fn(&R) -> &str,
+    cmp: impl Fn(&R, &R) -> std::cmp::Ordering,
+    mut merge: impl FnMut(&mut R, R),
+) -> Vec<R> {
+    let mut order: Vec<(u64, usize)> = rows.iter().map(|r| prefix(lead(r))).zip(0..).collect();
+    order.sort_unstable_by(|(p, i), (q, j)| p.cmp(q).then_with(|| cmp(&rows[*i], &rows[*j])).then(i.cmp(j)));
+    let mut slots: Vec<Option<R>> = rows.into_iter().map(Some).collect();
+    let mut out: Vec<R> = Vec::with_capacity(order.len());
+    for (_, i) in order {
+        let Some(row) = slots[i].take() else { continue };
+        match out.last_mut() {
+            Some(last) if cmp(last, &row).is_eq() => merge(last, row),
+            _ => out.push(row),
+        }
+    }
+    out
 }
 
 /// Finds the row already made for a key, in the order rows were made: by comparing keys while a
@@ -842,8 +874,8 @@ pub(crate) mod tests {
         for (site, d) in &parts {
             for t in &d.touches {
                 let key = (
-                    site.clone(),
                     t.visitor.clone(),
+                    site.clone(),
                     t.param.clone(),
                     t.value.clone(),
                     t.click_at,
@@ -866,7 +898,7 @@ pub(crate) mod tests {
                 }
             }
             for i in &d.identities {
-                let key = (site.clone(), i.visitor.clone(), i.kind, i.value.clone());
+                let key = (i.visitor.clone(), site.clone(), i.kind, i.value.clone());
                 identities.entry(key).or_insert_with(|| (site.clone(), i.clone()));
             }
         }
@@ -878,6 +910,37 @@ pub(crate) mod tests {
             .touches
             .iter()
             .any(|(_, t)| t.network != "later" && t.last > t.first + 5_000));
+    }
+
+    /// Keys that share their first eight bytes (Google's click IDs all start `Cj0KCQjw`), are
+    /// shorter than eight, or differ only after a NUL still sort in byte order, and equal keys
+    /// merge in the order they came.
+    #[test]
+    fn rows_merge_by_key_past_a_shared_prefix() {
+        let keys = [
+            "Cj0KCQjwB",
+            "Cj0KCQjwA",
+            "Cj0K",
+            "",
+            "Cj0KCQjw",
+            "Cj0KCQjwA",
+            "a\0b",
+            "a",
+            "Cj0K",
+            "a\0b",
+        ];
+        let rows: Vec<(String, usize)> = keys.iter().enumerate().map(|(i, k)| (k.to_string(), i)).collect();
+        let merged = merge_by_key(
+            rows,
+            |(k, _)| k,
+            |(a, _), (b, _)| a.cmp(b),
+            |(_, kept), (_, later)| *kept = *kept * 100 + later,
+        );
+        let mut want: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+        for (i, k) in keys.iter().enumerate() {
+            want.entry(k.to_string()).and_modify(|v| *v = *v * 100 + i).or_insert(i);
+        }
+        assert_eq!(merged, want.into_iter().collect::<Vec<_>>());
     }
 
     /// Comparing and hashing find the same rows, on both sides of the switch from one to the
