@@ -93,10 +93,11 @@ const CLICK_SQL: &str = "SELECT site, param, network, click_at, path, min(first_
                  WHERE value = ?1 AND (?2 IS NULL OR site = ?2) GROUP BY site, param, network, click_at, path \
                  ORDER BY click_at LIMIT 100";
 
-/// One click ID's page views (`click_pages` primary key starts with the value).
-const PAGES_SQL: &str =
-    "SELECT site, path, views, last_at FROM click_pages WHERE value = ?1 AND (?2 IS NULL OR site = ?2) \
-                 ORDER BY last_at DESC LIMIT 100";
+/// One click ID's page views, a row per site (`click_pages` primary key starts with the value).
+const PAGES_SQL: &str = "SELECT site, pages FROM click_pages WHERE value = ?1 AND (?2 IS NULL OR site = ?2)";
+
+/// The most page paths the click API answers with: the most recently viewed.
+const PAGES_SHOWN: usize = 100;
 
 /// Conversions of visitors who carried a click ID or share an identity with one who did.
 fn near_click_sql() -> String {
@@ -544,16 +545,27 @@ impl Store for SqliteStore {
                 });
             }
             let mut st = c.prepare_cached(PAGES_SQL)?;
-            let pages = st
-                .query_map(params![value, site], |r| {
-                    Ok(PageSeen {
-                        site: r.get(0)?,
-                        path: r.get(1)?,
-                        views: r.get::<_, i64>(2)? as u64,
-                        last_at: r.get::<_, i64>(3)? as u64,
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut rows = st.query(params![value, site])?;
+            let mut pages = Vec::new();
+            while let Some(r) = rows.next()? {
+                let site: String = r.get(0)?;
+                let bytes: Vec<u8> = r.get(1)?;
+                let each = derive::decode_pages(&bytes).map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Blob, Box::new(e))
+                })?;
+                pages.extend(each.into_iter().map(|p| PageSeen {
+                    site: site.clone(),
+                    path: p.path.to_string(),
+                    views: p.views,
+                    last_at: p.last_at,
+                }));
+            }
+            pages.sort_by(|x, y| {
+                y.last_at
+                    .cmp(&x.last_at)
+                    .then_with(|| (&x.site, &x.path).cmp(&(&y.site, &y.path)))
+            });
+            pages.truncate(PAGES_SHOWN);
             if landings.is_empty() && pages.is_empty() {
                 return Ok(None);
             }
@@ -846,6 +858,22 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// The derived tables as format 0 kept them, in the main file.
+    const FORMAT_0_DERIVED: &str = "
+        CREATE TABLE touches (
+            site TEXT NOT NULL, visitor TEXT NOT NULL, param TEXT NOT NULL, value TEXT NOT NULL,
+            click_at INTEGER NOT NULL, network TEXT NOT NULL, path TEXT NOT NULL,
+            first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL,
+            PRIMARY KEY (site, visitor, param, value, click_at)) WITHOUT ROWID;
+        CREATE INDEX touches_value ON touches (value);
+        CREATE TABLE identities (
+            site TEXT NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL, visitor TEXT NOT NULL,
+            at INTEGER NOT NULL, PRIMARY KEY (site, visitor, kind, value)) WITHOUT ROWID;
+        CREATE INDEX identities_value ON identities (site, kind, value, visitor);
+        CREATE TABLE click_pages (
+            site TEXT NOT NULL, value TEXT NOT NULL, path TEXT NOT NULL, views INTEGER NOT NULL,
+            last_at INTEGER NOT NULL, PRIMARY KEY (value, site, path)) WITHOUT ROWID;";
+
     /// The derived rows of a store, every table, in key order.
     fn derived_tables(store: &SqliteStore) -> Vec<Vec<Vec<rusqlite::types::Value>>> {
         store
@@ -853,7 +881,7 @@ mod tests {
                 let mut out = Vec::new();
                 for sql in [
                     "SELECT site, visitor, param, value, click_at, network, path, first_seen, last_seen FROM touches ORDER BY 1, 2, 3, 4, 5",
-                    "SELECT site, value, path, views, last_at, '', '', '', '' FROM click_pages ORDER BY 1, 2, 3",
+                    "SELECT site, value, pages, '', '', '', '', '', '' FROM click_pages ORDER BY 1, 2",
                     "SELECT site, kind, value, visitor, at, '', '', '', '' FROM identities ORDER BY 1, 2, 3, 4",
                 ] {
                     let mut st = c.prepare(sql)?;
@@ -885,13 +913,13 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         // The same journey stored by this version, for the rows it should end with.
         let want = journey_tables(&dir.join("now.db"));
-        // The old layout: the derived tables in the main file, user_version 0.
+        // The old layout: the derived tables in the main file, user_version 0, `click_pages`
+        // with a row per path; filled with the same rows.
         let old = dir.join("old.db");
         {
             let c = Connection::open(&old).unwrap();
             c.execute_batch(SCHEMA).unwrap();
-            c.execute_batch(derive::SCHEMA).unwrap();
-            c.execute_batch("DROP TABLE progress;").unwrap();
+            c.execute_batch(FORMAT_0_DERIVED).unwrap();
             c.execute_batch(&format!(
                 "ATTACH DATABASE '{}' AS now;",
                 derived_path(&dir.join("now.db")).display()
@@ -900,6 +928,21 @@ mod tests {
             for (table, _) in derive::TABLES {
                 c.execute_batch(&format!("INSERT INTO main.{table} SELECT * FROM now.{table};"))
                     .unwrap();
+            }
+            let pages: Vec<(String, String, Vec<u8>)> = {
+                let mut st = c.prepare("SELECT site, value, pages FROM now.click_pages").unwrap();
+                let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap();
+                rows.collect::<rusqlite::Result<_>>().unwrap()
+            };
+            assert!(!pages.is_empty());
+            for (site, value, bytes) in &pages {
+                for p in derive::decode_pages(bytes).unwrap() {
+                    c.execute(
+                        "INSERT INTO click_pages (site, value, path, views, last_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![site, value, p.path, p.views as i64, p.last_at as i64],
+                    )
+                    .unwrap();
+                }
             }
             c.execute_batch("DETACH DATABASE now;").unwrap();
             assert_eq!(

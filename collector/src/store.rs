@@ -331,13 +331,7 @@ impl Derived {
     /// each number a u64 LE. The store keeps these bytes durably with the events that derived
     /// them, so the derived tables can be brought up to date after the acknowledgement.
     pub fn encode(&self, site: &str, out: &mut Vec<u8>) {
-        fn s(out: &mut Vec<u8>, v: &str) {
-            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-            out.extend_from_slice(v.as_bytes());
-        }
-        fn n(out: &mut Vec<u8>, v: u64) {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
+        let (s, n) = (put_text, put_u64);
         s(out, site);
         for len in [self.touches.len(), self.pages.len(), self.identities.len()] {
             n(out, len as u64);
@@ -366,36 +360,7 @@ impl Derived {
 
     /// The sites' rows [`Derived::encode`] wrote into `bytes`, in order.
     pub fn decode(bytes: &[u8]) -> Result<Vec<(String, Derived)>, StoreError> {
-        struct Reader<'a>(&'a [u8]);
-        impl Reader<'_> {
-            fn take(&mut self, n: usize) -> Result<&[u8], StoreError> {
-                if self.0.len() < n {
-                    return Err(StoreError("pending rows: cut short".into()));
-                }
-                let (a, b) = self.0.split_at(n);
-                self.0 = b;
-                Ok(a)
-            }
-            fn n(&mut self) -> Result<u64, StoreError> {
-                let b = self.take(8)?;
-                Ok(u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
-            }
-            fn s(&mut self) -> Result<String, StoreError> {
-                let b = self.take(4)?;
-                let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
-                let text = self.take(len)?;
-                String::from_utf8(text.to_vec()).map_err(|_| StoreError("pending rows: not UTF-8".into()))
-            }
-            /// A row count, bounded by the bytes left (every row takes more than one byte).
-            fn count(&mut self) -> Result<usize, StoreError> {
-                let n = self.n()?;
-                if n > self.0.len() as u64 {
-                    return Err(StoreError("pending rows: count past the end".into()));
-                }
-                Ok(n as usize)
-            }
-        }
-        let mut r = Reader(bytes);
+        let mut r = ByteReader(bytes);
         let mut out = Vec::new();
         while !r.0.is_empty() {
             let site = r.s()?;
@@ -441,6 +406,59 @@ impl Derived {
             out.push((site, d));
         }
         Ok(out)
+    }
+}
+
+/// Appends a text to a byte format: its length (u32 LE), then its bytes.
+pub(crate) fn put_text(out: &mut Vec<u8>, v: &str) {
+    out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    out.extend_from_slice(v.as_bytes());
+}
+
+/// Appends a number to a byte format (u64 LE).
+pub(crate) fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+/// Reads what [`put_text`] and [`put_u64`] wrote; a cut or damaged input is an error.
+pub(crate) struct ByteReader<'a>(pub &'a [u8]);
+
+impl<'a> ByteReader<'a> {
+    /// The next `n` bytes.
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
+        if self.0.len() < n {
+            return Err(StoreError("stored rows: cut short".into()));
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+
+    /// A number.
+    pub fn n(&mut self) -> Result<u64, StoreError> {
+        let b = self.take(8)?;
+        Ok(u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+    }
+
+    /// A text, borrowed.
+    pub fn text(&mut self) -> Result<&'a str, StoreError> {
+        let b = self.take(4)?;
+        let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        std::str::from_utf8(self.take(len)?).map_err(|_| StoreError("stored rows: not UTF-8".into()))
+    }
+
+    /// A text, owned.
+    pub fn s(&mut self) -> Result<String, StoreError> {
+        self.text().map(str::to_string)
+    }
+
+    /// A row count, bounded by the bytes left (every row takes more than one byte).
+    pub fn count(&mut self) -> Result<usize, StoreError> {
+        let n = self.n()?;
+        if n > self.0.len() as u64 {
+            return Err(StoreError("stored rows: count past the end".into()));
+        }
+        Ok(n as usize)
     }
 }
 

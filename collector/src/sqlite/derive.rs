@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{err, int, open};
-use crate::store::{Derived, Merged, StoreError};
+use crate::store::{put_text, put_u64, ByteReader, Derived, Merged, StoreError};
 
 /// The derived tables, clustered on their keys (`WITHOUT ROWID`: an upsert writes one B-tree,
 /// not a table and its key's index), and how far the pending log has been applied.
@@ -45,12 +45,10 @@ CREATE TABLE IF NOT EXISTS identities (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS identities_value ON identities (site, kind, value, visitor);
 CREATE TABLE IF NOT EXISTS click_pages (
-    site TEXT NOT NULL,
     value TEXT NOT NULL,
-    path TEXT NOT NULL,
-    views INTEGER NOT NULL,
-    last_at INTEGER NOT NULL,
-    PRIMARY KEY (value, site, path)
+    site TEXT NOT NULL,
+    pages BLOB NOT NULL,
+    PRIMARY KEY (value, site)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS progress (
     one INTEGER PRIMARY KEY CHECK (one = 1),
@@ -58,16 +56,145 @@ CREATE TABLE IF NOT EXISTS progress (
 );
 ";
 
-/// The columns of each derived table, for the one-time move out of a database that kept them
-/// in its main file.
-pub(super) const TABLES: [(&str, &str); 3] = [
+/// The columns of the derived tables copied as they are in the one-time move out of a database
+/// that kept them in its main file (its `click_pages` had a row per path: see [`move_pages`]).
+pub(super) const TABLES: [(&str, &str); 2] = [
     (
         "touches",
         "site, visitor, param, value, click_at, network, path, first_seen, last_seen",
     ),
     ("identities", "site, kind, value, visitor, at"),
-    ("click_pages", "site, value, path, views, last_at"),
 ];
+
+/// The most paths a click keeps per site: the most recently viewed. The read API shows the
+/// 100 most recent of a click in all, so what is dropped is never what it shows.
+pub(super) const MAX_PATHS: usize = 100;
+
+/// One path's page views in a `click_pages.pages` value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct PathViews<'a> {
+    pub path: &'a str,
+    pub views: u64,
+    pub last_at: u64,
+}
+
+/// A click's page counts on one site as the `click_pages.pages` value: each path once, sorted
+/// by path, as its text (`put_text`), views and latest view (`put_u64`). One row per click and
+/// site rather than per path: a batch's page views of a click are one upsert, not one per page.
+pub(super) fn encode_pages(pages: &[PathViews<'_>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(pages.iter().map(|p| p.path.len() + 20).sum());
+    for p in pages {
+        put_text(&mut out, p.path);
+        put_u64(&mut out, p.views);
+        put_u64(&mut out, p.last_at);
+    }
+    out
+}
+
+/// What [`encode_pages`] wrote.
+pub(super) fn decode_pages(bytes: &[u8]) -> Result<Vec<PathViews<'_>>, StoreError> {
+    let mut r = ByteReader(bytes);
+    let mut out = Vec::new();
+    while !r.0.is_empty() {
+        out.push(PathViews {
+            path: r.text()?,
+            views: r.n()?,
+            last_at: r.n()?,
+        });
+    }
+    Ok(out)
+}
+
+/// Two page-count values of one click and site merged, as the upsert stores them: views added
+/// up, the latest view, and at most [`MAX_PATHS`] paths (the most recently viewed).
+pub(super) fn merge_pages(old: &[u8], new: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let (a, b) = (decode_pages(old)?, decode_pages(new)?);
+    let mut out: Vec<PathViews<'_>> = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        let order = match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) => x.path.cmp(y.path),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        match order {
+            std::cmp::Ordering::Less => {
+                out.push(a[i]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(b[j]);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                out.push(PathViews {
+                    path: a[i].path,
+                    views: a[i].views.saturating_add(b[j].views),
+                    last_at: a[i].last_at.max(b[j].last_at),
+                });
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    Ok(encode_pages(&most_recent(out)))
+}
+
+/// At most [`MAX_PATHS`] of a click's paths, sorted by path: the most recently viewed (at equal
+/// times, the first paths).
+fn most_recent(mut pages: Vec<PathViews<'_>>) -> Vec<PathViews<'_>> {
+    if pages.len() > MAX_PATHS {
+        pages.sort_by(|x, y| y.last_at.cmp(&x.last_at).then(x.path.cmp(y.path)));
+        pages.truncate(MAX_PATHS);
+        pages.sort_by(|x, y| x.path.cmp(y.path));
+    }
+    pages
+}
+
+/// The SQL function the page-count upsert merges with (`utt_merge_pages(old, new)`).
+fn register_merge(conn: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function(
+        "utt_merge_pages",
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let old = ctx.get_raw(0).as_blob()?;
+            let new = ctx.get_raw(1).as_blob()?;
+            merge_pages(old, new).map_err(|e| rusqlite::Error::UserFunctionError(e.0.into()))
+        },
+    )
+}
+
+/// Moves an older main file's `click_pages` (a row per click, site and path) into this file's
+/// (a row per click and site), keeping each click's [`MAX_PATHS`] most recent paths per site.
+fn move_pages(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    let mut st =
+        tx.prepare("SELECT value, site, path, views, last_at FROM old.click_pages ORDER BY value, site, path")?;
+    let mut ins = tx.prepare("INSERT INTO main.click_pages (value, site, pages) VALUES (?1, ?2, ?3)")?;
+    let rows = st.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, i64>(3)? as u64,
+            r.get::<_, i64>(4)? as u64,
+        ))
+    })?;
+    let rows: Vec<(String, String, String, u64, u64)> = rows.collect::<rusqlite::Result<_>>()?;
+    for group in rows.chunk_by(|a, b| (&a.0, &a.1) == (&b.0, &b.1)) {
+        let pages = group
+            .iter()
+            .map(|(_, _, path, views, last_at)| PathViews {
+                path,
+                views: *views,
+                last_at: *last_at,
+            })
+            .collect();
+        ins.execute(params![group[0].0, group[0].1, encode_pages(&most_recent(pages))])?;
+    }
+    Ok(())
+}
 
 /// The main database's format: 0 kept the derived tables in the main file (until 2026-11-26), 1 keeps
 /// them in `<db>-derived` behind the pending log.
@@ -183,6 +310,7 @@ pub(super) fn open_derived(main: &Connection, db: &Path) -> Result<(Connection, 
     let path = derived_path(db);
     let conn = open(&path).map_err(err)?;
     conn.execute_batch(SCHEMA).map_err(err)?;
+    register_merge(&conn).map_err(err)?;
     let format: i64 = main.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
     let has_old = main
         .query_row(
@@ -236,6 +364,7 @@ pub(super) fn open_derived(main: &Connection, db: &Path) -> Result<(Connection, 
                     ))
                     .map_err(err)?;
                 }
+                move_pages(&tx).map_err(err)?;
             }
             tx.execute("INSERT INTO progress (one, pending) VALUES (1, 0)", [])
                 .map_err(err)?;
@@ -387,12 +516,21 @@ fn write(tx: &rusqlite::Transaction<'_>, m: &Merged) -> rusqlite::Result<()> {
         ])?;
     }
     let mut up_page = tx.prepare_cached(
-        "INSERT INTO click_pages (site, value, path, views, last_at) VALUES (?1, ?2, ?3, ?4, ?5) \
-         ON CONFLICT (value, site, path) DO UPDATE SET views = views + excluded.views, \
-         last_at = max(last_at, excluded.last_at)",
+        "INSERT INTO click_pages (value, site, pages) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (value, site) DO UPDATE SET pages = utt_merge_pages(pages, excluded.pages)",
     )?;
-    for (site, p) in &m.pages {
-        up_page.execute(params![site, p.value, p.path, int(p.views), int(p.last_at)])?;
+    // The merged rows are sorted by click, site and path: one upsert per click and site.
+    for run in m.pages.chunk_by(|(a, x), (b, y)| (&x.value, a) == (&y.value, b)) {
+        let pages = run
+            .iter()
+            .map(|(_, p)| PathViews {
+                path: &p.path,
+                views: p.views,
+                last_at: p.last_at,
+            })
+            .collect();
+        let (site, first) = &run[0];
+        up_page.execute(params![first.value, site, encode_pages(&most_recent(pages))])?;
     }
     let mut ins_ident = tx.prepare_cached(
         "INSERT INTO identities (site, kind, value, visitor, at) VALUES (?1, ?2, ?3, ?4, ?5) \
@@ -408,6 +546,35 @@ fn write(tx: &rusqlite::Transaction<'_>, m: &Merged) -> rusqlite::Result<()> {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, Ordering};
+
+    fn views(path: &str, views: u64, last_at: u64) -> PathViews<'_> {
+        PathViews { path, views, last_at }
+    }
+
+    /// Page counts merge as the old per-path upsert did (views added, the latest view kept),
+    /// stay sorted by path, and keep the most recently viewed paths past [`MAX_PATHS`].
+    #[test]
+    fn page_counts_merge_per_path() {
+        let old = encode_pages(&[views("/a", 2, 10), views("/c", 1, 30)]);
+        let new = encode_pages(&[views("/b", 1, 20), views("/c", 3, 25)]);
+        let merged = merge_pages(&old, &new).unwrap();
+        assert_eq!(
+            decode_pages(&merged).unwrap(),
+            [views("/a", 2, 10), views("/b", 1, 20), views("/c", 4, 30)]
+        );
+        assert_eq!(merge_pages(&merged, &[]).unwrap(), merged);
+        assert_eq!(merge_pages(&[], &merged).unwrap(), merged);
+        // Past the bound the paths viewed longest ago go: here the first 20 of 120.
+        let names: Vec<String> = (0..120).map(|i| format!("/p{i:03}")).collect();
+        let many: Vec<PathViews<'_>> = names.iter().enumerate().map(|(i, p)| views(p, 1, i as u64)).collect();
+        let kept = merge_pages(&encode_pages(&many[..60]), &encode_pages(&many[60..])).unwrap();
+        assert_eq!(decode_pages(&kept).unwrap(), many[20..]);
+        // A cut value is an error, not a wrong count.
+        let first_entry = 4 + "/a".len() + 8 + 8;
+        for cut in 1..old.len() {
+            assert_eq!(decode_pages(&old[..cut]).is_ok(), cut == first_entry, "cut at {cut}");
+        }
+    }
 
     /// A commit waits while the deriver is more than [`MAX_LAG`] events behind, until it is not.
     #[test]
