@@ -1,7 +1,7 @@
 //! The derived tables, kept behind the durable log. A group commit stores the rows its events
 //! derive (touches, page counts, identities) as one `pending` row of the main database, in the
 //! same transaction as the events: that is all the acknowledgement waits for. The deriver
-//! thread then merges whatever is pending, writes it in key order into a second database file
+//! thread then merges whatever is pending, writes it sorted by key into a second database file
 //! (`<db>-derived`) with its own WAL, records how far it got in that same transaction, and only
 //! then lets the writer delete those pending rows. A crash at any point leaves either the
 //! pending rows or the derived rows they made, never neither and never both counted.
