@@ -704,8 +704,7 @@ mod tests {
     /// keeps them.
     #[test]
     fn new_databases_use_the_larger_page() {
-        let dir = std::env::temp_dir().join(format!("utt-page-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("utt-page");
         let path = dir.join("page.db");
         for _ in 0..2 {
             let store = SqliteStore::open(&path).unwrap();
@@ -729,8 +728,7 @@ mod tests {
     /// that turns one into a scan of a whole table fails here, not in production.
     #[test]
     fn read_queries_use_indexes() {
-        let dir = std::env::temp_dir().join(format!("utt-plan-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("utt-plan");
         let store = SqliteStore::open(&dir.join("plan.db")).unwrap();
         let queries = [
             conversions_sql(),
@@ -774,8 +772,7 @@ mod tests {
     /// duplicate (then the others keep it whole).
     #[test]
     fn bodies_read_back_exactly_with_shared_click_lists() {
-        let dir = std::env::temp_dir().join(format!("utt-bodies-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("utt-bodies");
         let store = SqliteStore::open(&dir.join("bodies.db")).unwrap();
         let events = journey();
         let batch = |from: usize, to: usize| Batch::new("demo", 1, events[from..to].to_vec());
@@ -834,8 +831,7 @@ mod tests {
     /// only, read back from their bodies: the tables end as if each event came once.
     #[test]
     fn a_partly_duplicate_batch_derives_the_same_rows_as_one_batch() {
-        let dir = std::env::temp_dir().join(format!("utt-rederive-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("utt-rederive");
         let events = journey();
         let all = events.len();
         let once = SqliteStore::open(&dir.join("once.db")).unwrap();
@@ -856,6 +852,14 @@ mod tests {
         twice.close().unwrap();
         drop((once, twice));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// An empty folder of this test process's own.
+    fn fresh_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 
     /// The derived tables as format 0 kept them, in the main file.
@@ -908,9 +912,7 @@ mod tests {
     /// they move to `<db>-derived` at the first open, once, and the main file loses its copies.
     #[test]
     fn an_older_database_moves_its_derived_rows_to_their_own_file() {
-        let dir = std::env::temp_dir().join(format!("utt-move-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("utt-move");
         // The same journey stored by this version, for the rows it should end with.
         let want = journey_tables(&dir.join("now.db"));
         // The old layout: the derived tables in the main file, user_version 0, `click_pages`
@@ -975,9 +977,7 @@ mod tests {
     /// every click forgotten; a new database beside a used derived file is refused too.
     #[test]
     fn a_database_without_its_derived_file_is_refused() {
-        let dir = std::env::temp_dir().join(format!("utt-lost-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("utt-lost");
         let db = dir.join("utt.db");
         let store = SqliteStore::open(&db).unwrap();
         store.append(&[&Batch::new("demo", 1, journey())]).unwrap();
@@ -1001,9 +1001,7 @@ mod tests {
     /// derived when the store opens again, once, and reads wait for them.
     #[test]
     fn pending_rows_left_behind_are_derived_at_the_next_open() {
-        let dir = std::env::temp_dir().join(format!("utt-pending-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("utt-pending");
         let events = journey();
         let want = journey_tables(&dir.join("once.db"));
         // A store whose deriver never ran: the pending row written the way `append` writes it.
