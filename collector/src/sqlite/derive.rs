@@ -431,14 +431,15 @@ pub(super) fn run(src: Connection, mut dst: Connection, progress: Arc<Progress>)
         };
         last = Instant::now();
         match apply(&src, &mut dst, after) {
-            Ok(Some((last, events))) => {
+            Ok(Some((upto, events))) => {
                 let mut m = progress.lock();
-                m.applied = last;
+                m.applied = upto;
                 m.lag = m.lag.saturating_sub(events);
                 drop(m);
                 progress.moved.notify_all();
             }
-            // Nothing past `after`: the committed mark names a row that rolled back.
+            // Nothing past `after`, though the writer marks only rows it committed: never
+            // expected, but a missing row must not keep reads waiting.
             Ok(None) => {
                 let mut m = progress.lock();
                 m.applied = m.applied.max(m.committed);
