@@ -1034,6 +1034,46 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A pending row that does not decode is kept aside with why, and the rows after it are
+    /// derived: it does not keep every later click waiting.
+    #[test]
+    fn an_unreadable_pending_row_is_kept_aside_and_the_rest_derived() {
+        let dir = fresh_dir("utt-unreadable");
+        let events = journey();
+        let want = journey_tables(&dir.join("once.db"));
+        let db = dir.join("utt.db");
+        SqliteStore::open(&db).unwrap().close().unwrap();
+        {
+            let c = Connection::open(&db).unwrap();
+            let mut rows = Vec::new();
+            Derived::of(&events).encode("demo", &mut rows);
+            c.execute(
+                "INSERT INTO pending (id, events, rows) VALUES (1, 1, x'0700000064656d6f')",
+                [],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO pending (id, events, rows) VALUES (2, ?1, ?2)",
+                params![events.len() as i64, rows],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&db).unwrap();
+        assert_eq!(derived_tables(&store), want);
+        assert_eq!(store.derive_lag(), 0);
+        let kept: (i64, Vec<u8>, String) = store
+            .read(|c| {
+                c.query_row("SELECT pending, rows, error FROM unreadable", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+            })
+            .unwrap();
+        assert_eq!((kept.0, kept.1.as_slice()), (1, &b"\x07\0\0\0demo"[..]));
+        assert!(kept.2.contains("cut short"), "{}", kept.2);
+        store.close().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn url_paths() {
         let cases = [

@@ -54,6 +54,11 @@ CREATE TABLE IF NOT EXISTS progress (
     one INTEGER PRIMARY KEY CHECK (one = 1),
     pending INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS unreadable (
+    pending INTEGER PRIMARY KEY,
+    rows BLOB,
+    error TEXT NOT NULL
+);
 ";
 
 /// The columns of the derived tables copied as they are in the one-time move out of a database
@@ -469,15 +474,26 @@ fn apply(src: &Connection, dst: &mut Connection, after: u64) -> Result<Option<(u
         .map_err(err)?;
     let mut rows = st.query(params![int(after), TAKE]).map_err(err)?;
     let (mut last, mut events, mut parts) = (0u64, 0u64, Vec::new());
+    // A pending row that does not decode would stop every row after it forever if it were
+    // retried: it is kept aside, with why, and the rest goes on.
+    let mut unreadable: Vec<(u64, Option<Vec<u8>>, String)> = Vec::new();
     while let Some(r) = rows.next().map_err(err)? {
         last = r.get::<_, i64>(0).map_err(err)? as u64;
         events += r.get::<_, i64>(1).map_err(err)? as u64;
-        let bytes = r
+        let decoded = r
             .get_ref(2)
             .map_err(err)?
             .as_blob()
-            .map_err(|e| StoreError(format!("pending rows: {e}")))?;
-        parts.extend(Derived::decode(bytes)?);
+            .map_err(|e| StoreError(format!("pending rows: {e}")))
+            .and_then(Derived::decode);
+        match decoded {
+            Ok(p) => parts.extend(p),
+            Err(e) => {
+                tracing::error!(pending = last, error = %e, "a pending row does not decode; kept in the derived file's `unreadable` table");
+                let bytes = r.get_ref(2).ok().and_then(|v| v.as_blob().ok()).map(<[u8]>::to_vec);
+                unreadable.push((last, bytes, e.0));
+            }
+        }
     }
     drop(rows);
     if last == 0 {
@@ -488,6 +504,13 @@ fn apply(src: &Connection, dst: &mut Connection, after: u64) -> Result<Option<(u
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(err)?;
     write(&tx, &merged).map_err(err)?;
+    for (id, bytes, error) in &unreadable {
+        tx.execute(
+            "INSERT OR REPLACE INTO unreadable (pending, rows, error) VALUES (?1, ?2, ?3)",
+            params![int(*id), bytes, error],
+        )
+        .map_err(err)?;
+    }
     tx.execute("UPDATE progress SET pending = ?1", [int(last)])
         .map_err(err)?;
     tx.commit().map_err(err)?;
