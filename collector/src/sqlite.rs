@@ -862,6 +862,27 @@ mod tests {
         dir
     }
 
+    /// The pending rows `append` would write for the events, as site `demo`.
+    fn journey_rows(events: &[wire::Event]) -> Vec<u8> {
+        let mut rows = Vec::new();
+        Derived::of(events).encode("demo", &mut rows);
+        rows
+    }
+
+    /// A new store at `db` whose deriver never ran: `pending` holds these rows (events, bytes),
+    /// numbered from 1.
+    fn with_pending(db: &Path, pending: &[(usize, Vec<u8>)]) {
+        SqliteStore::open(db).unwrap().close().unwrap();
+        let c = Connection::open(db).unwrap();
+        for (i, (events, rows)) in pending.iter().enumerate() {
+            c.execute(
+                "INSERT INTO pending (id, events, rows) VALUES (?1, ?2, ?3)",
+                params![i as i64 + 1, *events as i64, rows],
+            )
+            .unwrap();
+        }
+    }
+
     /// The derived tables as format 0 kept them, in the main file.
     const FORMAT_0_DERIVED: &str = "
         CREATE TABLE touches (
@@ -1006,17 +1027,7 @@ mod tests {
         let want = journey_tables(&dir.join("once.db"));
         // A store whose deriver never ran: the pending row written the way `append` writes it.
         let db = dir.join("utt.db");
-        SqliteStore::open(&db).unwrap().close().unwrap();
-        {
-            let c = Connection::open(&db).unwrap();
-            let mut rows = Vec::new();
-            Derived::of(&events).encode("demo", &mut rows);
-            c.execute(
-                "INSERT INTO pending (id, events, rows) VALUES (1, ?1, ?2)",
-                params![events.len() as i64, rows],
-            )
-            .unwrap();
-        }
+        with_pending(&db, &[(events.len(), journey_rows(&events))]);
         let store = SqliteStore::open(&db).unwrap();
         assert_eq!(derived_tables(&store), want);
         assert_eq!(store.derive_lag(), 0);
@@ -1042,22 +1053,9 @@ mod tests {
         let events = journey();
         let want = journey_tables(&dir.join("once.db"));
         let db = dir.join("utt.db");
-        SqliteStore::open(&db).unwrap().close().unwrap();
-        {
-            let c = Connection::open(&db).unwrap();
-            let mut rows = Vec::new();
-            Derived::of(&events).encode("demo", &mut rows);
-            c.execute(
-                "INSERT INTO pending (id, events, rows) VALUES (1, 1, x'0700000064656d6f')",
-                [],
-            )
-            .unwrap();
-            c.execute(
-                "INSERT INTO pending (id, events, rows) VALUES (2, ?1, ?2)",
-                params![events.len() as i64, rows],
-            )
-            .unwrap();
-        }
+        // A site name cut short: its length says 7 bytes, 4 follow.
+        let cut = b"\x07\0\0\0demo".to_vec();
+        with_pending(&db, &[(1, cut), (events.len(), journey_rows(&events))]);
         let store = SqliteStore::open(&db).unwrap();
         assert_eq!(derived_tables(&store), want);
         assert_eq!(store.derive_lag(), 0);

@@ -480,18 +480,16 @@ fn apply(src: &Connection, dst: &mut Connection, after: u64) -> Result<Option<(u
     while let Some(r) = rows.next().map_err(err)? {
         last = r.get::<_, i64>(0).map_err(err)? as u64;
         events += r.get::<_, i64>(1).map_err(err)? as u64;
-        let decoded = r
-            .get_ref(2)
-            .map_err(err)?
-            .as_blob()
-            .map_err(|e| StoreError(format!("pending rows: {e}")))
-            .and_then(Derived::decode);
+        let blob = r.get_ref(2).map_err(err)?.as_blob().ok();
+        let decoded = match blob {
+            Some(bytes) => Derived::decode(bytes),
+            None => Err(StoreError("pending rows: not a blob".into())),
+        };
         match decoded {
             Ok(p) => parts.extend(p),
             Err(e) => {
                 tracing::error!(pending = last, error = %e, "a pending row does not decode; kept in the derived file's `unreadable` table");
-                let bytes = r.get_ref(2).ok().and_then(|v| v.as_blob().ok()).map(<[u8]>::to_vec);
-                unreadable.push((last, bytes, e.0));
+                unreadable.push((last, blob.map(<[u8]>::to_vec), e.0));
             }
         }
     }
