@@ -202,6 +202,12 @@ impl SqliteStore {
                 "PRAGMA cache_size=-65536; PRAGMA journal_size_limit={WAL_LIMIT};"
             ))
             .map_err(err)?;
+        // A process that died inside a commit may have left WAL frames that were written but
+        // never synced: SQLite now treats them as committed, though they are only in the page
+        // cache. They are made durable before anything reads them: otherwise a retried event
+        // found there would be answered `duplicate`, and the deriver would make their rows
+        // durable in its own file, while a power loss could still take the events back.
+        sync_wal(&wal_path(path)).map_err(|e| StoreError(format!("fsync of the WAL: {e}")))?;
         // Pending rows left by a crash (or by a stop before the deriver finished) are derived
         // first; reads wait for them.
         let (last, lag): (i64, i64) = writer
@@ -319,6 +325,15 @@ fn digits(mut n: usize) -> usize {
         d += 1;
     }
     d
+}
+
+/// Flushes the WAL file to disk (`fdatasync`), if there is one.
+fn sync_wal(path: &Path) -> std::io::Result<()> {
+    match std::fs::File::open(path) {
+        Ok(f) => f.sync_data(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// A log entry whose click list is a reference: (before, offset, length, after).
