@@ -635,19 +635,28 @@ async fn get_click(
 }
 
 async fn healthz(State(s): State<AppState>) -> Response {
-    if s.writer.is_running() {
-        ([(header::CONTENT_TYPE, "application/json")], "{\"status\":\"ok\"}").into_response()
-    } else {
-        AppError::Unavailable.into_response()
+    if !s.writer.is_running() {
+        return AppError::Unavailable.into_response();
     }
+    // A failing deriver does not stop ingestion (the events and their pending rows are stored),
+    // so the collector stays in service, 200, but says it is degraded: the click and conversion
+    // APIs then wait and answer with stale derived rows. The cause is in the log, not here.
+    let body = if s.store.derive_status().failing {
+        "{\"status\":\"degraded\",\"problem\":\"the derived tables are not being updated (see the \
+         collector's log): events are still stored, but the click and conversion APIs answer late \
+         and without the newest clicks\"}"
+    } else {
+        "{\"status\":\"ok\"}"
+    };
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
     let store = s.store.clone();
-    let (size, lag) = tokio::task::spawn_blocking(move || (store.size_bytes(), store.derive_lag()))
+    let (size, derive) = tokio::task::spawn_blocking(move || (store.size_bytes(), store.derive_status()))
         .await
-        .unwrap_or((0, 0));
-    let text = s.metrics.render(s.writer.stats(), s.writer.queue_depth(), size, lag);
+        .unwrap_or_default();
+    let text = s.metrics.render(s.writer.stats(), s.writer.queue_depth(), size, derive);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

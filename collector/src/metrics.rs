@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use utt::core::wire::Status;
 
+use crate::store::DeriveStatus;
 use crate::writer::WriterStats;
 
 /// Event types as labelled; `unknown` is a rejected event whose type could not be read.
@@ -86,7 +87,7 @@ impl Metrics {
     }
 
     /// Renders the Prometheus text exposition, with the writer's figures and the gauges passed in.
-    pub fn render(&self, writer: &WriterStats, queue_depth: u64, db_bytes: u64, derive_lag: u64) -> String {
+    pub fn render(&self, writer: &WriterStats, queue_depth: u64, db_bytes: u64, derive: DeriveStatus) -> String {
         let mut out = String::new();
         header(
             &mut out,
@@ -142,7 +143,11 @@ impl Metrics {
         let help = "Bytes of the database on disk (main file and WAL).";
         scalar(&mut out, "utt_database_size_bytes", "gauge", help, db_bytes);
         let help = "Acknowledged events whose derived rows (touches, page counts, identities) are not written yet.";
-        scalar(&mut out, "utt_derive_lag_events", "gauge", help, derive_lag);
+        scalar(&mut out, "utt_derive_lag_events", "gauge", help, derive.lag);
+        let help = "Failed attempts to write derived rows (each is retried every second).";
+        scalar(&mut out, "utt_derive_failures_total", "counter", help, derive.failures);
+        let help = "1 while the latest attempt to write derived rows failed: reads then answer late and stale.";
+        scalar(&mut out, "utt_derive_failing", "gauge", help, u8::from(derive.failing));
         out
     }
 }
@@ -199,7 +204,12 @@ mod tests {
         w.commits.store(3, Ordering::Relaxed);
         w.events.store(40, Ordering::Relaxed);
         w.busy_us.store(12_500, Ordering::Relaxed);
-        let text = m.render(&w, 7, 4096, 3);
+        let derive = DeriveStatus {
+            lag: 3,
+            failures: 2,
+            failing: true,
+        };
+        let text = m.render(&w, 7, 4096, derive);
         let want = [
             "utt_events_total{type=\"pageview\",status=\"accepted\"} 2\n",
             "utt_events_total{type=\"conversion\",status=\"duplicate\"} 1\n",
@@ -215,6 +225,8 @@ mod tests {
             "utt_writer_queue_depth 7\n",
             "utt_database_size_bytes 4096\n",
             "utt_derive_lag_events 3\n",
+            "utt_derive_failures_total 2\n",
+            "utt_derive_failing 1\n",
         ];
         for line in want {
             assert!(text.contains(line), "missing {line:?} in\n{text}");

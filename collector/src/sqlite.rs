@@ -11,7 +11,8 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use utt::core::wire::{CustomerStatus, Status};
 
 use crate::store::{
-    Batch, ClickSeen, Counts, Derived, Landing, PageSeen, Store, StoreError, StoredConversion, Touch, CLICKS_REF,
+    Batch, ClickSeen, Counts, DeriveStatus, Derived, Landing, PageSeen, Store, StoreError, StoredConversion, Touch,
+    CLICKS_REF,
 };
 
 mod derive;
@@ -659,8 +660,13 @@ impl Store for SqliteStore {
             .sum()
     }
 
-    fn derive_lag(&self) -> u64 {
-        self.progress.lock().lag
+    fn derive_status(&self) -> DeriveStatus {
+        let m = self.progress.lock();
+        DeriveStatus {
+            lag: m.lag,
+            failures: m.failures,
+            failing: m.failing,
+        }
     }
 
     fn close(&self) -> Result<(), StoreError> {
@@ -1033,6 +1039,52 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A deriver that cannot write (here: a stored page-count value it cannot merge with) says
+    /// so in the store's status, retries, and catches up once the cause is gone; the events
+    /// stay stored meanwhile.
+    #[test]
+    fn a_failing_deriver_is_reported_and_catches_up() {
+        let dir = fresh_dir("utt-failing");
+        let db = dir.join("utt.db");
+        let store = SqliteStore::open(&db).unwrap();
+        store.append(&[&Batch::new("demo", 1, journey())]).unwrap();
+        assert!(!derived_tables(&store)[1].is_empty());
+        assert_eq!(store.derive_status(), DeriveStatus::default());
+        let derived = Connection::open(derived_path(&db)).unwrap();
+        derived.busy_timeout(Duration::from_secs(5)).unwrap();
+        derived.execute("UPDATE click_pages SET pages = x'07'", []).unwrap();
+        // The same clicks again, in new events: their page counts must merge with the damage.
+        let mut again = journey();
+        again.retain(|e| !matches!(e.kind, utt::core::wire::Kind::Conversion(_)));
+        for e in &mut again {
+            e.id.replace_range(..8, "aaaaaaaa");
+        }
+        let n = again.len() as u64;
+        assert!(store
+            .append(&[&Batch::new("demo", 2, again)])
+            .unwrap()
+            .iter()
+            .all(|s| *s == Status::Accepted));
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while !store.derive_status().failing {
+            assert!(std::time::Instant::now() < until, "the failure was never reported");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let status = store.derive_status();
+        assert!(status.failures >= 1 && status.lag == n, "{status:?}");
+        let all = journey().len() as u64 + n;
+        assert_eq!(store.counts().unwrap().events, all, "the events are stored meanwhile");
+        // The cause removed (those counts are lost), the next retry derives what waited.
+        derived.execute("DELETE FROM click_pages", []).unwrap();
+        while store.derive_status().failing || store.derive_status().lag > 0 {
+            assert!(std::time::Instant::now() < until, "never caught up: {:?}", store.derive_status());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!derived_tables(&store)[1].is_empty());
+        store.close().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// Pending rows that were committed but not derived (the process died in between) are
     /// derived when the store opens again, once, and reads wait for them.
     #[test]
@@ -1045,7 +1097,7 @@ mod tests {
         with_pending(&db, &[(events.len(), journey_rows(&events))]);
         let store = SqliteStore::open(&db).unwrap();
         assert_eq!(derived_tables(&store), want);
-        assert_eq!(store.derive_lag(), 0);
+        assert_eq!(store.derive_status().lag, 0);
         store.close().unwrap();
         drop(store);
         // Derived once: opening again adds nothing, and the next commit deletes the row.
@@ -1073,7 +1125,7 @@ mod tests {
         with_pending(&db, &[(1, cut), (events.len(), journey_rows(&events))]);
         let store = SqliteStore::open(&db).unwrap();
         assert_eq!(derived_tables(&store), want);
-        assert_eq!(store.derive_lag(), 0);
+        assert_eq!(store.derive_status().lag, 0);
         let kept: (i64, Vec<u8>, String) = store
             .read(|c| {
                 c.query_row("SELECT pending, rows, error FROM unreadable", [], |r| {

@@ -679,6 +679,17 @@ pub struct ClickSeen {
     pub pages: Vec<PageSeen>,
 }
 
+/// How the derived rows keep up with the acknowledged events.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeriveStatus {
+    /// Acknowledged events whose derived rows are not written yet (reads wait for them).
+    pub lag: u64,
+    /// Attempts to write derived rows that failed since the store opened (each is retried).
+    pub failures: u64,
+    /// True while the latest attempt failed: nothing after it is derived until one succeeds.
+    pub failing: bool,
+}
+
 /// Row counts, for health checks and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -742,10 +753,10 @@ pub trait Store: Send + Sync {
     /// The bytes the database occupies on disk.
     fn size_bytes(&self) -> u64;
 
-    /// Acknowledged events whose derived rows (touches, page counts, identities) are not
-    /// written yet. Reads wait for them; this is for `/metrics` and the benchmark.
-    fn derive_lag(&self) -> u64 {
-        0
+    /// How the derived rows (touches, page counts, identities) keep up with what was
+    /// acknowledged: for `/healthz`, `/metrics` and the benchmark.
+    fn derive_status(&self) -> DeriveStatus {
+        DeriveStatus::default()
     }
 
     /// Flushes and closes what can be closed (the WAL is checkpointed); called once at shutdown.

@@ -574,6 +574,57 @@ async fn health_and_metrics() {
     assert!(size > 0);
 }
 
+/// A deriver that cannot write keeps the collector in service (events are still stored) but
+/// makes it say so: `/healthz` is `degraded` and `/metrics` counts the failures, until it has
+/// caught up.
+#[tokio::test]
+async fn a_failing_deriver_shows_in_health_and_metrics() {
+    let h = Harness::new();
+    let c = click("gclid", "google", "Cj0-degraded", T0);
+    let a = h.post(&batch(&[event(1, Some("v1"), T0, vec![c.clone()], pageview())])).await;
+    assert_eq!(a.statuses(), ["accepted"]);
+    let (status, _) = h.get_json("/v1/clicks/Cj0-degraded").await;
+    assert_eq!(status, StatusCode::OK);
+    // A stored page-count value the deriver cannot merge with, and a page view to merge.
+    let derived = rusqlite::Connection::open(h.dir.join("utt.db-derived")).unwrap();
+    derived.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    derived.execute("UPDATE click_pages SET pages = x'07'", []).unwrap();
+    let a = h.post(&batch(&[event(2, Some("v1"), T0 + 1, vec![c], pageview())])).await;
+    assert_eq!(a.statuses(), ["accepted"]);
+    let health = || async {
+        let (status, v) = h.get_json("/healthz").await;
+        assert_eq!(status, StatusCode::OK, "a failing deriver does not take the collector out of service");
+        v
+    };
+    let mut tries = 0;
+    let v = loop {
+        let v = health().await;
+        if v["status"] == "degraded" {
+            break v;
+        }
+        tries += 1;
+        assert!(tries < 500, "never reported degraded: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(v["problem"].as_str().unwrap().contains("derived tables"), "{v}");
+    let m = h.send("GET", "/metrics", &[], "").await;
+    for line in ["utt_derive_failing 1\n", "utt_derive_lag_events 1\n"] {
+        assert!(m.body.contains(line), "missing {line:?} in\n{}", m.body);
+    }
+    assert!(!m.body.contains("utt_derive_failures_total 0\n"), "{}", m.body);
+    assert_eq!(h.events(), 2, "the events are stored meanwhile");
+    // The cause removed, the next retry (within a second) derives what waited.
+    derived.execute("DELETE FROM click_pages", []).unwrap();
+    let mut tries = 0;
+    while health().await["status"] != "ok" {
+        tries += 1;
+        assert!(tries < 500, "never recovered");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let m = h.send("GET", "/metrics", &[], "").await;
+    assert!(m.body.contains("utt_derive_failing 0\n"), "{}", m.body);
+}
+
 #[tokio::test]
 async fn stopped_writer_answers_503() {
     let h = Harness::new();

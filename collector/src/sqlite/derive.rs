@@ -238,6 +238,10 @@ pub(super) struct Marks {
     pub stop: bool,
     /// Reads waiting for the deriver: it writes at once instead of gathering more.
     pub readers: u32,
+    /// Failed attempts to derive, since the store opened.
+    pub failures: u64,
+    /// The latest attempt failed (it is retried every second).
+    pub failing: bool,
 }
 
 #[derive(Default)]
@@ -438,6 +442,7 @@ pub(super) fn run(src: Connection, mut dst: Connection, progress: Arc<Progress>)
         match apply(&src, &mut dst, after) {
             Ok(Some((upto, events))) => {
                 let mut m = progress.lock();
+                m.failing = false;
                 m.applied = upto;
                 m.lag = m.lag.saturating_sub(events);
                 drop(m);
@@ -447,15 +452,20 @@ pub(super) fn run(src: Connection, mut dst: Connection, progress: Arc<Progress>)
             // expected, but a missing row must not keep reads waiting.
             Ok(None) => {
                 let mut m = progress.lock();
+                m.failing = false;
                 m.applied = m.applied.max(m.committed);
                 drop(m);
                 progress.moved.notify_all();
             }
             Err(e) => {
                 tracing::error!(error = %e, "deriving pending rows failed; retrying");
-                if progress.lock().stop {
+                let mut m = progress.lock();
+                m.failures += 1;
+                m.failing = true;
+                if m.stop {
                     return;
                 }
+                drop(m);
                 thread::sleep(Duration::from_secs(1));
             }
         }
