@@ -23,6 +23,10 @@ const USAGE: &str =
   --db PATH       the SQLite database file (created if missing)
   --config PATH   the TOML configuration (without it: the demo site on http://127.0.0.1:* and http://localhost:*)
   --static DIR    a folder served at / (repeatable; the first folder that has a file wins)
+  --rebuild-derived
+                  make the derived file (<db>-derived: touches, page counts, identities) again
+                  from the stored events, then exit; the collector must be stopped. A derived
+                  file already there is kept aside as <db>-derived.replaced-<seconds>
 
 Logs go to stderr; UTT_LOG=error|warn|info|debug sets the level (default info).";
 
@@ -31,6 +35,7 @@ struct Args {
     db: PathBuf,
     config: Option<PathBuf>,
     statics: Vec<PathBuf>,
+    rebuild: bool,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -39,6 +44,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         db: PathBuf::from("utt.db"),
         config: None,
         statics: Vec::new(),
+        rebuild: false,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -47,6 +53,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--db" => out.db = PathBuf::from(value()?),
             "--config" => out.config = Some(PathBuf::from(value()?)),
             "--static" => out.statics.push(PathBuf::from(value()?)),
+            "--rebuild-derived" => out.rebuild = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -85,6 +92,26 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), String> {
+    if args.rebuild {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let r = utt_collector::sqlite::rebuild_derived(&args.db, now)
+            .map_err(|e| format!("rebuilding the derived file of {}: {e}", args.db.display()))?;
+        println!(
+            "utt-collector: derived {} events of {} into {}: {} touches, {} page-count rows, {} identities",
+            r.events,
+            args.db.display(),
+            utt_collector::sqlite::derived_path(&args.db).display(),
+            r.touches,
+            r.pages,
+            r.identities
+        );
+        if let Some(kept) = r.kept {
+            println!("utt-collector: the derived file that was there is kept as {}", kept.display());
+        }
+        return Ok(());
+    }
     let config = match &args.config {
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()))?;

@@ -16,8 +16,10 @@ use crate::store::{
 };
 
 mod derive;
+mod rebuild;
 
 pub use derive::derived_path;
+pub use rebuild::{rebuild as rebuild_derived, Rebuilt};
 use derive::Progress;
 
 /// The schema. `events` is clustered on its ID (`WITHOUT ROWID`): one B-tree instead of a table
@@ -1036,6 +1038,78 @@ mod tests {
         }
         let e = SqliteStore::open(&db).err().expect("refused");
         assert!(e.0.contains("belongs to another database"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The derived file is made again from the stored events: the same rows as deriving them at
+    /// ingestion left, whether the file was lost or damaged, and never while a collector has
+    /// the database open.
+    #[test]
+    fn the_derived_file_is_rebuilt_from_the_events() {
+        let dir = fresh_dir("utt-rebuild");
+        let db = dir.join("utt.db");
+        let store = SqliteStore::open(&db).unwrap();
+        // The journey in one batch, then again as new events in batches of two, so that page
+        // counts and sightings merge across batches and commits; a second site too.
+        store.append(&[&Batch::new("demo", 1, journey())]).unwrap();
+        let mut again = journey();
+        again.retain(|e| !matches!(e.kind, utt::core::wire::Kind::Conversion(_)));
+        for (i, e) in again.iter_mut().enumerate() {
+            e.id.replace_range(..8, &format!("{:08x}", 0xaaaa_0000u32 + i as u32));
+            e.at += 1_000;
+        }
+        let mut elsewhere = again.clone();
+        for e in &mut elsewhere {
+            e.id.replace_range(..4, "bbbb");
+        }
+        for (pair, copy) in again.chunks(2).zip(elsewhere.chunks(2)) {
+            store
+                .append(&[&Batch::new("demo", 2, pair.to_vec()), &Batch::new("other", 2, copy.to_vec())])
+                .unwrap();
+        }
+        let want = derived_tables(&store);
+        assert!(want.iter().all(|t| !t.is_empty()), "{want:?}");
+        let e = rebuild::rebuild(&db, 7).expect_err("refused while the store is open");
+        assert!(e.0.contains("stop the collector"), "{e}");
+        store.close().unwrap();
+        drop(store);
+
+        // Lost: the collector refuses to start and says how to rebuild; the rebuild restores it.
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", derived_path(&db).display()));
+        }
+        let e = SqliteStore::open(&db).err().expect("refused");
+        assert!(e.0.contains("--rebuild-derived"), "{e}");
+        let r = rebuild::rebuild(&db, 7).unwrap();
+        assert_eq!(r.events, journey().len() as u64 + 2 * again.len() as u64);
+        assert_eq!(
+            (r.touches, r.pages, r.identities),
+            (want[0].len() as u64, want[1].len() as u64, want[2].len() as u64)
+        );
+        let store = SqliteStore::open(&db).unwrap();
+        assert_eq!(derived_tables(&store), want);
+        // And the store goes on from there: a new batch derives on top of the rebuilt rows.
+        store.append(&[&Batch::new("demo", 3, Vec::new())]).unwrap();
+        store.close().unwrap();
+        drop(store);
+
+        // Damaged: the rebuild replaces it and keeps the damaged file aside.
+        {
+            let c = Connection::open(derived_path(&db)).unwrap();
+            c.execute("UPDATE click_pages SET pages = x'07'", []).unwrap();
+            c.execute("DELETE FROM touches", []).unwrap();
+        }
+        let r = rebuild::rebuild(&db, 8).unwrap();
+        let kept = r.kept.expect("the damaged file kept aside");
+        assert!(kept.to_string_lossy().ends_with("utt.db-derived.replaced-8"), "{}", kept.display());
+        let aside: i64 = Connection::open(&kept)
+            .unwrap()
+            .query_row("SELECT count(*) FROM touches", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(aside, 0, "the file kept aside is the damaged one");
+        let store = SqliteStore::open(&db).unwrap();
+        assert_eq!(derived_tables(&store), want);
+        store.close().unwrap();
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -169,4 +169,25 @@ async fn acknowledged_events_survive_kill_9() {
         );
     }
     assert!(store.counts().unwrap().events >= acknowledged.len() as u64);
+
+    // The derived file made again from the events by the binary (the collector stopped) has
+    // the same rows: every acknowledged click as the API showed it.
+    let seen: Vec<_> = clicked.iter().map(|v| store.click(v, None).unwrap()).collect();
+    store.close().unwrap();
+    drop(store);
+    let derived = utt_collector::sqlite::derived_path(&db);
+    std::fs::remove_file(&derived).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_utt-collector"))
+        .args(["--rebuild-derived", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains(" events of "), "{said}");
+    let store = SqliteStore::open(&db).unwrap();
+    for (value, before) in clicked.iter().zip(seen) {
+        assert_eq!(store.click(value, None).unwrap(), before, "{value}");
+    }
+    store.close().unwrap();
 }

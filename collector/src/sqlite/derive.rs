@@ -157,7 +157,7 @@ fn most_recent(mut pages: Vec<PathViews<'_>>) -> Vec<PathViews<'_>> {
 }
 
 /// The SQL function the page-count upsert merges with (`utt_merge_pages(old, new)`).
-fn register_merge(conn: &Connection) -> rusqlite::Result<()> {
+pub(super) fn register_merge(conn: &Connection) -> rusqlite::Result<()> {
     use rusqlite::functions::FunctionFlags;
     conn.create_scalar_function(
         "utt_merge_pages",
@@ -353,8 +353,10 @@ pub(super) fn open_derived(main: &Connection, db: &Path) -> Result<(Connection, 
                 // The main file's events were derived into a file that is not here: starting
                 // empty would silently forget every click and identity seen so far.
                 return Err(StoreError(format!(
-                    "{} is missing or empty, but {} has events: restore the two files together",
+                    "{} is missing or empty, but {} has events: restore the two files together, \
+                     or make it again from the events with `utt-collector --db {} --rebuild-derived`",
                     path.display(),
+                    db.display(),
                     db.display()
                 )));
             }
@@ -527,7 +529,7 @@ fn apply(src: &Connection, dst: &mut Connection, after: u64) -> Result<Option<(u
 
 /// Writes merged rows: touches and page counts merge with the stored ones (first/last time,
 /// view counts), identities keep their first sighting.
-fn write(tx: &rusqlite::Transaction<'_>, m: &Merged) -> rusqlite::Result<()> {
+pub(super) fn write(tx: &rusqlite::Transaction<'_>, m: &Merged) -> rusqlite::Result<()> {
     let mut up_touch = tx.prepare_cached(
         "INSERT INTO touches (site, visitor, param, value, click_at, network, path, first_seen, last_seen) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
