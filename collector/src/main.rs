@@ -108,7 +108,10 @@ fn run(args: Args) -> Result<(), String> {
             r.identities
         );
         if let Some(kept) = r.kept {
-            println!("utt-collector: the derived file that was there is kept as {}", kept.display());
+            println!(
+                "utt-collector: the derived file that was there is kept as {}",
+                kept.display()
+            );
         }
         return Ok(());
     }

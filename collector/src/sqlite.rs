@@ -19,8 +19,8 @@ mod derive;
 mod rebuild;
 
 pub use derive::derived_path;
-pub use rebuild::{rebuild as rebuild_derived, Rebuilt};
 use derive::Progress;
+pub use rebuild::{rebuild as rebuild_derived, Rebuilt};
 
 /// The schema. `events` is clustered on its ID (`WITHOUT ROWID`): one B-tree instead of a table
 /// plus a unique index, and time-ordered UUIDv7 IDs append at its right edge. The events' wire
@@ -1064,7 +1064,10 @@ mod tests {
         }
         for (pair, copy) in again.chunks(2).zip(elsewhere.chunks(2)) {
             store
-                .append(&[&Batch::new("demo", 2, pair.to_vec()), &Batch::new("other", 2, copy.to_vec())])
+                .append(&[
+                    &Batch::new("demo", 2, pair.to_vec()),
+                    &Batch::new("other", 2, copy.to_vec()),
+                ])
                 .unwrap();
         }
         let want = derived_tables(&store);
@@ -1101,7 +1104,11 @@ mod tests {
         }
         let r = rebuild::rebuild(&db, 8).unwrap();
         let kept = r.kept.expect("the damaged file kept aside");
-        assert!(kept.to_string_lossy().ends_with("utt.db-derived.replaced-8"), "{}", kept.display());
+        assert!(
+            kept.to_string_lossy().ends_with("utt.db-derived.replaced-8"),
+            "{}",
+            kept.display()
+        );
         let aside: i64 = Connection::open(&kept)
             .unwrap()
             .query_row("SELECT count(*) FROM touches", [], |r| r.get(0))
@@ -1151,7 +1158,11 @@ mod tests {
         // The cause removed (those counts are lost), the next retry derives what waited.
         derived.execute("DELETE FROM click_pages", []).unwrap();
         while store.derive_status().failing || store.derive_status().lag > 0 {
-            assert!(std::time::Instant::now() < until, "never caught up: {:?}", store.derive_status());
+            assert!(
+                std::time::Instant::now() < until,
+                "never caught up: {:?}",
+                store.derive_status()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(!derived_tables(&store)[1].is_empty());

@@ -581,7 +581,9 @@ async fn health_and_metrics() {
 async fn a_failing_deriver_shows_in_health_and_metrics() {
     let h = Harness::new();
     let c = click("gclid", "google", "Cj0-degraded", T0);
-    let a = h.post(&batch(&[event(1, Some("v1"), T0, vec![c.clone()], pageview())])).await;
+    let a = h
+        .post(&batch(&[event(1, Some("v1"), T0, vec![c.clone()], pageview())]))
+        .await;
     assert_eq!(a.statuses(), ["accepted"]);
     let (status, _) = h.get_json("/v1/clicks/Cj0-degraded").await;
     assert_eq!(status, StatusCode::OK);
@@ -589,11 +591,17 @@ async fn a_failing_deriver_shows_in_health_and_metrics() {
     let derived = rusqlite::Connection::open(h.dir.join("utt.db-derived")).unwrap();
     derived.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
     derived.execute("UPDATE click_pages SET pages = x'07'", []).unwrap();
-    let a = h.post(&batch(&[event(2, Some("v1"), T0 + 1, vec![c], pageview())])).await;
+    let a = h
+        .post(&batch(&[event(2, Some("v1"), T0 + 1, vec![c], pageview())]))
+        .await;
     assert_eq!(a.statuses(), ["accepted"]);
     let health = || async {
         let (status, v) = h.get_json("/healthz").await;
-        assert_eq!(status, StatusCode::OK, "a failing deriver does not take the collector out of service");
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "a failing deriver does not take the collector out of service"
+        );
         v
     };
     let mut tries = 0;

@@ -127,8 +127,7 @@ pub fn rebuild(db: &Path, now_secs: u64) -> Result<Rebuilt, StoreError> {
         }
         out.kept = Some(kept);
     }
-    std::fs::rename(&fresh, &target)
-        .map_err(|e| StoreError(format!("moving {} into place: {e}", fresh.display())))?;
+    std::fs::rename(&fresh, &target).map_err(|e| StoreError(format!("moving {} into place: {e}", fresh.display())))?;
     // The rename is durable once the folder is.
     if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::File::open(dir)
@@ -157,8 +156,12 @@ fn derive_all(main: &Connection, dst: &mut Connection, out: &mut Rebuilt) -> Res
     let (mut site, mut events): (String, Vec<Event>) = (String::new(), Vec::new());
     let (mut parts, mut in_chunk) = (Vec::new(), 0usize);
     while let Some(r) = rows.next().map_err(err)? {
-        let (s, body_id, at, len): (String, i64, i64, i64) =
-            (r.get(0).map_err(err)?, r.get(1).map_err(err)?, r.get(2).map_err(err)?, r.get(3).map_err(err)?);
+        let (s, body_id, at, len): (String, i64, i64, i64) = (
+            r.get(0).map_err(err)?,
+            r.get(1).map_err(err)?,
+            r.get(2).map_err(err)?,
+            r.get(3).map_err(err)?,
+        );
         if blob.0 != body_id {
             let bytes: Vec<u8> = main
                 .query_row("SELECT json FROM bodies WHERE id = ?1", [body_id], |r| r.get(0))
@@ -166,7 +169,9 @@ fn derive_all(main: &Connection, dst: &mut Connection, out: &mut Rebuilt) -> Res
             blob = (body_id, bytes);
         }
         let text = entry(&blob.1, at, len).ok_or_else(|| {
-            StoreError(format!("body log {body_id}: the entry at {at} ({len} bytes) is not readable"))
+            StoreError(format!(
+                "body log {body_id}: the entry at {at} ({len} bytes) is not readable"
+            ))
         })?;
         let event = read(&text).map_err(|e| StoreError(format!("body log {body_id} at {at}: {e}")))?;
         if s != site && !events.is_empty() {
