@@ -23,6 +23,10 @@ const USAGE: &str =
   --db PATH       the SQLite database file (created if missing)
   --config PATH   the TOML configuration (without it: the demo site on http://127.0.0.1:* and http://localhost:*)
   --static DIR    a folder served at / (repeatable; the first folder that has a file wins)
+  --backup-to FILE
+                  copy the database's main file to FILE (which must not exist), consistent as
+                  of one moment, while the collector may be running, then exit. To restore: put
+                  the copy at the database's path and run --rebuild-derived
   --rebuild-derived
                   make the derived file (<db>-derived: touches, page counts, identities) again
                   from the stored events, then exit; the collector must be stopped. A derived
@@ -36,6 +40,7 @@ struct Args {
     config: Option<PathBuf>,
     statics: Vec<PathBuf>,
     rebuild: bool,
+    backup_to: Option<PathBuf>,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -45,6 +50,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         config: None,
         statics: Vec::new(),
         rebuild: false,
+        backup_to: None,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -54,6 +60,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--config" => out.config = Some(PathBuf::from(value()?)),
             "--static" => out.statics.push(PathBuf::from(value()?)),
             "--rebuild-derived" => out.rebuild = true,
+            "--backup-to" => out.backup_to = Some(PathBuf::from(value()?)),
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -92,6 +99,17 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), String> {
+    if let Some(to) = &args.backup_to {
+        let bytes = utt_collector::sqlite::backup(&args.db, to)
+            .map_err(|e| format!("backing up {}: {e}", args.db.display()))?;
+        println!(
+            "utt-collector: {} copied to {} ({bytes} bytes); to restore, put it at the database's \
+             path and run `utt-collector --db PATH --rebuild-derived`",
+            args.db.display(),
+            to.display()
+        );
+        return Ok(());
+    }
     if args.rebuild {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

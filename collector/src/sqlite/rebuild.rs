@@ -129,13 +129,47 @@ pub fn rebuild(db: &Path, now_secs: u64) -> Result<Rebuilt, StoreError> {
     }
     std::fs::rename(&fresh, &target).map_err(|e| StoreError(format!("moving {} into place: {e}", fresh.display())))?;
     // The rename is durable once the folder is.
-    if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| StoreError(format!("syncing {}: {e}", dir.display())))?;
-    }
+    sync_folder_of(&target)?;
     main.execute("DELETE FROM pending", []).map_err(err)?;
     Ok(out)
+}
+
+/// Copies the main file of `db` to `to`, consistent as of one moment, while a collector may be
+/// running on it (`VACUUM INTO`, a read transaction: the writer goes on). The derived file is
+/// not copied: it is made again from the copy with [`rebuild`], so the two can never come from
+/// different moments. Returns the copy's size in bytes.
+pub fn backup(db: &Path, to: &Path) -> Result<u64, StoreError> {
+    if !db.is_file() {
+        return Err(StoreError(format!("{} does not exist", db.display())));
+    }
+    if to.exists() {
+        return Err(StoreError(format!(
+            "{} exists: a backup never overwrites a file",
+            to.display()
+        )));
+    }
+    let target = to
+        .to_str()
+        .ok_or_else(|| StoreError(format!("{} is not UTF-8", to.display())))?;
+    let conn = open(db).map_err(err)?;
+    conn.execute("VACUUM INTO ?1", [target]).map_err(err)?;
+    drop(conn);
+    let file = std::fs::File::open(to).and_then(|f| f.sync_all().and(f.metadata()));
+    let size = file
+        .map_err(|e| StoreError(format!("syncing {}: {e}", to.display())))?
+        .len();
+    sync_folder_of(to)?;
+    Ok(size)
+}
+
+/// Makes a new name in a folder durable (the folder's entry, not the file's bytes).
+fn sync_folder_of(file: &Path) -> Result<(), StoreError> {
+    match file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| StoreError(format!("syncing {}: {e}", dir.display()))),
+        None => Ok(()),
+    }
 }
 
 fn shm_path(db: &Path) -> PathBuf {
