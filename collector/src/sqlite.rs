@@ -943,6 +943,18 @@ mod tests {
             .unwrap()
     }
 
+    /// The golden journey's events again under new IDs (their first eight characters `prefix`),
+    /// without its conversions (whose order IDs would be duplicates): new events with the same
+    /// visitor and clicks.
+    fn journey_again(prefix: &str) -> Vec<wire::Event> {
+        let mut events = journey();
+        events.retain(|e| !matches!(e.kind, utt::core::wire::Kind::Conversion(_)));
+        for e in &mut events {
+            e.id.replace_range(..8, prefix);
+        }
+        events
+    }
+
     /// The derived rows of the golden journey stored as one batch in a new database at `db`.
     fn journey_tables(db: &Path) -> Vec<Vec<Vec<rusqlite::types::Value>>> {
         let store = SqliteStore::open(db).unwrap();
@@ -1052,16 +1064,11 @@ mod tests {
         // The journey in one batch, then again as new events in batches of two, so that page
         // counts and sightings merge across batches and commits; a second site too.
         store.append(&[&Batch::new("demo", 1, journey())]).unwrap();
-        let mut again = journey();
-        again.retain(|e| !matches!(e.kind, utt::core::wire::Kind::Conversion(_)));
-        for (i, e) in again.iter_mut().enumerate() {
-            e.id.replace_range(..8, &format!("{:08x}", 0xaaaa_0000u32 + i as u32));
+        let mut again = journey_again("aaaaaaaa");
+        for e in &mut again {
             e.at += 1_000;
         }
-        let mut elsewhere = again.clone();
-        for e in &mut elsewhere {
-            e.id.replace_range(..4, "bbbb");
-        }
+        let elsewhere = journey_again("bbbbbbbb");
         for (pair, copy) in again.chunks(2).zip(elsewhere.chunks(2)) {
             store
                 .append(&[
@@ -1134,12 +1141,9 @@ mod tests {
         let e = rebuild::backup(&db, &copy).expect_err("never overwrites");
         assert!(e.0.contains("never overwrites"), "{e}");
         // Stored after the backup: not in it.
-        let mut later = journey();
-        later.retain(|e| !matches!(e.kind, utt::core::wire::Kind::Conversion(_)));
-        for e in &mut later {
-            e.id.replace_range(..8, "cccccccc");
-        }
-        store.append(&[&Batch::new("demo", 2, later)]).unwrap();
+        store
+            .append(&[&Batch::new("demo", 2, journey_again("cccccccc"))])
+            .unwrap();
         store.close().unwrap();
         drop(store);
 
@@ -1175,11 +1179,7 @@ mod tests {
         derived.busy_timeout(Duration::from_secs(5)).unwrap();
         derived.execute("UPDATE click_pages SET pages = x'07'", []).unwrap();
         // The same clicks again, in new events: their page counts must merge with the damage.
-        let mut again = journey();
-        again.retain(|e| !matches!(e.kind, utt::core::wire::Kind::Conversion(_)));
-        for e in &mut again {
-            e.id.replace_range(..8, "aaaaaaaa");
-        }
+        let again = journey_again("aaaaaaaa");
         let n = again.len() as u64;
         assert!(store
             .append(&[&Batch::new("demo", 2, again)])

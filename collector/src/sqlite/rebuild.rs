@@ -22,11 +22,11 @@ const CHUNK: usize = 10_000;
 pub struct Rebuilt {
     /// Events read back and derived.
     pub events: u64,
-    /// Rows written: touches, click and site page counts, identities.
+    /// Touch rows in the new file.
     pub touches: u64,
-    /// See `touches`.
+    /// Page-count rows (one per click and site) in the new file.
     pub pages: u64,
-    /// See `touches`.
+    /// Identity rows in the new file.
     pub identities: u64,
     /// Where the derived file that was there went, if there was one.
     pub kept: Option<PathBuf>,
