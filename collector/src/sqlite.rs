@@ -152,10 +152,16 @@ fn int(n: u64) -> i64 {
 /// starts afresh), and the size the WAL file is cut back to afterwards.
 const WAL_LIMIT: u64 = 64 * 1024 * 1024;
 
+/// `path` with `suffix` appended to its file name (`utt.db` → `utt.db-wal`), as SQLite names the
+/// files beside a database.
+fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
 fn wal_path(db: &Path) -> PathBuf {
-    let mut wal = db.as_os_str().to_owned();
-    wal.push("-wal");
-    PathBuf::from(wal)
+    suffixed(db, "-wal")
 }
 
 /// The page size of a new database file.

@@ -219,9 +219,7 @@ const READ_WAIT: Duration = Duration::from_secs(5);
 
 /// The derived database's file beside the main one.
 pub fn derived_path(db: &Path) -> PathBuf {
-    let mut p = db.as_os_str().to_owned();
-    p.push("-derived");
-    PathBuf::from(p)
+    super::suffixed(db, "-derived")
 }
 
 /// How far the pending log is written and derived, shared by the writer, the deriver and the

@@ -11,7 +11,7 @@ use rusqlite::Connection;
 use utt::core::wire::Event;
 
 use super::derive::{self, derived_path, FORMAT};
-use super::{err, open, split_clicks_ref, wal_path};
+use super::{err, open, split_clicks_ref, suffixed, wal_path};
 use crate::store::{Derived, Merged, StoreError};
 
 /// Events derived per transaction of the new file (decoded, they take about 2 KB each).
@@ -58,9 +58,7 @@ pub fn rebuild(db: &Path, now_secs: u64) -> Result<Rebuilt, StoreError> {
         )));
     }
     let target = derived_path(db);
-    let mut fresh = target.as_os_str().to_owned();
-    fresh.push(".rebuilding");
-    let fresh = PathBuf::from(fresh);
+    let fresh = suffixed(&target, ".rebuilding");
     for p in [fresh.clone(), wal_path(&fresh), shm_path(&fresh)] {
         match std::fs::remove_file(&p) {
             Ok(()) => {}
@@ -111,9 +109,7 @@ pub fn rebuild(db: &Path, now_secs: u64) -> Result<Rebuilt, StoreError> {
     dst.close().map_err(|(_, e)| err(e))?;
     // The old file (and its WAL, which holds part of it) goes aside, the new one in its place.
     if target.exists() {
-        let mut kept = target.as_os_str().to_owned();
-        kept.push(format!(".replaced-{now_secs}"));
-        let kept = PathBuf::from(kept);
+        let kept = suffixed(&target, &format!(".replaced-{now_secs}"));
         for (from, to) in [
             (wal_path(&target), wal_path(&kept)),
             (shm_path(&target), shm_path(&kept)),
@@ -173,9 +169,7 @@ fn sync_folder_of(file: &Path) -> Result<(), StoreError> {
 }
 
 fn shm_path(db: &Path) -> PathBuf {
-    let mut p = db.as_os_str().to_owned();
-    p.push("-shm");
-    PathBuf::from(p)
+    suffixed(db, "-shm")
 }
 
 /// Reads every stored event back from the body log, in the order it was stored, and writes
