@@ -54,7 +54,9 @@ pub const MAX_VALUE_LEN: usize = 256;
 /// The longest UTM value kept; longer ones are cut at a character boundary.
 pub const MAX_UTM_LEN: usize = 200;
 
-/// The parameters recognised out of the box, with their networks.
+/// The parameters recognised out of the box, with their networks: each names one network's click,
+/// so an ordinary parameter of the site (`ref`, `via`, `clickid`) never passes for a partner's
+/// click. A site that uses such a parameter for its partners lists it in `clickParams`.
 pub const BUILTIN_PARAMS: &[(&str, &str)] = &[
     ("irclickid", "impact"),
     ("gclid", "google"),
@@ -69,10 +71,6 @@ pub const BUILTIN_PARAMS: &[(&str, &str)] = &[
     ("sscid", "shareasale"),
     ("ranSiteID", "rakuten"),
     ("gspk", "partnerstack"),
-    ("clickid", "generic"),
-    ("click_id", "generic"),
-    ("ref", "generic"),
-    ("via", "generic"),
 ];
 
 /// The UTM parameters kept as context, without their `utm_` prefix.

@@ -169,6 +169,25 @@ fn is_utm_key(key: &str, name: &str) -> bool {
         && key.get(4..).is_some_and(|n| n.eq_ignore_ascii_case(name))
 }
 
+/// Why the value of one query pair would be refused, when its key names a click-ID parameter (the
+/// site's or a built-in one) and its value does not decode or validate; `None` otherwise.
+pub(crate) fn refusal_of(key: &str, raw: &str, custom: &[(String, String)]) -> Option<Refusal> {
+    let key = decode_component(key).ok()?;
+    let (param, _) = click::lookup(&key, custom)?;
+    let reason = decode_component(raw).and_then(|v| click::validate(&v)).err()?;
+    Some(Refusal {
+        param: String::from(param),
+        reason,
+    })
+}
+
+/// The first click-ID parameter of `url` whose value would be refused, with why: a URL the tag
+/// sends never carries one (it cuts them), and the collector refuses an event whose `url` or
+/// `referrer` does, so a refused value is stored nowhere.
+pub fn refused_param(url: &str, custom: &[(String, String)]) -> Option<Refusal> {
+    query_pairs(url).into_iter().find_map(|(k, v)| refusal_of(k, v, custom))
+}
+
 /// Captures the click IDs of a landing URL: each recognised parameter (the site's `custom`
 /// `(param, network)` pairs first, then the built-ins) whose first valid value is kept, with the
 /// landing path, the external referrer host and the UTM context of the same URL, at `now`.
@@ -384,11 +403,11 @@ mod tests {
             ),
             // UTM keys follow UTM_KEYS order, are decoded, cleaned, and the first one wins.
             (
-                "/l?utm_content=c&UTM_Campaign=Spring+Sale&utm_source=a&utm_source=b&utm_term=%ZZ&utm_term=t&ref=r1",
+                "/l?utm_content=c&UTM_Campaign=Spring+Sale&utm_source=a&utm_source=b&utm_term=%ZZ&utm_term=t&sscid=r1",
                 "",
                 vec![click(
-                    "ref",
-                    "generic",
+                    "sscid",
+                    "shareasale",
                     "r1",
                     "/l",
                     "",
@@ -398,9 +417,9 @@ mod tests {
             ),
             // An empty or control-only UTM value gives no context.
             (
-                "/l?utm_source=&utm_medium=%00&ref=r",
+                "/l?utm_source=&utm_medium=%00&awc=r",
                 "",
-                vec![click("ref", "generic", "r", "/l", "", &[])],
+                vec![click("awc", "awin", "r", "/l", "", &[])],
                 vec![],
             ),
             // Internal navigation has no referrer, whatever the case of the host.
@@ -454,15 +473,37 @@ mod tests {
             ("", "", vec![], vec![]),
             // A referrer that is not http(s) gives no host.
             (
-                "https://shop.example/p?via=v",
+                "https://shop.example/p?gspk=v",
                 "android-app://com.example/",
-                vec![click("via", "generic", "v", "/p", "", &[])],
+                vec![click("gspk", "partnerstack", "v", "/p", "", &[])],
                 vec![],
             ),
+            // An ordinary parameter of the site is not a partner's click, whatever its name
+            // suggests: a site that means one lists it in `clickParams`.
+            ("/product.html?sku=CAP-1&ref=footer&via=nav&clickid=1&click_id=2", "", vec![], vec![]),
         ];
         for (url, referrer, clicks, rejected) in cases {
             let got = capture(url, referrer, 1_000, &[]);
             assert_eq!(got, Capture { clicks, rejected }, "{url:?}");
+        }
+    }
+
+    #[test]
+    fn finds_refused_parameters() {
+        let custom = [(String::from("aff"), String::from("mine"))];
+        let cases = [
+            ("https://s.example/p?irclickid=ok&gclid=%3Cx%3E", Some(refusal("gclid", Rejected::BadChar))),
+            ("/p?%67clid=a%20b", Some(refusal("gclid", Rejected::BadChar))),
+            ("/p?AFF=%", Some(refusal("aff", Rejected::BadEncoding))),
+            ("/p?irclickid=", Some(refusal("irclickid", Rejected::Empty))),
+            // A bad value after a good one is refused too: it would still be in the URL.
+            ("/p?gclid=good&gclid=b%20d", Some(refusal("gclid", Rejected::BadChar))),
+            ("/p?ref=%3Cx%3E&q=a%20b&gclid=fine", None),
+            ("/p#gclid=%3Cx%3E", None),
+            ("", None),
+        ];
+        for (url, want) in cases {
+            assert_eq!(refused_param(url, &custom), want, "{url:?}");
         }
     }
 
