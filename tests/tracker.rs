@@ -67,6 +67,7 @@ fn page(url: &str) -> Page<'_> {
         url,
         referrer: "https://partner.example/post",
         title: "Shop",
+        ua: "Mozilla/5.0 (test)",
     }
 }
 
@@ -418,11 +419,54 @@ fn a_burst_of_a_thousand_calls_costs_one_write_per_key() {
         t.take_writes(T0 + 1000).is_empty(),
         "nothing more until something changes"
     );
+    assert_eq!(t.queue().items().len(), 1001, "the page view and all thousand are kept");
+}
+
+#[test]
+fn a_full_queue_answers_dropped_at_the_call_and_keeps_room_for_conversions() {
+    let mut b = Browser::new();
+    let url = "https://shop.example/";
+    let mut t = b.load(CONFIG, url, T0);
+    let big = format!(r#"["event","big",{{"pad":"{}"}}]"#, "x".repeat(7000));
+    let mut queued = 0;
+    // Each call a millisecond later: the test's counter repeats its random bytes, so event IDs
+    // made in the same millisecond would collide.
+    let reply = loop {
+        match b.run(&mut t, &big, url, T0 + 1 + queued) {
+            Reply::Queued(_) => queued += 1,
+            other => break other,
+        }
+    };
     assert_eq!(
-        t.queue().items().len(),
-        utt::core::queue::MAX_ITEMS,
-        "the queue is bounded"
+        reply,
+        Reply::Full("queue full (1 MB)"),
+        "refused when it is called, not queued and evicted later"
     );
+    assert!(queued > 100, "{queued}");
+    let before = t.queue().items().len();
+    // Nothing queued was pushed out, and a conversion still fits.
+    assert!(matches!(
+        b.run(&mut t, r#"["conversion",{"orderId":"O-FULL"}]"#, url, T0 + 5_000),
+        Reply::Queued(_)
+    ));
+    assert_eq!(t.queue().items().len(), before + 1);
+    let state = json::parse(&t.state(None, None, T0)).unwrap();
+    assert_eq!(state.get("dropped").and_then(Json::as_u64), Some(1));
+    // Everything kept is delivered, the conversion first.
+    let mut sent_ids = 0;
+    let later = T0 + 10_000;
+    let first = t.next_batch(later).unwrap();
+    assert!(first.body.contains("O-FULL"));
+    t.settle(&first, 0, None, None, later, 0);
+    t.hurry(later);
+    loop {
+        let n = accept_all(&mut t, later);
+        if n == 0 {
+            break;
+        }
+        sent_ids += n;
+    }
+    assert_eq!(sent_ids, before + 1);
 }
 
 #[test]
@@ -526,4 +570,245 @@ fn identify_with_email_asks_the_shell_to_hash_first() {
         .find(|e| matches!(e.kind, wire::Kind::Identify { .. }))
         .unwrap();
     assert!(!format!("{id:?}").contains("jane"), "the plain address never leaves");
+}
+
+const EU: &str =
+    r#"{"site":"demo","collector":"https://collect.shop.example","consent":"denied","whileDenied":"wait"}"#;
+
+fn page_from<'a>(url: &'a str, referrer: &'a str) -> Page<'a> {
+    Page { referrer, ..page(url) }
+}
+
+impl Browser {
+    /// A page load with an explicit referrer.
+    fn load_from(&mut self, config: &str, url: &str, referrer: &str, now: u64) -> Tracker {
+        let config = Config::from_json(&json::parse(config).unwrap()).unwrap();
+        let (loaded, _, _) = store::load(config.storage, &self.cookie, &self.local);
+        let mut t = Tracker::start(config, page_from(url, referrer), loaded, now, &mut self.rng);
+        self.persist(&mut t, now);
+        t
+    }
+}
+
+/// The link `href` as the tag decorates it on `t`'s page `at`, followed: the next page's URL.
+fn follow(t: &Tracker, at: &str, href: &str, now: u64) -> String {
+    t.decorate(href, page(at), now).unwrap_or_else(|| href.to_string())
+}
+
+#[test]
+fn a_click_survives_pages_until_consent_is_given_and_keeps_its_landing() {
+    let mut b = Browser::new();
+    let landing = "https://shop.example/?irclickid=AFF-1&utm_source=blog";
+    let t1 = b.load(EU, landing, T0);
+    // Page 1: the banner stays open; the visitor follows a product link.
+    let p2 = follow(
+        &t1,
+        landing,
+        "https://shop.example/product.html?sku=CAP-1#reviews",
+        T0 + 20_000,
+    );
+    assert!(
+        p2.starts_with("https://shop.example/product.html?sku=CAP-1&_uttj="),
+        "{p2}"
+    );
+    assert!(p2.ends_with("#reviews"), "{p2}");
+    assert_eq!(
+        t1.decorate("https://elsewhere.example/", page(landing), T0),
+        None,
+        "links to other sites are never decorated"
+    );
+    assert_eq!(t1.decorate("mailto:a@b.example", page(landing), T0), None);
+    // Page 2, then page 3: still nothing stored, the click still carried.
+    let t2 = b.load_from(EU, &p2, landing, T0 + 21_000);
+    assert_eq!(b.cookie.get(keys::RECORD).unwrap(), None);
+    assert_eq!(b.local.get(keys::RECORD).unwrap(), None);
+    let p3 = follow(&t2, &p2, "https://shop.example/cart.html", T0 + 60_000);
+    let mut t3 = b.load_from(EU, &p3, &p2, T0 + 61_000);
+    // Consent on page 3: the click is stored as it was captured on page 1.
+    b.run(&mut t3, r#"["consent","granted"]"#, &p3, T0 + 62_000);
+    let stored = utt::core::record::decode(&b.cookie.get(keys::RECORD).unwrap().unwrap()).unwrap();
+    assert_eq!(stored.clicks.len(), 1);
+    let c = &stored.clicks[0];
+    assert_eq!(
+        (c.value.as_str(), c.at, c.path.as_str(), c.referrer.as_str()),
+        ("AFF-1", T0, "/", "partner.example")
+    );
+    assert_eq!(c.utm, [("source".to_string(), "blog".to_string())]);
+    // What page 3 sends names the click, and neither its URL nor its referrer carries the
+    // journey parameter.
+    let events = sent(&mut t3, T0 + 62_000);
+    assert!(!events.is_empty());
+    for e in &events {
+        assert!(!e.url.contains("_uttj") && !e.referrer.contains("_uttj"), "{e:?}");
+        assert_eq!(e.clicks.len(), 1);
+    }
+    assert_eq!(events[0].url, "https://shop.example/cart.html");
+    // With consent the site's own links need nothing: storage carries the journey.
+    assert_eq!(
+        t3.decorate("https://shop.example/checkout.html", page(&p3), T0 + 63_000),
+        None
+    );
+}
+
+#[test]
+fn links_are_not_decorated_after_a_no_or_when_nothing_is_held() {
+    let mut b = Browser::new();
+    let landing = "https://shop.example/?irclickid=AFF-1";
+    let href = "https://shop.example/product.html";
+    let mut t = b.load(EU, landing, T0);
+    assert!(t.decorate(href, page(landing), T0).is_some());
+    b.run(&mut t, r#"["consent","denied"]"#, landing, T0 + 1);
+    assert_eq!(t.decorate(href, page(landing), T0 + 2), None, "declined for good");
+    // Dropping mode does not wait for consent, so nothing is carried either.
+    let drop = r#"{"site":"demo","consent":"denied","whileDenied":"drop"}"#;
+    let t = Browser::new().load(drop, landing, T0);
+    assert_eq!(t.decorate(href, page(landing), T0), None);
+    // Without a click there is nothing to carry.
+    let t = Browser::new().load(EU, "https://shop.example/", T0);
+    assert_eq!(t.decorate(href, page("https://shop.example/"), T0), None);
+    // Global Privacy Control, honoured, is a no.
+    let cfg = Config {
+        consent_default: false,
+        honor_gpc: true,
+        ..Config::new("demo")
+    };
+    let loaded = utt::core::tracker::Loaded {
+        gpc: true,
+        ..Default::default()
+    };
+    let t = Tracker::start(cfg, page(landing), loaded, T0, &mut Counter(0));
+    assert_eq!(t.decorate(href, page(landing), T0), None);
+}
+
+#[test]
+fn a_stale_copied_or_edited_journey_parameter_is_ignored_and_reported() {
+    let mut b = Browser::new();
+    let landing = "https://shop.example/?irclickid=AFF-1";
+    let t1 = b.load(EU, landing, T0);
+    let next = follow(&t1, landing, "https://shop.example/p", T0);
+    // Six minutes later (a bookmark, a link pasted into a chat): refused.
+    let t = Browser::new().load(EU, &next, T0 + 6 * 60_000);
+    assert!(t.record().clicks.is_empty());
+    let s = json::parse(&t.state(None, None, T0)).unwrap();
+    assert_eq!(
+        s.get("rejected").unwrap().to_text(),
+        r#"[{"param":"_uttj","reason":"expired"}]"#
+    );
+    // Another browser, or an edited value: refused.
+    let config = Config::from_json(&json::parse(EU).unwrap()).unwrap();
+    let other = Page {
+        ua: "another browser",
+        ..page(&next)
+    };
+    let t = Tracker::start(config, other, Default::default(), T0, &mut Counter(0));
+    assert!(t.record().clicks.is_empty());
+    let edited = next.replace("AFF-1", "AFF-9");
+    let t = Browser::new().load(EU, &edited, T0);
+    assert!(t.record().clicks.is_empty());
+    let s = json::parse(&t.state(None, None, T0)).unwrap();
+    assert_eq!(
+        s.get("rejected").unwrap().to_text(),
+        r#"[{"param":"_uttj","reason":"tampered, or from another browser"}]"#
+    );
+}
+
+#[test]
+fn the_same_click_seen_again_is_the_same_touchpoint_and_site_parameters_are_not_clicks() {
+    let mut b = Browser::new();
+    b.load(CONFIG, "https://shop.example/?irclickid=AFF-1", T0);
+    // An ordinary internal link with `ref=`, then the landing page again from history.
+    b.load(
+        CONFIG,
+        "https://shop.example/product.html?sku=CAP-1&ref=footer",
+        T0 + 1000,
+    );
+    b.load(CONFIG, "https://shop.example/?gclid=G-2", T0 + 2000);
+    let t = b.load(CONFIG, "https://shop.example/?irclickid=AFF-1", T0 + 3000);
+    let clicks: Vec<_> = t.record().clicks.iter().map(|c| (c.value.as_str(), c.at)).collect();
+    assert_eq!(
+        clicks,
+        [("AFF-1", T0), ("G-2", T0 + 2000)],
+        "AFF-1 is not a new last click"
+    );
+    // A site that does mean `ref` for its partners says so.
+    let cfg = r#"{"site":"demo","clickParams":{"ref":"inhouse"}}"#;
+    let t = Browser::new().load(cfg, "https://shop.example/?ref=partner-7", T0);
+    assert_eq!(t.record().clicks[0].network, "inhouse");
+}
+
+#[test]
+fn referrers_are_sent_cleaned() {
+    let bad = "https://shop.example/?irclickid=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E&sku=1";
+    let cases = [
+        // The previous page of the site: cleaned like the page URL.
+        (bad, "https://shop.example/?sku=1"),
+        // Another site: its origin and path, never its query.
+        (
+            "https://search.example:8443/results?q=my+name&uid=42#top",
+            "https://search.example:8443/results",
+        ),
+        ("android-app://com.example/", ""),
+        ("", ""),
+    ];
+    for (referrer, want) in cases {
+        let mut b = Browser::new();
+        let mut t = b.load_from(CONFIG, "https://shop.example/product.html", referrer, T0);
+        let events = sent(&mut t, T0);
+        assert_eq!(events[0].referrer, want, "{referrer:?}");
+    }
+}
+
+#[test]
+fn the_sites_other_domains_share_the_journey_and_the_visitor() {
+    let cfg = r#"{"site":"demo","collector":"https://collect.shop.example","linkDomains":["checkout.example.net"]}"#;
+    let mut shop = Browser::new();
+    let landing = "https://shop.example/?irclickid=AFF-1";
+    let t = shop.load(cfg, landing, T0);
+    assert_eq!(t.decorate("https://shop.example/cart", page(landing), T0), None);
+    assert_eq!(
+        t.decorate("https://example.net/", page(landing), T0),
+        None,
+        "only the listed domain"
+    );
+    assert_eq!(t.decorate("https://evilcheckout.example.net/", page(landing), T0), None);
+    let pay = follow(&t, landing, "https://pay.checkout.example.net/start?cart=9", T0 + 5_000);
+    assert!(pay.contains("&_uttj="), "{pay}");
+    // The checkout domain has its own storage and an older visit of its own.
+    let mut checkout = Browser::new();
+    checkout.load(cfg, "https://pay.checkout.example.net/?gclid=OLD", T0 - DAY);
+    let mut t2 = checkout.load_from(cfg, &pay, "https://shop.example/cart", T0 + 6_000);
+    assert_eq!(t2.record().visitor, t.record().visitor, "one visitor on both domains");
+    let clicks: Vec<_> = t2.record().clicks.iter().map(|c| c.value.as_str()).collect();
+    assert_eq!(clicks, ["OLD", "AFF-1"]);
+    let events = sent(&mut t2, T0 + 6_000);
+    let view = events.iter().find(|e| e.url.contains("/start")).unwrap();
+    assert_eq!(view.url, "https://pay.checkout.example.net/start?cart=9");
+    assert_eq!(view.referrer, "https://shop.example/cart");
+    assert_eq!(view.visitor.as_deref(), Some(t.record().visitor.as_str()));
+    assert!(b_has_click(&checkout, "AFF-1"), "stored on the checkout domain");
+}
+
+fn b_has_click(b: &Browser, value: &str) -> bool {
+    let rec = b.cookie.get(keys::RECORD).unwrap().unwrap();
+    utt::core::record::decode(&rec)
+        .unwrap()
+        .clicks
+        .iter()
+        .any(|c| c.value == value)
+}
+
+#[test]
+fn events_held_for_consent_are_bounded_and_the_excess_answered_dropped() {
+    let mut b = Browser::new();
+    let url = "https://shop.example/";
+    let mut t = b.load(EU, url, T0);
+    let mut held = 1; // the page view
+    let reply = loop {
+        match b.run(&mut t, r#"["event","x"]"#, url, T0) {
+            Reply::Held(_) => held += 1,
+            other => break other,
+        }
+    };
+    assert_eq!(held, utt::core::tracker::MAX_HELD);
+    assert!(matches!(reply, Reply::Full(_)), "{reply:?}");
 }

@@ -107,14 +107,14 @@ async function render() {
   const rejected = state.rejected ?? [];
   fill($('rejected'), rejected.length
     ? [h('h3', {}, 'Refused on this page'),
-        h('p', { className: 'muted' }, 'These parameters looked like click IDs but their values are not safe tokens: they are never stored or sent.'),
+        h('p', { className: 'muted' }, 'These parameters looked like click IDs but their values are not safe tokens, or a journey parameter (_uttj) from a link was stale, edited or made in another browser: they are never stored or sent.'),
         table(['Parameter', 'Why'], rejected.map((r) => h('tr', { className: 'rejected' }, h('td', {}, h('code', {}, r.param)), h('td', {}, r.reason))), '')]
     : []);
 
   const queue = state.queue ?? [];
   fill($('queue'), [
     state.held ? h('p', { className: 'notice' }, `${state.held} event(s) held in memory until consent is granted.`) : null,
-    state.evicted ? h('p', { className: 'notice' }, `${state.evicted} event(s) were pushed out of the full queue on this page (it keeps 500; conversions go last).`) : null,
+    state.dropped ? h('p', { className: 'notice' }, `${state.dropped} call(s) on this page were answered "dropped": the queue's budget (1 MB; page views and custom events may use 800 KB, the rest is kept for conversions) or the 1,000 events held for consent were used up. Nothing already queued is ever pushed out.`) : null,
     table(['Event', 'Type', 'Attempts', 'Next try', 'State'],
       queue.map((q) =>
         h('tr', {},

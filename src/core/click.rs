@@ -34,6 +34,10 @@ pub enum Rejected {
     BadChar,
     /// A `%` sequence that does not decode, or bytes that are not UTF-8.
     BadEncoding,
+    /// A journey parameter that was edited, cut, or decorated in another browser.
+    Tampered,
+    /// A journey parameter decorated too long ago to be believed.
+    Expired,
 }
 
 impl Rejected {
@@ -44,6 +48,8 @@ impl Rejected {
             Rejected::TooLong => "value too long",
             Rejected::BadChar => "character outside the safe set",
             Rejected::BadEncoding => "malformed percent-encoding",
+            Rejected::Tampered => "tampered, or from another browser",
+            Rejected::Expired => "expired",
         }
     }
 }

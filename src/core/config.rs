@@ -72,6 +72,8 @@ pub struct Config {
     pub storage: StorageMode,
     /// The cookie domain: `None` for `auto`.
     pub cookie_domain: Option<String>,
+    /// The site's other domains (and their subdomains), whose links carry the journey.
+    pub link_domains: Vec<String>,
     /// Consent before the site says anything (default granted).
     pub consent_default: bool,
     /// While consent is denied: hold events until granted (true, the default) or drop them.
@@ -101,6 +103,7 @@ impl Config {
             click_params: Vec::new(),
             storage: StorageMode::Both,
             cookie_domain: None,
+            link_domains: Vec::new(),
             consent_default: true,
             wait_for_consent: true,
             honor_gpc: false,
@@ -191,16 +194,20 @@ impl Config {
                         .ok_or(bad("cookieDomain", "must be \"auto\" or a domain"))?;
                     c.cookie_domain = if s == "auto" {
                         None
-                    } else if !s.is_empty()
-                        && s.len() <= 253
-                        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-                    {
+                    } else if is_domain(s) {
                         Some(String::from(
                             s.get(s.bytes().take_while(|&b| b == b'.').count()..).unwrap_or(""),
                         ))
                     } else {
                         return Err(bad("cookieDomain", "must be \"auto\" or a domain"));
                     };
+                }
+                "linkDomains" => {
+                    let e = bad("linkDomains", "must be a list of at most 16 domains");
+                    for d in val.as_arr().filter(|l| l.len() <= 16).ok_or(e)? {
+                        c.link_domains
+                            .push(String::from(d.as_str().filter(|d| is_domain(d)).ok_or(e)?));
+                    }
                 }
                 "consent" => {
                     c.consent_default = match val.as_str() {
@@ -236,6 +243,11 @@ fn flag(v: &Json, field: &'static str) -> Result<bool, Invalid> {
         Json::Bool(b) => Ok(*b),
         _ => Err(bad(field, "must be true or false")),
     }
+}
+
+/// A domain name as the options take it: letters, digits, `-` and `.`, at most 253 bytes.
+fn is_domain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 /// True for 1..=max characters of letters, digits, `-`, `_` and `.`.

@@ -7,6 +7,7 @@ pub mod command;
 pub mod config;
 pub mod id;
 pub mod json;
+pub mod link;
 pub mod queue;
 pub mod record;
 pub mod retry;
@@ -139,6 +140,12 @@ pub(crate) mod words {
             }
         }
     }
+}
+
+/// `str::split_at` without its panic path: `None` when `at` is past the end or not on a
+/// character boundary.
+pub(crate) fn split_at(s: &str, at: usize) -> Option<(&str, &str)> {
+    Some((s.get(..at)?, s.get(at..)?))
 }
 
 /// `str::split` on an ASCII byte, without the char searcher.

@@ -9,8 +9,13 @@ use super::json::{self, write_u64, Json};
 use super::retry::{self, Disposition};
 use super::wire::{self, Status};
 
-/// The most events kept waiting.
-pub const MAX_ITEMS: usize = 500;
+/// The most bytes of events kept waiting (their wire JSON, as stored in localStorage): a
+/// stated share of the origin's localStorage (browsers give each origin about 5 MB), enough for
+/// a burst of well over a thousand ordinary events.
+pub const MAX_BYTES: usize = 1_000_000;
+/// The part of [`MAX_BYTES`] only conversions may use: when page views and custom events have
+/// filled the rest, a conversion still fits.
+pub const CONVERSION_RESERVE: usize = 200_000;
 /// The most bytes of events in one batch (`fetch` and `sendBeacon` alike; browsers cap a
 /// page's keepalive requests at about 64 KB in flight in all).
 pub const MAX_BATCH_BYTES: usize = 60_000;
@@ -65,13 +70,22 @@ impl Queue {
         self.dirty
     }
 
-    /// Adds an event. When full, the oldest non-conversion goes first; only a queue full of
-    /// conversions gives up its oldest conversion. Returns the ID of what was evicted.
-    pub fn push(&mut self, id: String, body: String, conversion: bool, now: u64) -> Option<String> {
-        let mut evicted = None;
-        if self.items.len() >= MAX_ITEMS {
-            let at = self.items.iter().position(|p| !p.conversion).unwrap_or(0);
-            evicted = super::remove_at(&mut self.items, at).map(|p| p.id);
+    /// The bytes of the events waiting.
+    pub fn bytes(&self) -> usize {
+        self.items.iter().map(|p| p.body.len()).sum()
+    }
+
+    /// Adds an event, or refuses it (`false`) when it does not fit the budget: nothing queued is
+    /// ever pushed out, so an event once queued is kept until the collector answers for it.
+    /// Page views and custom events leave [`CONVERSION_RESERVE`] free for conversions.
+    pub fn push(&mut self, id: String, body: String, conversion: bool, now: u64) -> bool {
+        let limit = if conversion {
+            MAX_BYTES
+        } else {
+            MAX_BYTES - CONVERSION_RESERVE
+        };
+        if self.bytes() + body.len() > limit {
+            return false;
         }
         self.items.push(Pending {
             id,
@@ -82,7 +96,7 @@ impl Queue {
             in_flight: false,
         });
         self.dirty = true;
-        evicted
+        true
     }
 
     /// Picks the next batch: due events not in flight, conversions first, within the byte and
@@ -263,11 +277,10 @@ impl Queue {
                 Some("pageview" | "identify" | "event" | "consent") => false,
                 _ => continue,
             };
+            // Whatever the budget: another tab was told these were queued, and the write that
+            // follows replaces the stored copy.
             if self.items.iter().any(|p| p.id == id) || self.acked.iter().any(|a| a == id) {
                 continue;
-            }
-            if self.items.len() >= MAX_ITEMS {
-                break;
             }
             self.items.push(Pending {
                 conversion,
@@ -310,27 +323,46 @@ mod tests {
     }
 
     #[test]
-    fn a_full_queue_drops_page_views_before_conversions() {
+    fn a_full_queue_refuses_new_events_and_keeps_room_for_conversions() {
         let mut q = Queue::default();
         let (cid, cbody) = event(0, true);
-        q.push(cid.clone(), cbody, true, 0);
-        for i in 1..MAX_ITEMS as u32 {
-            let (id, body) = event(i, false);
-            assert_eq!(q.push(id, body, false, 0), None);
-        }
-        let (id, body) = event(9999, false);
-        let evicted = q.push(id, body, false, 0).unwrap();
-        assert_eq!(
-            evicted,
-            event(1, false).0,
-            "the oldest page view goes, not the older conversion"
+        assert!(q.push(cid.clone(), cbody, true, 0));
+        // Pushes events numbered from `*n` until one is refused; how many were kept.
+        let fill = |q: &mut Queue, n: &mut u32, conversion: bool| {
+            let mut kept = 0;
+            loop {
+                let (id, body) = event(*n, conversion);
+                *n += 1;
+                if !q.push(id, body, conversion, 0) {
+                    return kept;
+                }
+                kept += 1;
+            }
+        };
+        // Page views until their share is full: each is either kept or refused, never evicted.
+        let mut n = 1;
+        let kept = 1 + fill(&mut q, &mut n, false);
+        assert_eq!(q.items().len(), kept, "nothing queued was pushed out");
+        assert!(q.bytes() <= MAX_BYTES - CONVERSION_RESERVE);
+        assert!(kept > 1_000, "a burst of a thousand ordinary events fits: {kept}");
+        assert_eq!(q.items()[0].id, cid);
+        // The reserve still takes conversions, until the whole budget is used.
+        let conversions = fill(&mut q, &mut n, true);
+        assert!(conversions > 1_000, "{conversions}");
+        assert!(q.bytes() <= MAX_BYTES);
+        assert!(
+            q.bytes() + event(n, true).1.len() > MAX_BYTES,
+            "refused only when it does not fit"
         );
-        assert!(q.items().iter().any(|p| p.id == cid));
-        // A queue of only conversions gives up its oldest one last of all.
-        let mut q = queue_of(&[true; MAX_ITEMS]);
-        let (id, body) = event(9999, true);
-        assert_eq!(q.push(id, body, true, 0), Some(event(0, true).0));
-        assert_eq!(q.items().len(), MAX_ITEMS);
+        assert_eq!(q.items().len(), kept + conversions);
+        // What another tab stored is taken in whatever the budget: it was told "queued".
+        let mut other = Queue::default();
+        other.merge_stored(&q.encode());
+        let (id, body) = event(n, false);
+        let mut late = Queue::default();
+        late.push(id, body, false, 0);
+        other.merge_stored(&late.encode());
+        assert_eq!(other.items().len(), kept + conversions + 1);
     }
 
     #[test]
@@ -343,6 +375,7 @@ mod tests {
         );
         assert_eq!(q.take(0), None, "everything is in flight");
         let mut q = queue_of(&[false; 250]);
+        assert_eq!(q.items().len(), 250);
         assert_eq!(q.take(0).unwrap().len(), wire::limits::MAX_EVENTS);
         assert_eq!(q.take(0).unwrap().len(), wire::limits::MAX_EVENTS);
         assert_eq!(q.take(0).unwrap().len(), 50);

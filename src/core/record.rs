@@ -88,6 +88,9 @@ pub fn encode(r: &Record) -> String {
     out
 }
 
+// Not inlined: the tag reads records from three places (cookie, localStorage, a link), and one
+// copy of this is a few hundred bytes less of wasm than an inlined copy in each.
+#[inline(never)]
 /// Decodes a record written by [`encode`]; `None` for anything tampered, truncated, of another
 /// version, or holding an ID that is not a UUID or a click that does not validate.
 pub fn decode(text: &str) -> Option<Record> {
@@ -164,11 +167,16 @@ fn drop_one(clicks: &mut Vec<Click>) {
 /// Trims a record to [`MAX_CLICKS`] clicks and [`MAX_BYTES`] of text, keeping the first and the
 /// last click of the journey as long as they fit.
 pub fn fit(r: &mut Record) {
+    fit_to(r, MAX_BYTES);
+}
+
+/// [`fit`] to `max` bytes of text.
+pub fn fit_to(r: &mut Record, max: usize) {
     while r.clicks.len() > MAX_CLICKS {
         drop_one(&mut r.clicks);
     }
     // A record without clicks is a few hundred bytes at most, so this ends.
-    while !r.clicks.is_empty() && encode(r).len() > MAX_BYTES {
+    while !r.clicks.is_empty() && encode(r).len() > max {
         drop_one(&mut r.clicks);
     }
 }

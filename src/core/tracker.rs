@@ -9,6 +9,7 @@ use super::command::Command;
 use super::config::{Config, StorageMode};
 use super::id;
 use super::json::{write_str, write_u64};
+use super::link;
 use super::queue::{Queue, Settled};
 use super::record::{self, Record};
 use super::url::{self, Refusal};
@@ -33,6 +34,8 @@ pub mod keys {
 pub const ORDER_MEMORY: usize = 50;
 /// How many recent sends the debug page sees.
 const SEND_LOG: usize = 20;
+/// The most events held in memory until consent is granted.
+pub const MAX_HELD: usize = 1000;
 
 /// A source of random bytes (the browser's `crypto.getRandomValues`; a counter in tests).
 pub trait Random {
@@ -49,6 +52,8 @@ pub struct Page<'a> {
     pub referrer: &'a str,
     /// `document.title`
     pub title: &'a str,
+    /// `navigator.userAgent` (journey parameters are bound to the browser that made them)
+    pub ua: &'a str,
 }
 
 /// What the shell read from storage at start.
@@ -81,6 +86,9 @@ pub enum Reply {
     Held(String),
     /// Dropped: consent is denied and the site chose not to wait.
     Dropped,
+    /// Not kept, for this reason: the outbound queue's budget is used up (nothing already
+    /// queued is ever pushed out for a newer event).
+    Full(&'static str),
     /// The shell must hash this normalised email, then call [`Tracker::identify`].
     Hash(Option<String>, String),
 }
@@ -118,14 +126,25 @@ pub struct Tracker {
     consent_dirty: bool,
     queue: Queue,
     held: Vec<Event>,
-    /// Events pushed out of a full queue on this page (the debug page shows the count).
-    evicted: u64,
+    /// Calls answered `dropped` on this page because the budget was used up (the debug page
+    /// shows the count).
+    dropped: u64,
+    /// The visitor said no on this page: links are no longer decorated.
+    declined: bool,
     orders: Vec<String>,
     orders_dirty: bool,
     rejected: Vec<Refusal>,
     sends: Vec<SendLog>,
     notes: Vec<String>,
     last_url: String,
+}
+
+/// True when `host` is `domain` or one of its subdomains (ASCII case ignored).
+fn domain_match(host: &str, domain: &str) -> bool {
+    let (h, d) = (host.as_bytes(), domain.as_bytes());
+    h.len() >= d.len()
+        && h.get(h.len() - d.len()..).is_some_and(|t| t.eq_ignore_ascii_case(d))
+        && (h.len() == d.len() || h.get(h.len() - d.len() - 1) == Some(&b'.'))
 }
 
 fn random16(rng: &mut dyn Random) -> [u8; 16] {
@@ -156,13 +175,9 @@ impl Tracker {
         });
         record::expire(&mut record, now, config.window_ms);
         let granted = loaded.consent.as_deref() == Some("granted");
-        let consent = if granted {
-            true
-        } else if config.honor_gpc && loaded.gpc {
-            false
-        } else {
-            config.consent_default
-        };
+        // Global Privacy Control, when honoured, is the visitor's no: nothing is held or carried.
+        let declined = !granted && config.honor_gpc && loaded.gpc;
+        let consent = granted || (!declined && config.consent_default);
         let mut queue = Queue::default();
         if let Some(q) = loaded.queue.as_deref() {
             queue.merge_stored(q);
@@ -186,7 +201,8 @@ impl Tracker {
             consent_dirty: false,
             queue,
             held: Vec::new(),
-            evicted: 0,
+            dropped: 0,
+            declined,
             orders,
             orders_dirty: false,
             rejected: Vec::new(),
@@ -251,6 +267,20 @@ impl Tracker {
 
     fn capture(&mut self, page: Page, now: u64) {
         let cap = url::capture(page.url, page.referrer, now, &self.config.click_params);
+        // A journey carried by a link first, so that a click it carries keeps its original time
+        // even when the same click ID is in this URL too.
+        if let Some(raw) = cap.journey {
+            match link::decode(&raw, now, page.ua) {
+                Ok(j) => self.adopt(j),
+                Err(reason) => {
+                    self.note("journey ignored:", reason.as_str());
+                    self.rejected.push(Refusal {
+                        param: String::from(url::JOURNEY_PARAM),
+                        reason,
+                    });
+                }
+            }
+        }
         for r in cap.rejected {
             self.note("rejected click ID in", &r.param);
             self.note("  reason:", r.reason.as_str());
@@ -273,6 +303,44 @@ impl Tracker {
             self.record_dirty = true;
         }
         record::fit(&mut self.record);
+    }
+
+    /// Takes in a journey a link carried: its clicks (each at its earliest time) and, when it
+    /// carries them, the visitor and session of the site's other domain.
+    fn adopt(&mut self, j: Record) {
+        if j.visitor != link::NIL {
+            self.record.visitor = j.visitor;
+            self.record.session = j.session;
+        }
+        let clicks = &mut self.record.clicks;
+        for c in j.clicks {
+            // A click already here is the same touchpoint; only a new one is added, in time order.
+            if !clicks.iter().any(|o| o.param == c.param && o.value == c.value) {
+                let at = clicks.iter().position(|o| o.at > c.at).unwrap_or(clicks.len());
+                super::insert_at(clicks, at, c);
+            }
+        }
+        record::fit(&mut self.record);
+        self.record_dirty = true;
+        self.note("journey adopted", "");
+    }
+
+    /// The URL a link or form of this page should go to instead of `href`, when a journey
+    /// must travel with it: while consent is pending, the clicks, on links to the site itself
+    /// and its `linkDomains`; with consent, the visitor and clicks, on links to `linkDomains`.
+    /// Never on links to other sites, never after the visitor declined, and never with a
+    /// refused value (only validated clicks are in the record).
+    pub fn decorate(&self, href: &str, page: Page, now: u64) -> Option<String> {
+        let to = url::host_of(href);
+        let own = !to.is_empty() && to.eq_ignore_ascii_case(url::host_of(page.url));
+        let linked = !to.is_empty() && self.config.link_domains.iter().any(|d| domain_match(to, d));
+        let pending = !self.consent && self.config.wait_for_consent && !self.declined;
+        let identified = self.consent && linked && !own;
+        let carry = identified || (pending && (own || linked) && !self.record.clicks.is_empty());
+        carry.then(|| {
+            let value = link::encode(&self.record, identified, now, page.ua);
+            url::with_journey(href, &value)
+        })
     }
 
     /// Runs one command. Errors are reported by the caller; nothing here throws.
@@ -362,6 +430,7 @@ impl Tracker {
     fn set_consent(&mut self, granted: bool, page: Page, now: u64, rng: &mut dyn Random) -> Reply {
         let was = self.consent;
         self.consent = granted;
+        self.declined = !granted;
         self.consent_dirty = true;
         self.note("consent", if granted { "granted" } else { "denied" });
         if granted {
@@ -381,36 +450,6 @@ impl Tracker {
         reply
     }
 
-    /// The page URL without the parameters whose click IDs were refused: a refused value is
-    /// never stored or sent, not even inside the URL.
-    fn scrub(&self, page_url: &str) -> String {
-        if self.rejected.is_empty() {
-            return String::from(page_url);
-        }
-        let (head, fragment) = super::split_byte(page_url, b'#').map_or((page_url, None), |(h, f)| (h, Some(f)));
-        let (base, _) = super::split_byte(head, b'?').unwrap_or((head, ""));
-        let mut out = String::from(base);
-        let mut sep = '?';
-        for (k, v) in url::query_pairs(page_url) {
-            let key = url::decode_component(k).unwrap_or_default();
-            if self.rejected.iter().any(|r| r.param.eq_ignore_ascii_case(&key)) {
-                continue;
-            }
-            out.push(sep);
-            sep = '&';
-            out.push_str(k);
-            if !v.is_empty() {
-                out.push('=');
-                out.push_str(v);
-            }
-        }
-        if let Some(f) = fragment {
-            out.push('#');
-            out.push_str(f);
-        }
-        out
-    }
-
     /// Fills the identifying fields of an event from the journey.
     fn stamp(&mut self, e: &mut Event) {
         e.visitor = Some(self.record.visitor.clone());
@@ -422,12 +461,17 @@ impl Tracker {
         let mut body = String::new();
         wire::write_event(&mut body, &e);
         let conversion = matches!(e.kind, Kind::Conversion(_));
-        if let Some(gone) = self.queue.push(e.id.clone(), body, conversion, e.at) {
-            self.evicted += 1;
-            self.note("queue full; dropped", &gone);
+        if !self.queue.push(e.id.clone(), body, conversion, e.at) {
+            return self.full("queue full (1 MB)");
         }
         self.note("queued", wire::type_name(&e.kind));
         Reply::Queued(e.id)
+    }
+
+    fn full(&mut self, reason: &'static str) -> Reply {
+        // No note: the answer says why, and the debug page counts them.
+        self.dropped += 1;
+        Reply::Full(reason)
     }
 
     fn submit(&mut self, kind: Kind, page: Page, now: u64, rng: &mut dyn Random) -> Reply {
@@ -443,8 +487,9 @@ impl Tracker {
             at: now,
             visitor: None,
             session: None,
-            url: self.scrub(page.url),
-            referrer: String::from(page.referrer),
+            // Nothing refused leaves in either: the parameters are cut (see `url::clean`).
+            url: url::clean(page.url, &self.config.click_params),
+            referrer: url::clean_referrer(page.referrer, page.url, &self.config.click_params),
             clicks: Vec::new(),
             kind,
         };
@@ -464,11 +509,12 @@ impl Tracker {
             return self.enqueue(e);
         }
         if self.config.wait_for_consent {
+            if self.held.len() >= MAX_HELD {
+                return self.full("hold full (1,000 events)");
+            }
             self.note("held until consent:", wire::type_name(&e.kind));
             let id = e.id.clone();
-            if self.held.len() < super::queue::MAX_ITEMS {
-                self.held.push(e);
-            }
+            self.held.push(e);
             Reply::Held(id)
         } else {
             self.note("dropped (consent denied):", wire::type_name(&e.kind));
@@ -639,6 +685,7 @@ impl Tracker {
         wire::field_bool(&mut o, "honorGpc", c.honor_gpc);
         wire::field_bool(&mut o, "autoPageview", c.auto_pageview);
         wire::field_bool(&mut o, "debug", c.debug);
+
         o.push_str(",\"clickParams\":{");
         for (i, (p, n)) in c.click_params.iter().enumerate() {
             if i > 0 {
@@ -697,7 +744,7 @@ impl Tracker {
         }
         o.push(']');
         wire::field_u64(&mut o, "held", self.held.len() as u64);
-        wire::field_u64(&mut o, "evicted", self.evicted);
+        wire::field_u64(&mut o, "dropped", self.dropped);
         o.push_str(",\"sends\":[");
         for (i, s) in self.sends.iter().enumerate() {
             if i > 0 {

@@ -25,6 +25,8 @@ pub struct Capture {
     pub clicks: Vec<Click>,
     /// The click-ID parameters whose value was refused, with why.
     pub rejected: Vec<Refusal>,
+    /// The raw value of the journey parameter ([`JOURNEY_PARAM`]), if the URL has one.
+    pub journey: Option<String>,
 }
 
 /// A click-ID parameter whose value was refused. The value itself is deliberately not kept.
@@ -188,6 +190,69 @@ pub fn refused_param(url: &str, custom: &[(String, String)]) -> Option<Refusal> 
     query_pairs(url).into_iter().find_map(|(k, v)| refusal_of(k, v, custom))
 }
 
+/// The query parameter that carries a journey from page to page ([`super::link`]): cut from
+/// every URL the tag sends, since it holds the clicks and, across domains, the visitor.
+pub const JOURNEY_PARAM: &str = "_uttj";
+
+/// `url` without the query pairs the tag must not send: click-ID parameters whose value would be
+/// refused (every occurrence, not only the first) and the journey parameter. The rest of the
+/// URL is kept byte for byte.
+pub fn clean(url: &str, custom: &[(String, String)]) -> String {
+    rebuild(url, Some(custom), None)
+}
+
+/// The referrer as the tag sends it: from the site itself, cleaned like the page URL
+/// ([`clean`]); from another site, without its query and fragment (they may hold the visitor's
+/// search terms or another site's identifiers); anything else (an app, a `file:` page), nothing.
+pub fn clean_referrer(referrer: &str, page_url: &str, custom: &[(String, String)]) -> String {
+    let host = host_of(referrer);
+    if host.eq_ignore_ascii_case(host_of(page_url)) {
+        return clean(referrer, custom);
+    }
+    String::from(if host.is_empty() {
+        ""
+    } else {
+        before(before(referrer, b'#'), b'?')
+    })
+}
+
+/// `href` with the journey parameter `value` as its last query pair (an earlier one removed),
+/// before the fragment; the rest byte for byte. `value` must need no escaping.
+pub fn with_journey(href: &str, value: &str) -> String {
+    rebuild(href, None, Some(value))
+}
+
+/// `url` without its journey parameter and, given the site's parameters, without refused
+/// click IDs; each other query part as it was, then the journey parameter `add`; the fragment
+/// last. With nothing dropped or added, `url` itself. (One function rather than a generic one
+/// taking a filter: each instance of a generic would be its own copy in the tag.)
+fn rebuild(url: &str, custom: Option<&[(String, String)]>, add: Option<&str>) -> String {
+    let (head, fragment) = split_byte(url, b'#').map_or((url, None), |(h, f)| (h, Some(f)));
+    let (base, query) = split_byte(head, b'?').map_or((head, None), |(b, q)| (b, Some(q)));
+    let mut out = String::from(base);
+    let mut sep = '?';
+    for part in query.into_iter().flat_map(|q| parts(q, b'&')) {
+        let (k, v) = split_byte(part, b'=').unwrap_or((part, ""));
+        if k == JOURNEY_PARAM || custom.is_some_and(|c| refusal_of(k, v, c).is_some()) {
+            continue;
+        }
+        out.push(sep);
+        sep = '&';
+        out.push_str(part);
+    }
+    if let Some(v) = add {
+        out.push(sep);
+        out.push_str(JOURNEY_PARAM);
+        out.push('=');
+        out.push_str(v);
+    }
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    out
+}
+
 /// Captures the click IDs of a landing URL: each recognised parameter (the site's `custom`
 /// `(param, network)` pairs first, then the built-ins) whose first valid value is kept, with the
 /// landing path, the external referrer host and the UTM context of the same URL, at `now`.
@@ -227,6 +292,9 @@ pub fn capture(url: &str, referrer: &str, now: u64, custom: &[(String, String)])
 
     let mut out = Capture::default();
     for (key, raw) in &pairs {
+        if key == JOURNEY_PARAM && out.journey.is_none() {
+            out.journey = Some(String::from(*raw));
+        }
         let Some((param, network)) = click::lookup(key, custom) else {
             continue;
         };
@@ -484,15 +552,77 @@ mod tests {
         ];
         for (url, referrer, clicks, rejected) in cases {
             let got = capture(url, referrer, 1_000, &[]);
-            assert_eq!(got, Capture { clicks, rejected }, "{url:?}");
+            let want = Capture {
+                clicks,
+                rejected,
+                journey: None,
+            };
+            assert_eq!(got, want, "{url:?}");
         }
+        // The journey parameter's raw value is handed on (the first one), never read as a click.
+        let got = capture("/p?_uttj=ab%25cd&gclid=G&_uttj=2", "", 1, &[]);
+        assert_eq!(got.journey.as_deref(), Some("ab%25cd"));
+        assert_eq!(got.clicks.len(), 1);
+    }
+
+    #[test]
+    fn cleans_urls_and_referrers_byte_for_byte() {
+        let custom = [(String::from("aff"), String::from("mine"))];
+        let cases = [
+            // Nothing to cut: the URL as it was, odd parts and all.
+            (
+                "https://s.example/p?a=&&b=%20c+d#f?g=1",
+                "https://s.example/p?a=&&b=%20c+d#f?g=1",
+            ),
+            ("https://s.example/p?", "https://s.example/p?"),
+            ("https://s.example/p", "https://s.example/p"),
+            // Every refused value and the journey parameter go; the rest keeps its order.
+            (
+                "https://s.example/p?gclid=ok&q=1&gclid=b%20d&_uttj=x&AFF=%&z#top",
+                "https://s.example/p?gclid=ok&q=1&z#top",
+            ),
+            ("/p?irclickid=&x=1", "/p?x=1"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(clean(url, &custom), want, "{url:?}");
+        }
+        let page = "https://shop.example/product";
+        let referrers = [
+            (
+                "https://shop.example/?irclickid=%3Cx%3E&sku=1",
+                "https://shop.example/?sku=1",
+            ),
+            ("https://SHOP.example/?_uttj=abc", "https://SHOP.example/"),
+            (
+                "https://search.example/results?q=my+name#top",
+                "https://search.example/results",
+            ),
+            ("https://partner.example", "https://partner.example"),
+            ("android-app://com.example/", ""),
+            ("", ""),
+        ];
+        for (referrer, want) in referrers {
+            assert_eq!(clean_referrer(referrer, page, &custom), want, "{referrer:?}");
+        }
+        assert_eq!(
+            with_journey("https://s.example/a?x=1#h", "v"),
+            "https://s.example/a?x=1&_uttj=v#h"
+        );
+        assert_eq!(
+            with_journey("https://s.example/a?_uttj=old&x=1", "new"),
+            "https://s.example/a?x=1&_uttj=new"
+        );
+        assert_eq!(with_journey("https://s.example/a", "v"), "https://s.example/a?_uttj=v");
     }
 
     #[test]
     fn finds_refused_parameters() {
         let custom = [(String::from("aff"), String::from("mine"))];
         let cases = [
-            ("https://s.example/p?irclickid=ok&gclid=%3Cx%3E", Some(refusal("gclid", Rejected::BadChar))),
+            (
+                "https://s.example/p?irclickid=ok&gclid=%3Cx%3E",
+                Some(refusal("gclid", Rejected::BadChar)),
+            ),
             ("/p?%67clid=a%20b", Some(refusal("gclid", Rejected::BadChar))),
             ("/p?AFF=%", Some(refusal("aff", Rejected::BadEncoding))),
             ("/p?irclickid=", Some(refusal("irclickid", Rejected::Empty))),

@@ -9,10 +9,10 @@ const W = typeof window != 'undefined' ? window : 0;
 let tag, timer, flight, soon;
 
 const fail = (e) => ({ ok: false, status: 'error', error: '' + e });
-// The page as the tag needs it: href, referrer, Global Privacy Control, title (last: it may
-// hold a newline).
-const page = () =>
-  location.href + '\n' + document.referrer + '\n' + (navigator.globalPrivacyControl ? 1 : 0) + '\n' + document.title;
+// The page as the tag needs it: href, referrer, Global Privacy Control, user agent, title
+// (last: it may hold a newline).
+const page = (n = navigator) =>
+  [location.href, document.referrer, n.globalPrivacyControl ? 1 : 0, n.userAgent, document.title].join('\n');
 const guard = (f, d) => {
   try {
     return f();
@@ -23,7 +23,7 @@ const guard = (f, d) => {
 // The wasm's one entry point (see `ops` in src/web/mod.rs).
 const op = (n, arg) => guard(() => tag.op(n, arg || '', page()), '');
 const COMMAND = 0, IDENTIFIED = 1, PERSIST = 2, BATCH = 3, ENDPOINT = 4, SETTLE = 5, WAKE = 6;
-const ONLINE = 7, NAVIGATED = 8, HIDE = 9, SERVER_COOKIE = 10, STATE = 11;
+const ONLINE = 7, NAVIGATED = 8, HIDE = 9, SERVER_COOKIE = 10, STATE = 11, DECORATE = 12;
 
 // One storage write and one send per burst of calls: everything called before the next
 // microtask shares it, so a thousand calls cost one write.
@@ -114,7 +114,7 @@ utt.version = version;
 if (W) {
   const queued = (W.utt && W.utt.q) || [];
   W.utt = utt;
-  const on = (name, f) => W.addEventListener(name, () => tag && guard(f));
+  const on = (name, f, capture) => W.addEventListener(name, (e) => tag && guard(() => f(e)), capture);
   // Hidden or closed: write everything now and hand what waits to sendBeacon.
   on('pagehide', () => op(HIDE));
   on('visibilitychange', () => document.visibilityState == 'hidden' && op(HIDE));
@@ -132,6 +132,23 @@ if (W) {
       };
     })
   );
+  // A link or form about to be followed: the tag says whether the journey must go with it
+  // (consent still pending, or one of the site's linkDomains), and to what URL.
+  const link = (e) => {
+    const a = e.target.closest('[href]');
+    const u = a && op(DECORATE, a.href);
+    if (u) a.href = u;
+  };
+  on('mousedown', link, true);
+  on('click', link, true);
+  on('submit', (e) => {
+    const f = e.target, u = op(DECORATE, f.action);
+    if (!u) return;
+    if (f.method != 'get') return (f.action = u);
+    // A GET form's query is made from its fields, so the journey goes in one.
+    const i = f.elements._uttj || f.appendChild(Object.assign(document.createElement('input'), { type: 'hidden', name: '_uttj' }));
+    i.value = new URL(u).searchParams.get('_uttj');
+  }, true);
   // Replay in order: each call reaches the tag before the next.
   queued.forEach((args) => call(args));
 }

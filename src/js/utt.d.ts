@@ -10,12 +10,21 @@ export interface Config {
   writeKey?: string;
   /** The attribution window in days (1–395, default 30). */
   windowDays?: number;
-  /** Extra click-ID parameters and their networks, e.g. `{ aff_id: 'myprogram' }`. */
+  /**
+   * Extra click-ID parameters and their networks, e.g. `{ aff_id: 'myprogram' }`. Generic names
+   * (`ref`, `via`, `clickid`, `click_id`) are not built in: list them here if your partners use them.
+   */
   clickParams?: Record<string, string>;
   /** Where the journey is kept (default `cookie+local`). A store that throws degrades to the next. */
   storage?: 'cookie+local' | 'cookie' | 'local' | 'none';
   /** The cookie domain: `auto` (default: the highest domain the browser accepts) or a domain. */
   cookieDomain?: string;
+  /**
+   * The site's other domains, e.g. `['checkout.example.net']` (subdomains included): links and
+   * forms to them carry the journey (clicks and, with consent, the visitor) in a `_uttj`
+   * parameter, which the tag there adopts within 5 minutes.
+   */
+  linkDomains?: string[];
   /** Consent before the site says anything (default `granted`). */
   consent?: 'granted' | 'denied';
   /** While consent is denied: hold events until granted (`wait`, default) or `drop` them. */
@@ -69,14 +78,18 @@ export interface Answer {
   ok: boolean;
   /**
    * `queued` (durably queued; `id` is the event ID), `duplicate` (an order already sent),
-   * `held` (waiting for consent), `dropped` (consent denied, `whileDenied: 'drop'`),
-   * `ready` (init), `done`, or `error` (see `error`).
+   * `held` (waiting for consent), `dropped` (consent denied, `whileDenied: 'drop'`, with
+   * `ok: true`; or not kept because the outbound queue's 1 MB budget is used up, with `ok: false`
+   * and the reason in `error`), `ready` (init), `done`, or `error` (see `error`).
    */
   status: 'queued' | 'duplicate' | 'held' | 'dropped' | 'ready' | 'done' | 'error';
   id?: string;
   orderId?: string;
   version?: string;
-  /** For errors: `field: reason`, e.g. `order.currency: must be an ISO 4217 code like EUR`. */
+  /**
+   * For errors: `field: reason`, e.g. `order.currency: must be an ISO 4217 code like EUR`; for a
+   * call dropped because the queue is full, the reason.
+   */
   error?: string;
 }
 
@@ -109,8 +122,11 @@ export interface State {
   rejected?: { param: string; reason: string }[];
   queue?: { id: string; conversion: boolean; attempts: number; notBefore: number; inFlight: boolean; event: unknown }[];
   held?: number;
-  /** Events pushed out of the full queue (500 events; conversions go last) on this page. */
-  evicted?: number;
+  /**
+   * Calls answered `dropped` on this page because the queue's budget (1 MB, of which page views
+   * and custom events may use 800 KB) or the 1,000 events held for consent were used up.
+   */
+  dropped?: number;
   sends?: {
     at: number;
     via: 'fetch' | 'beacon';

@@ -92,6 +92,9 @@ pub mod ops {
     pub const SERVER_COOKIE: u32 = 10;
     /// The debug state, as JSON.
     pub const STATE: u32 = 11;
+    /// A link or form of the page is about to be followed: `arg` is its absolute URL. Answers
+    /// the URL to go to instead, with the journey parameter, or "" to leave it alone.
+    pub const DECORATE: u32 = 12;
 }
 
 struct Shell {
@@ -171,6 +174,7 @@ fn reply_answer(r: &Reply) -> String {
         Reply::Duplicate(order) => answer(true, "duplicate", Some(("orderId", order))),
         Reply::Held(id) => answer(true, "held", Some(("id", id))),
         Reply::Dropped => answer(true, "dropped", None),
+        Reply::Full(reason) => answer(false, "dropped", Some(("error", reason))),
         Reply::Done => answer(true, "done", None),
         Reply::Hash(customer_id, email) => {
             // The loader hashes the address with SubtleCrypto and comes back with IDENTIFIED.
@@ -194,12 +198,13 @@ fn random_u32() -> u32 {
 
 const NOT_READY: &str = "call utt('init', {site: …}) first";
 
-/// The page as the loader saw it: `href\nreferrer\ngpc\ntitle` (the title last: it is the only
-/// part that may itself hold a newline).
+/// The page as the loader saw it: `href\nreferrer\ngpc\nuserAgent\ntitle` (the title last: it
+/// is the only part that may itself hold a newline).
 struct PageText<'a> {
     url: &'a str,
     referrer: &'a str,
     gpc: bool,
+    ua: &'a str,
     title: &'a str,
 }
 
@@ -207,11 +212,13 @@ impl<'a> PageText<'a> {
     fn read(text: &'a str) -> PageText<'a> {
         let (url, rest) = split_byte(text, b'\n').unwrap_or((text, ""));
         let (referrer, rest) = split_byte(rest, b'\n').unwrap_or((rest, ""));
-        let (gpc, title) = split_byte(rest, b'\n').unwrap_or((rest, ""));
+        let (gpc, rest) = split_byte(rest, b'\n').unwrap_or((rest, ""));
+        let (ua, title) = split_byte(rest, b'\n').unwrap_or((rest, ""));
         PageText {
             url,
             referrer,
             gpc: gpc == "1",
+            ua,
             title,
         }
     }
@@ -221,6 +228,7 @@ impl<'a> PageText<'a> {
             url: self.url,
             referrer: self.referrer,
             title: self.title,
+            ua: self.ua,
         }
     }
 }
@@ -255,7 +263,7 @@ impl Tag {
     }
 
     /// Does operation `op` (see [`ops`]) with the text argument `arg`, on the page described by
-    /// `page` (`href\nreferrer\ngpc\ntitle`). Answers text; never throws.
+    /// `page` (`href\nreferrer\ngpc\nuserAgent\ntitle`). Answers text; never throws.
     pub fn op(&self, op: u32, arg: &str, page: &str) -> String {
         let Ok(mut s) = self.shell.try_borrow_mut() else {
             return error("command", "busy; try again");
@@ -321,6 +329,7 @@ impl Tag {
         let Some(t) = s.tracker.as_mut() else {
             return error("command", NOT_READY);
         };
+        let page = p.page();
         match op {
             ops::IDENTIFIED => {
                 // `[customerId, hash]`, both optional; a hash that is not one is refused.
@@ -338,7 +347,7 @@ impl Tag {
                         "could not be hashed (SubtleCrypto needs https or localhost)",
                     );
                 }
-                reply_answer(&t.identify(item(0), hash, p.page(), now, &mut Crypto))
+                reply_answer(&t.identify(item(0), hash, page, now, &mut Crypto))
             }
             ops::ENDPOINT => t.config().events_url(),
             ops::WAKE => {
@@ -354,9 +363,10 @@ impl Tag {
                 String::new()
             }
             ops::NAVIGATED => {
-                t.navigated(p.page(), now, &mut Crypto);
+                t.navigated(page, now, &mut Crypto);
                 String::new()
             }
+            ops::DECORATE => t.decorate(arg, page, now).unwrap_or_default(),
             _ => error("op", "unknown operation"),
         }
     }
