@@ -492,7 +492,10 @@ mod tests {
     fn finds_refused_parameters() {
         let custom = [(String::from("aff"), String::from("mine"))];
         let cases = [
-            ("https://s.example/p?irclickid=ok&gclid=%3Cx%3E", Some(refusal("gclid", Rejected::BadChar))),
+            (
+                "https://s.example/p?irclickid=ok&gclid=%3Cx%3E",
+                Some(refusal("gclid", Rejected::BadChar)),
+            ),
             ("/p?%67clid=a%20b", Some(refusal("gclid", Rejected::BadChar))),
             ("/p?AFF=%", Some(refusal("aff", Rejected::BadEncoding))),
             ("/p?irclickid=", Some(refusal("irclickid", Rejected::Empty))),
