@@ -314,8 +314,77 @@ fn a_bad_event_refuses_only_itself() {
     let bad: Vec<_> = batch.events.iter().filter_map(|r| r.as_ref().err()).collect();
     assert_eq!(bad.len(), 1);
     assert_eq!(bad[0].0.as_deref(), Some("019ac0f1-2a03-7c3d-8e4f-0a1b2c3d4e62"));
-    assert_eq!(bad[0].1.field, "type");
+    assert_eq!(bad[0].1.field(), "type");
     assert_eq!(batch.events.iter().filter(|r| r.is_ok()).count(), 5);
+}
+
+#[test]
+fn a_refused_click_id_in_the_url_or_referrer_refuses_only_its_event() {
+    let text = std::fs::read_to_string(format!(
+        "{}/tests/fixtures/batch-journey.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let url = "\"url\":\"https://shop.example/product/42?irclickid=Xy12abc\"";
+    let referrer = "\"referrer\":\"https://partner.example/review\"";
+    let refused =
+        |field: &str, param: &str, why: &str| format!("{field}: carries a refused click ID in {param} ({why})");
+    // (member replaced in the first event, its new value, the reason it is refused for)
+    let cases = [
+        (
+            url,
+            "/p?irclickid=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E",
+            Some(refused("url", "irclickid", "character outside the safe set")),
+        ),
+        (url, "/p?q=1&gclid=", Some(refused("url", "gclid", "empty value"))),
+        (url, "/p?gclid", Some(refused("url", "gclid", "empty value"))),
+        (
+            url,
+            "/p?%67clid=ok&GCLID=a%2",
+            Some(refused("url", "gclid", "malformed percent-encoding")),
+        ),
+        (
+            url,
+            "/p?ransiteid=caf%C3%A9",
+            Some(refused("url", "ranSiteID", "character outside the safe set")),
+        ),
+        (
+            referrer,
+            "https://partner.example/r?msclkid=a%20b",
+            Some(refused("referrer", "msclkid", "character outside the safe set")),
+        ),
+        // A valid click ID beside the site's own parameters, whatever their values.
+        (url, "/p?irclickid=Xy12abc&ref=footer&q=%3Cb%3E", None),
+        // A fragment is not a query.
+        (url, "/p#gclid=%3Cx%3E", None),
+        // A site's own click parameters are not known to the reader: only the built-in ones.
+        (url, "/p?aff_id=%3Cx%3E", None),
+    ];
+    for (member, value, want) in cases {
+        let (name, _) = member.split_once(':').unwrap();
+        let text = text.replacen(member, &format!("{name}:\"{value}\""), 1);
+        let batch = wire::read_batch(&text).unwrap();
+        match &want {
+            Some(reason) => {
+                let (id, why) = batch.events[0].as_ref().unwrap_err();
+                assert_eq!(id.as_deref(), Some("019ac0f1-2a00-7c3d-8e4f-0a1b2c3d4e5f"), "{value}");
+                assert_eq!(&why.to_string(), reason, "{value}");
+                assert_eq!(why.field(), name.trim_matches('"'), "{value}");
+            }
+            None => assert!(batch.events[0].is_ok(), "{value}: {:?}", batch.events[0]),
+        }
+        assert!(
+            batch.events[1..].iter().all(Result::is_ok),
+            "{value}: the others are read"
+        );
+        // A stored event is read again with read_event, which keeps reading one stored before
+        // the rule.
+        let mut v = json::parse(&text).unwrap();
+        let Some(Json::Arr(list)) = v.get_mut("events") else {
+            panic!()
+        };
+        assert!(wire::read_event(&mut list[0]).is_ok(), "{value}");
+    }
 }
 
 #[test]

@@ -131,12 +131,17 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Adds the CORS answer for an allowed origin.
+/// Adds the CORS answer for an allowed origin. `Retry-After` is exposed, or a page on another
+/// origin reads it as `null` and the tag cannot wait as long as a 429 or 503 asks.
 fn cors(resp: &mut Response, origin: Option<&str>, credentials: bool) {
     let h = resp.headers_mut();
     h.insert(header::VARY, HeaderValue::from_static("Origin"));
     if let Some(v) = origin.and_then(|o| HeaderValue::from_str(o).ok()) {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("Retry-After"),
+        );
         if credentials {
             h.insert(
                 header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
@@ -270,12 +275,12 @@ async fn ingest(
                 });
                 events.push(e);
             }
-            Err((id, invalid)) => {
+            Err((id, refused)) => {
                 kinds.push("unknown");
                 outcomes.push(Outcome {
                     id,
                     status: Status::Rejected,
-                    reason: Some(format!("{}: {}", invalid.field, invalid.reason)),
+                    reason: Some(refused.to_string()),
                 });
             }
         }
@@ -300,8 +305,8 @@ async fn ingest(
         .into_response())
 }
 
-fn wire_invalid(field: &'static str, reason: &'static str) -> wire::Invalid {
-    wire::Invalid { field, reason }
+fn wire_invalid(field: &'static str, reason: &'static str) -> wire::Refused {
+    wire::Invalid { field, reason }.into()
 }
 
 /// The cookie endpoint's body.
@@ -316,7 +321,9 @@ struct CookieRequest {
 
 async fn post_cookie(State(s): State<AppState>, req: Request) -> Response {
     let origin = header_str(req.headers(), header::ORIGIN).map(str::to_string);
-    let mut allowed = None;
+    // As for events: until the site is known (a 429, a bad body), any configured site's origin
+    // may read the answer.
+    let mut allowed = origin.clone().filter(|o| s.config.any_allows(o));
     let mut resp = match set_cookie(&s, req, origin.as_deref(), &mut allowed).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -340,8 +347,9 @@ async fn set_cookie(
     let r: CookieRequest = serde_json::from_str(utf8(&bytes)?).map_err(|e| AppError::bad("body", &e.to_string()))?;
     let site = s.config.site(&r.site).ok_or(AppError::NotFound("site", "site"))?;
     // Only a page of the site may have the collector set its cookie: no Origin, no cookie.
-    let origin = origin.filter(|o| site.allows(o)).ok_or(AppError::Forbidden("origin"))?;
-    *allowed = Some(origin.to_string());
+    let origin = origin.filter(|o| site.allows(o));
+    *allowed = origin.map(str::to_string);
+    let origin = origin.ok_or(AppError::Forbidden("origin"))?;
     if r.name != cookie::NAME {
         return Err(AppError::bad("name", "must be _utt"));
     }
@@ -572,6 +580,20 @@ async fn get_click(
     click_id: Result<Path<String>, PathRejection>,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
     headers: HeaderMap,
+) -> Response {
+    let mut resp = click_answer(&s, click_id, q)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    // The debug page calls this from the merchant's own origin, and shows its refusals too.
+    let origin = header_str(&headers, header::ORIGIN).filter(|o| s.config.any_allows(o));
+    cors(&mut resp, origin, false);
+    resp
+}
+
+async fn click_answer(
+    s: &AppState,
+    click_id: Result<Path<String>, PathRejection>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, AppError> {
     let Path(click_id) = click_id.map_err(|_| AppError::bad("click_id", "must be URL-encoded UTF-8"))?;
     let q = query(q)?;
@@ -624,14 +646,10 @@ async fn get_click(
     })
     .await
     .map_err(|e| AppError::Internal(e.to_string()))??;
-    let mut resp = match out {
-        Some(v) => json_response(&v)?,
-        None => AppError::NotFound("click", "click_id").into_response(),
-    };
-    // The debug page calls this from the merchant's own origin.
-    let origin = header_str(&headers, header::ORIGIN).filter(|o| s.config.any_allows(o));
-    cors(&mut resp, origin, false);
-    Ok(resp)
+    match out {
+        Some(v) => json_response(&v),
+        None => Err(AppError::NotFound("click", "click_id")),
+    }
 }
 
 async fn healthz(State(s): State<AppState>) -> Response {

@@ -226,6 +226,60 @@ async fn hostile_events_are_rejected_alone_and_never_echoed() {
 }
 
 #[tokio::test]
+async fn events_carrying_a_refused_click_id_are_rejected_and_stored_nowhere() {
+    let h = Harness::new();
+    let clicks = || vec![click("irclickid", "impact", "Ok123", T0)];
+    let page = "https://shop.example/product/42";
+    let hostile = format!("{page}?irclickid=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E");
+    let (bad_ref, good_ref) = (
+        "https://partner.example/r?GCLID=a%3Bb",
+        "https://partner.example/review?ref=x",
+    );
+    let on = |n: u64, kind, url: &str, referrer: &str| event_on(n, Some("v1"), T0 + n, clicks(), kind, url, referrer);
+    let refused = |field: &str, param: &str, why: &str| {
+        format!("rejected: {field}: carries a refused click ID in {param} ({why})")
+    };
+    let unsafe_char = "character outside the safe set";
+    // Each event beside its answer.
+    let cases = [
+        // A valid click ID beside the site's own parameters is fine.
+        (
+            on(1, pageview(), &format!("{page}?irclickid=Ok123&ref=footer&q=a%20b"), ""),
+            "accepted".to_string(),
+        ),
+        (
+            on(2, conversion("ORD-1", None), &hostile, ""),
+            refused("url", "irclickid", unsafe_char),
+        ),
+        (
+            on(3, conversion("ORD-2", None), page, bad_ref),
+            refused("referrer", "gclid", unsafe_char),
+        ),
+        (
+            on(4, pageview(), &format!("{page}?irclickid="), ""),
+            refused("url", "irclickid", "empty value"),
+        ),
+        (on(5, conversion("ORD-3", None), page, good_ref), "accepted".to_string()),
+    ];
+    let (events, want): (Vec<String>, Vec<String>) = cases.into_iter().unzip();
+    let a = h.post(&batch(&events)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.statuses(), want);
+    assert!(!a.body.contains("img") && !a.body.contains("a;b"), "{}", a.body);
+    assert_eq!(h.events(), 2);
+    for n in [2, 3, 4] {
+        assert!(!h.store().has_event(&uuid(n)).unwrap(), "event {n} stored");
+    }
+    let (_, v) = h.get_json("/v1/conversions?site=demo").await;
+    assert_eq!(each(&v["conversions"], "orderId"), ["ORD-3"], "{v}");
+    let (_, c) = h.get_json("/v1/clicks/Ok123").await;
+    assert_eq!(c["pageViews"], 1, "{c}");
+    // Nothing of the refused conversion was kept: the same order from a clean page is new.
+    let again = on(6, conversion("ORD-1", None), page, "");
+    assert_eq!(h.post(&batch(&[again])).await.statuses(), ["accepted"]);
+}
+
+#[tokio::test]
 async fn order_ids_count_once() {
     let h = Harness::new();
     let first = event(1, Some("v1"), T0, vec![], conversion("ORD-9", None));
@@ -332,6 +386,45 @@ async fn rate_limit_answers_429_with_retry_after() {
     }
     assert_eq!(statuses, [200, 200, 429]);
     assert_eq!(h.events(), 2);
+}
+
+#[tokio::test]
+async fn cors_answers_expose_retry_after() {
+    let mut config = Config::demo();
+    config.sites[0].allowed_origins = vec!["https://shop.example".into()];
+    config.rate_limit = RateLimit {
+        per_second: 1,
+        burst: 3,
+    };
+    let mut h = Harness::with_config(config);
+    // A stopped clock: no token comes back between the requests, however slow the machine.
+    std::sync::Arc::get_mut(&mut h.state).unwrap().clock = || T0;
+    let shop = "https://shop.example";
+    let evil = "https://evil.example";
+    let good = batch(&[event(1, Some("v1"), T0, vec![], pageview())]);
+    // (path, origin, body, status, Retry-After): the first three take the three tokens.
+    let cases = [
+        ("/v1/events", shop, good.as_str(), 200, None),
+        ("/v1/events", shop, "not json", 400, None),
+        ("/v1/events", evil, good.as_str(), 403, None),
+        ("/v1/events", shop, good.as_str(), 429, Some("1")),
+        ("/v1/cookie", shop, "{}", 429, Some("1")),
+        ("/v1/events", evil, good.as_str(), 429, Some("1")),
+    ];
+    for (path, origin, body, status, retry) in cases {
+        let headers = [("content-type", "text/plain"), ("origin", origin)];
+        let a = h.send("POST", path, &headers, body).await;
+        let what = format!("{path} from {origin}: {status}");
+        assert_eq!(a.status.as_u16(), status, "{what}: {}", a.body);
+        assert_eq!(a.header("retry-after"), retry, "{what}");
+        let allowed = (origin == shop).then_some(shop);
+        assert_eq!(a.header("access-control-allow-origin"), allowed, "{what}");
+        let exposed = allowed.map(|_| "Retry-After");
+        assert_eq!(a.header("access-control-expose-headers"), exposed, "{what}");
+        let credentials = (allowed.is_some() && path == "/v1/cookie").then_some("true");
+        assert_eq!(a.header("access-control-allow-credentials"), credentials, "{what}");
+    }
+    assert_eq!(h.events(), 1);
 }
 
 #[tokio::test]
@@ -495,6 +588,13 @@ async fn click_debug_api_shows_only_that_click() {
     assert!(!e.to_string().contains("script"));
     let (status, _) = h.get_json("/v1/clicks/Xy12abc?site=nope").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // The debug page, on the shop's origin, can read the refusals too.
+    let origin = [("origin", "http://localhost:5173")];
+    for (uri, status) in [("/v1/clicks/Xy12abc", 200), ("/v1/clicks/%3Cscript%3E", 400)] {
+        let a = h.send("GET", uri, &origin, "").await;
+        assert_eq!(a.status.as_u16(), status, "{uri}");
+        assert_eq!(a.header("access-control-allow-origin"), Some(origin[0].1), "{uri}");
+    }
 }
 
 #[tokio::test]
@@ -637,9 +737,14 @@ async fn a_failing_deriver_shows_in_health_and_metrics() {
 async fn stopped_writer_answers_503() {
     let h = Harness::new();
     h.state.writer.close().await;
-    let a = h.post(&batch(&[event(1, Some("v"), T0, vec![], pageview())])).await;
+    let body = batch(&[event(1, Some("v"), T0, vec![], pageview())]);
+    let headers = [("content-type", "text/plain"), ("origin", "http://localhost:5173")];
+    let a = h.send("POST", "/v1/events", &headers, &body).await;
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(a.header("retry-after"), Some("5"));
+    // The tag on the shop's origin can read how long to wait.
+    assert_eq!(a.header("access-control-allow-origin"), Some("http://localhost:5173"));
+    assert_eq!(a.header("access-control-expose-headers"), Some("Retry-After"));
     let (status, _) = h.get_json("/healthz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(h.events(), 0);

@@ -13,6 +13,7 @@ use alloc::vec::Vec;
 
 use super::click::{self, Click};
 use super::json::{self, write_str, write_u64, Json};
+use super::url::{self, Refusal};
 
 /// The version written in every batch; the collector refuses others.
 pub const VERSION: u64 = 1;
@@ -440,10 +441,72 @@ pub struct Batch {
     /// When the tag sent it (the tag's clock).
     pub sent_at: u64,
     /// Each event in order: decoded, or refused with the event ID when one could be read.
-    pub events: Vec<Result<Event, (Option<String>, Invalid)>>,
+    pub events: Vec<Result<Event, (Option<String>, Refused)>>,
 }
 
-/// Decodes a batch. An envelope error refuses the whole batch; a bad event refuses only itself.
+/// Why [`read_batch`] refused one event. Its `Display` is the answer's reason, `field: what is
+/// wrong`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// A member is missing or malformed ([`read_event`]).
+    Invalid(Invalid),
+    /// The event's `url` or `referrer` carries a click-ID parameter whose value the tag refuses
+    /// ([`refused_click`]).
+    ClickId {
+        /// `url` or `referrer`.
+        field: &'static str,
+        /// The parameter, and why its value is refused.
+        refusal: Refusal,
+    },
+}
+
+impl Refused {
+    /// The field at fault.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Refused::Invalid(i) => i.field,
+            Refused::ClickId { field, .. } => field,
+        }
+    }
+}
+
+impl From<Invalid> for Refused {
+    fn from(i: Invalid) -> Refused {
+        Refused::Invalid(i)
+    }
+}
+
+impl core::fmt::Display for Refused {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Refused::Invalid(i) => write!(f, "{}: {}", i.field, i.reason),
+            Refused::ClickId { field, refusal } => write!(
+                f,
+                "{field}: carries a refused click ID in {} ({})",
+                refusal.param,
+                refusal.reason.as_str()
+            ),
+        }
+    }
+}
+
+/// The first click-ID parameter of the event's `url`, then of its `referrer`, whose value the tag
+/// would refuse (it does not decode, is empty, too long, or has a character outside the safe
+/// set). The tag cuts those before sending, so only another client sends one, and [`read_batch`]
+/// refuses such an event: a refused value is stored nowhere, not even inside a URL. Only the
+/// built-in parameters are known here, not a site's own `clickParams`.
+pub fn refused_click(e: &Event) -> Option<Refused> {
+    for (field, text) in [("url", &e.url), ("referrer", &e.referrer)] {
+        if let Some(refusal) = url::refused_param(text, &[]) {
+            return Some(Refused::ClickId { field, refusal });
+        }
+    }
+    None
+}
+
+/// Decodes a batch. An envelope error refuses the whole batch; a bad event refuses only itself,
+/// and so does one that [`refused_click`] names. That rule is here and not in [`read_event`],
+/// which also reads stored events again: one stored before the rule must stay readable.
 pub fn read_batch(text: &str) -> Result<Batch, Invalid> {
     let mut v = json::parse(text).map_err(|e| bad("body", e.as_str()))?;
     if v.as_obj().is_none() {
@@ -476,16 +539,18 @@ pub fn read_batch(text: &str) -> Result<Batch, Invalid> {
     }
     let events = list
         .iter_mut()
-        .map(|e| {
-            read_event(e).map_err(|err| {
-                (
-                    e.get("id")
-                        .and_then(Json::as_str)
-                        .filter(|s| s.len() <= 64)
-                        .map(String::from),
-                    err,
-                )
-            })
+        .map(|e| match read_event(e) {
+            Ok(event) => match refused_click(&event) {
+                Some(refused) => Err((Some(event.id), refused)),
+                None => Ok(event),
+            },
+            Err(err) => Err((
+                e.get("id")
+                    .and_then(Json::as_str)
+                    .filter(|s| s.len() <= 64)
+                    .map(String::from),
+                Refused::Invalid(err),
+            )),
         })
         .collect();
     Ok(Batch {

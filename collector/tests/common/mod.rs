@@ -201,13 +201,26 @@ pub fn click(param: &str, network: &str, value: &str, at: u64) -> Click {
 
 /// An event of a kind for a visitor at a time, carrying clicks.
 pub fn event(n: u64, visitor: Option<&str>, at: u64, clicks: Vec<Click>, kind: Kind) -> String {
+    event_on(n, visitor, at, clicks, kind, "https://shop.example/product/42?x=1", "")
+}
+
+/// [`event`] on a page `url` reached from `referrer`.
+pub fn event_on(
+    n: u64,
+    visitor: Option<&str>,
+    at: u64,
+    clicks: Vec<Click>,
+    kind: Kind,
+    url: &str,
+    referrer: &str,
+) -> String {
     let e = Event {
         id: uuid(n),
         at,
         visitor: visitor.map(String::from),
         session: visitor.map(String::from),
-        url: "https://shop.example/product/42?x=1".into(),
-        referrer: String::new(),
+        url: url.into(),
+        referrer: referrer.into(),
         clicks,
         kind,
     };
