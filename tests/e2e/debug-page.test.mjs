@@ -1,6 +1,10 @@
 // End to end: the partner debug page (scenario 8) and the site-owner report. Both pages read
 // the collector's API; the assertions check what they show against what the collector stored,
 // and that hostile input stays text. Screenshots of both go to test-artifacts/.
+//
+// The one same-origin file: the collector serves the shop, the debug page and the report, as
+// `cargo xtask demo` does, so the pages' `collector:""` (this origin) and the report's relative
+// read of `/v1/conversions` (which answers no CORS headers) are tested here.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,7 +12,7 @@ import {
   useWorld, landWithConsent, visitor, unique, delivered, browseAndAdd, checkout, storedOrders, artifact,
 } from './support.mjs';
 
-const world = useWorld();
+const world = useWorld({ sameOrigin: true });
 
 const HOSTILE = '<img src=x onerror=alert(1)>';
 

@@ -1,15 +1,16 @@
 // Shared pieces of the end-to-end tests (`node --test tests/e2e/`): the real collector binary on
-// a free port with a fresh database, serving dist/ and www/; a headless Chromium; and the steps
-// a shopper takes in the demo shop. Tests assert on what the collector stored, read back
-// through its own read API. This file holds no tests.
+// a free port with a fresh database; the demo shop (a snapshot of dist/ plus www/) on a second
+// origin, as merchants deploy it, or served by the collector itself for same-origin tests; a
+// headless Chromium; and the steps a shopper takes in the demo shop. Tests assert on what the
+// collector stored, read back through its own read API. This file holds no tests.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { before, after } from 'node:test';
-import { launchChromium, cleanChromiumProfiles, ROOT } from '../browser/harness.mjs';
+import { launchChromium, cleanChromiumProfiles, serveStatic, ROOT } from '../browser/harness.mjs';
 
 export { ROOT };
 
@@ -60,17 +61,24 @@ async function snapshotDist(into) {
 /**
  * Starts the real collector on 127.0.0.1 with port 0 (it prints the address it bound), a
  * database in a fresh temporary folder, and the static folders: a snapshot of dist/, and www/.
- * @returns {Promise<{url: string, stop: () => Promise<void>, logs: () => string}>}
+ * @param {{config?: string}} [options] `config`: a TOML configuration (`--config`) instead of
+ *   the demo defaults
+ * @returns {Promise<{url: string, dist: string, dir: string, stop: () => Promise<void>, logs: () => string}>}
  */
-export async function startCollector() {
+export async function startCollector({ config } = {}) {
   ensureBuilt();
   const dir = mkdtempSync(join(tmpdir(), 'utt-e2e-'));
   const dist = await snapshotDist(join(dir, 'dist'));
-  const child = spawn(
-    COLLECTOR,
-    ['--listen', '127.0.0.1:0', '--db', join(dir, 'utt.db'), '--static', dist, '--static', join(ROOT, 'www')],
-    { cwd: ROOT, env: { ...process.env, UTT_LOG: process.env.UTT_LOG ?? 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] }
-  );
+  const args = ['--listen', '127.0.0.1:0', '--db', join(dir, 'utt.db'), '--static', dist, '--static', join(ROOT, 'www')];
+  if (config !== undefined) {
+    writeFileSync(join(dir, 'utt.toml'), config);
+    args.push('--config', join(dir, 'utt.toml'));
+  }
+  const child = spawn(COLLECTOR, args, {
+    cwd: ROOT,
+    env: { ...process.env, UTT_LOG: process.env.UTT_LOG ?? 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
   const exited = new Promise((ok) => child.once('exit', (code, signal) => ok({ code, signal })));
@@ -91,6 +99,7 @@ export async function startCollector() {
   return {
     url,
     dist,
+    dir,
     logs: () => stderr,
     async stop() {
       // SIGTERM: the collector's graceful shutdown flushes what it acknowledged.
@@ -103,33 +112,69 @@ export async function startCollector() {
   };
 }
 
-/** The browser and the collector for one test file, started once and stopped in `after()`. */
-export async function startWorld() {
-  const collector = await startCollector();
+/**
+ * The demo shop on its own origin, `http://localhost:PORT`, while the collector is on
+ * `http://127.0.0.1:PORT`: two sites, as merchants deploy the tag. It serves a copy of www/ with
+ * the collector's snapshot of dist/ beside it; in the copy, the pages' `collector:""` (this
+ * origin) names the collector instead. `routes` are more handlers (`serveStatic()`'s
+ * `'GET /path'` keys).
+ * @returns {Promise<{url: string, close: () => Promise<void>}>}
+ */
+async function startShop(collector, routes = {}) {
+  const shop = join(collector.dir, 'shop');
+  cpSync(join(ROOT, 'www'), shop, { recursive: true });
+  for (const f of DIST_FILES) copyFileSync(join(collector.dist, f), join(shop, f));
+  for (const entry of readdirSync(shop, { recursive: true })) {
+    if (!entry.endsWith('.html')) continue;
+    const page = join(shop, entry);
+    writeFileSync(page, readFileSync(page, 'utf8').replaceAll('collector:""', `collector:${JSON.stringify(collector.url)}`));
+  }
+  const server = await serveStatic({ '/': shop, ...routes });
+  return { url: `http://localhost:${server.port}`, close: server.close };
+}
+
+/**
+ * The browser, the collector and the shop for one test file, started once and stopped in
+ * `after()`. By default the shop is on another origin than the collector (`startShop()`);
+ * `sameOrigin: true` has the collector serve the shop too, as `cargo xtask demo` does.
+ * `config` is the collector's TOML configuration (`startCollector()`); `routes`, handlers the
+ * shop's server adds to its files (`startShop()`), so a page can carry any header. A page
+ * Playwright answers itself (`route.fulfill`) will not do for that: Chromium counts it in the
+ * public address space and refuses its requests to the collector on the loopback address.
+ * @param {{sameOrigin?: boolean, config?: string, routes?: Record<string, import('node:http').RequestListener>}} [options]
+ */
+export async function startWorld({ sameOrigin = false, config, routes } = {}) {
+  if (sameOrigin && routes) throw new Error('startWorld: routes need the shop on its own server (not sameOrigin)');
+  const collector = await startCollector({ config });
+  const shop = sameOrigin ? null : await startShop(collector, routes);
   const browser = await launchChromium();
   return {
     collector,
     browser,
-    base: collector.url,
-    /** The copy of dist/ this collector serves. */
+    /** The shop's origin: what tests open. */
+    base: shop?.url ?? collector.url,
+    /** The collector's origin (the same as `base` in a same-origin world). */
+    collectorUrl: collector.url,
+    /** The copy of dist/ this world serves. */
     dist: collector.dist,
     api: readApi(collector.url),
     async stop() {
       await browser.close().catch(() => {});
       await cleanChromiumProfiles();
+      await shop?.close();
       await collector.stop();
     },
   };
 }
 
 /**
- * The world (`startWorld()`) of the test file that calls this: started in its `before()`,
- * stopped in its `after()`. The object returned is filled in before the first test runs.
+ * The world (`startWorld(options)`) of the test file that calls this: started in its
+ * `before()`, stopped in its `after()`. The object returned is filled in before the first test runs.
  */
-export function useWorld() {
+export function useWorld(options) {
   const world = {};
   before(async () => {
-    Object.assign(world, await startWorld());
+    Object.assign(world, await startWorld(options));
   });
   after(async () => {
     await world.stop?.();

@@ -14,6 +14,19 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// The partner link the banner offers, so a first-time user can click through the journey.
 const PARTNER_LINK: &str = "/?irclickid=DEMO-PARTNER-1&utm_source=partner&utm_medium=affiliate";
 
+/// Builds the tag into `dist/` and the collector's debug binary (what the demo and the e2e
+/// tests run).
+pub fn build_tag_and_collector() -> Result {
+    build::run()?;
+    proc::run(Command::new(cargo()).current_dir(root()).args([
+        "build",
+        "-p",
+        "utt-collector",
+        "--bin",
+        "utt-collector",
+    ]))
+}
+
 /// Builds everything and runs the collector in the foreground. `args`: `[--listen ADDR] [--fresh]`.
 pub fn run(args: &[String]) -> Result {
     let mut listen: Option<SocketAddr> = None;
@@ -36,14 +49,7 @@ pub fn run(args: &[String]) -> Result {
 
     // A fresh clone gets from nothing to a running demo with this one command.
     setup::build_tools()?;
-    build::run()?;
-    proc::run(Command::new(cargo()).current_dir(root()).args([
-        "build",
-        "-p",
-        "utt-collector",
-        "--bin",
-        "utt-collector",
-    ]))?;
+    build_tag_and_collector()?;
 
     let dir = target_dir().join("demo");
     fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;

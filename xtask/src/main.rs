@@ -3,6 +3,7 @@
 //! Everything the build and the tests need is installed by `cargo xtask setup`, so a fresh
 //! clone on a machine with only rustup, Node and npm can run `cargo xtask test`.
 
+mod bench;
 mod build;
 mod demo;
 mod proc;
@@ -28,7 +29,10 @@ commands:
   twiggy             print `twiggy top -n 30` of the optimised tag (installs twiggy on first use)
   test               everything CI runs: setup, fmt, clippy, native and wasm tests, build, size, node tests
   wasm-test [ARGS]   only the wasm-bindgen tests in headless Chromium (ARGS go to cargo test)
-  wasm-test-runner   the runner cargo calls for each test wasm (not for direct use)";
+  wasm-test-runner   the runner cargo calls for each test wasm (not for direct use)
+  bench-burst [--runs N]
+                     1,000 utt() calls in one task, cross-origin to the collector, in headless
+                     Chromium: main-thread and durable times, queue bytes, time until stored";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
         "test" => test::run(),
         "wasm-test" => setup::run().and_then(|()| test::wasm_tests(rest, &mut proc::Counts::default())),
         "wasm-test-runner" => test::runner(rest),
+        "bench-burst" => bench::burst(rest),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())
