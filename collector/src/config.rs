@@ -23,12 +23,16 @@ pub struct Config {
     pub sites: Vec<Site>,
 }
 
-/// A token bucket per client IP: `per_second` tokens refilled, at most `burst` saved.
+/// A token bucket per client IP: `per_second` (plus `per_minute`) tokens refilled, at most
+/// `burst` saved.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
-    /// Requests per second sustained; 0 turns the limit off.
+    /// Requests per second sustained; 0 (with `per_minute` 0) turns the limit off.
     pub per_second: u32,
+    /// Requests per minute sustained, added to `per_second`: for rates below one a second.
+    #[serde(default)]
+    pub per_minute: u32,
     /// Requests allowed in a burst.
     pub burst: u32,
 }
@@ -39,6 +43,7 @@ impl Default for RateLimit {
         // one NAT while still stopping a runaway client.
         RateLimit {
             per_second: 50,
+            per_minute: 0,
             burst: 200,
         }
     }

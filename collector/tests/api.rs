@@ -373,6 +373,7 @@ async fn rate_limit_answers_429_with_retry_after() {
     let mut config = Config::demo();
     config.rate_limit = RateLimit {
         per_second: 1,
+        per_minute: 0,
         burst: 2,
     };
     let h = Harness::with_config(config);
@@ -394,6 +395,7 @@ async fn cors_answers_expose_retry_after() {
     config.sites[0].allowed_origins = vec!["https://shop.example".into()];
     config.rate_limit = RateLimit {
         per_second: 1,
+        per_minute: 0,
         burst: 3,
     };
     let mut h = Harness::with_config(config);

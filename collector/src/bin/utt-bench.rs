@@ -494,6 +494,7 @@ fn main() {
         // One loopback client IP sends everything: the per-IP limit would measure itself.
         config.rate_limit = RateLimit {
             per_second: 0,
+            per_minute: 0,
             burst: 0,
         };
         let db = dir.join("bench.db");

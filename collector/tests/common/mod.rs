@@ -57,6 +57,7 @@ impl Harness {
         let mut c = Config::demo();
         c.rate_limit = RateLimit {
             per_second: 0,
+            per_minute: 0,
             burst: 0,
         };
         Harness::with_config(c)
