@@ -12,7 +12,7 @@
 // - durable: time until every promise the calls returned has resolved (each resolves once its
 //   event is durably queued);
 // - _utt_q: the UTF-8 bytes of the tag's localStorage queue at that moment, and how many events
-//   the tag's queue held and had evicted;
+//   the tag's queue held and how many calls it answered "dropped" (budget used up);
 // - stored: time until the collector has stored all of them, or until the tag has nothing left
 //   to send (then fewer arrived), at most 60 s. The count is the collector's
 //   `utt_events_total{type="event",status="accepted"}` (GET /metrics: custom events stored),
@@ -78,7 +78,7 @@ async function run(world) {
       durableMs: t2 - t0,
       queueBytes: new TextEncoder().encode(queue).length,
       queued: state.queue.length,
-      evicted: state.evicted,
+      dropped: state.dropped ?? 0,
       statuses,
     };
   }, CALLS);
@@ -118,7 +118,7 @@ try {
     `bench-burst: ${CALLS} × utt('event', 'burst', {i}) in one task; shop ${world.base}, ` +
       `collector ${world.collectorUrl} (debug build); headless Chromium; ${runs} run(s)`
   );
-  const columns = ['run', 'calls ms', 'task ms', 'durable ms', '_utt_q bytes', 'queued', 'evicted', 'stored', 'stored after ms'];
+  const columns = ['run', 'calls ms', 'task ms', 'durable ms', '_utt_q bytes', 'queued', 'dropped', 'stored', 'stored after ms'];
   console.log(columns.join('\t'));
   const results = [];
   for (let i = 1; i <= runs; i++) {
@@ -127,13 +127,13 @@ try {
     const answers = Object.entries(r.statuses).map(([s, n]) => `${n} ${s}`).join(', ');
     const stored = `${r.arrived}/${CALLS}${r.arrived < CALLS ? ' INCOMPLETE' : ''}`;
     console.log(
-      [i, ms(r.callsMs), ms(r.taskMs), ms(r.durableMs), r.queueBytes, r.queued, r.evicted, stored, ms(r.storedMs)].join('\t') +
+      [i, ms(r.callsMs), ms(r.taskMs), ms(r.durableMs), r.queueBytes, r.queued, r.dropped, stored, ms(r.storedMs)].join('\t') +
         `\t(answers: ${answers})`
     );
   }
   const pick = (k) => median(results.map((r) => r[k]));
   console.log(
-    ['median', ms(pick('callsMs')), ms(pick('taskMs')), ms(pick('durableMs')), pick('queueBytes'), pick('queued'), pick('evicted'), `${pick('arrived')}/${CALLS}`, ms(pick('storedMs'))].join('\t')
+    ['median', ms(pick('callsMs')), ms(pick('taskMs')), ms(pick('durableMs')), pick('queueBytes'), pick('queued'), pick('dropped'), `${pick('arrived')}/${CALLS}`, ms(pick('storedMs'))].join('\t')
   );
   const short = results.filter((r) => r.arrived < CALLS);
   if (short.length) {
