@@ -209,6 +209,11 @@ fn hostile_click_ids_are_reported_never_stored_or_sent() {
         events[0].url, "https://shop.example/?fbclid=ok_1",
         "refused parameters are cut from the URL too"
     );
+    assert_eq!(
+        t.address(),
+        "https://shop.example/?fbclid=ok_1",
+        "and from the address bar"
+    );
 }
 
 #[test]
@@ -439,7 +444,7 @@ fn a_full_queue_answers_dropped_at_the_call_and_keeps_room_for_conversions() {
     };
     assert_eq!(
         reply,
-        Reply::Full("queue full (1 MB)"),
+        Reply::Full,
         "refused when it is called, not queued and evicted later"
     );
     assert!(queued > 100, "{queued}");
@@ -666,6 +671,11 @@ fn links_are_not_decorated_after_a_no_or_when_nothing_is_held() {
     // Without a click there is nothing to carry.
     let t = Browser::new().load(EU, "https://shop.example/", T0);
     assert_eq!(t.decorate(href, page("https://shop.example/"), T0), None);
+    assert_eq!(
+        t.address(),
+        "https://shop.example/",
+        "an address with nothing to cut stays"
+    );
     // Global Privacy Control, honoured, is a no.
     let cfg = Config {
         consent_default: false,
@@ -778,6 +788,13 @@ fn the_sites_other_domains_share_the_journey_and_the_visitor() {
     checkout.load(cfg, "https://pay.checkout.example.net/?gclid=OLD", T0 - DAY);
     let mut t2 = checkout.load_from(cfg, &pay, "https://shop.example/cart", T0 + 6_000);
     assert_eq!(t2.record().visitor, t.record().visitor, "one visitor on both domains");
+    // The address bar loses the parameter (a copied address must not take the visitor along),
+    // and showing that address is no new page view.
+    assert_eq!(t2.address(), "https://pay.checkout.example.net/start?cart=9");
+    let views = t2.queue().items().len();
+    let shown = t2.address().to_string();
+    assert_eq!(t2.navigated(page(&shown), T0 + 6_001, &mut checkout.rng), None);
+    assert_eq!(t2.queue().items().len(), views);
     let clicks: Vec<_> = t2.record().clicks.iter().map(|c| c.value.as_str()).collect();
     assert_eq!(clicks, ["OLD", "AFF-1"]);
     let events = sent(&mut t2, T0 + 6_000);
@@ -810,5 +827,5 @@ fn events_held_for_consent_are_bounded_and_the_excess_answered_dropped() {
         }
     };
     assert_eq!(held, utt::core::tracker::MAX_HELD);
-    assert!(matches!(reply, Reply::Full(_)), "{reply:?}");
+    assert_eq!(reply, Reply::Full);
 }

@@ -164,7 +164,12 @@ export function frame(active) {
   document.body.prepend(header);
   document.body.append(footer);
   updateCartCount();
-  if (!localStorage.getItem(CONSENT)) showBanner();
+  const choice = localStorage.getItem(CONSENT);
+  if (!choice) showBanner();
+  // A refusal is passed on again on every page: the tag stores nothing while consent is denied,
+  // so it cannot remember a no by itself (it remembers a yes), and until it hears one it treats
+  // the page as undecided (and carries a partner click in the site's links).
+  else if (choice === 'denied') track('consent', 'denied');
 }
 
 function updateCartCount() {
@@ -181,7 +186,8 @@ export function consentChoice() {
 
 // The banner is the shop's consent tool. The tag starts with consent denied (see the snippet's
 // init line) and stores nothing until the visitor accepts; the choice is passed on with
-// `utt('consent', ...)`, which the tag remembers for later pages.
+// `utt('consent', ...)`. The tag remembers a grant for later pages; a refusal is passed on again
+// on each page (see `frame`).
 function showBanner() {
   document.getElementById('consent-banner')?.remove();
   const choose = async (choice) => {

@@ -11,8 +11,9 @@
 //!
 //! The value is the journey record's cookie-safe text (`record::encode`) written at the moment
 //! of decoration, after an 8-hex-digit checksum of that text and the browser's user agent. It
-//! is believed for [`TTL_MS`] only: a link copied and opened later, or in another browser, or
-//! edited by hand, is refused and reported. The checksum is not a signature (a page cannot keep
+//! is believed for [`TTL_MS`] only: a link copied and opened later, or with another user agent,
+//! or edited by hand, is refused and reported; and once read it leaves the address bar
+//! (`Tracker::address`), so an address copied from there does not carry it. The checksum is not a signature (a page cannot keep
 //! a secret); the clicks in it are validated like any others, so the worst a forged value can
 //! do is claim a click, which a visitor can do anyway by typing a tracking link.
 

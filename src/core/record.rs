@@ -88,9 +88,6 @@ pub fn encode(r: &Record) -> String {
     out
 }
 
-// Not inlined: the tag reads records from three places (cookie, localStorage, a link), and one
-// copy of this is a few hundred bytes less of wasm than an inlined copy in each.
-#[inline(never)]
 /// Decodes a record written by [`encode`]; `None` for anything tampered, truncated, of another
 /// version, or holding an ID that is not a UUID or a click that does not validate.
 pub fn decode(text: &str) -> Option<Record> {

@@ -86,9 +86,9 @@ pub enum Reply {
     Held(String),
     /// Dropped: consent is denied and the site chose not to wait.
     Dropped,
-    /// Not kept, for this reason: the outbound queue's budget is used up (nothing already
-    /// queued is ever pushed out for a newer event).
-    Full(&'static str),
+    /// Not kept: the outbound queue's budget (or, while consent is pending, the events held)
+    /// is used up. Nothing already queued is ever pushed out for a newer event.
+    Full,
     /// The shell must hash this normalised email, then call [`Tracker::identify`].
     Hash(Option<String>, String),
 }
@@ -215,6 +215,13 @@ impl Tracker {
         t
     }
 
+    /// The page's address as it should show: without the journey parameter (which may carry
+    /// the visitor: a copied address must not take them to somebody else) and without refused
+    /// click values. The shell puts it in the address bar when it differs.
+    pub fn address(&self) -> &str {
+        &self.last_url
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.config
@@ -322,7 +329,6 @@ impl Tracker {
         }
         record::fit(&mut self.record);
         self.record_dirty = true;
-        self.note("journey adopted", "");
     }
 
     /// The URL a link or form of this page should go to instead of `href`, when a journey
@@ -409,10 +415,12 @@ impl Tracker {
     /// The page's URL changed without a load (SPA navigation): a page view when it really
     /// changed, none for a `replaceState` to the same URL.
     pub fn navigated(&mut self, page: Page, now: u64, rng: &mut dyn Random) -> Option<Reply> {
-        if page.url == self.last_url {
+        // Compared cleaned, so putting the cleaned address in the address bar is no navigation.
+        let u = url::clean(page.url, &self.config.click_params);
+        if u == self.last_url {
             return None;
         }
-        self.last_url = String::from(page.url);
+        self.last_url = u;
         self.capture(page, now);
         self.config.auto_pageview.then(|| {
             self.submit(
@@ -462,16 +470,16 @@ impl Tracker {
         wire::write_event(&mut body, &e);
         let conversion = matches!(e.kind, Kind::Conversion(_));
         if !self.queue.push(e.id.clone(), body, conversion, e.at) {
-            return self.full("queue full (1 MB)");
+            return self.full();
         }
         self.note("queued", wire::type_name(&e.kind));
         Reply::Queued(e.id)
     }
 
-    fn full(&mut self, reason: &'static str) -> Reply {
+    fn full(&mut self) -> Reply {
         // No note: the answer says why, and the debug page counts them.
         self.dropped += 1;
-        Reply::Full(reason)
+        Reply::Full
     }
 
     fn submit(&mut self, kind: Kind, page: Page, now: u64, rng: &mut dyn Random) -> Reply {
@@ -510,7 +518,7 @@ impl Tracker {
         }
         if self.config.wait_for_consent {
             if self.held.len() >= MAX_HELD {
-                return self.full("hold full (1,000 events)");
+                return self.full();
             }
             self.note("held until consent:", wire::type_name(&e.kind));
             let id = e.id.clone();

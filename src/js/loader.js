@@ -79,6 +79,8 @@ function call(args) {
     if (!tag) return fail('command: the tag did not load');
     try {
       let a = JSON.parse(op(COMMAND, text));
+      // The journey parameter and refused values leave the address bar (see Tracker::address).
+      if (a.url) history.replaceState(history.state, '', a.url);
       if (a.status == 'hash') {
         // The plain address never leaves the browser: only its SHA-256 is queued.
         const h = await sha256(a.email).catch(() => undefined);
@@ -139,8 +141,8 @@ if (W) {
     const u = a && op(DECORATE, a.href);
     if (u) a.href = u;
   };
-  on('mousedown', link, true);
-  on('click', link, true);
+  on('mousedown', link, 1);
+  on('click', link, 1);
   on('submit', (e) => {
     const f = e.target, u = op(DECORATE, f.action);
     if (!u) return;
@@ -148,7 +150,7 @@ if (W) {
     // A GET form's query is made from its fields, so the journey goes in one.
     const i = f.elements._uttj || f.appendChild(Object.assign(document.createElement('input'), { type: 'hidden', name: '_uttj' }));
     i.value = new URL(u).searchParams.get('_uttj');
-  }, true);
+  }, 1);
   // Replay in order: each call reaches the tag before the next.
   queued.forEach((args) => call(args));
 }

@@ -160,6 +160,16 @@ fn answer(ok: bool, status: &str, detail: Option<(&str, &str)>) -> String {
     s
 }
 
+/// Adds `"key":value` to the answer `s` (a JSON object).
+fn add_field(s: &mut String, key: &str, value: &str) {
+    s.pop();
+    s.push(',');
+    write_str(s, key);
+    s.push(':');
+    write_str(s, value);
+    s.push('}');
+}
+
 fn error(field: &str, reason: &str) -> String {
     let mut e = String::from(field);
     e.push_str(": ");
@@ -174,16 +184,13 @@ fn reply_answer(r: &Reply) -> String {
         Reply::Duplicate(order) => answer(true, "duplicate", Some(("orderId", order))),
         Reply::Held(id) => answer(true, "held", Some(("id", id))),
         Reply::Dropped => answer(true, "dropped", None),
-        Reply::Full(reason) => answer(false, "dropped", Some(("error", reason))),
+        Reply::Full => answer(false, "dropped", Some(("error", "queue full"))),
         Reply::Done => answer(true, "done", None),
         Reply::Hash(customer_id, email) => {
             // The loader hashes the address with SubtleCrypto and comes back with IDENTIFIED.
             let mut s = answer(true, "hash", Some(("email", email)));
             if let Some(c) = customer_id {
-                s.pop();
-                s.push_str(",\"customerId\":");
-                write_str(&mut s, c);
-                s.push('}');
+                add_field(&mut s, "customerId", c);
             }
             s
         }
@@ -404,8 +411,13 @@ impl Shell {
                 loaded.gpc = p.gpc;
                 let mut t = Tracker::start(config, p.page(), loaded, now, &mut Crypto);
                 t.storage_failed(cb, lb);
+                let mut a = answer(true, "ready", Some(("version", VERSION)));
+                if t.address() != p.url {
+                    // The loader shows this address instead (`history.replaceState`).
+                    add_field(&mut a, "url", t.address());
+                }
                 self.tracker = Some(t);
-                answer(true, "ready", Some(("version", VERSION)))
+                a
             }
             cmd => match self.tracker.as_mut() {
                 Some(t) => reply_answer(&t.command(cmd, p.page(), now, &mut Crypto)),

@@ -135,6 +135,9 @@ test('the page a decorated link leads to has the click at its landing time, and 
   await p.evaluate(() => (window.stay = false));
   await Promise.all([p.waitForURL(/\/next\.html\?sku=CAP-1&_uttj=/), p.click('#same')]);
   await p.waitForFunction(() => window.utt?.state?.().ready);
+  // The tag takes the journey parameter out of the address bar once it has read it.
+  await p.waitForFunction(() => !location.search.includes('_uttj'));
+  assert.match(p.url(), /\/next\.html\?sku=CAP-1#reviews$/);
   let state = await p.evaluate(() => window.utt.state());
   assert.deepEqual(
     state.clicks.map((c) => [c.value, c.at, c.path, c.inCookie, c.inLocalStorage]),

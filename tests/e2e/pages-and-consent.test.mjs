@@ -112,7 +112,10 @@ test('6. consent denied: no cookie, no localStorage, nothing identifying sent; g
   assert.ok(!seen.batches.some((b) => b.includes(denied)), 'the click ID never left the browser');
   // And the collector has nothing for it.
   assert.equal((await world.api.click(denied)).status, 404);
-  assert.equal(await consentsAccepted(), consentsBefore + 1, 'the collector stored the one anonymous denial');
+  // The shop passes the refusal on again on each page (the tag cannot store a no): one anonymous
+  // denial per page, each stored once.
+  assert.equal(sent.length, 2, 'the denial on the landing page and again on the product page');
+  await eventually('both denials stored', async () => (await consentsAccepted()) === consentsBefore + sent.length);
 
   // A later visit through another partner link, still denied: the page view waits in memory.
   await page.goto(`${world.base}/product.html?sku=CAP-1&irclickid=${later}`);

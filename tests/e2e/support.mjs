@@ -343,3 +343,33 @@ export function artifact(name) {
   mkdirSync(ARTIFACTS, { recursive: true });
   return join(ARTIFACTS, name);
 }
+
+/**
+ * Reads the tag's journey record text (`src/core/record.rs`): `1.` then the record's JSON with
+ * `"{}:,` written as `'()!*` and other bytes percent-encoded. Answers the record
+ * (`{visitor, session, lastSeen, written, clicks}`), or null for no text or another form.
+ */
+export function decodeRecord(text) {
+  if (typeof text !== 'string' || !text.startsWith('1.')) return null;
+  const back = { "'": '"', '(': '{', ')': '}', '!': ':', '*': ',' };
+  try {
+    return JSON.parse(decodeURIComponent(text.slice(2).replace(/['()!*]/g, (c) => back[c])));
+  } catch {
+    return null;
+  }
+}
+
+/** The journey record the browser holds for the page's site: `{cookie, local}`, each decoded or null. */
+export async function storedRecords(page) {
+  const { cookie, local } = await page.evaluate(() => ({
+    cookie: document.cookie.split('; ').find((c) => c.startsWith('_utt='))?.slice('_utt='.length) ?? null,
+    local: localStorage.getItem('_utt'),
+  }));
+  return { cookie: decodeRecord(cookie), local: decodeRecord(local) };
+}
+
+/** One series of the collector's Prometheus text, e.g. `utt_events_total{type="event",status="accepted"}` (0 when absent). */
+export function metricValue(text, series) {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line ? Number(line.slice(series.length + 1)) : 0;
+}

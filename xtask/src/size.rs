@@ -11,7 +11,7 @@ pub const FIRST_LOAD_BROTLI_BUDGET: u64 = 20_000;
 /// What the build may not exceed meanwhile: the size the tag measured when the budget above was
 /// found out of reach for this feature set (ARCHITECTURE.md, "Where the bytes go"), plus 2% for
 /// small fixes, so the tag can only shrink from here; raised once, by the 1.5 KB the journey
-/// features were allowed (36,199 measured, plus 200 for brotli's noise between builds). Lower
+/// features were allowed (36,232 measured, plus about 170 for brotli's noise between builds). Lower
 /// it whenever the tag shrinks; raising it is a decision for the changelog, not a way to make a
 /// build pass.
 pub const FIRST_LOAD_BROTLI_CEILING: u64 = 36_400;
