@@ -45,13 +45,13 @@ pub struct Shared {
     pub store: Arc<dyn Store>,
     /// The writer, for writes.
     pub writer: Writer,
-    /// The per-IP rate limiter.
+    /// The per-IP rate limiter (tests may replace it with one on a fake clock).
     pub limiter: RateLimiter,
     /// The counters `/metrics` renders.
     pub metrics: Metrics,
     /// Folders served at `/`, first match wins.
     pub statics: Vec<PathBuf>,
-    /// The clock (ms since the epoch); tests may replace it.
+    /// The clock (ms since the epoch) for the times the collector records; tests may replace it.
     pub clock: fn() -> u64,
 }
 
@@ -232,9 +232,7 @@ async fn ingest(
     cors_origin: &mut Option<String>,
 ) -> Result<Response, AppError> {
     let now = (s.clock)();
-    s.limiter
-        .check(client_ip(s, &req), now)
-        .map_err(AppError::TooManyRequests)?;
+    s.limiter.check(client_ip(s, &req)).map_err(AppError::TooManyRequests)?;
     let (parts, body) = req.into_parts();
     check_content_type(&parts.headers)?;
     let bytes = read_body(&parts.headers, body, MAX_BODY).await?;
@@ -338,9 +336,7 @@ async fn set_cookie(
     origin: Option<&str>,
     allowed: &mut Option<String>,
 ) -> Result<Response, AppError> {
-    s.limiter
-        .check(client_ip(s, &req), (s.clock)())
-        .map_err(AppError::TooManyRequests)?;
+    s.limiter.check(client_ip(s, &req)).map_err(AppError::TooManyRequests)?;
     let (parts, body) = req.into_parts();
     check_content_type(&parts.headers)?;
     let bytes = read_body(&parts.headers, body, 8 * 1024).await?;

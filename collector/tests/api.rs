@@ -370,23 +370,53 @@ async fn write_keys_and_origins() {
 
 #[tokio::test]
 async fn rate_limit_answers_429_with_retry_after() {
-    let mut config = Config::demo();
-    config.rate_limit = RateLimit {
-        per_second: 1,
-        per_minute: 0,
-        burst: 2,
-    };
-    let h = Harness::with_config(config);
-    let mut statuses = Vec::new();
-    for i in 0..3 {
-        let a = h.post(&batch(&[event(i, Some("v1"), T0, vec![], pageview())])).await;
-        statuses.push(a.status.as_u16());
-        if a.status == StatusCode::TOO_MANY_REQUESTS {
-            assert_eq!(a.header("retry-after"), Some("1"));
+    // (per second, per minute, burst, ms to wait before each request, status, Retry-After)
+    type Step = (u64, u16, Option<&'static str>);
+    let cases: [(u32, u32, u32, &[Step]); 2] = [
+        (
+            1,
+            0,
+            2,
+            &[
+                (0, 200, None),
+                (0, 200, None),
+                (0, 429, Some("1")),
+                (999, 429, Some("1")),
+                (1, 200, None),
+            ],
+        ),
+        // Twelve a minute (the e2e retry-after test's setting): one every 5 s.
+        (
+            0,
+            12,
+            1,
+            &[
+                (0, 200, None),
+                (0, 429, Some("5")),
+                (4_000, 429, Some("1")),
+                (1_000, 200, None),
+            ],
+        ),
+    ];
+    for (per_second, per_minute, burst, steps) in cases {
+        let mut config = Config::demo();
+        config.rate_limit = RateLimit {
+            per_second,
+            per_minute,
+            burst,
+        };
+        let mut h = Harness::with_config(config);
+        let clock = h.fake_limit_clock();
+        let mut n = 0;
+        for (i, (wait, status, retry)) in steps.iter().enumerate() {
+            clock.advance(std::time::Duration::from_millis(*wait));
+            n += 1;
+            let a = h.post(&batch(&[event(n, Some("v1"), T0, vec![], pageview())])).await;
+            let what = format!("{per_second}/s + {per_minute}/min, burst {burst}, step {i}");
+            assert_eq!(a.status.as_u16(), *status, "{what}: {}", a.body);
+            assert_eq!(a.header("retry-after"), *retry, "{what}");
         }
     }
-    assert_eq!(statuses, [200, 200, 429]);
-    assert_eq!(h.events(), 2);
 }
 
 #[tokio::test]
@@ -400,7 +430,7 @@ async fn cors_answers_expose_retry_after() {
     };
     let mut h = Harness::with_config(config);
     // A stopped clock: no token comes back between the requests, however slow the machine.
-    std::sync::Arc::get_mut(&mut h.state).unwrap().clock = || T0;
+    let _clock = h.fake_limit_clock();
     let shop = "https://shop.example";
     let evil = "https://evil.example";
     let good = batch(&[event(1, Some("v1"), T0, vec![], pageview())]);

@@ -12,6 +12,7 @@ use tower::ServiceExt;
 use utt::core::click::Click;
 use utt::core::wire::{self, Event, Kind, Order};
 use utt_collector::config::{Config, RateLimit};
+use utt_collector::ratelimit::{FakeRelativeClock, RateLimiter};
 use utt_collector::sqlite::SqliteStore;
 use utt_collector::store::Store;
 use utt_collector::{app, AppState, Shared};
@@ -74,6 +75,15 @@ impl Harness {
         let store = SqliteStore::open(&dir.join("utt.db")).unwrap();
         let state = Shared::new(config, Arc::new(store), statics);
         Harness { dir, state }
+    }
+
+    /// Puts the configured rate limit on a fake clock, which stands still until advanced: no
+    /// token comes back between requests, however slow the machine.
+    pub fn fake_limit_clock(&mut self) -> FakeRelativeClock {
+        let clock = FakeRelativeClock::default();
+        let state = Arc::get_mut(&mut self.state).expect("before any request");
+        state.limiter = RateLimiter::with_clock(state.config.rate_limit, clock.clone());
+        clock
     }
 
     /// The store, for checking what was written.
