@@ -24,7 +24,7 @@ use crate::attribution::{self, Credit, Model};
 use crate::config::{Config, Site};
 use crate::cookie;
 use crate::error::AppError;
-use crate::metrics::Metrics;
+use crate::metrics::{self, Metrics};
 use crate::ratelimit::RateLimiter;
 use crate::statics;
 use crate::store::{Store, StoredConversion};
@@ -47,7 +47,7 @@ pub struct Shared {
     pub writer: Writer,
     /// The per-IP rate limiter (tests may replace it with one on a fake clock).
     pub limiter: RateLimiter,
-    /// The counters `/metrics` renders.
+    /// The registry `/metrics` renders.
     pub metrics: Metrics,
     /// Folders served at `/`, first match wins.
     pub statics: Vec<PathBuf>,
@@ -68,19 +68,20 @@ pub fn system_clock() -> u64 {
 impl Shared {
     /// State over a store, starting its writer thread.
     pub fn new(config: Config, store: Arc<dyn Store>, statics: Vec<PathBuf>) -> AppState {
+        let writer = Writer::start(store.clone());
         Arc::new(Shared {
             limiter: RateLimiter::new(config.rate_limit),
-            writer: Writer::start(store.clone()),
+            metrics: Metrics::new(writer.stats().clone(), store.clone()),
+            writer,
             config,
             store,
-            metrics: Metrics::default(),
             statics,
             clock: system_clock,
         })
     }
 }
 
-/// The router, with every endpoint and the latency middleware.
+/// The router, with every endpoint and the metrics middleware.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v1/events", post(post_events).options(preflight))
@@ -105,7 +106,7 @@ async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response 
     let method = req.method().clone();
     let resp = next.run(req).await;
     let took = started.elapsed();
-    s.metrics.request(&route, took);
+    s.metrics.request(&route, resp.status().as_u16(), took);
     tracing::debug!(%method, %route, status = resp.status().as_u16(), micros = took.as_micros() as u64, "request");
     resp
 }
@@ -652,6 +653,31 @@ async fn healthz(State(s): State<AppState>) -> Response {
     if !s.writer.is_running() {
         return AppError::Unavailable.into_response();
     }
+    // While commits fail, a probe (at most every second) finds out whether they can again, so
+    // the answer recovers by itself even when no events come; while they succeed, a cheap check
+    // that the database file is still the one being written.
+    let mut failure = s.writer.recheck().await;
+    if failure.is_none() {
+        let store = s.store.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.check()).await {
+            s.writer.stats().outcome(Err(&e));
+            failure = s.writer.stats().failure();
+        }
+    }
+    if let Some(f) = failure {
+        let body = serde_json::json!({
+            "status": "failing",
+            "problem": "the store cannot commit: events are refused (500) until it can (probed every second)",
+            "error": f.error,
+            "failingForSeconds": f.since.elapsed().as_secs(),
+        });
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response();
+    }
     // A failing deriver does not stop ingestion (the events and their pending rows are stored),
     // so the collector stays in service, 200, but says it is degraded: the click and conversion
     // APIs then wait and answer with stale derived rows. The cause is in the log, not here.
@@ -666,12 +692,11 @@ async fn healthz(State(s): State<AppState>) -> Response {
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
-    let store = s.store.clone();
-    let (size, derive) = tokio::task::spawn_blocking(move || (store.size_bytes(), store.derive_status()))
-        .await
-        .unwrap_or_default();
-    let text = s.metrics.render(s.writer.stats(), s.writer.queue_depth(), size, derive);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    // Rendering reads the store's size and the deriver's state.
+    match tokio::task::spawn_blocking(move || s.metrics.render()).await {
+        Ok(text) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response(),
+        Err(e) => AppError::Internal(format!("rendering the metrics: {e}")).into_response(),
+    }
 }
 
 async fn static_file(State(s): State<AppState>, req: Request) -> Response {

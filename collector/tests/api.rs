@@ -693,6 +693,10 @@ async fn health_and_metrics() {
         // Two batches reached the writer (the third had only a rejected event).
         "utt_writer_commits_total 2\n",
         "utt_writer_events_total 12\n",
+        "utt_writer_commit_failures_total 0\n",
+        "utt_store_failing 0\n",
+        "utt_http_responses_total{route=\"/v1/events\",class=\"2xx\"} 3\n",
+        "utt_http_responses_total{route=\"/healthz\",class=\"2xx\"} 1\n",
     ] {
         assert!(a.body.contains(line), "missing {line:?} in\n{}", a.body);
     }
@@ -780,6 +784,121 @@ async fn stopped_writer_answers_503() {
     let (status, _) = h.get_json("/healthz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(h.events(), 0);
+}
+
+/// The value of an unlabelled metric line.
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// Polls `/healthz` until `done` holds for its status and body (at most 30 s).
+async fn health_until(
+    h: &Harness,
+    what: &str,
+    done: impl Fn(StatusCode, &serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, v) = h.get_json("/healthz").await;
+        if done(status, &v) {
+            return v;
+        }
+        assert!(std::time::Instant::now() < until, "/healthz never {what}: {status} {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A full disk: every batch is refused with a 500, `/healthz` answers 503 with the reason and
+/// `/metrics` counts the failed commits and answers; once space is freed the collector sees by
+/// itself (a probe, no event sent) that it can commit again.
+#[tokio::test]
+async fn a_full_disk_shows_in_health_and_metrics_until_it_recovers_by_itself() {
+    let Some(disk) = Tmpfs::mount("4m") else {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let h = Harness::with_db(&disk.join("utt.db"));
+    let mut n = 0;
+    let mut page_views = |count: u64| {
+        let events: Vec<String> = (0..count)
+            .map(|_| {
+                n += 1;
+                let kind = utt::core::wire::Kind::PageView {
+                    title: "t".repeat(500),
+                    props: None,
+                };
+                let url = format!("https://shop.example/p?q={}", "u".repeat(1500));
+                event_on(n, Some("v1"), T0 + n, vec![], kind, &url, "")
+            })
+            .collect();
+        batch(&events)
+    };
+    assert_eq!(h.post(&page_views(1)).await.statuses(), ["accepted"]);
+    let filler = disk.fill();
+    let mut failed = None;
+    for _ in 0..100 {
+        let a = h.post(&page_views(80)).await;
+        if a.status.is_server_error() {
+            failed = Some(a);
+            break;
+        }
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    }
+    let failed = failed.expect("a full disk never failed a commit");
+    assert_eq!(failed.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", failed.body);
+    let stored = h.events();
+    for _ in 0..3 {
+        assert_eq!(h.post(&page_views(80)).await.status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    assert_eq!(h.events(), stored, "nothing of a failed batch is stored");
+
+    let (status, v) = h.get_json("/healthz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["status"], "failing", "{v}");
+    assert!(v["problem"].as_str().unwrap().contains("cannot commit"), "{v}");
+    assert!(v["error"].as_str().unwrap().contains("full"), "{v}");
+    let m = h.send("GET", "/metrics", &[], "").await.body;
+    assert_eq!(metric(&m, "utt_store_failing"), 1, "{m}");
+    assert!(metric(&m, "utt_writer_commit_failures_total") >= 4, "{m}");
+    let class = |class: &str| format!("utt_http_responses_total{{route=\"/v1/events\",class=\"{class}\"}}");
+    assert!(metric(&m, &class("5xx")) >= 4, "{m}");
+    assert!(metric(&m, &class("2xx")) >= 1, "{m}");
+    assert!(metric(&m, "utt_writer_queue_depth") == 0, "{m}");
+    // Still failing when probed (a second later), as long as the disk is full.
+    let v = health_until(&h, "probed", |_, v| v["failingForSeconds"].as_u64() >= Some(2)).await;
+    assert_eq!(v["status"], "failing", "{v}");
+
+    std::fs::remove_file(filler).unwrap();
+    let v = health_until(&h, "recovered", |status, _| status == StatusCode::OK).await;
+    assert!(v["status"] == "ok" || v["status"] == "degraded", "{v}");
+    let m = h.send("GET", "/metrics", &[], "").await.body;
+    assert_eq!(metric(&m, "utt_store_failing"), 0, "{m}");
+    assert_eq!(h.post(&page_views(80)).await.statuses(), vec!["accepted"; 80]);
+    // The deriver, which could not write either, catches up too.
+    health_until(&h, "ok", |status, v| status == StatusCode::OK && v["status"] == "ok").await;
+}
+
+/// A database file removed under the running collector: SQLite would go on committing to the
+/// deleted file, and every acknowledged event would be gone at the next start. Commits are
+/// refused instead, and `/healthz` says why.
+#[tokio::test]
+async fn a_removed_database_is_refused_and_shown_in_health() {
+    let h = Harness::new();
+    let one = |n| batch(&[event(n, Some("v1"), T0, vec![], pageview())]);
+    assert_eq!(h.post(&one(1)).await.statuses(), ["accepted"]);
+    std::fs::remove_file(h.dir.join("utt.db")).unwrap();
+    let (status, v) = h.get_json("/healthz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("is gone"), "{v}");
+    let a = h.post(&one(2)).await;
+    assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", a.body);
+    let m = h.send("GET", "/metrics", &[], "").await.body;
+    assert_eq!(metric(&m, "utt_writer_commit_failures_total"), 1, "{m}");
+    assert_eq!(metric(&m, "utt_store_failing"), 1, "{m}");
 }
 
 #[tokio::test]
