@@ -17,6 +17,7 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::collections::HashMap;
+use tower_http::compression::CompressionLayer;
 use utt::core::click;
 use utt::core::wire::{self, Outcome, Status};
 
@@ -26,7 +27,7 @@ use crate::cookie;
 use crate::error::AppError;
 use crate::metrics::{self, Metrics};
 use crate::ratelimit::RateLimiter;
-use crate::statics;
+use crate::statics::Files;
 use crate::store::{Store, StoredConversion};
 use crate::writer::{WriteError, Writer};
 
@@ -81,16 +82,18 @@ impl Shared {
     }
 }
 
-/// The router, with every endpoint and the metrics middleware.
+/// The router, with every endpoint and the metrics middleware. The read API's JSON is
+/// compressed for clients that accept it (brotli or gzip); static files are sent precompressed.
 pub fn app(state: AppState) -> Router {
+    let files = Files::new(&state.statics);
     Router::new()
         .route("/v1/events", post(post_events).options(preflight))
         .route("/v1/cookie", post(post_cookie).options(preflight))
-        .route("/v1/conversions", get(get_conversions))
-        .route("/v1/clicks/{click_id}", get(get_click))
+        .route("/v1/conversions", get(get_conversions).layer(CompressionLayer::new()))
+        .route("/v1/clicks/{click_id}", get(get_click).layer(CompressionLayer::new()))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .fallback(static_file)
+        .fallback(move |req: Request| files.clone().serve(req))
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
@@ -696,38 +699,6 @@ async fn metrics(State(s): State<AppState>) -> Response {
     match tokio::task::spawn_blocking(move || s.metrics.render()).await {
         Ok(text) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response(),
         Err(e) => AppError::Internal(format!("rendering the metrics: {e}")).into_response(),
-    }
-}
-
-async fn static_file(State(s): State<AppState>, req: Request) -> Response {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        return AppError::NotFound("route", "path").into_response();
-    }
-    let Some(rel) = statics::relative_path(req.uri().path()) else {
-        return AppError::NotFound("file", "path").into_response();
-    };
-    let dirs = s.statics.clone();
-    let found = tokio::task::spawn_blocking(move || statics::find(&dirs, &rel))
-        .await
-        .ok()
-        .flatten();
-    let Some(path) = found else {
-        return AppError::NotFound("file", "path").into_response();
-    };
-    match tokio::fs::read(&path).await {
-        Ok(bytes) => {
-            let name = statics::file_name(&path);
-            (
-                [
-                    (header::CONTENT_TYPE, statics::mime(&name)),
-                    (header::CACHE_CONTROL, statics::cache_control(&name)),
-                    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-                ],
-                bytes,
-            )
-                .into_response()
-        }
-        Err(e) => AppError::Internal(format!("reading {}: {e}", path.display())).into_response(),
     }
 }
 

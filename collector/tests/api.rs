@@ -629,6 +629,24 @@ async fn click_debug_api_shows_only_that_click() {
     }
 }
 
+/// The read API's JSON is compressed for clients that accept it.
+#[tokio::test]
+async fn read_answers_are_compressed() {
+    let h = Harness::new();
+    let text = std::fs::read_to_string(fixtures().join("batch-journey.json")).unwrap();
+    h.post(&text).await;
+    for uri in ["/v1/conversions?site=demo", "/v1/clicks/Xy12abc"] {
+        for (accept, want) in [("br", Some("br")), ("gzip", Some("gzip")), ("identity", None)] {
+            let a = h.send("GET", uri, &[("accept-encoding", accept)], "").await;
+            assert_eq!(a.status, StatusCode::OK, "{uri}");
+            assert_eq!(a.header("content-encoding"), want, "{uri} {accept}");
+            assert_eq!(a.header("content-type"), Some("application/json"), "{uri}");
+        }
+        let plain = h.send("GET", uri, &[], "").await;
+        assert!(plain.body.starts_with('{'), "{uri}: {}", plain.body);
+    }
+}
+
 #[tokio::test]
 async fn read_api_refusals() {
     let mut config = Config::demo();
@@ -901,6 +919,9 @@ async fn a_removed_database_is_refused_and_shown_in_health() {
     assert_eq!(metric(&m, "utt_store_failing"), 1, "{m}");
 }
 
+/// Static files through tower-http's ServeDir: the folders in order, MIME types, cache headers,
+/// the precompressed `.br`/`.gz` only for clients that accept them, `ETag`/`Last-Modified` and
+/// `304`, hidden files and paths out of the folder refused with a JSON 404.
 #[tokio::test]
 async fn static_files() {
     let files = TempDir::new("www");
@@ -909,60 +930,118 @@ async fn static_files() {
     std::fs::create_dir(files.join("debug")).unwrap();
     std::fs::write(files.join("debug/index.html"), "debug").unwrap();
     std::fs::write(files.join(".secret"), "no").unwrap();
+    std::fs::write(files.join("site.css"), "body{}").unwrap();
     std::fs::write(dist.join("utt_bg.wasm"), b"\0asm").unwrap();
+    std::fs::write(dist.join("utt_bg.wasm.br"), "brotli bytes").unwrap();
+    std::fs::write(dist.join("utt_bg.wasm.gz"), "gzip bytes").unwrap();
     std::fs::write(dist.join("utt.js"), "export {}").unwrap();
     std::fs::write(dist.join("index.html"), "shadowed").unwrap();
     let h = Harness::with(Config::demo(), vec![files.0.clone(), dist.0.clone()]);
-    // (path, status, content type, cache control, body)
-    let cases = [
+    let wasm = "application/wasm";
+    let long = Some("public, max-age=60");
+    // (path, Accept-Encoding, status, content type, cache control, content encoding, body)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        u16,
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<&'a str>,
+        &'a str,
+    );
+    let cases: [Case; 14] = [
+        ("/", "", 200, Some("text/html"), Some("no-cache"), None, "<h1>demo</h1>"),
+        ("/debug/", "", 200, Some("text/html"), Some("no-cache"), None, "debug"),
+        ("/site.css", "", 200, Some("text/css"), long, None, "body{}"),
+        ("/utt_bg.wasm", "", 200, Some(wasm), long, None, "\0asm"),
+        ("/utt_bg.wasm", "br", 200, Some(wasm), long, Some("br"), "brotli bytes"),
         (
-            "/",
+            "/utt_bg.wasm",
+            "gzip, deflate, br",
             200,
-            Some("text/html; charset=utf-8"),
-            Some("no-cache"),
-            "<h1>demo</h1>",
-        ),
-        (
-            "/debug/",
-            200,
-            Some("text/html; charset=utf-8"),
-            Some("no-cache"),
-            "debug",
-        ),
-        (
-            "/debug",
-            200,
-            Some("text/html; charset=utf-8"),
-            Some("no-cache"),
-            "debug",
+            Some(wasm),
+            long,
+            Some("br"),
+            "brotli bytes",
         ),
         (
             "/utt_bg.wasm",
+            "gzip",
             200,
-            Some("application/wasm"),
-            Some("public, max-age=60"),
-            "\0asm",
+            Some(wasm),
+            long,
+            Some("gzip"),
+            "gzip bytes",
         ),
         (
-            "/utt.js",
+            "/utt_bg.wasm",
+            "br;q=0, gzip",
             200,
-            Some("text/javascript; charset=utf-8"),
-            Some("public, max-age=60"),
-            "export {}",
+            Some(wasm),
+            long,
+            Some("gzip"),
+            "gzip bytes",
         ),
-        ("/.secret", 404, Some("application/json"), None, ""),
-        ("/%2e%2e/%2e%2e/etc/passwd", 404, Some("application/json"), None, ""),
-        ("/missing.js", 404, Some("application/json"), None, ""),
+        ("/utt_bg.wasm", "deflate", 200, Some(wasm), long, None, "\0asm"),
+        ("/utt.js", "br", 200, Some("text/javascript"), long, None, "export {}"),
+        ("/.secret", "", 404, Some("application/json"), None, None, ""),
+        ("/%2esecret", "", 404, Some("application/json"), None, None, ""),
+        (
+            "/%2e%2e/%2e%2e/etc/passwd",
+            "",
+            404,
+            Some("application/json"),
+            None,
+            None,
+            "",
+        ),
+        ("/missing.js", "", 404, Some("application/json"), None, None, ""),
     ];
-    for (path, status, ct, cache, body) in cases {
-        let a = h.send("GET", path, &[], "").await;
-        assert_eq!(a.status.as_u16(), status, "{path}");
-        assert_eq!(a.header("content-type"), ct, "{path}");
-        assert_eq!(a.header("cache-control"), cache, "{path}");
+    for (path, accept, status, ct, cache, encoding, body) in cases {
+        let headers: Vec<(&str, &str)> = if accept.is_empty() {
+            vec![]
+        } else {
+            vec![("accept-encoding", accept)]
+        };
+        let a = h.send("GET", path, &headers, "").await;
+        let what = format!("{path} ({accept})");
+        assert_eq!(a.status.as_u16(), status, "{what}: {}", a.body);
+        assert_eq!(a.header("content-type"), ct, "{what}");
+        assert_eq!(a.header("cache-control"), cache, "{what}");
+        assert_eq!(a.header("content-encoding"), encoding, "{what}");
         if status == 200 {
-            assert_eq!(a.body, body, "{path}");
+            assert_eq!(a.body, body, "{what}");
+            assert_eq!(a.header("x-content-type-options"), Some("nosniff"), "{what}");
+            assert!(
+                a.header("etag").is_some() && a.header("last-modified").is_some(),
+                "{what}"
+            );
         }
     }
+    // Precompressed files vary with Accept-Encoding, for caches.
+    let a = h.send("GET", "/utt_bg.wasm", &[], "").await;
+    assert_eq!(a.header("vary"), Some("accept-encoding"));
+    // Revalidation: the same file is a 304 without a body, for its ETag or its date.
+    let etag = a.header("etag").unwrap().to_string();
+    let date = a.header("last-modified").unwrap().to_string();
+    for (name, value) in [("if-none-match", etag.as_str()), ("if-modified-since", date.as_str())] {
+        let again = h.send("GET", "/utt_bg.wasm", &[(name, value)], "").await;
+        assert_eq!(again.status, StatusCode::NOT_MODIFIED, "{name}");
+        assert_eq!(again.body, "", "{name}");
+        assert_eq!(again.header("cache-control"), long, "{name}");
+    }
+    let changed = h
+        .send("GET", "/utt_bg.wasm", &[("if-none-match", "\"other\"")], "")
+        .await;
+    assert_eq!(changed.status, StatusCode::OK);
+    // A folder without its slash is redirected to it (relative links then resolve in it).
+    let a = h.send("GET", "/debug", &[], "").await;
+    assert_eq!(a.status, StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(a.header("location"), Some("/debug/"));
+    let a = h.send("HEAD", "/utt.js", &[], "").await;
+    assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, ""));
+    assert_eq!(a.header("content-type"), Some("text/javascript"));
     let a = h.send("DELETE", "/index.html", &[], "").await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert_eq!(a.header("content-type"), Some("application/json"));
 }
