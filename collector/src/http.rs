@@ -381,10 +381,24 @@ async fn set_cookie(
     Ok(resp)
 }
 
-fn read_key(site: &Site, headers: &HeaderMap) -> Result<(), AppError> {
-    let Some(k) = &site.read_key else { return Ok(()) };
-    let given = header_str(headers, header::AUTHORIZATION).and_then(|v| v.strip_prefix("Bearer "));
+/// Whether a request may read the site's orders: always when the site has no read key, else
+/// with `Authorization: Bearer <read_key>`. A wrong key is refused (401), not ignored.
+fn read_access(site: &Site, headers: &HeaderMap) -> Result<bool, AppError> {
+    let Some(k) = &site.read_key else { return Ok(true) };
+    let Some(given) = headers.get(header::AUTHORIZATION) else {
+        return Ok(false);
+    };
+    let given = given.to_str().ok().and_then(|v| v.strip_prefix("Bearer "));
     if key_matches(k, given) {
+        Ok(true)
+    } else {
+        Err(AppError::Unauthorized("authorization"))
+    }
+}
+
+/// The site's read key, required.
+fn read_key(site: &Site, headers: &HeaderMap) -> Result<(), AppError> {
+    if read_access(site, headers)? {
         Ok(())
     } else {
         Err(AppError::Unauthorized("authorization"))
@@ -581,37 +595,60 @@ async fn get_click(
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
-    let mut resp = click_answer(&s, click_id, q)
+    // The debug page calls this from the merchant's own origin, and shows its refusals too:
+    // only the site's own origins may read an answer about it. Before the site is known (an
+    // unknown one, none named among several) any configured site's origin may read the refusal.
+    let site = q.as_ref().ok().and_then(|Query(q)| click_site(&s.config, q).ok());
+    let origin = header_str(&headers, header::ORIGIN).filter(|o| match site {
+        Some(site) => site.allows(o),
+        None => s.config.any_allows(o),
+    });
+    let mut resp = click_answer(&s, click_id, q, &headers)
         .await
         .unwrap_or_else(IntoResponse::into_response);
-    // The debug page calls this from the merchant's own origin, and shows its refusals too.
-    let origin = header_str(&headers, header::ORIGIN).filter(|o| s.config.any_allows(o));
     cors(&mut resp, origin, false);
+    resp.headers_mut()
+        .append(header::VARY, HeaderValue::from_static("Authorization"));
     resp
+}
+
+/// The site a click request is about: its `site` parameter, or the only site configured.
+fn click_site<'a>(config: &'a Config, q: &HashMap<String, String>) -> Result<&'a Site, AppError> {
+    match (q.get("site"), config.sites.as_slice()) {
+        (Some(id), _) => config.site(id).ok_or(AppError::NotFound("site", "site")),
+        (None, [only]) => Ok(only),
+        (None, _) => Err(AppError::bad(
+            "site",
+            "is required: this collector serves several sites",
+        )),
+    }
 }
 
 async fn click_answer(
     s: &AppState,
     click_id: Result<Path<String>, PathRejection>,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
+    headers: &HeaderMap,
 ) -> Result<Response, AppError> {
     let Path(click_id) = click_id.map_err(|_| AppError::bad("click_id", "must be URL-encoded UTF-8"))?;
     let q = query(q)?;
+    let site = click_site(&s.config, &q)?;
+    let site_id = site.id.clone();
     click::validate(&click_id).map_err(|r| AppError::bad("click_id", r.as_str()))?;
-    let site = q.get("site").cloned();
-    if let Some(id) = &site {
-        s.config.site(id).ok_or(AppError::NotFound("site", "site"))?;
-    }
+    // Order IDs and amounts are the site's business: only with its read key. Without it, the
+    // partner's debug check still sees that its click converted, and when.
+    let orders = read_access(site, headers)?;
     let state = s.clone();
     let id = click_id.clone();
     let out = tokio::task::spawn_blocking(move || -> Result<Option<serde_json::Value>, AppError> {
         let store = state.store.as_ref();
-        let Some(seen) = store.click(&id, site.as_deref()).map_err(|e| AppError::Internal(e.0))? else {
+        let site = Some(site_id.as_str());
+        let Some(seen) = store.click(&id, site).map_err(|e| AppError::Internal(e.0))? else {
             return Ok(None);
         };
         let mut credited = Vec::new();
         for c in store
-            .conversions_near_click(&id, site.as_deref(), 200)
+            .conversions_near_click(&id, site, 200)
             .map_err(|e| AppError::Internal(e.0))?
         {
             let Some(conf) = state.config.site(&c.site) else {
@@ -621,11 +658,15 @@ async fn click_answer(
             if let Some(Credit::Click(_, t)) = &a.credit {
                 if t.value == id {
                     // Only this click's own facts: the order, never the visitor or other clicks.
-                    credited.push(serde_json::json!({
-                        "site": c.site, "orderId": c.order_id, "at": c.at,
-                        "amount": c.amount, "currency": c.currency,
-                        "model": "last_click", "crossDevice": t.cross_device,
-                    }));
+                    let mut one = serde_json::json!({
+                        "site": c.site, "at": c.at, "model": "last_click", "crossDevice": t.cross_device,
+                    });
+                    if orders {
+                        one["orderId"] = c.order_id.into();
+                        one["amount"] = c.amount.into();
+                        one["currency"] = c.currency.into();
+                    }
+                    credited.push(one);
                 }
             }
         }
@@ -641,6 +682,7 @@ async fn click_answer(
             "pages": seen.pages.iter().map(|p| serde_json::json!({
                 "site": p.site, "path": p.path, "views": p.views, "lastAt": p.last_at,
             })).collect::<Vec<_>>(),
+            "orderDetails": orders,
             "conversions": credited,
         })))
     })

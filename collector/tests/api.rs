@@ -620,12 +620,90 @@ async fn click_debug_api_shows_only_that_click() {
     assert!(!e.to_string().contains("script"));
     let (status, _) = h.get_json("/v1/clicks/Xy12abc?site=nope").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // With one site configured, `site` may be left out; named, it is the same answer.
+    let (_, named) = h.get_json("/v1/clicks/Xy12abc?site=demo").await;
+    assert_eq!(named, v);
     // The debug page, on the shop's origin, can read the refusals too.
     let origin = [("origin", "http://localhost:5173")];
     for (uri, status) in [("/v1/clicks/Xy12abc", 200), ("/v1/clicks/%3Cscript%3E", 400)] {
         let a = h.send("GET", uri, &origin, "").await;
         assert_eq!(a.status.as_u16(), status, "{uri}");
         assert_eq!(a.header("access-control-allow-origin"), Some(origin[0].1), "{uri}");
+    }
+}
+
+/// Who can read what of a click: order IDs and amounts only with the site's read key (counts
+/// and times without it), and CORS only for the site's own origins, never another site's.
+#[tokio::test]
+async fn click_api_shows_orders_only_with_the_read_key_and_only_to_the_sites_origins() {
+    let mut config = Config::demo();
+    config.sites[0].read_key = Some("reader".into());
+    let mut other = config.sites[0].clone();
+    other.id = "other".into();
+    other.allowed_origins = vec!["https://other.example".into()];
+    other.read_key = None;
+    config.sites.push(other);
+    let h = Harness::with_config(config);
+    let text = std::fs::read_to_string(fixtures().join("batch-journey.json")).unwrap();
+    assert_eq!(h.post(&text).await.status, StatusCode::OK);
+    let uri = "/v1/clicks/Xy12abc?site=demo";
+    // Without the key: that the click converted, and when; not which order nor how much.
+    let (status, v) = h.get_json(uri).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["pageViews"], 1);
+    assert_eq!(v["orderDetails"], false);
+    assert_eq!(
+        v["conversions"],
+        serde_json::json!([{"site": "demo", "at": 1764150060000u64, "model": "last_click", "crossDevice": false}])
+    );
+    for secret in ["ORD-1001", "129.90", "EUR"] {
+        assert!(!v.to_string().contains(secret), "{secret} without the key: {v}");
+    }
+    // With it, the orders.
+    let a = h.send("GET", uri, &[("authorization", "Bearer reader")], "").await;
+    let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    assert_eq!(v["orderDetails"], true);
+    assert_eq!(each(&v["conversions"], "orderId"), ["ORD-1001"]);
+    assert_eq!(v["conversions"][0]["amount"], "129.90");
+    assert_eq!(v["conversions"][0]["currency"], "EUR");
+    let vary: Vec<&str> = a
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "vary")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert!(vary.contains(&"Origin") && vary.contains(&"Authorization"), "{vary:?}");
+    // A wrong key is refused, not taken for none.
+    let a = h.send("GET", uri, &[("authorization", "Bearer nope")], "").await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    assert!(a.body.contains("\"field\":\"authorization\""), "{}", a.body);
+    // With several sites, the site must be named; the click is only the named site's.
+    let (status, e) = h.get_json("/v1/clicks/Xy12abc").await;
+    assert_eq!(
+        (status, e["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("site")),
+        "{e}"
+    );
+    let (status, _) = h.get_json("/v1/clicks/Xy12abc?site=other").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // CORS: the site's own origins only, refusals included; before the site is known, any
+    // configured site's origin may read the refusal.
+    let shop = "http://localhost:5173";
+    let other = "https://other.example";
+    let cases = [
+        (uri, shop, 200, Some(shop)),
+        (uri, other, 200, None),
+        ("/v1/clicks/%3Cscript%3E?site=demo", shop, 400, Some(shop)),
+        ("/v1/clicks/%3Cscript%3E?site=demo", other, 400, None),
+        ("/v1/clicks/Xy12abc?site=other", other, 404, Some(other)),
+        ("/v1/clicks/Xy12abc?site=nope", other, 404, Some(other)),
+        ("/v1/clicks/Xy12abc", other, 400, Some(other)),
+        (uri, "https://evil.example", 200, None),
+    ];
+    for (uri, origin, status, allowed) in cases {
+        let a = h.send("GET", uri, &[("origin", origin)], "").await;
+        assert_eq!(a.status.as_u16(), status, "{uri} from {origin}: {}", a.body);
+        assert_eq!(a.header("access-control-allow-origin"), allowed, "{uri} from {origin}");
     }
 }
 
