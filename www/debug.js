@@ -28,10 +28,15 @@ function collectorBase(state) {
   return url.href.replace(/\/$/, '');
 }
 
-/** The collector's record for one click ID: `{status, body}`; never throws. */
+/**
+ * The collector's record for one click ID on this site: `{status, body}`; never throws. Without
+ * the site's read key (never on a page) it has the credited conversions' count and times, not
+ * their order IDs and amounts.
+ */
 async function clickRecord(state, id) {
   try {
-    const res = await fetch(`${collectorBase(state)}/v1/clicks/${encodeURIComponent(id)}`, { credentials: 'omit' });
+    const site = state?.config?.site ? `?site=${encodeURIComponent(state.config.site)}` : '';
+    const res = await fetch(`${collectorBase(state)}/v1/clicks/${encodeURIComponent(id)}${site}`, { credentials: 'omit' });
     const text = await res.text();
     let body = null;
     try {
@@ -61,7 +66,7 @@ function recordSummary(rec) {
     h('div', {}, `first seen ${when(b.firstSeen)}`),
     h('div', {}, `${b.pageViews} page view(s) on ${b.pages.length} page(s)`),
     h('div', {}, `${b.conversions.length} conversion(s) credited`,
-      b.conversions.length ? `: ${b.conversions.map((c) => `${c.orderId} (${c.amount ?? '?'} ${c.currency ?? ''})`).join(', ')}` : ''));
+      b.conversions.length ? `: ${b.conversions.map((c) => (c.orderId === undefined ? when(c.at) : `${c.orderId} (${c.amount ?? '?'} ${c.currency ?? ''})`)).join(', ')}` : ''));
 }
 
 /** Redraws every panel from the chosen tag's state and the collector's records. */

@@ -17,6 +17,7 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::collections::HashMap;
+use tower_http::compression::CompressionLayer;
 use utt::core::click;
 use utt::core::wire::{self, Outcome, Status};
 
@@ -24,9 +25,9 @@ use crate::attribution::{self, Credit, Model};
 use crate::config::{Config, Site};
 use crate::cookie;
 use crate::error::AppError;
-use crate::metrics::Metrics;
+use crate::metrics::{self, Metrics};
 use crate::ratelimit::RateLimiter;
-use crate::statics;
+use crate::statics::Files;
 use crate::store::{Store, StoredConversion};
 use crate::writer::{WriteError, Writer};
 
@@ -45,13 +46,13 @@ pub struct Shared {
     pub store: Arc<dyn Store>,
     /// The writer, for writes.
     pub writer: Writer,
-    /// The per-IP rate limiter.
+    /// The per-IP rate limiter (tests may replace it with one on a fake clock).
     pub limiter: RateLimiter,
-    /// The counters `/metrics` renders.
+    /// The registry `/metrics` renders.
     pub metrics: Metrics,
     /// Folders served at `/`, first match wins.
     pub statics: Vec<PathBuf>,
-    /// The clock (ms since the epoch); tests may replace it.
+    /// The clock (ms since the epoch) for the times the collector records; tests may replace it.
     pub clock: fn() -> u64,
 }
 
@@ -68,28 +69,31 @@ pub fn system_clock() -> u64 {
 impl Shared {
     /// State over a store, starting its writer thread.
     pub fn new(config: Config, store: Arc<dyn Store>, statics: Vec<PathBuf>) -> AppState {
+        let writer = Writer::start(store.clone());
         Arc::new(Shared {
             limiter: RateLimiter::new(config.rate_limit),
-            writer: Writer::start(store.clone()),
+            metrics: Metrics::new(writer.stats().clone(), store.clone()),
+            writer,
             config,
             store,
-            metrics: Metrics::default(),
             statics,
             clock: system_clock,
         })
     }
 }
 
-/// The router, with every endpoint and the latency middleware.
+/// The router, with every endpoint and the metrics middleware. The read API's JSON is
+/// compressed for clients that accept it (brotli or gzip); static files are sent precompressed.
 pub fn app(state: AppState) -> Router {
+    let files = Files::new(&state.statics);
     Router::new()
         .route("/v1/events", post(post_events).options(preflight))
         .route("/v1/cookie", post(post_cookie).options(preflight))
-        .route("/v1/conversions", get(get_conversions))
-        .route("/v1/clicks/{click_id}", get(get_click))
+        .route("/v1/conversions", get(get_conversions).layer(CompressionLayer::new()))
+        .route("/v1/clicks/{click_id}", get(get_click).layer(CompressionLayer::new()))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .fallback(static_file)
+        .fallback(move |req: Request| files.clone().serve(req))
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
@@ -105,7 +109,7 @@ async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response 
     let method = req.method().clone();
     let resp = next.run(req).await;
     let took = started.elapsed();
-    s.metrics.request(&route, took);
+    s.metrics.request(&route, resp.status().as_u16(), took);
     tracing::debug!(%method, %route, status = resp.status().as_u16(), micros = took.as_micros() as u64, "request");
     resp
 }
@@ -232,9 +236,7 @@ async fn ingest(
     cors_origin: &mut Option<String>,
 ) -> Result<Response, AppError> {
     let now = (s.clock)();
-    s.limiter
-        .check(client_ip(s, &req), now)
-        .map_err(AppError::TooManyRequests)?;
+    s.limiter.check(client_ip(s, &req)).map_err(AppError::TooManyRequests)?;
     let (parts, body) = req.into_parts();
     check_content_type(&parts.headers)?;
     let bytes = read_body(&parts.headers, body, MAX_BODY).await?;
@@ -338,9 +340,7 @@ async fn set_cookie(
     origin: Option<&str>,
     allowed: &mut Option<String>,
 ) -> Result<Response, AppError> {
-    s.limiter
-        .check(client_ip(s, &req), (s.clock)())
-        .map_err(AppError::TooManyRequests)?;
+    s.limiter.check(client_ip(s, &req)).map_err(AppError::TooManyRequests)?;
     let (parts, body) = req.into_parts();
     check_content_type(&parts.headers)?;
     let bytes = read_body(&parts.headers, body, 8 * 1024).await?;
@@ -381,10 +381,24 @@ async fn set_cookie(
     Ok(resp)
 }
 
-fn read_key(site: &Site, headers: &HeaderMap) -> Result<(), AppError> {
-    let Some(k) = &site.read_key else { return Ok(()) };
-    let given = header_str(headers, header::AUTHORIZATION).and_then(|v| v.strip_prefix("Bearer "));
+/// Whether a request may read the site's orders: always when the site has no read key, else
+/// with `Authorization: Bearer <read_key>`. A wrong key is refused (401), not ignored.
+fn read_access(site: &Site, headers: &HeaderMap) -> Result<bool, AppError> {
+    let Some(k) = &site.read_key else { return Ok(true) };
+    let Some(given) = headers.get(header::AUTHORIZATION) else {
+        return Ok(false);
+    };
+    let given = given.to_str().ok().and_then(|v| v.strip_prefix("Bearer "));
     if key_matches(k, given) {
+        Ok(true)
+    } else {
+        Err(AppError::Unauthorized("authorization"))
+    }
+}
+
+/// The site's read key, required.
+fn read_key(site: &Site, headers: &HeaderMap) -> Result<(), AppError> {
+    if read_access(site, headers)? {
         Ok(())
     } else {
         Err(AppError::Unauthorized("authorization"))
@@ -581,37 +595,60 @@ async fn get_click(
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
-    let mut resp = click_answer(&s, click_id, q)
+    // The debug page calls this from the merchant's own origin, and shows its refusals too:
+    // only the site's own origins may read an answer about it. Before the site is known (an
+    // unknown one, none named among several) any configured site's origin may read the refusal.
+    let site = q.as_ref().ok().and_then(|Query(q)| click_site(&s.config, q).ok());
+    let origin = header_str(&headers, header::ORIGIN).filter(|o| match site {
+        Some(site) => site.allows(o),
+        None => s.config.any_allows(o),
+    });
+    let mut resp = click_answer(&s, click_id, q, &headers)
         .await
         .unwrap_or_else(IntoResponse::into_response);
-    // The debug page calls this from the merchant's own origin, and shows its refusals too.
-    let origin = header_str(&headers, header::ORIGIN).filter(|o| s.config.any_allows(o));
     cors(&mut resp, origin, false);
+    resp.headers_mut()
+        .append(header::VARY, HeaderValue::from_static("Authorization"));
     resp
+}
+
+/// The site a click request is about: its `site` parameter, or the only site configured.
+fn click_site<'a>(config: &'a Config, q: &HashMap<String, String>) -> Result<&'a Site, AppError> {
+    match (q.get("site"), config.sites.as_slice()) {
+        (Some(id), _) => config.site(id).ok_or(AppError::NotFound("site", "site")),
+        (None, [only]) => Ok(only),
+        (None, _) => Err(AppError::bad(
+            "site",
+            "is required: this collector serves several sites",
+        )),
+    }
 }
 
 async fn click_answer(
     s: &AppState,
     click_id: Result<Path<String>, PathRejection>,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
+    headers: &HeaderMap,
 ) -> Result<Response, AppError> {
     let Path(click_id) = click_id.map_err(|_| AppError::bad("click_id", "must be URL-encoded UTF-8"))?;
     let q = query(q)?;
+    let site = click_site(&s.config, &q)?;
+    let site_id = site.id.clone();
     click::validate(&click_id).map_err(|r| AppError::bad("click_id", r.as_str()))?;
-    let site = q.get("site").cloned();
-    if let Some(id) = &site {
-        s.config.site(id).ok_or(AppError::NotFound("site", "site"))?;
-    }
+    // Order IDs and amounts are the site's business: only with its read key. Without it, the
+    // partner's debug check still sees that its click converted, and when.
+    let orders = read_access(site, headers)?;
     let state = s.clone();
     let id = click_id.clone();
     let out = tokio::task::spawn_blocking(move || -> Result<Option<serde_json::Value>, AppError> {
         let store = state.store.as_ref();
-        let Some(seen) = store.click(&id, site.as_deref()).map_err(|e| AppError::Internal(e.0))? else {
+        let site = Some(site_id.as_str());
+        let Some(seen) = store.click(&id, site).map_err(|e| AppError::Internal(e.0))? else {
             return Ok(None);
         };
         let mut credited = Vec::new();
         for c in store
-            .conversions_near_click(&id, site.as_deref(), 200)
+            .conversions_near_click(&id, site, 200)
             .map_err(|e| AppError::Internal(e.0))?
         {
             let Some(conf) = state.config.site(&c.site) else {
@@ -621,11 +658,15 @@ async fn click_answer(
             if let Some(Credit::Click(_, t)) = &a.credit {
                 if t.value == id {
                     // Only this click's own facts: the order, never the visitor or other clicks.
-                    credited.push(serde_json::json!({
-                        "site": c.site, "orderId": c.order_id, "at": c.at,
-                        "amount": c.amount, "currency": c.currency,
-                        "model": "last_click", "crossDevice": t.cross_device,
-                    }));
+                    let mut one = serde_json::json!({
+                        "site": c.site, "at": c.at, "model": "last_click", "crossDevice": t.cross_device,
+                    });
+                    if orders {
+                        one["orderId"] = c.order_id.into();
+                        one["amount"] = c.amount.into();
+                        one["currency"] = c.currency.into();
+                    }
+                    credited.push(one);
                 }
             }
         }
@@ -641,6 +682,7 @@ async fn click_answer(
             "pages": seen.pages.iter().map(|p| serde_json::json!({
                 "site": p.site, "path": p.path, "views": p.views, "lastAt": p.last_at,
             })).collect::<Vec<_>>(),
+            "orderDetails": orders,
             "conversions": credited,
         })))
     })
@@ -656,6 +698,31 @@ async fn healthz(State(s): State<AppState>) -> Response {
     if !s.writer.is_running() {
         return AppError::Unavailable.into_response();
     }
+    // While commits fail, a probe (at most every second) finds out whether they can again, so
+    // the answer recovers by itself even when no events come; while they succeed, a cheap check
+    // that the database file is still the one being written.
+    let mut failure = s.writer.recheck().await;
+    if failure.is_none() {
+        let store = s.store.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.check()).await {
+            s.writer.stats().outcome(Err(&e));
+            failure = s.writer.stats().failure();
+        }
+    }
+    if let Some(f) = failure {
+        let body = serde_json::json!({
+            "status": "failing",
+            "problem": "the store cannot commit: events are refused (500) until it can (probed every second)",
+            "error": f.error,
+            "failingForSeconds": f.since.elapsed().as_secs(),
+        });
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response();
+    }
     // A failing deriver does not stop ingestion (the events and their pending rows are stored),
     // so the collector stays in service, 200, but says it is degraded: the click and conversion
     // APIs then wait and answer with stale derived rows. The cause is in the log, not here.
@@ -670,43 +737,10 @@ async fn healthz(State(s): State<AppState>) -> Response {
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
-    let store = s.store.clone();
-    let (size, derive) = tokio::task::spawn_blocking(move || (store.size_bytes(), store.derive_status()))
-        .await
-        .unwrap_or_default();
-    let text = s.metrics.render(s.writer.stats(), s.writer.queue_depth(), size, derive);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
-}
-
-async fn static_file(State(s): State<AppState>, req: Request) -> Response {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        return AppError::NotFound("route", "path").into_response();
-    }
-    let Some(rel) = statics::relative_path(req.uri().path()) else {
-        return AppError::NotFound("file", "path").into_response();
-    };
-    let dirs = s.statics.clone();
-    let found = tokio::task::spawn_blocking(move || statics::find(&dirs, &rel))
-        .await
-        .ok()
-        .flatten();
-    let Some(path) = found else {
-        return AppError::NotFound("file", "path").into_response();
-    };
-    match tokio::fs::read(&path).await {
-        Ok(bytes) => {
-            let name = statics::file_name(&path);
-            (
-                [
-                    (header::CONTENT_TYPE, statics::mime(&name)),
-                    (header::CACHE_CONTROL, statics::cache_control(&name)),
-                    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-                ],
-                bytes,
-            )
-                .into_response()
-        }
-        Err(e) => AppError::Internal(format!("reading {}: {e}", path.display())).into_response(),
+    // Rendering reads the store's size and the deriver's state.
+    match tokio::task::spawn_blocking(move || s.metrics.render()).await {
+        Ok(text) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response(),
+        Err(e) => AppError::Internal(format!("rendering the metrics: {e}")).into_response(),
     }
 }
 

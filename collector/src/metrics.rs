@@ -1,14 +1,24 @@
-//! Prometheus metrics kept in atomics: events by type and outcome, request latency per route,
-//! and the gauges read at scrape time.
+//! `/metrics`: a prometheus-client registry. Requests and events are counted as they happen
+//! (events by type and outcome, answers by route and status class, latency per route); the
+//! writer's, the store's and the deriver's figures are read at scrape time by a collector.
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use utt::core::wire::Status;
 
-use crate::store::DeriveStatus;
+use crate::store::Store;
 use crate::writer::WriterStats;
+
+pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 /// Event types as labelled; `unknown` is a rejected event whose type could not be read.
 pub const TYPES: [&str; 6] = ["pageview", "conversion", "identify", "event", "consent", "unknown"];
@@ -24,204 +34,256 @@ pub const ROUTES: [&str; 8] = [
     "static",
     "other",
 ];
-/// Histogram bucket upper bounds, in microseconds.
-const BUCKETS_US: [u64; 12] = [
-    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 5_000_000,
+/// Status classes as labelled.
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+/// Histogram bucket upper bounds, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
-struct Histogram {
-    buckets: [AtomicU64; BUCKETS_US.len()],
-    count: AtomicU64,
-    sum_us: AtomicU64,
+/// A label set of static names and values.
+type Labels<const N: usize> = [(&'static str, &'static str); N];
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
 }
 
-/// The collector's counters.
+/// The collector's metrics.
 pub struct Metrics {
-    events: [[AtomicU64; 3]; TYPES.len()],
-    latency: [Histogram; ROUTES.len()],
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics {
-            events: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
-            latency: std::array::from_fn(|_| Histogram {
-                buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-                count: AtomicU64::new(0),
-                sum_us: AtomicU64::new(0),
-            }),
-        }
-    }
+    registry: Registry,
+    events: Family<Labels<2>, Counter>,
+    answers: Family<Labels<2>, Counter>,
+    latency: Family<Labels<1>, Histogram, fn() -> Histogram>,
 }
 
 impl Metrics {
-    /// The counter of one type (`unknown` for any other) and outcome.
-    fn counter(&self, kind: &str, status: Status) -> &AtomicU64 {
-        let t = TYPES.iter().position(|t| *t == kind).unwrap_or(TYPES.len() - 1);
-        let s = STATUSES.iter().position(|s| *s == status).unwrap_or(0);
-        &self.events[t][s]
+    /// The registry, with the writer's and the store's figures read at each scrape.
+    pub fn new(writer: Arc<WriterStats>, store: Arc<dyn Store>) -> Metrics {
+        let mut registry = Registry::default();
+        let events = Family::<Labels<2>, Counter>::default();
+        // Every series exists from the start (at 0), so a scrape can read any of them.
+        for kind in TYPES {
+            for status in STATUSES {
+                drop(events.get_or_create(&[("type", kind), ("status", status.as_str())]));
+            }
+        }
+        registry.register(
+            "utt_events",
+            "Events answered, by event type and outcome.",
+            events.clone(),
+        );
+        let answers = Family::<Labels<2>, Counter>::default();
+        registry.register(
+            "utt_http_responses",
+            "Answers, by route and status class (1xx to 5xx).",
+            answers.clone(),
+        );
+        let latency = Family::<Labels<1>, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        for route in ROUTES {
+            drop(latency.get_or_create(&[("route", route)]));
+        }
+        registry.register(
+            "utt_http_request_duration_seconds",
+            "Time to answer a request, by route.",
+            latency.clone(),
+        );
+        registry.register_collector(Box::new(Scraped { writer, store }));
+        Metrics {
+            registry,
+            events,
+            answers,
+            latency,
+        }
     }
 
-    /// Counts one event answer.
+    /// Counts one event answer (`unknown` for a type not in [`TYPES`]).
     pub fn event(&self, kind: &str, status: Status) {
-        self.counter(kind, status).fetch_add(1, Ordering::Relaxed);
+        let kind = TYPES.iter().find(|t| **t == kind).unwrap_or(&"unknown");
+        self.events
+            .get_or_create(&[("type", kind), ("status", status.as_str())])
+            .inc();
     }
 
     /// The count for one type and outcome.
     pub fn events(&self, kind: &str, status: Status) -> u64 {
-        self.counter(kind, status).load(Ordering::Relaxed)
+        let kind = TYPES.iter().find(|t| **t == kind).unwrap_or(&"unknown");
+        self.events
+            .get_or_create(&[("type", kind), ("status", status.as_str())])
+            .get()
     }
 
-    /// Records one request's latency under its route label.
-    pub fn request(&self, route: &str, took: Duration) {
-        let r = ROUTES.iter().position(|r| *r == route).unwrap_or(ROUTES.len() - 1);
-        let h = &self.latency[r];
-        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        for (i, le) in BUCKETS_US.iter().enumerate() {
-            if us <= *le {
-                h.buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        h.count.fetch_add(1, Ordering::Relaxed);
-        h.sum_us.fetch_add(us, Ordering::Relaxed);
+    /// Records one answer under its route label (`other` for a route not in [`ROUTES`]):
+    /// its status class and how long it took.
+    pub fn request(&self, route: &str, status: u16, took: Duration) {
+        let route = ROUTES.iter().find(|r| **r == route).unwrap_or(&"other");
+        let class = CLASSES.get(usize::from(status / 100).wrapping_sub(1)).unwrap_or(&"5xx");
+        self.answers.get_or_create(&[("route", route), ("class", class)]).inc();
+        self.latency
+            .get_or_create(&[("route", route)])
+            .observe(took.as_secs_f64());
     }
 
-    /// Renders the Prometheus text exposition, with the writer's figures and the gauges passed in.
-    pub fn render(&self, writer: &WriterStats, queue_depth: u64, db_bytes: u64, derive: DeriveStatus) -> String {
+    /// The Prometheus text exposition ([`CONTENT_TYPE`]). It reads the store's size and the
+    /// deriver's state: call it off the async workers.
+    pub fn render(&self) -> String {
         let mut out = String::new();
-        header(
-            &mut out,
-            "utt_events_total",
-            "counter",
-            "Events answered, by event type and outcome.",
-        );
-        for (t, kind) in TYPES.iter().enumerate() {
-            for (s, status) in STATUSES.iter().enumerate() {
-                let n = self.events[t][s].load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "utt_events_total{{type=\"{kind}\",status=\"{}\"}} {n}",
-                    status.as_str()
-                );
-            }
-        }
-        let help = "Time to answer a request, by route.";
-        header(&mut out, "utt_http_request_duration_seconds", "histogram", help);
-        for (r, route) in ROUTES.iter().enumerate() {
-            let h = &self.latency[r];
-            for (i, le) in BUCKETS_US.iter().enumerate() {
-                let n = h.buckets[i].load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "utt_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{}\"}} {n}",
-                    seconds(*le)
-                );
-            }
-            let count = h.count.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "utt_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}"
-            );
-            let sum = seconds(h.sum_us.load(Ordering::Relaxed));
-            let _ = writeln!(out, "utt_http_request_duration_seconds_sum{{route=\"{route}\"}} {sum}");
-            let _ = writeln!(
-                out,
-                "utt_http_request_duration_seconds_count{{route=\"{route}\"}} {count}"
-            );
-        }
-        let commits = writer.commits.load(Ordering::Relaxed);
-        let written = writer.events.load(Ordering::Relaxed);
-        let busy = seconds(writer.busy_us.load(Ordering::Relaxed));
-        let help = "Group commits (one transaction and fsync each).";
-        scalar(&mut out, "utt_writer_commits_total", "counter", help, commits);
-        let help = "Events written by those commits (accepted or duplicate).";
-        scalar(&mut out, "utt_writer_events_total", "counter", help, written);
-        let help = "Time the writer spent storing and committing.";
-        scalar(&mut out, "utt_writer_busy_seconds_total", "counter", help, busy);
-        let help = "Events waiting for the writer's next commit.";
-        scalar(&mut out, "utt_writer_queue_depth", "gauge", help, queue_depth);
-        let help = "Bytes of the database on disk (main file and WAL).";
-        scalar(&mut out, "utt_database_size_bytes", "gauge", help, db_bytes);
-        let help = "Acknowledged events whose derived rows (touches, page counts, identities) are not written yet.";
-        scalar(&mut out, "utt_derive_lag_events", "gauge", help, derive.lag);
-        let help = "Failed attempts to write derived rows (each is retried every second).";
-        scalar(&mut out, "utt_derive_failures_total", "counter", help, derive.failures);
-        let help = "1 while the latest attempt to write derived rows failed: reads then answer late and stale.";
-        scalar(&mut out, "utt_derive_failing", "gauge", help, u8::from(derive.failing));
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+            .expect("unreachable: writing to a String cannot fail");
         out
     }
 }
 
-/// The `# HELP` and `# TYPE` lines of a metric.
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+/// The figures kept by the writer, the store and the deriver, read at each scrape.
+struct Scraped {
+    writer: Arc<WriterStats>,
+    store: Arc<dyn Store>,
 }
 
-/// A metric with one unlabelled value, with its header.
-fn scalar(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
-    header(out, name, kind, help);
-    let _ = writeln!(out, "{name} {value}");
+impl std::fmt::Debug for Scraped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scraped")
+    }
 }
 
-/// Microseconds as decimal seconds, without floating point (`2500` → `0.0025`).
-fn seconds(us: u64) -> String {
-    let frac = format!("{:06}", us % 1_000_000);
-    let frac = frac.trim_end_matches('0');
-    if frac.is_empty() {
-        format!("{}", us / 1_000_000)
-    } else {
-        format!("{}.{frac}", us / 1_000_000)
+/// Encodes one unlabelled metric.
+fn one(encoder: &mut DescriptorEncoder, name: &str, help: &str, metric: &impl EncodeMetric) -> std::fmt::Result {
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+impl Collector for Scraped {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        let w = &self.writer;
+        let count = |n: &std::sync::atomic::AtomicU64| ConstCounter::new(n.load(Ordering::Relaxed));
+        let help = "Group commits (one transaction and fsync each).";
+        one(&mut e, "utt_writer_commits", help, &count(&w.commits))?;
+        let help = "Events written by those commits (accepted or duplicate).";
+        one(&mut e, "utt_writer_events", help, &count(&w.events))?;
+        let busy = Duration::from_micros(w.busy_us.load(Ordering::Relaxed)).as_secs_f64();
+        let help = "Time the writer spent storing and committing.";
+        one(&mut e, "utt_writer_busy_seconds", help, &ConstCounter::new(busy))?;
+        let help =
+            "Transactions of events that failed to commit (nothing of them stored; their requests answered 500).";
+        one(&mut e, "utt_writer_commit_failures", help, &count(&w.commit_failures))?;
+        let help = "1 while the store cannot commit (the latest commit or probe failed): /healthz answers 503.";
+        let failing = u64::from(w.failure().is_some());
+        one(&mut e, "utt_store_failing", help, &ConstGauge::new(failing))?;
+        let help = "Events waiting for the writer's next commit.";
+        one(
+            &mut e,
+            "utt_writer_queue_depth",
+            help,
+            &ConstGauge::new(w.queued.load(Ordering::Relaxed)),
+        )?;
+        let help = "Bytes of the database on disk (main file and WAL).";
+        one(
+            &mut e,
+            "utt_database_size_bytes",
+            help,
+            &ConstGauge::new(self.store.size_bytes()),
+        )?;
+        let derive = self.store.derive_status();
+        let help = "Acknowledged events whose derived rows (touches, page counts, identities) are not written yet.";
+        one(&mut e, "utt_derive_lag_events", help, &ConstGauge::new(derive.lag))?;
+        let help = "Failed attempts to write derived rows (each is retried every second).";
+        one(&mut e, "utt_derive_failures", help, &ConstCounter::new(derive.failures))?;
+        let help = "1 while the latest attempt to write derived rows failed: reads then answer late and stale.";
+        one(
+            &mut e,
+            "utt_derive_failing",
+            help,
+            &ConstGauge::new(u64::from(derive.failing)),
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{Batch, Counts, DeriveStatus, StoreError};
 
-    #[test]
-    fn seconds_text() {
-        for (us, want) in [
-            (0, "0"),
-            (500, "0.0005"),
-            (2_500, "0.0025"),
-            (1_000_000, "1"),
-            (1_250_000, "1.25"),
-        ] {
-            assert_eq!(seconds(us), want);
+    /// A store with nothing but a size and a derive status.
+    struct Fixed(DeriveStatus);
+
+    impl Store for Fixed {
+        fn append(&self, _: &[&Batch]) -> Result<Vec<Status>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn conversions(&self, _: &str, _: u64, _: usize) -> Result<Vec<crate::store::StoredConversion>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn touches(&self, _: &str, _: &str, _: u64, _: u64) -> Result<Vec<crate::store::Touch>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn click(&self, _: &str, _: Option<&str>) -> Result<Option<crate::store::ClickSeen>, StoreError> {
+            Ok(None)
+        }
+        fn conversions_near_click(
+            &self,
+            _: &str,
+            _: Option<&str>,
+            _: usize,
+        ) -> Result<Vec<crate::store::StoredConversion>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn event(&self, _: &str) -> Result<Option<String>, StoreError> {
+            Ok(None)
+        }
+        fn counts(&self) -> Result<Counts, StoreError> {
+            Ok(Counts::default())
+        }
+        fn size_bytes(&self) -> u64 {
+            4096
+        }
+        fn derive_status(&self) -> DeriveStatus {
+            self.0
+        }
+        fn close(&self) -> Result<(), StoreError> {
+            Ok(())
         }
     }
 
     #[test]
-    fn renders_counts_and_buckets() {
-        let m = Metrics::default();
-        m.event("pageview", Status::Accepted);
-        m.event("pageview", Status::Accepted);
-        m.event("conversion", Status::Duplicate);
-        m.event("nonsense", Status::Rejected);
-        m.request("/v1/events", Duration::from_micros(700));
-        m.request("/nowhere", Duration::from_secs(10));
-        let w = WriterStats::default();
-        w.commits.store(3, Ordering::Relaxed);
-        w.events.store(40, Ordering::Relaxed);
-        w.busy_us.store(12_500, Ordering::Relaxed);
+    fn renders_counts_buckets_and_scraped_figures() {
+        let w = Arc::new(WriterStats::default());
         let derive = DeriveStatus {
             lag: 3,
             failures: 2,
             failing: true,
         };
-        let text = m.render(&w, 7, 4096, derive);
+        let m = Metrics::new(w.clone(), Arc::new(Fixed(derive)));
+        m.event("pageview", Status::Accepted);
+        m.event("pageview", Status::Accepted);
+        m.event("conversion", Status::Duplicate);
+        m.event("nonsense", Status::Rejected);
+        m.request("/v1/events", 200, Duration::from_micros(700));
+        m.request("/v1/events", 500, Duration::from_micros(700));
+        m.request("/nowhere", 404, Duration::from_secs(10));
+        w.commits.store(3, Ordering::Relaxed);
+        w.events.store(40, Ordering::Relaxed);
+        w.busy_us.store(12_500, Ordering::Relaxed);
+        w.commit_failures.store(1, Ordering::Relaxed);
+        w.queued.store(7, Ordering::Relaxed);
+        w.outcome(Err(&StoreError("sqlite: database or disk is full".into())));
+        let text = m.render();
         let want = [
             "utt_events_total{type=\"pageview\",status=\"accepted\"} 2\n",
             "utt_events_total{type=\"conversion\",status=\"duplicate\"} 1\n",
             "utt_events_total{type=\"unknown\",status=\"rejected\"} 1\n",
+            "utt_events_total{type=\"consent\",status=\"accepted\"} 0\n",
+            "utt_http_responses_total{route=\"/v1/events\",class=\"2xx\"} 1\n",
+            "utt_http_responses_total{route=\"/v1/events\",class=\"5xx\"} 1\n",
+            "utt_http_responses_total{route=\"other\",class=\"4xx\"} 1\n",
             "utt_http_request_duration_seconds_bucket{route=\"/v1/events\",le=\"0.0005\"} 0\n",
-            "utt_http_request_duration_seconds_bucket{route=\"/v1/events\",le=\"0.001\"} 1\n",
-            "utt_http_request_duration_seconds_count{route=\"/v1/events\"} 1\n",
+            "utt_http_request_duration_seconds_bucket{route=\"/v1/events\",le=\"0.001\"} 2\n",
+            "utt_http_request_duration_seconds_count{route=\"/v1/events\"} 2\n",
             "utt_http_request_duration_seconds_bucket{route=\"other\",le=\"5\"} 0\n",
             "utt_http_request_duration_seconds_bucket{route=\"other\",le=\"+Inf\"} 1\n",
+            "utt_http_request_duration_seconds_count{route=\"/healthz\"} 0\n",
             "utt_writer_commits_total 3\n",
             "utt_writer_events_total 40\n",
             "utt_writer_busy_seconds_total 0.0125\n",
+            "utt_writer_commit_failures_total 1\n",
+            "utt_store_failing 1\n",
             "utt_writer_queue_depth 7\n",
             "utt_database_size_bytes 4096\n",
             "utt_derive_lag_events 3\n",
@@ -231,5 +293,8 @@ mod tests {
         for line in want {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
+        assert!(text.contains("# TYPE utt_events_total counter\n"), "{text}");
+        w.outcome(Ok(()));
+        assert!(m.render().contains("utt_store_failing 0\n"));
     }
 }

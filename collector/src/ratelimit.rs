@@ -1,92 +1,86 @@
-//! The per-client rate limit: a token bucket per client IP, kept in 60,000ths of a token so
-//! the arithmetic stays in integers for rates per second and per minute alike.
+//! The per-client rate limit: governor's GCRA limiter keyed by client IP. The configuration's
+//! `per_second` and `per_minute` add up to one rate (12 a minute is one request every 5 s),
+//! `burst` is the bucket's capacity, and a refusal says how many whole seconds to wait.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock, MonotonicClock};
+use governor::{Quota, RateLimiter as Governor};
+
+pub use governor::clock::FakeRelativeClock;
 
 use crate::config::RateLimit;
 
-/// One client's bucket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Bucket {
-    /// 60,000ths of a token available.
-    pub units: u64,
-    /// When it was last refilled (ms).
-    pub at: u64,
-}
-
-impl Bucket {
-    /// A full bucket at `now`.
-    pub fn full(limit: RateLimit, now: u64) -> Bucket {
-        Bucket {
-            units: u64::from(limit.burst) * TOKEN,
-            at: now,
-        }
-    }
-}
-
-/// One token, in the bucket's units.
-const TOKEN: u64 = 60_000;
-
-/// Tokens per minute, which is units per millisecond.
-fn per_minute(limit: RateLimit) -> u64 {
-    u64::from(limit.per_second) * 60 + u64::from(limit.per_minute)
-}
-
-/// Refills the bucket up to `now` and takes one token, or says how many whole seconds to wait
-/// (at least 1) for the next one.
-pub fn take(b: &mut Bucket, now: u64, limit: RateLimit) -> Result<(), u64> {
-    let rate = per_minute(limit);
-    let cap = u64::from(limit.burst).max(1) * TOKEN;
-    b.units = b
-        .units
-        .saturating_add(now.saturating_sub(b.at).saturating_mul(rate))
-        .min(cap);
-    b.at = b.at.max(now);
-    if b.units >= TOKEN {
-        b.units -= TOKEN;
-        return Ok(());
-    }
-    let wait_ms = (TOKEN - b.units).div_ceil(rate.max(1));
-    Err(wait_ms.div_ceil(1000).max(1))
-}
-
-/// Buckets for every client IP seen recently.
-pub struct RateLimiter {
-    limit: RateLimit,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
-}
-
-/// Buckets kept before full (idle) ones are forgotten.
+/// Client IPs tracked before those whose bucket is full again (idle) are forgotten.
 const MAX_TRACKED: usize = 100_000;
 
-impl RateLimiter {
-    /// A limiter with this limit (no rate at all allows everything).
-    pub fn new(limit: RateLimit) -> RateLimiter {
-        RateLimiter {
-            limit,
-            buckets: Mutex::new(HashMap::new()),
+/// A keyed limiter over any of governor's clocks.
+type Keyed<C> = Governor<
+    IpAddr,
+    governor::state::keyed::DefaultKeyedStateStore<IpAddr>,
+    C,
+    governor::middleware::NoOpMiddleware<<C as Clock>::Instant>,
+>;
+
+/// What the handlers need of a limiter, whatever its clock.
+trait Check: Send + Sync {
+    fn check(&self, ip: IpAddr) -> Result<(), u64>;
+}
+
+impl<C> Check for Keyed<C>
+where
+    C: Clock + Send + Sync,
+{
+    fn check(&self, ip: IpAddr) -> Result<(), u64> {
+        if self.len() >= MAX_TRACKED {
+            self.retain_recent();
         }
+        self.check_key(&ip)
+            .map_err(|refused| seconds(refused.wait_time_from(self.clock().now())))
+    }
+}
+
+/// `Retry-After` for a wait: whole seconds, rounded up, at least 1.
+fn seconds(wait: Duration) -> u64 {
+    wait.as_millis().div_ceil(1000).max(1).try_into().unwrap_or(u64::MAX)
+}
+
+/// The quota for a configured limit, or `None` when it is off.
+pub fn quota(limit: RateLimit) -> Option<Quota> {
+    let per_minute = u64::from(limit.per_second) * 60 + u64::from(limit.per_minute);
+    if per_minute == 0 {
+        return None;
+    }
+    let period = Duration::from_nanos(60_000_000_000 / per_minute);
+    let burst = NonZeroU32::new(limit.burst).unwrap_or(NonZeroU32::MIN);
+    Quota::with_period(period).map(|q| q.allow_burst(burst))
+}
+
+/// The limiter every handler that takes requests from browsers checks first.
+pub struct RateLimiter(Option<Box<dyn Check>>);
+
+impl RateLimiter {
+    /// A limiter on the monotonic clock (no rate at all allows everything).
+    pub fn new(limit: RateLimit) -> RateLimiter {
+        RateLimiter::with_clock(limit, MonotonicClock)
     }
 
-    /// Takes a token for `ip` at `now` (ms), or gives the `Retry-After` seconds.
-    pub fn check(&self, ip: IpAddr, now: u64) -> Result<(), u64> {
-        if per_minute(self.limit) == 0 {
-            return Ok(());
-        }
-        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_TRACKED {
-            // A bucket that has refilled completely holds no information: drop those.
-            let (limit, cap) = (self.limit, u64::from(self.limit.burst) * TOKEN);
-            map.retain(|_, b| {
-                let mut probe = *b;
-                let _ = take(&mut probe, now, limit);
-                probe.units + TOKEN < cap
-            });
-        }
-        let b = map.entry(ip).or_insert_with(|| Bucket::full(self.limit, now));
-        take(b, now, self.limit)
+    /// A limiter on another clock: tests pass a [`FakeRelativeClock`] and advance it.
+    pub fn with_clock<C>(limit: RateLimit, clock: C) -> RateLimiter
+    where
+        C: Clock + Send + Sync + 'static,
+    {
+        RateLimiter(quota(limit).map(|q| {
+            let keyed: Keyed<C> = Governor::dashmap_with_clock(q, clock);
+            Box::new(keyed) as Box<dyn Check>
+        }))
+    }
+
+    /// Lets one request of `ip` through, or says how many seconds to wait (`Retry-After`).
+    pub fn check(&self, ip: IpAddr) -> Result<(), u64> {
+        self.0.as_ref().map_or(Ok(()), |l| l.check(ip))
     }
 }
 
@@ -94,74 +88,72 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
-    #[test]
-    fn token_bucket() {
-        let limit = RateLimit {
-            per_second: 2,
-            per_minute: 0,
-            burst: 3,
-        };
-        let mut b = Bucket::full(limit, 0);
-        // (time, expected): three in a burst, then one every 500 ms.
-        let steps: &[(u64, Result<(), u64>)] = &[
-            (0, Ok(())),
-            (0, Ok(())),
-            (0, Ok(())),
-            (0, Err(1)),
-            (499, Err(1)),
-            (500, Ok(())),
-            (500, Err(1)),
-            (10_000, Ok(())),
-            (10_000, Ok(())),
-            (10_000, Ok(())),
-            (10_000, Err(1)),
-        ];
-        for (i, (now, want)) in steps.iter().enumerate() {
-            assert_eq!(take(&mut b, *now, limit), *want, "step {i} at {now}");
+    fn limit(per_second: u32, per_minute: u32, burst: u32) -> RateLimit {
+        RateLimit {
+            per_second,
+            per_minute,
+            burst,
         }
-        let slow = RateLimit {
-            per_second: 1,
-            per_minute: 0,
-            burst: 1,
-        };
-        let mut b = Bucket::full(slow, 0);
-        assert_eq!(take(&mut b, 0, slow), Ok(()));
-        assert_eq!(take(&mut b, 100, slow), Err(1));
-        // A clock that goes backwards must not mint tokens.
-        let mut b = Bucket { units: 0, at: 5_000 };
-        assert_eq!(take(&mut b, 1_000, slow), Err(1));
+    }
+
+    /// (ms since the previous step, expected) for one client.
+    fn steps(l: RateLimit, steps: &[(u64, Result<(), u64>)]) {
+        let clock = FakeRelativeClock::default();
+        let limiter = RateLimiter::with_clock(l, clock.clone());
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        for (i, (after, want)) in steps.iter().enumerate() {
+            clock.advance(Duration::from_millis(*after));
+            assert_eq!(limiter.check(ip), *want, "{l:?}, step {i}");
+        }
+    }
+
+    #[test]
+    fn bursts_then_the_rate() {
+        // Three in a burst, then one every 500 ms; a long pause refills the burst.
+        steps(
+            limit(2, 0, 3),
+            &[
+                (0, Ok(())),
+                (0, Ok(())),
+                (0, Ok(())),
+                (0, Err(1)),
+                (499, Err(1)),
+                (1, Ok(())),
+                (0, Err(1)),
+                (9_500, Ok(())),
+                (0, Ok(())),
+                (0, Ok(())),
+                (0, Err(1)),
+            ],
+        );
+        steps(limit(1, 0, 1), &[(0, Ok(())), (100, Err(1)), (900, Ok(()))]);
+        // A burst of 0 still lets one request through at a time.
+        steps(limit(1, 0, 0), &[(0, Ok(())), (0, Err(1)), (1_000, Ok(()))]);
+    }
+
+    #[test]
+    fn per_minute_is_added_and_says_how_long_to_wait() {
         // Twelve a minute: one every 5 s, and a Retry-After that says so.
-        let minute = RateLimit {
-            per_second: 0,
-            per_minute: 12,
-            burst: 1,
-        };
-        let mut b = Bucket::full(minute, 0);
-        assert_eq!(take(&mut b, 0, minute), Ok(()));
-        assert_eq!(take(&mut b, 0, minute), Err(5));
-        assert_eq!(take(&mut b, 4_000, minute), Err(1));
-        assert_eq!(take(&mut b, 5_000, minute), Ok(()));
+        steps(
+            limit(0, 12, 1),
+            &[(0, Ok(())), (0, Err(5)), (4_000, Err(1)), (1_000, Ok(()))],
+        );
+        // One a second plus 60 a minute: two a second.
+        steps(limit(1, 60, 1), &[(0, Ok(())), (499, Err(1)), (1, Ok(()))]);
     }
 
     #[test]
     fn limiter_is_per_ip_and_can_be_off() {
-        let l = RateLimiter::new(RateLimit {
-            per_second: 1,
-            per_minute: 0,
-            burst: 1,
-        });
+        let l = RateLimiter::with_clock(limit(1, 0, 1), FakeRelativeClock::default());
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
-        assert_eq!(l.check(a, 0), Ok(()));
-        assert_eq!(l.check(a, 0), Err(1));
-        assert_eq!(l.check(b, 0), Ok(()));
-        let off = RateLimiter::new(RateLimit {
-            per_second: 0,
-            per_minute: 0,
-            burst: 0,
-        });
+        assert_eq!(l.check(a), Ok(()));
+        assert_eq!(l.check(a), Err(1));
+        assert_eq!(l.check(b), Ok(()));
+        let off = RateLimiter::new(limit(0, 0, 0));
         for _ in 0..1000 {
-            assert_eq!(off.check(a, 0), Ok(()));
+            assert_eq!(off.check(a), Ok(()));
         }
+        assert!(quota(limit(0, 0, 5)).is_none());
     }
 }

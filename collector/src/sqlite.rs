@@ -29,7 +29,9 @@ pub use rebuild::{backup, rebuild as rebuild_derived, Rebuilt};
 /// Small index rows plus one sequential blob per commit halve the single writer's work per event.
 /// The rows the events derive (touches, page counts, identities) are one more sequential blob,
 /// a `pending` row: the derived tables, keyed by random visitor and click IDs, are written
-/// behind the acknowledgement by the deriver, in a file of their own (`derive.rs`).
+/// behind the acknowledgement by the deriver, in a file of their own (`derive.rs`). `health` is
+/// one row the writer rewrites to find out whether a store that failed can commit again
+/// (`Store::probe`).
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
     id TEXT NOT NULL PRIMARY KEY,
@@ -67,6 +69,10 @@ CREATE TABLE IF NOT EXISTS pending (
     id INTEGER PRIMARY KEY,
     events INTEGER NOT NULL,
     rows BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS health (
+    id INTEGER PRIMARY KEY,
+    probes INTEGER NOT NULL
 );
 ";
 
@@ -122,6 +128,8 @@ fn near_click_sql() -> String {
 /// The SQLite implementation of [`Store`].
 pub struct SqliteStore {
     path: PathBuf,
+    /// The main file as opened, to notice it removed or replaced (`Store::check`).
+    file: FileId,
     /// The derived tables' file, as the readers attach it.
     derived: String,
     writer: Mutex<WriterConn>,
@@ -162,6 +170,21 @@ fn suffixed(path: &Path, suffix: &str) -> PathBuf {
 
 fn wal_path(db: &Path) -> PathBuf {
     suffixed(db, "-wal")
+}
+
+/// A file's device and inode: SQLite keeps committing to a database file that was removed or
+/// replaced, and nothing of it would be found at the path again.
+type FileId = (u64, u64);
+
+#[cfg(unix)]
+fn file_id(path: &Path) -> std::io::Result<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_id(path: &Path) -> std::io::Result<FileId> {
+    std::fs::metadata(path).map(|_| (0, 0))
 }
 
 /// The page size of a new database file.
@@ -258,8 +281,10 @@ impl SqliteStore {
                 })
                 .map_err(|e| StoreError(format!("checkpoint thread: {e}")))?
         };
+        let file = file_id(path).map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
+            file,
             derived: derived_file,
             writer: Mutex::new(WriterConn {
                 conn: writer,
@@ -356,6 +381,8 @@ fn split_clicks_ref(entry: &[u8]) -> Option<(&[u8], i64, i64, &[u8])> {
 
 impl Store for SqliteStore {
     fn append(&self, batches: &[&Batch]) -> Result<Vec<Status>, StoreError> {
+        // Events committed to a file no longer at the path would be lost at the next start.
+        self.check()?;
         // A deriver far behind slows the acknowledgements rather than falling further behind.
         self.progress.wait_for_room();
         let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
@@ -657,6 +684,35 @@ impl Store for SqliteStore {
                 conversions: conversions as u64,
             })
         })
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        let gone = |why: String| {
+            StoreError(format!(
+                "the database file {} {why}: commits would not reach it (restart the collector)",
+                self.path.display()
+            ))
+        };
+        match file_id(&self.path) {
+            Ok(id) if id == self.file => Ok(()),
+            Ok(_) => Err(gone("was replaced".into())),
+            Err(e) => Err(gone(format!("is gone ({e})"))),
+        }
+    }
+
+    fn probe(&self) -> Result<(), StoreError> {
+        self.check()?;
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = w
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        tx.execute(
+            "INSERT INTO health (id, probes) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET probes = probes + 1",
+            [],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)
     }
 
     fn size_bytes(&self) -> u64 {

@@ -1,89 +1,81 @@
-//! Static files for the demo (the built tag under `dist/`, the pages under `www/`): safe path
-//! mapping, MIME types the browser insists on (`application/wasm`) and cache headers.
+//! Static files for the demo (the built tag under `dist/`, the pages under `www/`), served by
+//! tower-http's `ServeDir`: the folders are tried in order, each falling back to the next and the
+//! last to a JSON 404. `ServeDir` maps the path safely, sends the MIME type (`application/wasm`,
+//! `text/javascript`), `ETag` and `Last-Modified`, answers conditional requests with `304`, and
+//! sends a file's `.br` or `.gz` beside it (as `cargo xtask build` writes them) only to a client
+//! that accepts that encoding. What is ours: hidden files are refused, and the cache headers.
 
-use std::path::{Path, PathBuf};
+use std::convert::Infallible;
+use std::path::PathBuf;
 
-/// The MIME type for a file name.
-pub fn mime(path: &str) -> &'static str {
-    let ext = path.rsplit_once('.').map_or("", |(_, e)| e).to_ascii_lowercase();
-    match ext.as_str() {
-        "wasm" => "application/wasm",
-        "js" | "mjs" => "text/javascript; charset=utf-8",
-        "html" | "htm" => "text/html; charset=utf-8",
-        "css" => "text/css; charset=utf-8",
-        "json" | "map" => "application/json",
-        "svg" => "image/svg+xml",
-        "png" => "image/png",
-        "ico" => "image/x-icon",
-        "txt" | "ts" | "md" => "text/plain; charset=utf-8",
-        _ => "application/octet-stream",
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, Method};
+use axum::response::{IntoResponse, Response};
+use tower::util::BoxCloneSyncService;
+use tower::{service_fn, ServiceExt};
+use tower_http::services::ServeDir;
+
+use crate::error::AppError;
+
+/// The static folders as one service.
+#[derive(Clone)]
+pub struct Files(BoxCloneSyncService<Request, Response, Infallible>);
+
+impl Files {
+    /// Serves `dirs` in order: the first folder that has the file wins.
+    pub fn new(dirs: &[PathBuf]) -> Files {
+        let not_found = service_fn(|_: Request| async { Ok(AppError::NotFound("file", "path").into_response()) });
+        let mut service = BoxCloneSyncService::new(not_found);
+        for dir in dirs.iter().rev() {
+            let dir = ServeDir::new(dir)
+                .precompressed_br()
+                .precompressed_gzip()
+                .call_fallback_on_method_not_allowed(true)
+                .fallback(service)
+                .map_response(|r| r.map(Body::new));
+            service = BoxCloneSyncService::new(dir);
+        }
+        Files(service)
+    }
+
+    /// Answers a request that no route took: a file for `GET` and `HEAD`, else a JSON 404.
+    pub async fn serve(self, req: Request) -> Response {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return AppError::NotFound("route", "path").into_response();
+        }
+        let path = req.uri().path().to_string();
+        if hidden(&path) {
+            return AppError::NotFound("file", "path").into_response();
+        }
+        let Ok(mut resp) = self.0.oneshot(req).await;
+        let status = resp.status();
+        if status.is_success() || status == axum::http::StatusCode::NOT_MODIFIED {
+            let h = resp.headers_mut();
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control(&path)));
+            h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        }
+        resp
     }
 }
 
+/// Whether a URL path names a hidden file or folder (a segment starting with `.`, also
+/// percent-encoded), which is never served (`.git`, `.env`).
+pub fn hidden(url_path: &str) -> bool {
+    let decoded = percent_encoding::percent_decode_str(url_path).decode_utf8_lossy();
+    decoded.split(['/', '\\']).any(|seg| seg.starts_with('.'))
+}
+
 /// The `Cache-Control` value: pages revalidate every time (they name the tag's files), other
-/// files may be cached briefly.
-pub fn cache_control(path: &str) -> &'static str {
-    if mime(path).starts_with("text/html") {
+/// files may be cached briefly (and then revalidated with their `ETag`).
+pub fn cache_control(url_path: &str) -> &'static str {
+    let name = url_path.rsplit('/').next().unwrap_or("");
+    let ext = name.rsplit_once('.').map_or("", |(_, e)| e).to_ascii_lowercase();
+    if name.is_empty() || ext == "html" || ext == "htm" {
         "no-cache"
     } else {
         "public, max-age=60"
     }
-}
-
-/// Turns a URL path into a relative file path: percent-decoded, `index.html` for directories,
-/// and `None` for anything that could leave the folder (`..`, hidden files, backslashes, NUL).
-pub fn relative_path(url_path: &str) -> Option<String> {
-    let decoded = percent_decode(url_path)?;
-    let mut rel = decoded.trim_start_matches('/').to_string();
-    if rel.is_empty() || rel.ends_with('/') {
-        rel.push_str("index.html");
-    }
-    let safe = !rel.contains('\\')
-        && !rel.contains('\0')
-        && rel.split('/').all(|seg| !seg.is_empty() && !seg.starts_with('.'));
-    safe.then_some(rel)
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// Finds the file for a relative path in the first folder that has it (a directory falls back
-/// to its `index.html`), refusing anything that resolves outside its folder (symlinks).
-pub fn find(dirs: &[PathBuf], rel: &str) -> Option<PathBuf> {
-    for dir in dirs {
-        let Ok(root) = dir.canonicalize() else { continue };
-        let mut candidate = root.join(rel);
-        if candidate.is_dir() {
-            candidate = candidate.join("index.html");
-        }
-        if let Ok(real) = candidate.canonicalize() {
-            if real.starts_with(&root) && real.is_file() {
-                return Some(real);
-            }
-        }
-    }
-    None
-}
-
-/// The name used for the MIME type and cache rules of a found file.
-pub fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -91,43 +83,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mime_and_cache() {
+    fn cache_rules() {
         let cases = [
-            ("utt_bg.wasm", "application/wasm", "public, max-age=60"),
-            ("utt.js", "text/javascript; charset=utf-8", "public, max-age=60"),
-            ("loader.mjs", "text/javascript; charset=utf-8", "public, max-age=60"),
-            ("index.html", "text/html; charset=utf-8", "no-cache"),
-            ("site.css", "text/css; charset=utf-8", "public, max-age=60"),
-            ("a.json", "application/json", "public, max-age=60"),
-            ("logo.svg", "image/svg+xml", "public, max-age=60"),
-            ("logo.PNG", "image/png", "public, max-age=60"),
-            ("blob", "application/octet-stream", "public, max-age=60"),
+            ("/", "no-cache"),
+            ("/debug/", "no-cache"),
+            ("/index.html", "no-cache"),
+            ("/A.HTM", "no-cache"),
+            ("/utt_bg.wasm", "public, max-age=60"),
+            ("/utt.js", "public, max-age=60"),
+            ("/debug", "public, max-age=60"),
         ];
-        for (name, m, c) in cases {
-            assert_eq!(mime(name), m, "{name}");
-            assert_eq!(cache_control(name), c, "{name}");
+        for (path, want) in cases {
+            assert_eq!(cache_control(path), want, "{path}");
         }
     }
 
     #[test]
-    fn paths() {
-        let cases = [
-            ("/", Some("index.html")),
-            ("/debug/", Some("debug/index.html")),
-            ("/utt.js", Some("utt.js")),
-            ("/a%20b.html", Some("a b.html")),
-            ("/../etc/passwd", None),
-            ("/%2e%2e/etc/passwd", None),
-            ("/a/../../b", None),
-            ("/.git/config", None),
-            ("/a\\b", None),
-            ("/a%5c..%5cb", None),
-            ("/a%00", None),
-            ("/a//b", None),
-            ("/bad%zz", None),
-        ];
-        for (url, want) in cases {
-            assert_eq!(relative_path(url).as_deref(), want, "{url}");
+    fn hidden_paths() {
+        for path in [
+            "/.git/config",
+            "/a/.env",
+            "/%2egit/config",
+            "/a%2F.env",
+            "/a\\.b",
+            "/..",
+            "/a/../b",
+        ] {
+            assert!(hidden(path), "{path}");
+        }
+        for path in ["/", "/utt.js", "/debug/", "/a.b/c", "/%zz"] {
+            assert!(!hidden(path), "{path}");
         }
     }
 }

@@ -759,6 +759,18 @@ pub trait Store: Send + Sync {
         DeriveStatus::default()
     }
 
+    /// Whether the database is still there to commit to, without writing (for `/healthz`: a
+    /// database file removed or replaced under a running store).
+    fn check(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// A small durable commit, made by the writer only, to find out whether the store can
+    /// commit again after failures when no events come (for `/healthz`).
+    fn probe(&self) -> Result<(), StoreError> {
+        self.check()
+    }
+
     /// Flushes and closes what can be closed (the WAL is checkpointed); called once at shutdown.
     fn close(&self) -> Result<(), StoreError>;
 }

@@ -370,23 +370,53 @@ async fn write_keys_and_origins() {
 
 #[tokio::test]
 async fn rate_limit_answers_429_with_retry_after() {
-    let mut config = Config::demo();
-    config.rate_limit = RateLimit {
-        per_second: 1,
-        per_minute: 0,
-        burst: 2,
-    };
-    let h = Harness::with_config(config);
-    let mut statuses = Vec::new();
-    for i in 0..3 {
-        let a = h.post(&batch(&[event(i, Some("v1"), T0, vec![], pageview())])).await;
-        statuses.push(a.status.as_u16());
-        if a.status == StatusCode::TOO_MANY_REQUESTS {
-            assert_eq!(a.header("retry-after"), Some("1"));
+    // (per second, per minute, burst, ms to wait before each request, status, Retry-After)
+    type Step = (u64, u16, Option<&'static str>);
+    let cases: [(u32, u32, u32, &[Step]); 2] = [
+        (
+            1,
+            0,
+            2,
+            &[
+                (0, 200, None),
+                (0, 200, None),
+                (0, 429, Some("1")),
+                (999, 429, Some("1")),
+                (1, 200, None),
+            ],
+        ),
+        // Twelve a minute (the e2e retry-after test's setting): one every 5 s.
+        (
+            0,
+            12,
+            1,
+            &[
+                (0, 200, None),
+                (0, 429, Some("5")),
+                (4_000, 429, Some("1")),
+                (1_000, 200, None),
+            ],
+        ),
+    ];
+    for (per_second, per_minute, burst, steps) in cases {
+        let mut config = Config::demo();
+        config.rate_limit = RateLimit {
+            per_second,
+            per_minute,
+            burst,
+        };
+        let mut h = Harness::with_config(config);
+        let clock = h.fake_limit_clock();
+        let mut n = 0;
+        for (i, (wait, status, retry)) in steps.iter().enumerate() {
+            clock.advance(std::time::Duration::from_millis(*wait));
+            n += 1;
+            let a = h.post(&batch(&[event(n, Some("v1"), T0, vec![], pageview())])).await;
+            let what = format!("{per_second}/s + {per_minute}/min, burst {burst}, step {i}");
+            assert_eq!(a.status.as_u16(), *status, "{what}: {}", a.body);
+            assert_eq!(a.header("retry-after"), *retry, "{what}");
         }
     }
-    assert_eq!(statuses, [200, 200, 429]);
-    assert_eq!(h.events(), 2);
 }
 
 #[tokio::test]
@@ -400,7 +430,7 @@ async fn cors_answers_expose_retry_after() {
     };
     let mut h = Harness::with_config(config);
     // A stopped clock: no token comes back between the requests, however slow the machine.
-    std::sync::Arc::get_mut(&mut h.state).unwrap().clock = || T0;
+    let _clock = h.fake_limit_clock();
     let shop = "https://shop.example";
     let evil = "https://evil.example";
     let good = batch(&[event(1, Some("v1"), T0, vec![], pageview())]);
@@ -590,12 +620,108 @@ async fn click_debug_api_shows_only_that_click() {
     assert!(!e.to_string().contains("script"));
     let (status, _) = h.get_json("/v1/clicks/Xy12abc?site=nope").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // With one site configured, `site` may be left out; named, it is the same answer.
+    let (_, named) = h.get_json("/v1/clicks/Xy12abc?site=demo").await;
+    assert_eq!(named, v);
     // The debug page, on the shop's origin, can read the refusals too.
     let origin = [("origin", "http://localhost:5173")];
     for (uri, status) in [("/v1/clicks/Xy12abc", 200), ("/v1/clicks/%3Cscript%3E", 400)] {
         let a = h.send("GET", uri, &origin, "").await;
         assert_eq!(a.status.as_u16(), status, "{uri}");
         assert_eq!(a.header("access-control-allow-origin"), Some(origin[0].1), "{uri}");
+    }
+}
+
+/// Who can read what of a click: order IDs and amounts only with the site's read key (counts
+/// and times without it), and CORS only for the site's own origins, never another site's.
+#[tokio::test]
+async fn click_api_shows_orders_only_with_the_read_key_and_only_to_the_sites_origins() {
+    let mut config = Config::demo();
+    config.sites[0].read_key = Some("reader".into());
+    let mut other = config.sites[0].clone();
+    other.id = "other".into();
+    other.allowed_origins = vec!["https://other.example".into()];
+    other.read_key = None;
+    config.sites.push(other);
+    let h = Harness::with_config(config);
+    let text = std::fs::read_to_string(fixtures().join("batch-journey.json")).unwrap();
+    assert_eq!(h.post(&text).await.status, StatusCode::OK);
+    let uri = "/v1/clicks/Xy12abc?site=demo";
+    // Without the key: that the click converted, and when; not which order nor how much.
+    let (status, v) = h.get_json(uri).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["pageViews"], 1);
+    assert_eq!(v["orderDetails"], false);
+    assert_eq!(
+        v["conversions"],
+        serde_json::json!([{"site": "demo", "at": 1764150060000u64, "model": "last_click", "crossDevice": false}])
+    );
+    for secret in ["ORD-1001", "129.90", "EUR"] {
+        assert!(!v.to_string().contains(secret), "{secret} without the key: {v}");
+    }
+    // With it, the orders.
+    let a = h.send("GET", uri, &[("authorization", "Bearer reader")], "").await;
+    let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    assert_eq!(v["orderDetails"], true);
+    assert_eq!(each(&v["conversions"], "orderId"), ["ORD-1001"]);
+    assert_eq!(v["conversions"][0]["amount"], "129.90");
+    assert_eq!(v["conversions"][0]["currency"], "EUR");
+    let vary: Vec<&str> = a
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "vary")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert!(vary.contains(&"Origin") && vary.contains(&"Authorization"), "{vary:?}");
+    // A wrong key is refused, not taken for none.
+    let a = h.send("GET", uri, &[("authorization", "Bearer nope")], "").await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    assert!(a.body.contains("\"field\":\"authorization\""), "{}", a.body);
+    // With several sites, the site must be named; the click is only the named site's.
+    let (status, e) = h.get_json("/v1/clicks/Xy12abc").await;
+    assert_eq!(
+        (status, e["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("site")),
+        "{e}"
+    );
+    let (status, _) = h.get_json("/v1/clicks/Xy12abc?site=other").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // CORS: the site's own origins only, refusals included; before the site is known, any
+    // configured site's origin may read the refusal.
+    let shop = "http://localhost:5173";
+    let other = "https://other.example";
+    let cases = [
+        (uri, shop, 200, Some(shop)),
+        (uri, other, 200, None),
+        ("/v1/clicks/%3Cscript%3E?site=demo", shop, 400, Some(shop)),
+        ("/v1/clicks/%3Cscript%3E?site=demo", other, 400, None),
+        ("/v1/clicks/Xy12abc?site=other", other, 404, Some(other)),
+        ("/v1/clicks/Xy12abc?site=nope", other, 404, Some(other)),
+        ("/v1/clicks/Xy12abc", other, 400, Some(other)),
+        (uri, "https://evil.example", 200, None),
+    ];
+    for (uri, origin, status, allowed) in cases {
+        let a = h.send("GET", uri, &[("origin", origin)], "").await;
+        assert_eq!(a.status.as_u16(), status, "{uri} from {origin}: {}", a.body);
+        assert_eq!(a.header("access-control-allow-origin"), allowed, "{uri} from {origin}");
+    }
+}
+
+/// The read API's JSON is compressed for clients that accept it.
+#[tokio::test]
+async fn read_answers_are_compressed() {
+    let h = Harness::new();
+    let text = std::fs::read_to_string(fixtures().join("batch-journey.json")).unwrap();
+    h.post(&text).await;
+    for uri in ["/v1/conversions?site=demo", "/v1/clicks/Xy12abc"] {
+        for (accept, want) in [("br", Some("br")), ("gzip", Some("gzip")), ("identity", None)] {
+            let a = h.send("GET", uri, &[("accept-encoding", accept)], "").await;
+            assert_eq!(a.status, StatusCode::OK, "{uri}");
+            assert_eq!(a.header("content-encoding"), want, "{uri} {accept}");
+            assert_eq!(a.header("content-type"), Some("application/json"), "{uri}");
+        }
+        let plain = h.send("GET", uri, &[], "").await;
+        assert!(plain.body.starts_with('{'), "{uri}: {}", plain.body);
     }
 }
 
@@ -663,6 +789,10 @@ async fn health_and_metrics() {
         // Two batches reached the writer (the third had only a rejected event).
         "utt_writer_commits_total 2\n",
         "utt_writer_events_total 12\n",
+        "utt_writer_commit_failures_total 0\n",
+        "utt_store_failing 0\n",
+        "utt_http_responses_total{route=\"/v1/events\",class=\"2xx\"} 3\n",
+        "utt_http_responses_total{route=\"/healthz\",class=\"2xx\"} 1\n",
     ] {
         assert!(a.body.contains(line), "missing {line:?} in\n{}", a.body);
     }
@@ -752,6 +882,124 @@ async fn stopped_writer_answers_503() {
     assert_eq!(h.events(), 0);
 }
 
+/// The value of an unlabelled metric line.
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// Polls `/healthz` until `done` holds for its status and body (at most 30 s).
+async fn health_until(
+    h: &Harness,
+    what: &str,
+    done: impl Fn(StatusCode, &serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, v) = h.get_json("/healthz").await;
+        if done(status, &v) {
+            return v;
+        }
+        assert!(std::time::Instant::now() < until, "/healthz never {what}: {status} {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A full disk: every batch is refused with a 500, `/healthz` answers 503 with the reason and
+/// `/metrics` counts the failed commits and answers; once space is freed the collector sees by
+/// itself (a probe, no event sent) that it can commit again.
+#[tokio::test]
+async fn a_full_disk_shows_in_health_and_metrics_until_it_recovers_by_itself() {
+    let Some(disk) = Tmpfs::mount("4m") else {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let h = Harness::with_db(&disk.join("utt.db"));
+    let mut n = 0;
+    let mut page_views = |count: u64| {
+        let events: Vec<String> = (0..count)
+            .map(|_| {
+                n += 1;
+                let kind = utt::core::wire::Kind::PageView {
+                    title: "t".repeat(500),
+                    props: None,
+                };
+                let url = format!("https://shop.example/p?q={}", "u".repeat(1500));
+                event_on(n, Some("v1"), T0 + n, vec![], kind, &url, "")
+            })
+            .collect();
+        batch(&events)
+    };
+    assert_eq!(h.post(&page_views(1)).await.statuses(), ["accepted"]);
+    let filler = disk.fill();
+    let mut failed = None;
+    for _ in 0..100 {
+        let a = h.post(&page_views(80)).await;
+        if a.status.is_server_error() {
+            failed = Some(a);
+            break;
+        }
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    }
+    let failed = failed.expect("a full disk never failed a commit");
+    assert_eq!(failed.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", failed.body);
+    let stored = h.events();
+    for _ in 0..3 {
+        assert_eq!(h.post(&page_views(80)).await.status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    assert_eq!(h.events(), stored, "nothing of a failed batch is stored");
+
+    let (status, v) = h.get_json("/healthz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["status"], "failing", "{v}");
+    assert!(v["problem"].as_str().unwrap().contains("cannot commit"), "{v}");
+    assert!(v["error"].as_str().unwrap().contains("full"), "{v}");
+    let m = h.send("GET", "/metrics", &[], "").await.body;
+    assert_eq!(metric(&m, "utt_store_failing"), 1, "{m}");
+    assert!(metric(&m, "utt_writer_commit_failures_total") >= 4, "{m}");
+    let class = |class: &str| format!("utt_http_responses_total{{route=\"/v1/events\",class=\"{class}\"}}");
+    assert!(metric(&m, &class("5xx")) >= 4, "{m}");
+    assert!(metric(&m, &class("2xx")) >= 1, "{m}");
+    assert!(metric(&m, "utt_writer_queue_depth") == 0, "{m}");
+    // Still failing when probed (a second later), as long as the disk is full.
+    let v = health_until(&h, "probed", |_, v| v["failingForSeconds"].as_u64() >= Some(2)).await;
+    assert_eq!(v["status"], "failing", "{v}");
+
+    std::fs::remove_file(filler).unwrap();
+    let v = health_until(&h, "recovered", |status, _| status == StatusCode::OK).await;
+    assert!(v["status"] == "ok" || v["status"] == "degraded", "{v}");
+    let m = h.send("GET", "/metrics", &[], "").await.body;
+    assert_eq!(metric(&m, "utt_store_failing"), 0, "{m}");
+    assert_eq!(h.post(&page_views(80)).await.statuses(), vec!["accepted"; 80]);
+    // The deriver, which could not write either, catches up too.
+    health_until(&h, "ok", |status, v| status == StatusCode::OK && v["status"] == "ok").await;
+}
+
+/// A database file removed under the running collector: SQLite would go on committing to the
+/// deleted file, and every acknowledged event would be gone at the next start. Commits are
+/// refused instead, and `/healthz` says why.
+#[tokio::test]
+async fn a_removed_database_is_refused_and_shown_in_health() {
+    let h = Harness::new();
+    let one = |n| batch(&[event(n, Some("v1"), T0, vec![], pageview())]);
+    assert_eq!(h.post(&one(1)).await.statuses(), ["accepted"]);
+    std::fs::remove_file(h.dir.join("utt.db")).unwrap();
+    let (status, v) = h.get_json("/healthz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("is gone"), "{v}");
+    let a = h.post(&one(2)).await;
+    assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", a.body);
+    let m = h.send("GET", "/metrics", &[], "").await.body;
+    assert_eq!(metric(&m, "utt_writer_commit_failures_total"), 1, "{m}");
+    assert_eq!(metric(&m, "utt_store_failing"), 1, "{m}");
+}
+
+/// Static files through tower-http's ServeDir: the folders in order, MIME types, cache headers,
+/// the precompressed `.br`/`.gz` only for clients that accept them, `ETag`/`Last-Modified` and
+/// `304`, hidden files and paths out of the folder refused with a JSON 404.
 #[tokio::test]
 async fn static_files() {
     let files = TempDir::new("www");
@@ -760,60 +1008,118 @@ async fn static_files() {
     std::fs::create_dir(files.join("debug")).unwrap();
     std::fs::write(files.join("debug/index.html"), "debug").unwrap();
     std::fs::write(files.join(".secret"), "no").unwrap();
+    std::fs::write(files.join("site.css"), "body{}").unwrap();
     std::fs::write(dist.join("utt_bg.wasm"), b"\0asm").unwrap();
+    std::fs::write(dist.join("utt_bg.wasm.br"), "brotli bytes").unwrap();
+    std::fs::write(dist.join("utt_bg.wasm.gz"), "gzip bytes").unwrap();
     std::fs::write(dist.join("utt.js"), "export {}").unwrap();
     std::fs::write(dist.join("index.html"), "shadowed").unwrap();
     let h = Harness::with(Config::demo(), vec![files.0.clone(), dist.0.clone()]);
-    // (path, status, content type, cache control, body)
-    let cases = [
+    let wasm = "application/wasm";
+    let long = Some("public, max-age=60");
+    // (path, Accept-Encoding, status, content type, cache control, content encoding, body)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        u16,
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<&'a str>,
+        &'a str,
+    );
+    let cases: [Case; 14] = [
+        ("/", "", 200, Some("text/html"), Some("no-cache"), None, "<h1>demo</h1>"),
+        ("/debug/", "", 200, Some("text/html"), Some("no-cache"), None, "debug"),
+        ("/site.css", "", 200, Some("text/css"), long, None, "body{}"),
+        ("/utt_bg.wasm", "", 200, Some(wasm), long, None, "\0asm"),
+        ("/utt_bg.wasm", "br", 200, Some(wasm), long, Some("br"), "brotli bytes"),
         (
-            "/",
+            "/utt_bg.wasm",
+            "gzip, deflate, br",
             200,
-            Some("text/html; charset=utf-8"),
-            Some("no-cache"),
-            "<h1>demo</h1>",
-        ),
-        (
-            "/debug/",
-            200,
-            Some("text/html; charset=utf-8"),
-            Some("no-cache"),
-            "debug",
-        ),
-        (
-            "/debug",
-            200,
-            Some("text/html; charset=utf-8"),
-            Some("no-cache"),
-            "debug",
+            Some(wasm),
+            long,
+            Some("br"),
+            "brotli bytes",
         ),
         (
             "/utt_bg.wasm",
+            "gzip",
             200,
-            Some("application/wasm"),
-            Some("public, max-age=60"),
-            "\0asm",
+            Some(wasm),
+            long,
+            Some("gzip"),
+            "gzip bytes",
         ),
         (
-            "/utt.js",
+            "/utt_bg.wasm",
+            "br;q=0, gzip",
             200,
-            Some("text/javascript; charset=utf-8"),
-            Some("public, max-age=60"),
-            "export {}",
+            Some(wasm),
+            long,
+            Some("gzip"),
+            "gzip bytes",
         ),
-        ("/.secret", 404, Some("application/json"), None, ""),
-        ("/%2e%2e/%2e%2e/etc/passwd", 404, Some("application/json"), None, ""),
-        ("/missing.js", 404, Some("application/json"), None, ""),
+        ("/utt_bg.wasm", "deflate", 200, Some(wasm), long, None, "\0asm"),
+        ("/utt.js", "br", 200, Some("text/javascript"), long, None, "export {}"),
+        ("/.secret", "", 404, Some("application/json"), None, None, ""),
+        ("/%2esecret", "", 404, Some("application/json"), None, None, ""),
+        (
+            "/%2e%2e/%2e%2e/etc/passwd",
+            "",
+            404,
+            Some("application/json"),
+            None,
+            None,
+            "",
+        ),
+        ("/missing.js", "", 404, Some("application/json"), None, None, ""),
     ];
-    for (path, status, ct, cache, body) in cases {
-        let a = h.send("GET", path, &[], "").await;
-        assert_eq!(a.status.as_u16(), status, "{path}");
-        assert_eq!(a.header("content-type"), ct, "{path}");
-        assert_eq!(a.header("cache-control"), cache, "{path}");
+    for (path, accept, status, ct, cache, encoding, body) in cases {
+        let headers: Vec<(&str, &str)> = if accept.is_empty() {
+            vec![]
+        } else {
+            vec![("accept-encoding", accept)]
+        };
+        let a = h.send("GET", path, &headers, "").await;
+        let what = format!("{path} ({accept})");
+        assert_eq!(a.status.as_u16(), status, "{what}: {}", a.body);
+        assert_eq!(a.header("content-type"), ct, "{what}");
+        assert_eq!(a.header("cache-control"), cache, "{what}");
+        assert_eq!(a.header("content-encoding"), encoding, "{what}");
         if status == 200 {
-            assert_eq!(a.body, body, "{path}");
+            assert_eq!(a.body, body, "{what}");
+            assert_eq!(a.header("x-content-type-options"), Some("nosniff"), "{what}");
+            assert!(
+                a.header("etag").is_some() && a.header("last-modified").is_some(),
+                "{what}"
+            );
         }
     }
+    // Precompressed files vary with Accept-Encoding, for caches.
+    let a = h.send("GET", "/utt_bg.wasm", &[], "").await;
+    assert_eq!(a.header("vary"), Some("accept-encoding"));
+    // Revalidation: the same file is a 304 without a body, for its ETag or its date.
+    let etag = a.header("etag").unwrap().to_string();
+    let date = a.header("last-modified").unwrap().to_string();
+    for (name, value) in [("if-none-match", etag.as_str()), ("if-modified-since", date.as_str())] {
+        let again = h.send("GET", "/utt_bg.wasm", &[(name, value)], "").await;
+        assert_eq!(again.status, StatusCode::NOT_MODIFIED, "{name}");
+        assert_eq!(again.body, "", "{name}");
+        assert_eq!(again.header("cache-control"), long, "{name}");
+    }
+    let changed = h
+        .send("GET", "/utt_bg.wasm", &[("if-none-match", "\"other\"")], "")
+        .await;
+    assert_eq!(changed.status, StatusCode::OK);
+    // A folder without its slash is redirected to it (relative links then resolve in it).
+    let a = h.send("GET", "/debug", &[], "").await;
+    assert_eq!(a.status, StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(a.header("location"), Some("/debug/"));
+    let a = h.send("HEAD", "/utt.js", &[], "").await;
+    assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, ""));
+    assert_eq!(a.header("content-type"), Some("text/javascript"));
     let a = h.send("DELETE", "/index.html", &[], "").await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert_eq!(a.header("content-type"), Some("application/json"));
 }

@@ -8,7 +8,7 @@ use std::process::Command;
 use wasm_bindgen_cli_support::{Bindgen, EncodeInto};
 
 use crate::setup::WASM_TARGET;
-use crate::{dist_dir, proc, root, target_dir, Result};
+use crate::{dist_dir, proc, root, size, target_dir, Result};
 
 /// wasm-opt's flags: the tag profile keeps the target-features section, but spelling the
 /// features out keeps wasm-opt from rejecting the module if a future profile strips it.
@@ -40,7 +40,8 @@ const DIST_WASM_OPT: &[&str] = &[
     "--converge",
 ];
 
-/// Builds the tag and writes `dist/`: `utt_bg.wasm`, `utt.js`, `utt.d.ts` and `snippet.js`.
+/// Builds the tag and writes `dist/`: `utt_bg.wasm`, `utt.js`, `utt.d.ts` and `snippet.js`, each
+/// with its `.br` and `.gz` beside it.
 pub fn run() -> Result {
     let bindgen_dir = bindgen()?;
     let dist = dist_dir();
@@ -76,6 +77,7 @@ pub fn run() -> Result {
     if let Some(snippet) = read_if_exists(&js_dir.join("snippet.js"))? {
         write(&dist.join("snippet.js"), snippet.as_bytes())?;
     }
+    precompress(&dist)?;
 
     println!("build: wrote");
     let mut names: Vec<PathBuf> = fs::read_dir(&dist)
@@ -89,6 +91,30 @@ pub fn run() -> Result {
             "  {:<40} {len:>8} bytes",
             path.strip_prefix(root()).unwrap_or(&path).display()
         );
+    }
+    Ok(())
+}
+
+/// Writes `NAME.br` (brotli 11) and `NAME.gz` (gzip -9) beside every file of `dir`: a server
+/// sends them as they are to clients that accept them (the collector's static files do), so
+/// the best compression costs nothing per request. They are the compressions `cargo xtask
+/// size` measures.
+pub fn precompress(dir: &Path) -> Result {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.is_file() && !size::is_precompressed(path))
+        .collect();
+    files.sort();
+    for path in files {
+        let bytes = fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let beside = |ext: &str| {
+            let mut name = path.as_os_str().to_owned();
+            name.push(ext);
+            PathBuf::from(name)
+        };
+        write(&beside(".br"), &size::brotli(&bytes))?;
+        write(&beside(".gz"), &size::gzip(&bytes))?;
     }
     Ok(())
 }
@@ -332,6 +358,60 @@ fn write(path: &Path, bytes: &[u8]) -> Result {
 #[cfg(test)]
 mod tests {
     use super::join_glue_and_loader;
+
+    #[test]
+    fn precompressed_copies_decompress_to_each_file() {
+        use std::io::Read;
+        let dir = std::env::temp_dir().join(format!("utt-xtask-precompress-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let files = [
+            ("utt.js", "export function utt() {}\n".repeat(50)),
+            ("snippet.js", "x".into()),
+        ];
+        for (name, text) in &files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        // Twice: the second run rewrites the copies and makes none of the copies.
+        super::precompress(&dir).unwrap();
+        super::precompress(&dir).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "snippet.js",
+                "snippet.js.br",
+                "snippet.js.gz",
+                "utt.js",
+                "utt.js.br",
+                "utt.js.gz"
+            ]
+        );
+        for (name, text) in &files {
+            let mut from_br = String::new();
+            let br = std::fs::read(dir.join(format!("{name}.br"))).unwrap();
+            brotli::Decompressor::new(&br[..], 4096)
+                .read_to_string(&mut from_br)
+                .unwrap();
+            let mut from_gz = String::new();
+            let gz = std::fs::read(dir.join(format!("{name}.gz"))).unwrap();
+            flate2::read::GzDecoder::new(&gz[..])
+                .read_to_string(&mut from_gz)
+                .unwrap();
+            assert_eq!((&from_br, &from_gz), (text, text), "{name}");
+            let measured = crate::size::measure(name.to_string(), text.as_bytes());
+            assert_eq!(
+                br.len() as u64,
+                measured.brotli,
+                "{name}: what size measures is what is served"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     const GLUE: &str = "\
 let wasm;

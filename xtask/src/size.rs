@@ -2,6 +2,7 @@
 
 use std::fs;
 use std::io::Write;
+use std::path::Path;
 
 use crate::{dist_dir, Result};
 
@@ -39,7 +40,7 @@ pub fn run() -> Result {
     let mut files: Vec<_> = fs::read_dir(&dist)
         .map_err(|e| format!("cannot read {}: {e} (run `cargo xtask build` first)", dist.display()))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.is_file())
+        .filter(|path| path.is_file() && !is_precompressed(path))
         .collect();
     files.sort();
     let mut all = Vec::new();
@@ -68,12 +69,21 @@ pub fn run() -> Result {
     }
 }
 
-/// Measures one file; the compressors run in-process so the figures never depend on installed tools.
-pub fn measure(name: String, bytes: &[u8]) -> Sizes {
+/// Whether a file in `dist/` is a precompressed copy of another (`utt.js.br`, `utt.js.gz`, as
+/// `cargo xtask build` writes them for servers): the table measures the originals only.
+pub fn is_precompressed(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "br" || e == "gz")
+}
+
+/// `bytes` after gzip at level 9.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(bytes).expect("unreachable: writing to a Vec cannot fail");
-    let gzip = gz.finish().expect("unreachable: writing to a Vec cannot fail").len() as u64;
+    gz.finish().expect("unreachable: writing to a Vec cannot fail")
+}
 
+/// `bytes` after brotli at quality 11 (window 22).
+pub fn brotli(bytes: &[u8]) -> Vec<u8> {
     let params = brotli::enc::BrotliEncoderParams {
         quality: 11,
         lgwin: 22,
@@ -81,12 +91,17 @@ pub fn measure(name: String, bytes: &[u8]) -> Sizes {
     };
     let mut br = Vec::new();
     brotli::BrotliCompress(&mut &bytes[..], &mut br, &params).expect("unreachable: writing to a Vec cannot fail");
+    br
+}
 
+/// Measures one file; the compressors run in-process so the figures never depend on installed
+/// tools, and are the very bytes of the build's `.gz` and `.br` files.
+pub fn measure(name: String, bytes: &[u8]) -> Sizes {
     Sizes {
         name,
         raw: bytes.len() as u64,
-        gzip,
-        brotli: br.len() as u64,
+        gzip: gzip(bytes).len() as u64,
+        brotli: brotli(bytes).len() as u64,
     }
 }
 
@@ -150,7 +165,7 @@ fn line(what: &str, size: u64, budget: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{check, measure, Sizes, FIRST_LOAD_BROTLI_CEILING};
+    use super::{check, is_precompressed, measure, Sizes, FIRST_LOAD_BROTLI_CEILING};
 
     fn sizes(name: &str, raw: u64, brotli: u64) -> Sizes {
         Sizes {
@@ -220,6 +235,19 @@ mod tests {
     #[test]
     fn a_missing_first_load_file_is_an_error_not_a_pass() {
         assert!(check(&[sizes("utt.js", 10, 10)]).is_err());
+    }
+
+    #[test]
+    fn precompressed_copies_are_not_measured_as_files() {
+        for (name, skipped) in [
+            ("utt.js.br", true),
+            ("utt_bg.wasm.gz", true),
+            ("utt.js", false),
+            ("utt_bg.wasm", false),
+            ("utt.d.ts", false),
+        ] {
+            assert_eq!(is_precompressed(std::path::Path::new(name)), skipped, "{name}");
+        }
     }
 
     #[test]

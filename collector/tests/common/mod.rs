@@ -12,6 +12,7 @@ use tower::ServiceExt;
 use utt::core::click::Click;
 use utt::core::wire::{self, Event, Kind, Order};
 use utt_collector::config::{Config, RateLimit};
+use utt_collector::ratelimit::{FakeRelativeClock, RateLimiter};
 use utt_collector::sqlite::SqliteStore;
 use utt_collector::store::Store;
 use utt_collector::{app, AppState, Shared};
@@ -71,9 +72,34 @@ impl Harness {
     /// A given configuration and static folders.
     pub fn with(config: Config, statics: Vec<PathBuf>) -> Harness {
         let dir = TempDir::new("h");
-        let store = SqliteStore::open(&dir.join("utt.db")).unwrap();
+        let db = dir.join("utt.db");
+        Harness::at(dir, &db, config, statics)
+    }
+
+    /// The rate limit off and the database at `db` (elsewhere than the harness's folder).
+    pub fn with_db(db: &Path) -> Harness {
+        let mut c = Config::demo();
+        c.rate_limit = RateLimit {
+            per_second: 0,
+            per_minute: 0,
+            burst: 0,
+        };
+        Harness::at(TempDir::new("h"), db, c, Vec::new())
+    }
+
+    fn at(dir: TempDir, db: &Path, config: Config, statics: Vec<PathBuf>) -> Harness {
+        let store = SqliteStore::open(db).unwrap();
         let state = Shared::new(config, Arc::new(store), statics);
         Harness { dir, state }
+    }
+
+    /// Puts the configured rate limit on a fake clock, which stands still until advanced: no
+    /// token comes back between requests, however slow the machine.
+    pub fn fake_limit_clock(&mut self) -> FakeRelativeClock {
+        let clock = FakeRelativeClock::default();
+        let state = Arc::get_mut(&mut self.state).expect("before any request");
+        state.limiter = RateLimiter::with_clock(state.config.rate_limit, clock.clone());
+        clock
     }
 
     /// The store, for checking what was written.
@@ -131,6 +157,73 @@ impl Harness {
         let a = self.send("GET", uri, &[], "").await;
         let v = serde_json::from_str(&a.body).unwrap_or(serde_json::Value::Null);
         (a.status, v)
+    }
+}
+
+/// A small tmpfs mounted on a fresh folder (root only), unmounted when dropped: a disk that
+/// really fills up. `None` when mounting is not possible here (not root).
+pub struct Tmpfs(TempDir);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (as `mount -o size=` reads it, e.g. `2m`).
+    pub fn mount(size: &str) -> Option<Tmpfs> {
+        use std::os::unix::fs::MetadataExt;
+        if std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(1) != 0 {
+            return None;
+        }
+        let dir = TempDir::new("tmpfs");
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir.0)
+            .output()
+            .expect("running mount");
+        assert!(
+            out.status.success(),
+            "mount -t tmpfs as root failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(Tmpfs(dir))
+    }
+
+    /// A path inside it.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// Fills the rest of it with one file, and answers its path.
+    pub fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let path = self.join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let block = vec![0x5a; 64 * 1024];
+        loop {
+            match f.write(&block) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+                Err(e) => panic!("filling the tmpfs: {e}"),
+            }
+        }
+        // Whatever a last partial block did not take.
+        while f.write(&[0x5a]).is_ok_and(|n| n == 1) {}
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // A thread of the store may still hold a file open: then detach it lazily, and the
+        // kernel frees it when the last file closes.
+        let umount = |lazy: bool| {
+            let mut c = std::process::Command::new("umount");
+            if lazy {
+                c.arg("-l");
+            }
+            c.arg(&self.0 .0).status().is_ok_and(|s| s.success())
+        };
+        if !umount(false) && !umount(true) {
+            eprintln!("could not unmount {}", self.0 .0.display());
+        }
     }
 }
 
