@@ -19,6 +19,9 @@ pub struct Config {
     /// The per-client-IP rate limit.
     #[serde(default)]
     pub rate_limit: RateLimit,
+    /// Connection timeouts, the connection cap and the drain at shutdown.
+    #[serde(default)]
+    pub server: Server,
     /// The sites this collector accepts events for.
     pub sites: Vec<Site>,
 }
@@ -46,6 +49,61 @@ impl Default for RateLimit {
             per_minute: 0,
             burst: 200,
         }
+    }
+}
+
+/// How connections are served (`[server]`): every field has a default, so the section and each
+/// key are optional.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    /// A connection must have sent a whole request head within this time of being opened or of
+    /// its previous answer, or it is closed: silent connections, partial heads, and keep-alive
+    /// connections left idle (hyper times the idle wait and the head as one).
+    pub header_timeout_ms: u64,
+    /// A request's body must have arrived within this time of its head, or it is answered 408.
+    pub body_timeout_ms: u64,
+    /// Connections served at once; more wait in the listen backlog until one closes. Lowered
+    /// at start if the open-file limit cannot hold them.
+    pub max_connections: usize,
+    /// After SIGTERM or Ctrl-C, requests in flight have this long to finish; connections still
+    /// open then are closed. What was acknowledged is committed either way.
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            max_connections: 4096,
+            drain_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Server {
+    fn check(&self) -> Result<(), ConfigError> {
+        let hour = 3_600_000;
+        let ms = [
+            ("header_timeout_ms", self.header_timeout_ms),
+            ("body_timeout_ms", self.body_timeout_ms),
+            ("drain_timeout_ms", self.drain_timeout_ms),
+        ];
+        for (key, value) in ms {
+            if value == 0 || value > hour {
+                return Err(ConfigError(format!(
+                    "config: server.{key} must be 1..={hour} (milliseconds), not {value}"
+                )));
+            }
+        }
+        if self.max_connections == 0 || self.max_connections > 1_000_000 {
+            return Err(ConfigError(format!(
+                "config: server.max_connections must be 1..=1000000, not {}",
+                self.max_connections
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -97,6 +155,7 @@ impl Config {
             public_url: None,
             trust_forwarded: false,
             rate_limit: RateLimit::default(),
+            server: Server::default(),
             sites: vec![Site {
                 id: "demo".into(),
                 allowed_origins: vec!["http://127.0.0.1:*".into(), "http://localhost:*".into()],
@@ -124,6 +183,7 @@ impl Config {
         if self.sites.is_empty() {
             return Err(ConfigError("config: at least one site is required".into()));
         }
+        self.server.check()?;
         for (i, s) in self.sites.iter().enumerate() {
             let ok_id = !s.id.is_empty()
                 && s.id.len() <= 128
@@ -254,6 +314,15 @@ mod tests {
         assert_eq!(s.window_days, 30);
         assert_eq!(s.promo_partner(" spring10 "), Some("anna"));
         assert_eq!(c.rate_limit, RateLimit::default());
+        assert_eq!(c.server, Server::default());
+        let c = Config::from_toml(&format!("[server]\nbody_timeout_ms = 500\n{good}")).unwrap();
+        assert_eq!(
+            c.server,
+            Server {
+                body_timeout_ms: 500,
+                ..Server::default()
+            }
+        );
 
         let bad = [
             ("sites = []", "at least one site"),
@@ -273,6 +342,22 @@ mod tests {
             (
                 "[[sites]]\nid = \"a\"\nallowed_origins = []\nwrite_kee = \"x\"",
                 "unknown field",
+            ),
+            (
+                "[server]\nheader_timeout_ms = 0\n[[sites]]\nid = \"a\"\nallowed_origins = []",
+                "server.header_timeout_ms must be 1..=3600000",
+            ),
+            (
+                "[server]\nmax_connections = 0\n[[sites]]\nid = \"a\"\nallowed_origins = []",
+                "server.max_connections must be",
+            ),
+            (
+                "[server]\nheader_timeout = 5\n[[sites]]\nid = \"a\"\nallowed_origins = []",
+                "unknown field",
+            ),
+            (
+                "[server]\ndrain_timeout_ms = -1\n[[sites]]\nid = \"a\"\nallowed_origins = []",
+                "drain_timeout_ms",
             ),
         ];
         for (text, want) in bad {

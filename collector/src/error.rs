@@ -22,6 +22,8 @@ pub enum AppError {
     NotFound(&'static str, &'static str),
     /// 405: the path exists, not with this method.
     MethodNotAllowed,
+    /// 408: the body did not arrive within this many milliseconds.
+    BodyTimeout(u64),
     /// 413: the body is larger than the limit.
     TooLarge(usize),
     /// 415: not `text/plain` or `application/json`.
@@ -51,6 +53,7 @@ impl AppError {
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(..) => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            AppError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -69,6 +72,7 @@ impl IntoResponse for AppError {
             AppError::Forbidden(field) => ("origin not allowed".into(), Some((*field).into())),
             AppError::NotFound(what, field) => (format!("unknown {what}"), Some((*field).into())),
             AppError::MethodNotAllowed => ("method not allowed on this path".into(), Some("method".into())),
+            AppError::BodyTimeout(ms) => (format!("body not received within {ms} ms"), Some("body".into())),
             AppError::TooLarge(limit) => (format!("body larger than {limit} bytes"), Some("body".into())),
             AppError::UnsupportedMediaType => (
                 "content type must be text/plain or application/json".into(),

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -164,12 +164,17 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), AppError> {
     }
 }
 
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, AppError> {
+/// Reads a body of at most `limit` bytes, which must have arrived within the configured
+/// `server.body_timeout_ms` (a slow or stalled body is answered 408, and hyper then closes the
+/// connection rather than read the rest).
+async fn read_body(s: &Shared, headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, AppError> {
     let declared = header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(AppError::TooLarge(limit));
     }
-    let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+    let ms = s.config.server.body_timeout_ms;
+    let read = tokio::time::timeout(Duration::from_millis(ms), axum::body::to_bytes(body, limit));
+    let bytes: Bytes = read.await.map_err(|_| AppError::BodyTimeout(ms))?.map_err(|e| {
         let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
             || e.to_string().contains("length limit");
         if too_large {
@@ -239,7 +244,7 @@ async fn ingest(
     s.limiter.check(client_ip(s, &req)).map_err(AppError::TooManyRequests)?;
     let (parts, body) = req.into_parts();
     check_content_type(&parts.headers)?;
-    let bytes = read_body(&parts.headers, body, MAX_BODY).await?;
+    let bytes = read_body(s, &parts.headers, body, MAX_BODY).await?;
     let batch = wire::read_batch(utf8(&bytes)?).map_err(|e| AppError::bad(e.field, e.reason))?;
     let site = s.config.site(&batch.site).ok_or(AppError::NotFound("site", "site"))?;
     match origin {
@@ -343,7 +348,7 @@ async fn set_cookie(
     s.limiter.check(client_ip(s, &req)).map_err(AppError::TooManyRequests)?;
     let (parts, body) = req.into_parts();
     check_content_type(&parts.headers)?;
-    let bytes = read_body(&parts.headers, body, 8 * 1024).await?;
+    let bytes = read_body(s, &parts.headers, body, 8 * 1024).await?;
     let r: CookieRequest = serde_json::from_str(utf8(&bytes)?).map_err(|e| AppError::bad("body", &e.to_string()))?;
     let site = s.config.site(&r.site).ok_or(AppError::NotFound("site", "site"))?;
     // Only a page of the site may have the collector set its cookie: no Origin, no cookie.

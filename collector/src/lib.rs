@@ -10,6 +10,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod ratelimit;
+pub mod server;
 pub mod sqlite;
 pub mod statics;
 pub mod store;
@@ -17,29 +18,28 @@ pub mod writer;
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
 
 pub use crate::http::{app, AppState, Shared};
 
-/// Serves the app on a bound listener until `shutdown` resolves, then finishes the requests in
-/// flight, lets the writer commit everything queued, and closes the store. Every event that
-/// was acknowledged is on disk when this returns.
+/// Serves the app on a bound listener until `shutdown` resolves, under the configuration's
+/// `[server]` limits (see [`server`]), then drains the connections for at most
+/// `server.drain_timeout_ms`, lets the writer commit everything queued, and closes the store.
+/// Every event that was acknowledged is on disk when this returns.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let served = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
+    server::run(listener, app(state.clone()), state.config.server, shutdown).await;
     state.writer.close().await;
     let store = state.store.clone();
     let closed = tokio::task::spawn_blocking(move || store.close()).await;
     if let Ok(Err(e)) = closed {
         tracing::error!(error = %e, "closing the store");
     }
-    served
+    Ok(())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -62,5 +62,5 @@ pub async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
-    tracing::info!("shutting down: finishing requests and flushing the writer");
+    tracing::info!("shutting down: draining connections, then flushing the writer");
 }

@@ -1,11 +1,14 @@
-//! The `utt-collector` command: parses the command line, opens the store and serves.
+//! The `utt-collector` command: reads the command line (or the environment), opens the store
+//! and serves.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use clap::builder::BoolishValueParser;
+use clap::{Parser, ValueEnum};
 use tracing::level_filters::LevelFilter;
 use utt_collector::config::Config;
 use utt_collector::sqlite::SqliteStore;
@@ -16,79 +19,88 @@ use utt_collector::{serve, shutdown_signal, Shared};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const USAGE: &str =
-    "usage: utt-collector [--listen 127.0.0.1:8080] [--db ./utt.db] [--config utt.toml] [--static DIR]...
-
-  --listen ADDR   address to listen on (port 0 picks a free port; the address is printed)
-  --db PATH       the SQLite database file (created if missing)
-  --config PATH   the TOML configuration (without it: the demo site on http://127.0.0.1:* and http://localhost:*)
-  --static DIR    a folder served at / (repeatable; the first folder that has a file wins)
-  --backup-to FILE
-                  copy the database's main file to FILE (which must not exist), consistent as
-                  of one moment, while the collector may be running, then exit. To restore: put
-                  the copy at the database's path and run --rebuild-derived
-  --rebuild-derived
-                  make the derived file (<db>-derived: touches, page counts, identities) again
-                  from the stored events, then exit; the collector must be stopped. A derived
-                  file already there is kept aside as <db>-derived.replaced-<seconds>
-
-Logs go to stderr; UTT_LOG=error|warn|info|debug sets the level (default info).";
-
+/// The utt collector: receives the tag's event batches, stores them durably in SQLite and
+/// attributes conversions to partners when they are read.
+///
+/// Every option can be given as an environment variable instead (named in brackets), as
+/// container deployments do; the command line wins. Logs go to stderr; on start the listening
+/// address is printed on stdout. SIGTERM or Ctrl-C stops it gracefully.
+#[derive(Debug, Parser)]
+#[command(name = "utt-collector", version)]
 struct Args {
+    /// Address to listen on (port 0 picks a free port; the address is printed)
+    #[arg(long, env = "UTT_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// The SQLite database file (created if missing)
+    #[arg(long, env = "UTT_DB", value_name = "PATH", default_value = "utt.db")]
     db: PathBuf,
+    /// The TOML configuration (without it: the demo site on http://127.0.0.1:* and
+    /// http://localhost:*)
+    #[arg(long, env = "UTT_CONFIG", value_name = "PATH")]
     config: Option<PathBuf>,
+    /// A folder served at / (repeatable, or several separated by commas; the first folder that
+    /// has the file wins)
+    #[arg(long = "static", env = "UTT_STATIC", value_name = "DIR", value_delimiter = ',')]
     statics: Vec<PathBuf>,
-    rebuild: bool,
+    /// Copy the database's main file to FILE, then exit
+    ///
+    /// FILE must not exist. The copy is consistent as of one moment and may be taken while the
+    /// collector runs. To restore: put the copy at the database's path and run
+    /// --rebuild-derived.
+    #[arg(long, env = "UTT_BACKUP_TO", value_name = "FILE", conflicts_with = "rebuild_derived")]
     backup_to: Option<PathBuf>,
+    /// Make the derived file (<db>-derived) again from the stored events, then exit
+    ///
+    /// The derived file holds touches, page counts and identities. The collector must be
+    /// stopped. A derived file already there is kept aside as
+    /// <db>-derived.replaced-<seconds>.
+    #[arg(long, env = "UTT_REBUILD_DERIVED", value_parser = BoolishValueParser::new())]
+    rebuild_derived: bool,
+    /// The lowest level logged
+    #[arg(long, env = "UTT_LOG", value_name = "LEVEL", value_enum, default_value_t = Level::Info)]
+    log_level: Level,
+    /// How log lines are written: text for people (coloured only when stderr is a terminal), or
+    /// json, one object a line, for log shippers
+    #[arg(long, env = "UTT_LOG_FORMAT", value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut out = Args {
-        listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-        db: PathBuf::from("utt.db"),
-        config: None,
-        statics: Vec::new(),
-        rebuild: false,
-        backup_to: None,
-    };
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--listen" => out.listen = value()?.parse().map_err(|e| format!("--listen: {e}"))?,
-            "--db" => out.db = PathBuf::from(value()?),
-            "--config" => out.config = Some(PathBuf::from(value()?)),
-            "--static" => out.statics.push(PathBuf::from(value()?)),
-            "--rebuild-derived" => out.rebuild = true,
-            "--backup-to" => out.backup_to = Some(PathBuf::from(value()?)),
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    Ok(out)
+/// A log level.
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
+enum Level {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(a) => a,
-        Err(e) => {
-            if !e.is_empty() {
-                eprintln!("utt-collector: {e}");
-            }
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
+    let args = Args::parse();
+    let level = match args.log_level {
+        Level::Error => LevelFilter::ERROR,
+        Level::Warn => LevelFilter::WARN,
+        Level::Info => LevelFilter::INFO,
+        Level::Debug => LevelFilter::DEBUG,
+        Level::Trace => LevelFilter::TRACE,
     };
-    let level = match std::env::var("UTT_LOG").as_deref() {
-        Ok("error") => LevelFilter::ERROR,
-        Ok("warn") => LevelFilter::WARN,
-        Ok("debug") => LevelFilter::DEBUG,
-        _ => LevelFilter::INFO,
-    };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => {
+            let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            logs.with_ansi(colour).init();
+        }
+    }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -110,7 +122,7 @@ fn run(args: Args) -> Result<(), String> {
         );
         return Ok(());
     }
-    if args.rebuild {
+    if args.rebuild_derived {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -163,4 +175,82 @@ fn run(args: Args) -> Result<(), String> {
     })?;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("utt-collector").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn flags() {
+        let a = parse(&[]).unwrap();
+        assert_eq!(a.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        assert_eq!(a.db, PathBuf::from("utt.db"));
+        assert_eq!((a.config, a.statics.len(), a.backup_to), (None, 0, None));
+        assert!(!a.rebuild_derived);
+        assert_eq!((a.log_level, a.log_format), (Level::Info, LogFormat::Text));
+
+        let a = parse(&[
+            "--listen",
+            "0.0.0.0:0",
+            "--db",
+            "/data/utt.db",
+            "--config",
+            "utt.toml",
+            "--static",
+            "dist",
+            "--static",
+            "www,more",
+            "--log-level",
+            "debug",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        assert_eq!(a.listen, SocketAddr::from(([0, 0, 0, 0], 0)));
+        assert_eq!(a.db, PathBuf::from("/data/utt.db"));
+        assert_eq!(a.config, Some(PathBuf::from("utt.toml")));
+        assert_eq!(a.statics, ["dist", "www", "more"].map(PathBuf::from));
+        assert_eq!((a.log_level, a.log_format), (Level::Debug, LogFormat::Json));
+        assert!(parse(&["--rebuild-derived"]).unwrap().rebuild_derived);
+        assert_eq!(
+            parse(&["--backup-to", "copy.db"]).unwrap().backup_to,
+            Some(PathBuf::from("copy.db"))
+        );
+    }
+
+    #[test]
+    fn bad_flags_are_refused_with_a_reason() {
+        let cases: [(&[&str], &str); 6] = [
+            (&["--listen", "localhost"], "invalid socket address"),
+            (&["--listen"], "a value is required"),
+            (&["--frobnicate"], "unexpected argument '--frobnicate'"),
+            (&["--log-level", "loud"], "invalid value 'loud'"),
+            (&["--log-format", "xml"], "invalid value 'xml'"),
+            (&["--backup-to", "x", "--rebuild-derived"], "cannot be used with"),
+        ];
+        for (args, want) in cases {
+            let e = parse(args).unwrap_err().to_string();
+            assert!(e.contains(want), "{args:?} gave {e}");
+        }
+    }
+
+    #[test]
+    fn every_option_has_an_environment_variable_and_help() {
+        use clap::CommandFactory;
+        let cmd = Args::command();
+        cmd.clone().debug_assert();
+        for arg in cmd
+            .get_arguments()
+            .filter(|a| a.get_long().is_some_and(|l| l != "help" && l != "version"))
+        {
+            let env = arg.get_env().and_then(|e| e.to_str()).unwrap_or_default();
+            assert!(env.starts_with("UTT_"), "--{:?} has no UTT_ variable", arg.get_long());
+            assert!(arg.get_help().is_some(), "--{:?} has no help", arg.get_long());
+        }
+    }
 }

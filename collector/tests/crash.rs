@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -19,39 +18,22 @@ use utt_collector::store::Store;
 
 /// Starts the binary on a free port and reads the address it prints.
 fn spawn(db: &Path, config: &Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_utt-collector"))
-        .args(["--listen", "127.0.0.1:0", "--db"])
-        .arg(db)
-        .arg("--config")
-        .arg(config)
-        .env("UTT_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("utt-collector listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .unwrap();
-    (child, addr)
+    listening(
+        Command::new(env!("CARGO_BIN_EXE_utt-collector"))
+            .args(["--listen", "127.0.0.1:0", "--db"])
+            .arg(db)
+            .arg("--config")
+            .arg(config)
+            .env("UTT_LOG", "warn")
+            .stderr(Stdio::inherit()),
+    )
 }
 
 #[tokio::test]
 async fn acknowledged_events_survive_kill_9() {
     let dir = TempDir::new("crash");
     let db = dir.join("utt.db");
-    let config = dir.join("utt.toml");
-    std::fs::write(
-        &config,
-        "[rate_limit]\nper_second = 0\nburst = 0\n\n[[sites]]\nid = \"demo\"\nallowed_origins = [\"http://localhost:*\"]\n",
-    )
-    .unwrap();
+    let config = config_file(&dir, "");
     let next = Arc::new(AtomicU64::new(1));
     let mut acknowledged: Vec<String> = Vec::new();
     let mut orders: Vec<String> = Vec::new();

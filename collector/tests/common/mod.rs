@@ -2,12 +2,18 @@
 //! `oneshot` requests, and event builders.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tower::ServiceExt;
 use utt::core::click::Click;
 use utt::core::wire::{self, Event, Kind, Order};
@@ -46,6 +52,83 @@ impl Drop for TempDir {
     }
 }
 
+/// The demo configuration with the rate limit off.
+pub fn unlimited() -> Config {
+    let mut c = Config::demo();
+    c.rate_limit = RateLimit {
+        per_second: 0,
+        per_minute: 0,
+        burst: 0,
+    };
+    c
+}
+
+/// `utt.toml` in `dir`: the demo site (on `http://localhost:*`) without a rate limit, with
+/// these `[server]` lines.
+pub fn config_file(dir: &TempDir, server: &str) -> PathBuf {
+    let path = dir.join("utt.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[rate_limit]\nper_second = 0\nburst = 0\n\n[server]\n{server}\n\n[[sites]]\nid = \"demo\"\nallowed_origins = [\"http://localhost:*\"]\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Spawns a `utt-collector` command (perhaps behind a wrapper that `exec`s it) with its stdout
+/// piped, and reads the address from the line it prints first.
+pub fn listening(cmd: &mut Command) -> (Child, SocketAddr) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("utt-collector listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .unwrap();
+    (child, addr)
+}
+
+/// Opens a connection and sends `bytes`: a request, or the start of one.
+pub async fn send_raw(addr: SocketAddr, bytes: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    s
+}
+
+/// Reads until the server closes the connection (an end of file or a reset), waiting at most
+/// `limit`: what it sent.
+pub async fn read_to_close(stream: &mut TcpStream, limit: Duration) -> Vec<u8> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Err(_) => panic!(
+                "the connection is still open after {limit:?}; received {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+            Ok(Ok(0) | Err(_)) => return got,
+            Ok(Ok(n)) => got.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// The status, lowercase head and body of one raw HTTP/1.1 answer.
+pub fn parse_answer(bytes: &[u8]) -> (u16, String, String) {
+    let text = String::from_utf8_lossy(bytes);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
+    let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, head.to_ascii_lowercase(), body.to_string())
+}
+
 /// A collector over a fresh database; the folder lives as long as the value.
 pub struct Harness {
     pub dir: TempDir,
@@ -55,13 +138,7 @@ pub struct Harness {
 impl Harness {
     /// The demo configuration with the rate limit off.
     pub fn new() -> Harness {
-        let mut c = Config::demo();
-        c.rate_limit = RateLimit {
-            per_second: 0,
-            per_minute: 0,
-            burst: 0,
-        };
-        Harness::with_config(c)
+        Harness::with_config(unlimited())
     }
 
     /// A given configuration.
