@@ -85,9 +85,8 @@ impl Record {
     /// The event again, read back from its canonical JSON (for the rare batch with duplicates,
     /// whose derived rows are computed again from its new events only).
     pub fn event(&self) -> Result<Event, StoreError> {
-        let mut v =
-            utt::core::json::parse(&self.body).map_err(|e| StoreError(format!("stored body: {}", e.as_str())))?;
-        utt::core::wire::read_event(&mut v).map_err(|e| StoreError(format!("stored body: {}: {}", e.field, e.reason)))
+        utt::core::wire::read_event(&self.body)
+            .map_err(|e| StoreError(format!("stored body: {}: {}", e.field, e.reason)))
     }
 }
 

@@ -187,6 +187,28 @@ pub fn uuid(n: u64) -> String {
     format!("019ac0f1-0000-7000-8000-{n:012x}")
 }
 
+/// The visitor (and session) ID a test's visitor name stands for: a UUID, as the wire format
+/// requires, the same for the same name (a UUID is kept as it is).
+pub fn visitor_id(name: &str) -> String {
+    if wire::is_uuid(name) {
+        return name.to_string();
+    }
+    // FNV-1a of the name, twice over, as the UUID's hex digits.
+    let hash = |seed: u64| {
+        name.bytes()
+            .fold(seed, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    };
+    let (a, b) = (hash(0xcbf2_9ce4_8422_2325), hash(0x8422_2325_cbf2_9ce4));
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        b >> 52,
+        b & 0xffff_ffff_ffff
+    )
+}
+
 /// A click.
 pub fn click(param: &str, network: &str, value: &str, at: u64) -> Click {
     Click {
@@ -218,8 +240,8 @@ pub fn event_on(
     let e = Event {
         id: uuid(n),
         at,
-        visitor: visitor.map(String::from),
-        session: visitor.map(String::from),
+        visitor: visitor.map(visitor_id),
+        session: visitor.map(visitor_id),
         url: url.into(),
         referrer: referrer.into(),
         clicks,
