@@ -2,12 +2,14 @@
 //! `oneshot` requests, and event builders.
 #![allow(dead_code)]
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
 use tower::ServiceExt;
 use utt::core::click::Click;
 use utt::core::wire::{self, Event, Kind, Order};
@@ -157,6 +159,57 @@ impl Answer {
                 None => o.status.as_str().to_string(),
             })
             .collect()
+    }
+}
+
+/// A keep-alive HTTP/1.1 client of a collector on a real socket (hyper-util's), whose answers
+/// read as the router's do.
+pub struct Remote {
+    client: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    base: String,
+}
+
+/// Why a request to a [`Remote`] got no answer (the server is gone, the connection was cut).
+pub type Failed = Box<dyn std::error::Error + Send + Sync>;
+
+impl Remote {
+    /// A client of the collector listening at `addr` (connections are opened as needed).
+    pub fn new(addr: SocketAddr) -> Remote {
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        Remote {
+            client,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    /// POSTs `body` with a content type to `path`.
+    pub async fn post(&self, path: &str, content_type: &str, body: &[u8]) -> Result<Answer, Failed> {
+        let req = Request::post(format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(Full::new(Bytes::copy_from_slice(body)))?;
+        self.send(req).await
+    }
+
+    /// GETs `path`.
+    pub async fn get(&self, path: &str) -> Result<Answer, Failed> {
+        let req = Request::get(format!("{}{path}", self.base)).body(Full::default())?;
+        self.send(req).await
+    }
+
+    async fn send(&self, req: Request<Full<Bytes>>) -> Result<Answer, Failed> {
+        let resp = self.client.request(req).await?;
+        let status = resp.status();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        Ok(Answer {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        })
     }
 }
 
