@@ -112,18 +112,25 @@ pub struct Order {
     pub custom: Option<Json>,
 }
 
-/// One order line.
+/// One order line. The collector stores a conversion's lines as their serde JSON (absent
+/// members left out, the price as a string).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Item {
     /// Stock-keeping unit.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub sku: Option<String>,
     /// Product name.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub name: Option<String>,
     /// Unit price, exactly as given.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub price: Option<Decimal>,
     /// Quantity.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub quantity: Option<u64>,
     /// Product category.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub category: Option<String>,
 }
 
@@ -201,6 +208,14 @@ impl Decimal {
         } else {
             out.push_str(&self.text);
         }
+    }
+}
+
+/// An amount serializes as its text, a string (`"49.90"`), whichever way it was sent.
+#[cfg(feature = "serde")]
+impl serde::Serialize for Decimal {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
     }
 }
 
