@@ -103,18 +103,8 @@ impl Harness {
             .oneshot(b.body(Body::from(body)).unwrap())
             .await
             .unwrap();
-        let status = resp.status();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
-            .collect();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-        Answer {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        }
+        let (parts, body) = resp.into_parts();
+        Answer::new(&parts, &axum::body::to_bytes(body, usize::MAX).await.unwrap())
     }
 
     /// POSTs a batch as the tag does (text/plain).
@@ -144,6 +134,19 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// An answer of this status and headers, and this body.
+    fn new(parts: &axum::http::response::Parts, body: &[u8]) -> Answer {
+        Answer {
+            status: parts.status,
+            headers: parts
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+                .collect(),
+            body: String::from_utf8_lossy(body).into_owned(),
+        }
+    }
+
     /// A header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
@@ -197,19 +200,8 @@ impl Remote {
     }
 
     async fn send(&self, req: Request<Full<Bytes>>) -> Result<Answer, Failed> {
-        let resp = self.client.request(req).await?;
-        let status = resp.status();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
-            .collect();
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        Ok(Answer {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        })
+        let (parts, body) = self.client.request(req).await?.into_parts();
+        Ok(Answer::new(&parts, &body.collect().await?.to_bytes()))
     }
 }
 

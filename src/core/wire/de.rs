@@ -270,77 +270,60 @@ impl<'de> Members<'de> for RawBatch<'de> {
     }
 }
 
-/// An event: the members of every type.
-#[derive(Default)]
-struct RawEvent<'a> {
-    id: Option<Leaf<'a>>,
-    ty: Option<Leaf<'a>>,
-    at: Option<Leaf<'a>>,
-    visitor: Option<Leaf<'a>>,
-    session: Option<Leaf<'a>>,
-    url: Option<Leaf<'a>>,
-    referrer: Option<Leaf<'a>>,
-    clicks: Option<Shaped<Vec<Shaped<RawClick<'a>>>>>,
-    title: Option<Leaf<'a>>,
-    props: Option<Leaf<'a>>,
-    order: Option<Shaped<Box<RawOrder<'a>>>>,
-    customer_id: Option<Leaf<'a>>,
-    email_hash: Option<Leaf<'a>>,
-    name: Option<Leaf<'a>>,
-    consent: Option<Leaf<'a>>,
+/// A struct of the members of an object, each an `Option` read by its seed (a repeated member
+/// replaces the earlier one), and its [`Members`] impl, which reads an unknown member as [`Raw`]
+/// (so that it is checked) and drops it.
+macro_rules! members {
+    ($(#[$doc:meta])* struct $name:ident { $($key:literal => $field:ident: $ty:ty = $seed:expr,)* }) => {
+        $(#[$doc])*
+        #[derive(Default)]
+        struct $name<'a> {
+            $($field: Option<$ty>,)*
+        }
+
+        impl<'de> Members<'de> for $name<'de> {
+            fn member<A: MapAccess<'de>>(&mut self, key: Cow<'de, str>, map: &mut A, ctx: Ctx) -> Result<(), A::Error> {
+                match &*key {
+                    $($key => self.$field = Some(map.next_value_seed($seed(ctx))?),)*
+                    _ => drop(map.next_value_seed(Raw(ctx))?),
+                }
+                Ok(())
+            }
+        }
+    };
 }
 
-impl<'de> Members<'de> for RawEvent<'de> {
-    fn member<A: MapAccess<'de>>(&mut self, key: Cow<'de, str>, map: &mut A, ctx: Ctx) -> Result<(), A::Error> {
-        let text = |map: &mut A| map.next_value_seed(Text(ctx)).map(Some);
-        match &*key {
-            "id" => self.id = text(map)?,
-            "type" => self.ty = text(map)?,
-            "at" => self.at = Some(map.next_value_seed(Raw(ctx))?),
-            "visitor" => self.visitor = text(map)?,
-            "session" => self.session = text(map)?,
-            "url" => self.url = text(map)?,
-            "referrer" => self.referrer = text(map)?,
-            "clicks" => self.clicks = Some(map.next_value_seed(List::at(ctx))?),
-            "title" => self.title = text(map)?,
-            "props" => self.props = Some(map.next_value_seed(Raw(ctx))?),
-            "order" => self.order = Some(map.next_value_seed(Object::at(ctx))?),
-            "customerId" => self.customer_id = text(map)?,
-            "emailHash" => self.email_hash = text(map)?,
-            "name" => self.name = text(map)?,
-            "consent" => self.consent = text(map)?,
-            _ => drop(map.next_value_seed(Raw(ctx))?),
-        }
-        Ok(())
+members! {
+    /// An event: the members of every type.
+    struct RawEvent {
+        "id" => id: Leaf<'a> = Text,
+        "type" => ty: Leaf<'a> = Text,
+        "at" => at: Leaf<'a> = Raw,
+        "visitor" => visitor: Leaf<'a> = Text,
+        "session" => session: Leaf<'a> = Text,
+        "url" => url: Leaf<'a> = Text,
+        "referrer" => referrer: Leaf<'a> = Text,
+        "clicks" => clicks: Shaped<Vec<Shaped<RawClick<'a>>>> = List::at,
+        "title" => title: Leaf<'a> = Text,
+        "props" => props: Leaf<'a> = Raw,
+        "order" => order: Shaped<Box<RawOrder<'a>>> = Object::at,
+        "customerId" => customer_id: Leaf<'a> = Text,
+        "emailHash" => email_hash: Leaf<'a> = Text,
+        "name" => name: Leaf<'a> = Text,
+        "consent" => consent: Leaf<'a> = Text,
     }
 }
 
-/// A click.
-#[derive(Default)]
-struct RawClick<'a> {
-    param: Option<Leaf<'a>>,
-    network: Option<Leaf<'a>>,
-    value: Option<Leaf<'a>>,
-    at: Option<Leaf<'a>>,
-    path: Option<Leaf<'a>>,
-    referrer: Option<Leaf<'a>>,
-    utm: Option<Shaped<Utm<'a>>>,
-}
-
-impl<'de> Members<'de> for RawClick<'de> {
-    fn member<A: MapAccess<'de>>(&mut self, key: Cow<'de, str>, map: &mut A, ctx: Ctx) -> Result<(), A::Error> {
-        let text = |map: &mut A| map.next_value_seed(Text(ctx)).map(Some);
-        match &*key {
-            "param" => self.param = text(map)?,
-            "network" => self.network = text(map)?,
-            "value" => self.value = text(map)?,
-            "at" => self.at = Some(map.next_value_seed(Raw(ctx))?),
-            "path" => self.path = text(map)?,
-            "ref" => self.referrer = text(map)?,
-            "utm" => self.utm = Some(map.next_value_seed(Object::at(ctx))?),
-            _ => drop(map.next_value_seed(Raw(ctx))?),
-        }
-        Ok(())
+members! {
+    /// A click.
+    struct RawClick {
+        "param" => param: Leaf<'a> = Text,
+        "network" => network: Leaf<'a> = Text,
+        "value" => value: Leaf<'a> = Text,
+        "at" => at: Leaf<'a> = Raw,
+        "path" => path: Leaf<'a> = Text,
+        "ref" => referrer: Leaf<'a> = Text,
+        "utm" => utm: Shaped<Utm<'a>> = Object::at,
     }
 }
 
@@ -356,61 +339,28 @@ impl<'de> Members<'de> for Utm<'de> {
     }
 }
 
-/// A conversion's order.
-#[derive(Default)]
-struct RawOrder<'a> {
-    order_id: Option<Leaf<'a>>,
-    amount: Option<Leaf<'a>>,
-    currency: Option<Leaf<'a>>,
-    items: Option<Shaped<Vec<Shaped<RawItem<'a>>>>>,
-    promo_code: Option<Leaf<'a>>,
-    customer_status: Option<Leaf<'a>>,
-    discount: Option<Leaf<'a>>,
-    custom: Option<Leaf<'a>>,
-}
-
-impl<'de> Members<'de> for RawOrder<'de> {
-    fn member<A: MapAccess<'de>>(&mut self, key: Cow<'de, str>, map: &mut A, ctx: Ctx) -> Result<(), A::Error> {
-        let text = |map: &mut A| map.next_value_seed(Text(ctx)).map(Some);
-        let raw = |map: &mut A| map.next_value_seed(Raw(ctx)).map(Some);
-        match &*key {
-            "orderId" => self.order_id = raw(map)?,
-            "amount" => self.amount = raw(map)?,
-            "currency" => self.currency = text(map)?,
-            "items" => self.items = Some(map.next_value_seed(List::at(ctx))?),
-            "promoCode" => self.promo_code = text(map)?,
-            "customerStatus" => self.customer_status = text(map)?,
-            "discount" => self.discount = raw(map)?,
-            "custom" => self.custom = raw(map)?,
-            _ => drop(raw(map)?),
-        }
-        Ok(())
+members! {
+    /// A conversion's order (`orderId` may be a number, kept as its text).
+    struct RawOrder {
+        "orderId" => order_id: Leaf<'a> = Raw,
+        "amount" => amount: Leaf<'a> = Raw,
+        "currency" => currency: Leaf<'a> = Text,
+        "items" => items: Shaped<Vec<Shaped<RawItem<'a>>>> = List::at,
+        "promoCode" => promo_code: Leaf<'a> = Text,
+        "customerStatus" => customer_status: Leaf<'a> = Text,
+        "discount" => discount: Leaf<'a> = Raw,
+        "custom" => custom: Leaf<'a> = Raw,
     }
 }
 
-/// An order line.
-#[derive(Default)]
-struct RawItem<'a> {
-    sku: Option<Leaf<'a>>,
-    name: Option<Leaf<'a>>,
-    price: Option<Leaf<'a>>,
-    quantity: Option<Leaf<'a>>,
-    category: Option<Leaf<'a>>,
-}
-
-impl<'de> Members<'de> for RawItem<'de> {
-    fn member<A: MapAccess<'de>>(&mut self, key: Cow<'de, str>, map: &mut A, ctx: Ctx) -> Result<(), A::Error> {
-        let text = |map: &mut A| map.next_value_seed(Text(ctx)).map(Some);
-        let raw = |map: &mut A| map.next_value_seed(Raw(ctx)).map(Some);
-        match &*key {
-            "sku" => self.sku = text(map)?,
-            "name" => self.name = text(map)?,
-            "price" => self.price = raw(map)?,
-            "quantity" => self.quantity = raw(map)?,
-            "category" => self.category = text(map)?,
-            _ => drop(raw(map)?),
-        }
-        Ok(())
+members! {
+    /// An order line.
+    struct RawItem {
+        "sku" => sku: Leaf<'a> = Text,
+        "name" => name: Leaf<'a> = Text,
+        "price" => price: Leaf<'a> = Raw,
+        "quantity" => quantity: Leaf<'a> = Raw,
+        "category" => category: Leaf<'a> = Text,
     }
 }
 
