@@ -259,7 +259,7 @@ fn mutate(path: &[&str], value: Option<&str>) -> Result<Event, wire::Invalid> {
         }
     }
     set(&mut event, path, value);
-    wire::read_event(&mut event)
+    wire::read_event(&event.to_text())
 }
 
 #[test]
@@ -379,11 +379,9 @@ fn a_refused_click_id_in_the_url_or_referrer_refuses_only_its_event() {
         );
         // A stored event is read again with read_event, which keeps reading one stored before
         // the rule.
-        let mut v = json::parse(&text).unwrap();
-        let Some(Json::Arr(list)) = v.get_mut("events") else {
-            panic!()
-        };
-        assert!(wire::read_event(&mut list[0]).is_ok(), "{value}");
+        let v = json::parse(&text).unwrap();
+        let list = v.get("events").and_then(Json::as_arr).unwrap();
+        assert!(wire::read_event(&list[0].to_text()).is_ok(), "{value}");
     }
 }
 
@@ -412,4 +410,101 @@ fn outcomes_round_trip() {
     assert_eq!(wire::read_outcomes(&text), Some(outcomes));
     assert_eq!(wire::read_outcomes("<html>502</html>"), None);
     assert_eq!(wire::read_outcomes("{\"results\":[{\"status\":\"maybe\"}]}"), None);
+}
+
+/// The checks a batch gets beyond those of a stored event: `visitor` and `session` must be
+/// lowercase UUIDs, and `props` and `order.custom` hold no control character in a key or a
+/// string, however deep. Each refuses only its event, named by its ID; a stored event is still
+/// read (it may have been stored before the check).
+#[test]
+fn batches_refuse_ids_that_are_not_uuids_and_control_characters_in_free_values() {
+    let text = std::fs::read_to_string(format!(
+        "{}/tests/fixtures/batch-journey.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let visitor = "\"visitor\":\"5b0e3f0a-6c1d-4f3e-9a8b-2c7d1e0f4a5b\"";
+    let session = "\"session\":\"0c9a7e52-3b1f-4d6a-8e2c-9f1b3d5a7c9e\"";
+    let props = "\"props\":{\"section\":\"product\"}";
+    let list = "\"props\":{\"list\":\"weekly\"}";
+    let custom = "\"custom\":{\"channel\":\"web\",\"giftWrap\":true}";
+    // (member replaced in the first event carrying it, its replacement, the reason, or none)
+    let cases = [
+        (visitor, "\"visitor\":\"v1\"", Some("visitor: must be a lowercase UUID")),
+        (
+            visitor,
+            "\"visitor\":\"5B0E3F0A-6C1D-4F3E-9A8B-2C7D1E0F4A5B\"",
+            Some("visitor: must be a lowercase UUID"),
+        ),
+        (
+            visitor,
+            "\"visitor\":\"5b0e3f0a6c1d4f3e9a8b2c7d1e0f4a5b\"",
+            Some("visitor: must be a lowercase UUID"),
+        ),
+        (
+            session,
+            "\"session\":\"s-1\"",
+            Some("session: must be a lowercase UUID"),
+        ),
+        (visitor, "\"visitor\":null", None),
+        (
+            props,
+            "\"props\":{\"sec\\u0001tion\":\"product\"}",
+            Some("props: must not contain control characters"),
+        ),
+        (
+            props,
+            "\"props\":{\"section\":\"pro\\nduct\"}",
+            Some("props: must not contain control characters"),
+        ),
+        (
+            props,
+            "\"props\":{\"section\":\"pro\u{85}duct\"}",
+            Some("props: must not contain control characters"),
+        ),
+        (
+            props,
+            "\"props\":{\"section\":\"pro\u{7f}duct\"}",
+            Some("props: must not contain control characters"),
+        ),
+        (
+            props,
+            "\"props\":{\"a\":[1,{\"b\":[\"\\t\"]}]}",
+            Some("props: must not contain control characters"),
+        ),
+        (
+            props,
+            "\"props\":{\"a\":[1,{\"b\":[\"\\\\t ©\"]},null,true,2.50]}",
+            None,
+        ),
+        (
+            list,
+            "\"props\":{\"list\\r\":\"weekly\"}",
+            Some("props: must not contain control characters"),
+        ),
+        (
+            custom,
+            "\"custom\":{\"note\":\"a\\u001fb\"}",
+            Some("order.custom: must not contain control characters"),
+        ),
+    ];
+    for (member, value, want) in cases {
+        let changed = text.replacen(member, value, 1);
+        assert_ne!(changed, text, "{member}");
+        let batch = wire::read_batch(&changed).unwrap();
+        let i = changed.lines().position(|l| l.contains(value)).unwrap() - 1;
+        let others = batch.events.iter().enumerate().filter(|(j, _)| *j != i);
+        assert!(others.clone().all(|(_, e)| e.is_ok()), "{value}: the others are read");
+        match want {
+            Some(reason) => {
+                let (id, why) = batch.events[i].as_ref().unwrap_err();
+                assert!(id.as_deref().is_some_and(wire::is_uuid), "{value}: {id:?}");
+                assert_eq!(why.to_string(), reason, "{value}");
+            }
+            None => assert!(batch.events[i].is_ok(), "{value}: {:?}", batch.events[i]),
+        }
+        // As a stored event, it is read.
+        let event = json::parse(&changed).unwrap().get("events").unwrap().as_arr().unwrap()[i].to_text();
+        assert!(wire::read_event(&event).is_ok(), "{value}");
+    }
 }

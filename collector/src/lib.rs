@@ -3,7 +3,6 @@
 //! read time. `app` builds the router; `serve` runs it until a shutdown signal.
 
 pub mod attribution;
-pub mod client;
 pub mod config;
 pub mod cookie;
 pub mod error;

@@ -85,34 +85,14 @@ impl Record {
     /// The event again, read back from its canonical JSON (for the rare batch with duplicates,
     /// whose derived rows are computed again from its new events only).
     pub fn event(&self) -> Result<Event, StoreError> {
-        let mut v =
-            utt::core::json::parse(&self.body).map_err(|e| StoreError(format!("stored body: {}", e.as_str())))?;
-        utt::core::wire::read_event(&mut v).map_err(|e| StoreError(format!("stored body: {}: {}", e.field, e.reason)))
+        utt::core::wire::read_event(&self.body)
+            .map_err(|e| StoreError(format!("stored body: {}: {}", e.field, e.reason)))
     }
 }
 
+/// A conversion's order lines as the JSON array the read API answers (`wire::Item`'s serde form).
 fn items_json(o: &Order) -> String {
-    let items: Vec<serde_json::Value> = o
-        .items
-        .iter()
-        .map(|it| {
-            let mut m = serde_json::Map::new();
-            let mut put = |k: &str, v: Option<&str>| {
-                if let Some(v) = v {
-                    m.insert(k.into(), v.into());
-                }
-            };
-            put("sku", it.sku.as_deref());
-            put("name", it.name.as_deref());
-            put("price", it.price.as_ref().map(|p| p.text.as_str()));
-            put("category", it.category.as_deref());
-            if let Some(q) = it.quantity {
-                m.insert("quantity".into(), q.into());
-            }
-            serde_json::Value::Object(m)
-        })
-        .collect();
-    serde_json::Value::Array(items).to_string()
+    serde_json::to_string(&o.items).unwrap_or_else(|_| "[]".to_string())
 }
 
 /// The path of a URL, without scheme, host, query or fragment (page paths are reported to

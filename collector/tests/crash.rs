@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use common::*;
 use utt::core::wire::{self, Status};
-use utt_collector::client::Client;
 use utt_collector::sqlite::SqliteStore;
 use utt_collector::store::Store;
 
@@ -50,9 +49,7 @@ async fn acknowledged_events_survive_kill_9() {
             let acked_so_far = acked_so_far.clone();
             tasks.push(tokio::spawn(async move {
                 let mut acked = Vec::new();
-                let Ok(mut c) = Client::connect(addr).await else {
-                    return acked;
-                };
+                let c = Remote::new(addr);
                 loop {
                     let first = next.fetch_add(10, Ordering::Relaxed);
                     // Each batch carries a click of its own: its touch and page counts are
@@ -75,8 +72,8 @@ async fn acknowledged_events_survive_kill_9() {
                     let Ok(a) = c.post("/v1/events", "text/plain", batch(&events).as_bytes()).await else {
                         return acked;
                     };
-                    assert_eq!(a.status, 200, "{}", a.text());
-                    for o in wire::read_outcomes(&a.text()).unwrap() {
+                    assert_eq!(a.status, 200, "{}", a.body);
+                    for o in wire::read_outcomes(&a.body).unwrap() {
                         assert_eq!(o.status, Status::Accepted);
                         acked.push(o.id.unwrap());
                     }
@@ -113,10 +110,10 @@ async fn acknowledged_events_survive_kill_9() {
 
     // Restart on the same database: the read API lists every acknowledged order.
     let (mut child, addr) = spawn(&db, &config);
-    let mut c = Client::connect(addr).await.unwrap();
+    let c = Remote::new(addr);
     let a = c.get("/v1/conversions?site=demo&limit=10000").await.unwrap();
     assert_eq!(a.status, 200);
-    let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
     let listed: std::collections::HashSet<&str> = each(&v["conversions"], "orderId").into_iter().collect();
     for o in &orders {
         assert!(
@@ -128,8 +125,8 @@ async fn acknowledged_events_survive_kill_9() {
     // pending rows the kill left, or before it, never both.
     for value in &clicked {
         let a = c.get(&format!("/v1/clicks/{value}")).await.unwrap();
-        assert_eq!(a.status, 200, "{value}: {}", a.text());
-        let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+        assert_eq!(a.status, 200, "{value}: {}", a.body);
+        let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
         let views: u64 = v["pages"]
             .as_array()
             .unwrap()

@@ -14,7 +14,6 @@ use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use utt::core::wire::{self, Status};
-use utt_collector::client::Client;
 use utt_collector::server::RESERVED_FILES;
 use utt_collector::sqlite::SqliteStore;
 use utt_collector::store::Store;
@@ -72,11 +71,11 @@ fn post_request(body: &str) -> String {
 }
 
 /// Sends a batch and checks that every event was accepted.
-async fn post_accepted(c: &mut Client, body: &str) {
+async fn post_accepted(c: &Remote, body: &str) {
     let a = c.post("/v1/events", "text/plain", body.as_bytes()).await.unwrap();
-    assert_eq!(a.status, 200, "{}", a.text());
-    let outcomes = wire::read_outcomes(&a.text()).unwrap();
-    assert!(outcomes.iter().all(|o| o.status == Status::Accepted), "{}", a.text());
+    assert_eq!(a.status, 200, "{}", a.body);
+    let outcomes = wire::read_outcomes(&a.body).unwrap();
+    assert!(outcomes.iter().all(|o| o.status == Status::Accepted), "{}", a.body);
 }
 
 /// Every stored event among `ids`.
@@ -123,10 +122,13 @@ async fn more_connections_than_open_files_leave_requests_served() {
     // A normal client is answered: once the timeouts have closed enough of them, at the latest.
     let started = Instant::now();
     let served = tokio::time::timeout(Duration::from_secs(60), async {
-        let mut c = Client::connect(addr).await.unwrap();
+        let c = Remote::new(addr);
         let a = c.get("/healthz").await.unwrap();
-        assert_eq!((a.status, a.text()), (200, "{\"status\":\"ok\"}".to_string()));
-        post_accepted(&mut c, &body).await;
+        assert_eq!(
+            (a.status.as_u16(), a.body.clone()),
+            (200, "{\"status\":\"ok\"}".to_string())
+        );
+        post_accepted(&c, &body).await;
     });
     served.await.expect("no answer within 60 s");
     eprintln!("answered after {:?}", started.elapsed());
@@ -191,8 +193,8 @@ async fn sigterm_drains_for_a_bounded_time_behind_a_stalled_client() {
 
     // Acknowledged before the stop.
     let (first, acked) = views(1, 10);
-    let mut c = Client::connect(addr).await.unwrap();
-    post_accepted(&mut c, &first).await;
+    let c = Remote::new(addr);
+    post_accepted(&c, &first).await;
     // Two clients, each answered once (so the server holds their connections), then halfway
     // through a batch's body: one finishes it during the drain, the other never does.
     let mut halfway = Vec::new();
@@ -275,19 +277,19 @@ async fn the_environment_configures_the_binary() {
             .stderr(Stdio::piped()),
     );
     let logs = stderr_of(&mut child);
-    let mut c = Client::connect(addr).await.unwrap();
+    let c = Remote::new(addr);
     for (path, want) in [("/page.txt", "from a"), ("/only-b.txt", "only b")] {
         let a = c.get(path).await.unwrap();
-        assert_eq!((a.status, a.text()), (200, want.to_string()), "{path}");
+        assert_eq!((a.status.as_u16(), a.body.clone()), (200, want.to_string()), "{path}");
     }
     // The configured site, not the demo's.
     let id = uuid(7);
     let body = wire::write_batch("envsite", None, T0, &[&event(7, Some("v"), T0, vec![], pageview())]);
     let a = c.post("/v1/events", "text/plain", body.as_bytes()).await.unwrap();
-    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.status, 200, "{}", a.body);
     let demo = batch(&[event(8, Some("v"), T0, vec![], pageview())]);
     let a = c.post("/v1/events", "text/plain", demo.as_bytes()).await.unwrap();
-    assert_eq!(a.status, 404, "{}", a.text());
+    assert_eq!(a.status, 404, "{}", a.body);
     drop(c);
     terminate(&child);
     assert!(exit_within(&mut child, Duration::from_secs(30)).await.success());

@@ -12,7 +12,6 @@ use common::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use utt::core::wire::{self, Status};
-use utt_collector::client::Client;
 use utt_collector::sqlite::SqliteStore;
 use utt_collector::store::Store;
 use utt_collector::{serve, AppState};
@@ -37,19 +36,19 @@ async fn start(
 async fn real_socket_round_trip_and_graceful_shutdown() {
     let h = Harness::new();
     let (addr, stop, server) = start(h.state.clone()).await;
-    let mut c = Client::connect(addr).await.unwrap();
+    let c = Remote::new(addr);
     let text = std::fs::read_to_string(fixtures().join("batch-journey.json")).unwrap();
     let a = c
         .post("/v1/events", "text/plain;charset=UTF-8", text.as_bytes())
         .await
         .unwrap();
-    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.header("content-type"), Some("application/json"));
-    let outcomes = wire::read_outcomes(&a.text()).unwrap();
+    let outcomes = wire::read_outcomes(&a.body).unwrap();
     assert!(outcomes.iter().all(|o| o.status == Status::Accepted));
     // Same connection (keep-alive), another endpoint.
     let a = c.get("/healthz").await.unwrap();
-    assert_eq!((a.status, a.text()), (200, "{\"status\":\"ok\"}".to_string()));
+    assert_eq!((a.status.as_u16(), a.body.as_str()), (200, "{\"status\":\"ok\"}"));
     let a = c.get("/v1/clicks/Xy12abc").await.unwrap();
     assert_eq!(a.status, 200);
     drop(c);
@@ -72,7 +71,7 @@ async fn concurrent_ingest_with_duplicates_stores_each_once() {
     let mut tasks = Vec::new();
     for c in 0..CLIENTS {
         tasks.push(tokio::spawn(async move {
-            let mut client = Client::connect(addr).await.unwrap();
+            let client = Remote::new(addr);
             let mut seen: Vec<(String, Status)> = Vec::new();
             for r in 0..REQUESTS {
                 // Page views from an overlapping pool (tabs retrying the same events), and one
@@ -101,8 +100,8 @@ async fn concurrent_ingest_with_duplicates_stores_each_once() {
                     .post("/v1/events", "text/plain", batch(&events).as_bytes())
                     .await
                     .unwrap();
-                assert_eq!(a.status, 200, "{}", a.text());
-                for o in wire::read_outcomes(&a.text()).unwrap() {
+                assert_eq!(a.status, 200, "{}", a.body);
+                for o in wire::read_outcomes(&a.body).unwrap() {
                     seen.push((o.id.unwrap(), o.status));
                 }
             }
@@ -213,9 +212,9 @@ async fn silent_slow_and_idle_connections_are_closed() {
     }
     assert_eq!(h.events(), 0, "the slow body's batch is not stored");
     // The server still answers.
-    let mut c = Client::connect(addr).await.unwrap();
+    let c = Remote::new(addr);
     let a = c.post("/v1/events", "text/plain", body.as_bytes()).await.unwrap();
-    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.status, 200, "{}", a.body);
     drop(c);
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
@@ -226,7 +225,7 @@ async fn error_answers_are_json_except_hypers_own() {
     let h = Harness::new();
     let (addr, stop, server) = start(h.state.clone()).await;
     // The router's refusals, on the socket too.
-    let mut c = Client::connect(addr).await.unwrap();
+    let c = Remote::new(addr);
     for (method, path, status, field) in [
         ("DELETE", "/healthz", 405, "method"),
         ("PUT", "/v1/events", 405, "method"),
@@ -234,10 +233,10 @@ async fn error_answers_are_json_except_hypers_own() {
         ("POST", "/v1/clicks/%ff", 405, "method"),
         ("GET", "/v1/clicks/%ff", 400, "click_id"),
     ] {
-        let a = c.request(method, path, &[], b"").await.unwrap();
+        let a = c.request(method, path).await.unwrap();
         assert_eq!(a.status, status, "{method} {path}");
         assert_eq!(a.header("content-type"), Some("application/json"), "{method} {path}");
-        let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
         assert_eq!(v["field"].as_str(), Some(field), "{method} {path}: {v}");
         assert!(v["error"].is_string(), "{method} {path}: {v}");
     }

@@ -1,9 +1,12 @@
-//! A small, strict JSON value with a parser and a writer, shared by the tag and the collector.
+//! A small, strict JSON value with a parser and a writer: the tag's JSON. The collector reads
+//! the wire format with serde_json (`wire::read_batch`) and uses this module only for what an
+//! event carries as a free JSON value (`props`, `order.custom`) and to write events.
 //!
-//! Why not serde_json: every byte of the tag is downloaded on every page, and serde_json with
-//! derived deserializers costs several KB of compressed wasm, most of it float parsing we must
-//! not do anyway. Here numbers stay the exact text the sender wrote (validated against the JSON
-//! grammar), so an order amount of `49.90` is carried as `49.90`, never through an `f64`.
+//! Why not serde_json in the tag: every byte of the tag is downloaded on every page, and
+//! serde_json with derived deserializers costs several KB of compressed wasm, most of it float
+//! parsing we must not do anyway. Here numbers stay the exact text the sender wrote (validated
+//! against the JSON grammar), so an order amount of `49.90` is carried as `49.90`, never through
+//! an `f64`. Every function here is built for the tag's size, not for speed.
 //!
 //! The parser is written for hostile input: nesting depth is bounded, every byte is checked
 //! against the grammar, lone surrogates in `\u` escapes are rejected, and lookups are linear in
@@ -62,12 +65,24 @@ pub const MAX_DEPTH: usize = 32;
 
 /// Parses one JSON text (surrounding white space allowed).
 pub fn parse(text: &str) -> Result<Json, JsonError> {
+    parse_from(text, 0)
+}
+
+/// Parses one JSON value that stands `depth` levels deep in a larger text, so that
+/// [`MAX_DEPTH`] counts from that text's root (the collector reads `props` this way).
+pub fn parse_at(text: &str, depth: usize) -> Result<Json, JsonError> {
+    parse_from(text, depth)
+}
+
+// Inlined, so that the tag's `parse` is the code it was before `parse_at` (25 bytes smaller).
+#[inline(always)]
+fn parse_from(text: &str, depth: usize) -> Result<Json, JsonError> {
     let mut p = Parser {
         t: text,
         b: text.as_bytes(),
         i: 0,
     };
-    let v = p.value(0)?;
+    let v = p.value(depth)?;
     p.ws();
     if p.i != p.b.len() {
         return Err(JsonError::Trailing);
@@ -195,51 +210,28 @@ pub fn parse_u64(s: &str) -> Option<u64> {
     Some(n)
 }
 
-/// Appends `n` in decimal (without `core::fmt`, which would cost the tag kilobytes). The tag's
-/// recursion is its smallest code; elsewhere the digits are made in a buffer and pushed at once.
+/// Appends `n` in decimal (without `core::fmt`, which would cost the tag kilobytes), by
+/// recursion: the smallest code.
 pub fn write_u64(out: &mut String, n: u64) {
-    #[cfg(feature = "tag")]
-    {
-        if n >= 10 {
-            write_u64(out, n / 10);
-        }
-        out.push((b'0' + (n % 10) as u8) as char);
+    if n >= 10 {
+        write_u64(out, n / 10);
     }
-    #[cfg(not(feature = "tag"))]
-    {
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        let mut n = n;
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        // ASCII digits: always UTF-8.
-        out.push_str(core::str::from_utf8(&digits[at..]).unwrap_or_default());
-    }
+    out.push((b'0' + (n % 10) as u8) as char);
 }
 
 /// Appends `s` as a JSON string literal. Besides the required escapes, `<`, `>` and `&` are
-/// escaped too, so a value written into an HTML page can never close a `<script>` element.
-///
-/// Two implementations give the same text (a test compares them over every class of
-/// character): the tag's walks one `char` at a time, which is the smallest code; everything else
-/// (the collector re-writes every event it stores) copies whole runs of bytes that need no
-/// escape, several times faster, but 175 bytes more of brotli-compressed wasm.
+/// escaped too, so a value written into an HTML page can never close a `<script>` element, and
+/// so are U+2028 and U+2029. One `char` at a time: the smallest code. The collector (the `serde`
+/// feature), which writes every event it stores, first looks whether anything needs an escape
+/// and copies a string that needs none (the usual) at once.
 pub fn write_str(out: &mut String, s: &str) {
-    #[cfg(feature = "tag")]
-    write_str_chars(out, s);
-    #[cfg(not(feature = "tag"))]
-    write_str_runs(out, s);
-}
-
-/// [`write_str`] one `char` at a time (the tag's).
-#[cfg_attr(not(any(feature = "tag", test)), allow(dead_code))]
-fn write_str_chars(out: &mut String, s: &str) {
+    #[cfg(feature = "serde")]
+    if plain(s) {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push('"');
     for c in s.chars() {
@@ -260,6 +252,33 @@ fn write_str_chars(out: &mut String, s: &str) {
         }
     }
     out.push('"');
+}
+
+/// True when [`write_str`] escapes nothing in `s`.
+#[cfg(feature = "serde")]
+fn plain(s: &str) -> bool {
+    // Per byte: 1 when it is escaped (ASCII controls, `"`, `\\`, `<`, `>`, `&`), 2 when it may
+    // start U+2028 or U+2029 (0xE2 starts other punctuation too, such as — and ’).
+    const CLASS: [u8; 256] = {
+        let mut t = [0u8; 256];
+        let mut b = 0;
+        while b < 0x20 {
+            t[b] = 1;
+            b += 1;
+        }
+        t[b'"' as usize] = 1;
+        t[b'\\' as usize] = 1;
+        t[b'<' as usize] = 1;
+        t[b'>' as usize] = 1;
+        t[b'&' as usize] = 1;
+        t[0xe2] = 2;
+        t
+    };
+    match s.bytes().fold(0, |class, b| class | CLASS[b as usize]) {
+        0 => true,
+        2 => !s.contains(['\u{2028}', '\u{2029}']),
+        _ => false,
+    }
 }
 
 struct Parser<'a> {
@@ -420,17 +439,6 @@ impl Parser<'_> {
 
     fn string(&mut self) -> Result<String, JsonError> {
         self.i += 1; // the opening quote
-                     // Outside the tag: most strings have no escape, so find the closing quote first and copy
-                     // the text once, at its exact size.
-        #[cfg(not(feature = "tag"))]
-        {
-            let end = run_end(self.b, self.i);
-            if self.b.get(end) == Some(&b'"') {
-                let s = self.t.get(self.i..end).ok_or(JsonError::Syntax)?;
-                self.i = end + 1;
-                return Ok(String::from(s));
-            }
-        }
         let mut s = String::new();
         loop {
             // Copy the longest run of plain bytes at once; the input is a &str, so any run that
@@ -488,19 +496,8 @@ impl Parser<'_> {
 }
 
 /// The first byte at or after `i` that ends a plain run in a JSON string: `"`, `\\` or a raw
-/// control byte (or the end). Outside the tag, eight bytes at a time. (`words::first_of` does
-/// this over a slice; here the scan runs on in the whole text, which needs no tail handling,
-/// and with `first_of` decoding took 1.3 % more instructions.)
+/// control byte (or the end).
 fn run_end(b: &[u8], mut i: usize) -> usize {
-    #[cfg(not(feature = "tag"))]
-    while let Some(w) = crate::core::words::at(b, i) {
-        use crate::core::words::{below, equal, first};
-        let m = below(w, 0x20) | equal(w, b'"') | equal(w, b'\\');
-        if m != 0 {
-            return i + first(m);
-        }
-        i += 8;
-    }
     while let Some(&c) = b.get(i) {
         if c == b'"' || c == b'\\' || c < 0x20 {
             break;
@@ -508,70 +505,6 @@ fn run_end(b: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
-}
-
-/// Bytes that stop a run in [`write_str_runs`]: those escaped, and 0xE2, which starts U+2028
-/// and U+2029 (and other characters, copied after a look at the next two bytes).
-#[cfg(any(not(feature = "tag"), test))]
-const STOPS: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 0x20 {
-        t[i] = true;
-        i += 1;
-    }
-    t[b'"' as usize] = true;
-    t[b'\\' as usize] = true;
-    t[b'<' as usize] = true;
-    t[b'>' as usize] = true;
-    t[b'&' as usize] = true;
-    t[0xe2] = true;
-    t
-};
-
-/// [`write_str`] copying runs of bytes that need no escape at once (the collector's).
-#[cfg(any(not(feature = "tag"), test))]
-fn write_str_runs(out: &mut String, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let b = s.as_bytes();
-    out.push('"');
-    let (mut run, mut i) = (0, 0);
-    while i < b.len() {
-        let c = b[i];
-        if !STOPS[c as usize] {
-            i += 1;
-            continue;
-        }
-        // U+2028 and U+2029 (line and paragraph separators) are E2 80 A8 and E2 80 A9.
-        let (n, len) = match (c, b.get(i + 1), b.get(i + 2)) {
-            (0xe2, Some(0x80), Some(&t @ (0xa8 | 0xa9))) => (0x2028 + u32::from(t - 0xa8), 3),
-            (0xe2, ..) => {
-                i += 1;
-                continue;
-            }
-            _ => (u32::from(c), 1),
-        };
-        // `run` and `i` sit on character boundaries: after and before an ASCII byte or a
-        // separator.
-        out.push_str(&s[run..i]);
-        match c {
-            b'"' => out.push_str("\\\""),
-            b'\\' => out.push_str("\\\\"),
-            b'\n' => out.push_str("\\n"),
-            b'\r' => out.push_str("\\r"),
-            b'\t' => out.push_str("\\t"),
-            _ => {
-                out.push_str("\\u");
-                for shift in [12, 8, 4, 0] {
-                    out.push(HEX[((n >> shift) & 15) as usize] as char);
-                }
-            }
-        }
-        i += len;
-        run = i;
-    }
-    out.push_str(&s[run..]);
-    out.push('"');
 }
 
 #[cfg(test)]
@@ -584,9 +517,8 @@ mod tests {
         parse(input).map(|v| v.to_text())
     }
 
-    /// Strings long enough for the eight-bytes-at-a-time scan, with every kind of character at
-    /// every offset of a word and across a word's edge, raw and escaped: each reads back as
-    /// written, and a raw control character is refused wherever it stands.
+    /// Every kind of character at every offset of a longer string, raw and escaped: each reads
+    /// back as written, and a raw control character is refused wherever it stands.
     #[test]
     fn strings_read_back_with_every_character_at_every_offset() {
         let filler = "abcdefghijklmnopqrstuvwxyz";
@@ -605,7 +537,7 @@ mod tests {
                 }
             }
         }
-        // Runs that end exactly at a word's edge, and a text that ends inside a string.
+        // Plain runs of every length, and a text that ends inside a string.
         for n in 0..20 {
             let value = "x".repeat(n);
             assert_eq!(parse(&format!("\"{value}\"")), Ok(Json::Str(value.clone())));
@@ -706,60 +638,45 @@ mod tests {
     }
 
     #[test]
-    fn both_string_writers_write_the_same_escapes() {
-        let cases = [
-            "",
-            "plain ascii run",
-            "\"",
-            "a\"b\\c",
-            "<script>&amp;</script>",
-            "line\u{2028}para\u{2029}end",
-            "\u{2028}",
-            "\u{2029}\u{2029}",
-            // Neighbours of the separators must be copied, not escaped.
-            "\u{2027}\u{202a}\u{2000}\u{20ac}",
-            "Café — 49,90 € ✓ 𝄞",
-            "\u{0}\u{1f}\u{7f}\t\r\n",
-            "ends with escape\n",
-            "é",
-        ];
-        // Both implementations (the tag's and the collector's), appending to text already there.
-        let both = |s: &str| {
-            let (mut a, mut b) = (String::from("x"), String::from("x"));
-            write_str_chars(&mut a, s);
-            write_str_runs(&mut b, s);
-            assert_eq!(a, b, "{s:?}");
-            a.split_off(1)
+    fn strings_are_written_with_their_escapes() {
+        let write = |s: &str| {
+            // Appending to text already there.
+            let mut out = String::from("x");
+            write_str(&mut out, s);
+            out.split_off(1)
         };
-        for s in cases {
-            assert_eq!(parse(&both(s)).unwrap(), Json::Str(s.into()), "{s:?}");
-        }
         for (s, want) in [
+            ("", r#""""#),
             ("a\"b\\c", r#""a\"b\\c""#),
             ("<b>&</b>", r#""\u003cb\u003e\u0026\u003c/b\u003e""#),
             ("x\u{2028}y\u{2029}\u{2027}", "\"x\\u2028y\\u2029\u{2027}\""),
             ("\u{0}\u{1f}\u{7f}\t\r\n€", "\"\\u0000\\u001f\u{7f}\\t\\r\\n€\""),
+            // Neighbours of the separators are copied, not escaped.
+            (
+                "\u{2027}\u{202a}\u{2000}\u{20ac}",
+                "\"\u{2027}\u{202a}\u{2000}\u{20ac}\"",
+            ),
+            ("Café — 49,90 € ✓ 𝄞", "\"Café — 49,90 € ✓ 𝄞\""),
         ] {
-            assert_eq!(both(s), want, "{s:?}");
+            assert_eq!(write(s), want, "{s:?}");
         }
-        // Every code point class once, and every pair of them, in every position.
+        // Every character of these classes, alone and beside its neighbour: escaped exactly
+        // when it must be, and read back as it was.
+        let escaped =
+            |c: char| (c as u32) < 0x20 || matches!(c, '"' | '\\' | '<' | '>' | '&' | '\u{2028}' | '\u{2029}');
         let sample: Vec<char> = (0u32..0x300)
             .chain(0x2000..0x2100)
             .chain([0xfffd, 0x1f600])
             .filter_map(char::from_u32)
             .collect();
-        let all: String = sample.iter().collect();
-        both(&all);
-        for w in sample.windows(2).step_by(3) {
-            both(&w.iter().collect::<String>());
-        }
-        // Each at every offset of an eight-byte word and across a word's edge, in plain text
-        // long enough to be read a word at a time.
-        let filler = "abcdefghijklmnopqrstuvwxyz";
         for c in &sample {
-            for at in 0..18 {
-                both(&format!("{}{c}{}", &filler[..at], &filler[at..]));
-            }
+            let text = write(&c.to_string());
+            assert_eq!(text.starts_with("\"\\"), escaped(*c), "{c:?}: {text}");
+            assert_eq!(parse(&text), Ok(Json::Str(c.to_string())), "{c:?}");
+        }
+        for w in sample.windows(2) {
+            let s: String = w.iter().collect();
+            assert_eq!(parse(&write(&s)), Ok(Json::Str(s.clone())), "{s:?}");
         }
     }
 }

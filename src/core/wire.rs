@@ -13,6 +13,7 @@ use alloc::vec::Vec;
 
 use super::click::{self, Click};
 use super::json::{self, write_str, write_u64, Json};
+#[cfg(feature = "serde")]
 use super::url::{self, Refusal};
 
 /// The version written in every batch; the collector refuses others.
@@ -111,18 +112,25 @@ pub struct Order {
     pub custom: Option<Json>,
 }
 
-/// One order line.
+/// One order line. The collector stores a conversion's lines as their serde JSON (absent
+/// members left out, the price as a string).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Item {
     /// Stock-keeping unit.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub sku: Option<String>,
     /// Product name.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub name: Option<String>,
     /// Unit price, exactly as given.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub price: Option<Decimal>,
     /// Quantity.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub quantity: Option<u64>,
     /// Product category.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub category: Option<String>,
 }
 
@@ -159,14 +167,29 @@ const fn bad(field: &'static str, reason: &'static str) -> Invalid {
     Invalid { field, reason }
 }
 
+// Why a member is refused, in both readers' words. A string member is checked in this order:
+// present, a string, not empty, at most its bytes, no control character.
+const REQUIRED: &str = "is required";
+const NOT_STRING: &str = "must be a string";
+const EMPTY: &str = "must not be empty";
+const TOO_LONG: &str = "too long";
+const CONTROL: &str = "must not contain control characters";
+const NOT_OBJECT: &str = "must be an object";
+const NOT_NUMBER: &str = "must be a number or a decimal string";
+
 impl Decimal {
     /// Validates a JSON number or string as an amount.
     pub fn from_json(v: &Json, field: &'static str) -> Result<Decimal, Invalid> {
         let (text, quoted) = match v {
             Json::Num(n) => (n.as_str(), false),
             Json::Str(s) => (s.as_str(), true),
-            _ => return Err(bad(field, "must be a number or a decimal string")),
+            _ => return Err(bad(field, NOT_NUMBER)),
         };
+        Decimal::new(text, quoted, field)
+    }
+
+    /// Validates a number's text (`quoted` false) or a string as an amount.
+    pub fn new(text: &str, quoted: bool, field: &'static str) -> Result<Decimal, Invalid> {
         if !is_decimal(text) {
             return Err(bad(
                 field,
@@ -185,6 +208,14 @@ impl Decimal {
         } else {
             out.push_str(&self.text);
         }
+    }
+}
+
+/// An amount serializes as its text, a string (`"49.90"`), whichever way it was sent.
+#[cfg(feature = "serde")]
+impl serde::Serialize for Decimal {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
     }
 }
 
@@ -429,9 +460,19 @@ pub fn write_batch(site: &str, key: Option<&str>, sent_at: u64, events: &[&str])
 }
 
 // ---------------------------------------------------------------------------------------------
-// Reading (the collector; the tag reads only the answer)
+// Reading. The collector reads batches and stored events with serde_json (`de.rs`, the `serde`
+// feature: [`read_batch`], [`read_event`]); the tag reads only what its own commands and
+// stores hold, from a parsed [`Json`] ([`read_click`], [`read_order`], [`props`]). Both apply the
+// rules below, and a test holds the two readers to the same answers. What only the collector
+// needs is built with the `serde` feature alone.
+
+#[cfg(feature = "serde")]
+mod de;
+#[cfg(feature = "serde")]
+pub use de::{read_batch, read_event};
 
 /// A decoded batch: the envelope, and each event or the reason it was refused.
+#[cfg(feature = "serde")]
 #[derive(Debug)]
 pub struct Batch {
     /// The site ID.
@@ -446,6 +487,7 @@ pub struct Batch {
 
 /// Why [`read_batch`] refused one event. Its `Display` is the answer's reason, `field: what is
 /// wrong`.
+#[cfg(feature = "serde")]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refused {
     /// A member is missing or malformed ([`read_event`]).
@@ -460,6 +502,7 @@ pub enum Refused {
     },
 }
 
+#[cfg(feature = "serde")]
 impl Refused {
     /// The field at fault.
     pub fn field(&self) -> &'static str {
@@ -470,12 +513,14 @@ impl Refused {
     }
 }
 
+#[cfg(feature = "serde")]
 impl From<Invalid> for Refused {
     fn from(i: Invalid) -> Refused {
         Refused::Invalid(i)
     }
 }
 
+#[cfg(feature = "serde")]
 impl core::fmt::Display for Refused {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
@@ -495,6 +540,7 @@ impl core::fmt::Display for Refused {
 /// set). The tag cuts those before sending, so only another client sends one, and [`read_batch`]
 /// refuses such an event: a refused value is stored nowhere, not even inside a URL. Only the
 /// built-in parameters are known here, not a site's own `clickParams`.
+#[cfg(feature = "serde")]
 pub fn refused_click(e: &Event) -> Option<Refused> {
     for (field, text) in [("url", &e.url), ("referrer", &e.referrer)] {
         if let Some(refusal) = url::refused_param(text, &[]) {
@@ -504,73 +550,60 @@ pub fn refused_click(e: &Event) -> Option<Refused> {
     None
 }
 
-/// Decodes a batch. An envelope error refuses the whole batch; a bad event refuses only itself,
-/// and so does one that [`refused_click`] names. That rule is here and not in [`read_event`],
-/// which also reads stored events again: one stored before the rule must stay readable.
-pub fn read_batch(text: &str) -> Result<Batch, Invalid> {
-    let mut v = json::parse(text).map_err(|e| bad("body", e.as_str()))?;
-    if v.as_obj().is_none() {
-        return Err(bad("body", "must be a JSON object"));
+/// What [`read_batch`] refuses beyond [`read_event`]'s rules (which also read events stored
+/// before these checks, and must keep reading them), first: a `visitor` or `session` that is
+/// not a lowercase UUID.
+#[cfg(feature = "serde")]
+pub fn refused_ids(e: &Event) -> Option<Refused> {
+    for (field, id) in [("visitor", &e.visitor), ("session", &e.session)] {
+        if id.as_deref().is_some_and(|s| !is_uuid(s)) {
+            return Some(bad(field, "must be a lowercase UUID").into());
+        }
     }
-    if v.get("v").and_then(Json::as_u64) != Some(VERSION) {
-        return Err(bad("v", "unsupported wire version (expected 1)"));
+    None
+}
+
+/// What [`read_batch`] refuses beyond [`read_event`]'s rules, after [`refused_ids`]: a `url` or
+/// `referrer` that [`refused_click`] names, and a control character in a key or string of
+/// `props` or `order.custom`.
+#[cfg(feature = "serde")]
+pub fn refused_content(e: &Event) -> Option<Refused> {
+    if let Some(r) = refused_click(e) {
+        return Some(r);
     }
-    let site = req_short(&mut v, "site", "site")?;
-    if !site
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-    {
-        return Err(bad("site", "must be letters, digits, '-', '_' or '.'"));
-    }
-    let key = opt_short(&mut v, "key", "key")?;
-    let sent_at = v
-        .get("sentAt")
-        .and_then(Json::as_u64)
-        .ok_or(bad("sentAt", "must be a millisecond timestamp"))?;
-    let list = match v.get_mut("events") {
-        Some(Json::Arr(a)) => a,
-        _ => return Err(bad("events", "must be an array")),
+    let (field, free) = match &e.kind {
+        Kind::PageView { props, .. } | Kind::Custom { props, .. } => ("props", props),
+        Kind::Conversion(o) => ("order.custom", &o.custom),
+        _ => return None,
     };
-    if list.is_empty() {
-        return Err(bad("events", "must not be empty"));
+    free.as_ref()
+        .filter(|v| json_has_control(v))
+        .map(|_| bad(field, CONTROL).into())
+}
+
+/// True when a key or string anywhere in `v` holds a control character.
+#[cfg(feature = "serde")]
+fn json_has_control(v: &Json) -> bool {
+    match v {
+        Json::Str(s) => crate::core::has_control(s),
+        Json::Arr(a) => a.iter().any(json_has_control),
+        Json::Obj(m) => m
+            .iter()
+            .any(|(k, v)| crate::core::has_control(k) || json_has_control(v)),
+        _ => false,
     }
-    if list.len() > limits::MAX_EVENTS {
-        return Err(bad("events", "too many events in one batch"));
-    }
-    let events = list
-        .iter_mut()
-        .map(|e| match read_event(e) {
-            Ok(event) => match refused_click(&event) {
-                Some(refused) => Err((Some(event.id), refused)),
-                None => Ok(event),
-            },
-            Err(err) => Err((
-                e.get("id")
-                    .and_then(Json::as_str)
-                    .filter(|s| s.len() <= 64)
-                    .map(String::from),
-                Refused::Invalid(err),
-            )),
-        })
-        .collect();
-    Ok(Batch {
-        site,
-        key,
-        sent_at,
-        events,
-    })
 }
 
 /// Takes the string member `key` out of the decoded tree (readers own the tree they decode, so
 /// every string is moved into the event, never copied).
 fn req_str(v: &mut Json, key: &str, field: &'static str, max: usize) -> Result<String, Invalid> {
     match v.get_mut(key) {
-        Some(Json::Str(s)) if s.is_empty() => Err(bad(field, "must not be empty")),
-        Some(Json::Str(s)) if s.len() > max => Err(bad(field, "too long")),
-        Some(Json::Str(s)) if crate::core::has_control(s) => Err(bad(field, "must not contain control characters")),
+        Some(Json::Str(s)) if s.is_empty() => Err(bad(field, EMPTY)),
+        Some(Json::Str(s)) if s.len() > max => Err(bad(field, TOO_LONG)),
+        Some(Json::Str(s)) if crate::core::has_control(s) => Err(bad(field, CONTROL)),
         Some(Json::Str(s)) => Ok(core::mem::take(s)),
-        Some(_) => Err(bad(field, "must be a string")),
-        None => Err(bad(field, "is required")),
+        Some(_) => Err(bad(field, NOT_STRING)),
+        None => Err(bad(field, REQUIRED)),
     }
 }
 
@@ -605,7 +638,7 @@ pub(crate) fn props(v: Option<&mut Json>, field: &'static str) -> Result<Option<
                 Ok(Some(core::mem::replace(p, Json::Null)))
             }
         }
-        Some(_) => Err(bad(field, "must be an object")),
+        Some(_) => Err(bad(field, NOT_OBJECT)),
     }
 }
 
@@ -619,7 +652,7 @@ pub fn read_click(c: &mut Json) -> Result<Click, Invalid> {
     let mut utm = Vec::new();
     if let Some(u) = c.get_mut("utm") {
         let Json::Obj(members) = u else {
-            return Err(bad("clicks.utm", "must be an object"));
+            return Err(bad("clicks.utm", NOT_OBJECT));
         };
         for (k, val) in members {
             if !click::UTM_KEYS.contains(&k.as_str()) {
@@ -648,92 +681,6 @@ pub fn read_click(c: &mut Json) -> Result<Click, Invalid> {
     })
 }
 
-/// Decodes and validates one event.
-/// The event's `id` stays in `e` until everything else is valid, so a caller can still name a
-/// refused event by its ID.
-pub fn read_event(e: &mut Json) -> Result<Event, Invalid> {
-    if e.as_obj().is_none() {
-        return Err(bad("event", "must be an object"));
-    }
-    match e.get("id") {
-        Some(Json::Str(id)) if is_uuid(id) => {}
-        Some(Json::Str(_)) => return Err(bad("id", "must be a lowercase UUID")),
-        Some(_) => return Err(bad("id", "must be a string")),
-        None => return Err(bad("id", "is required")),
-    }
-    let at = e
-        .get("at")
-        .and_then(Json::as_u64)
-        .ok_or(bad("at", "must be a millisecond timestamp"))?;
-    let visitor = opt_short(e, "visitor", "visitor")?;
-    let session = opt_short(e, "session", "session")?;
-    let url = req_str(e, "url", "url", limits::MAX_URL)?;
-    let referrer = opt_str(e, "referrer", "referrer", limits::MAX_URL)?.unwrap_or_default();
-    let clicks = match e.get_mut("clicks") {
-        None => Vec::new(),
-        Some(Json::Arr(a)) if a.len() <= limits::MAX_CLICKS => {
-            // A loop rather than `collect::<Result<_, _>>()`: its adapter costs the tag bytes.
-            let mut clicks = Vec::new();
-            for c in a {
-                clicks.push(read_click(c)?);
-            }
-            clicks
-        }
-        Some(Json::Arr(_)) => return Err(bad("clicks", "too many clicks")),
-        Some(_) => return Err(bad("clicks", "must be an array")),
-    };
-    let ty = match e.get_mut("type") {
-        Some(Json::Str(t)) => Some(core::mem::take(t)),
-        _ => None,
-    };
-    let kind = match ty.as_deref() {
-        Some("pageview") => Kind::PageView {
-            title: opt_str(e, "title", "title", limits::MAX_TEXT)?.unwrap_or_default(),
-            props: read_props(e, "props", "props")?,
-        },
-        Some("conversion") => Kind::Conversion(read_order(e.get_mut("order").ok_or(bad("order", "is required"))?)?),
-        Some("identify") => {
-            let customer_id = opt_short(e, "customerId", "customerId")?;
-            let email_hash = opt_short(e, "emailHash", "emailHash")?;
-            if email_hash.as_deref().is_some_and(|h| !is_sha256_hex(h)) {
-                return Err(bad("emailHash", "must be a lowercase hex SHA-256 digest"));
-            }
-            if customer_id.is_none() && email_hash.is_none() {
-                return Err(bad("identify", "needs customerId or emailHash"));
-            }
-            Kind::Identify {
-                customer_id,
-                email_hash,
-            }
-        }
-        Some("event") => Kind::Custom {
-            name: req_short(e, "name", "name")?,
-            props: read_props(e, "props", "props")?,
-        },
-        Some("consent") => match e.get("consent").and_then(Json::as_str) {
-            Some("granted") => Kind::Consent { granted: true },
-            Some("denied") => Kind::Consent { granted: false },
-            _ => return Err(bad("consent", "must be \"granted\" or \"denied\"")),
-        },
-        Some(_) => return Err(bad("type", "unknown event type")),
-        None => return Err(bad("type", "is required")),
-    };
-    let id = match e.get_mut("id") {
-        Some(Json::Str(id)) => core::mem::take(id),
-        _ => String::new(),
-    };
-    Ok(Event {
-        id,
-        at,
-        visitor,
-        session,
-        url,
-        referrer,
-        clicks,
-        kind,
-    })
-}
-
 fn opt_decimal(v: &mut Json, key: &str, field: &'static str) -> Result<Option<Decimal>, Invalid> {
     match v.get(key) {
         None | Some(Json::Null) => Ok(None),
@@ -745,7 +692,7 @@ fn opt_decimal(v: &mut Json, key: &str, field: &'static str) -> Result<Option<De
 /// tag's `conversion` command, which has the same shape).
 pub fn read_order(o: &mut Json) -> Result<Order, Invalid> {
     if o.as_obj().is_none() {
-        return Err(bad("order", "must be an object"));
+        return Err(bad("order", NOT_OBJECT));
     }
     let order_id = match o.get("orderId") {
         // A numeric order ID is common in shop code; keep its text.

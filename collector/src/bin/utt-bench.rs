@@ -2,7 +2,8 @@
 //! disk in a temporary folder, `synchronous=FULL`) and a bare server that reads the body and
 //! answers 204, both on loopback, sends the same load of ~20-event batches to each from
 //! concurrent clients for a fixed time, and prints durable events per second, request
-//! latency and the ratio to the bare server (the figure that compares across machines).
+//! latency and the ratio to the bare server (the figure that compares across machines), then
+//! the CPU the handler's decoding alone takes per event (`--decode-only`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,13 +12,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::http::StatusCode;
+use axum::http::{header, Request, StatusCode};
 use axum::routing::post;
 use axum::Router;
-use tokio::net::TcpListener;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
 use utt::core::click::Click;
 use utt::core::wire::{self, Decimal, Event, Item, Kind, Order};
-use utt_collector::client::Client;
 use utt_collector::config::{Config, RateLimit};
 use utt_collector::sqlite::SqliteStore;
 use utt_collector::{serve, Shared};
@@ -42,7 +45,8 @@ const USAGE: &str = "usage: utt-bench [--seconds N] [--rounds N] [--clients N] [
                 load disturbs far less than wall-clock rates
   --decode-only no HTTP, no store: only the handler's decoding, validation and preparation
                 of each batch, in rounds of 1,000 batches on this thread; prints the
-                fastest round's CPU per event (the least disturbed)";
+                fastest round's CPU per event (the least disturbed). A full run ends with
+                5 such rounds";
 
 struct Opts {
     seconds: u64,
@@ -335,6 +339,16 @@ impl Figures {
     }
 }
 
+/// One keep-alive HTTP/1.1 connection to `addr` (hyper's client connection, without a pool:
+/// each load task owns one, as each browser tab would).
+async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, Box<dyn std::error::Error + Send + Sync>> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (send, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(send)
+}
+
 /// Loads `addr` from `clients` connections for `seconds`; counts the events the answer says
 /// were accepted (or, for the bare server, every event of a 204).
 async fn load(addr: SocketAddr, opts: &Opts, gen: &Arc<Gen>) -> Figures {
@@ -344,26 +358,35 @@ async fn load(addr: SocketAddr, opts: &Opts, gen: &Arc<Gen>) -> Figures {
     for _ in 0..opts.clients {
         let gen = gen.clone();
         let events = opts.events;
-        let mut body = Vec::with_capacity(16 * 1024);
         tasks.push(tokio::spawn(async move {
-            let mut c = Client::connect(addr).await.expect("connect to the server under test");
+            let mut c = connect(addr).await.expect("connect to the server under test");
             let (mut reqs, mut ok_events, mut errors) = (0u64, 0u64, 0u64);
             let mut lat = Vec::new();
             while Instant::now() < deadline {
+                let mut body = Vec::with_capacity(16 * 1024);
                 gen.batch(&mut body);
+                let req = Request::post("/v1/events")
+                    .header(header::HOST, "127.0.0.1")
+                    .header(header::CONTENT_TYPE, "text/plain;charset=UTF-8")
+                    .body(Full::new(Bytes::from(body)))
+                    .expect("a valid request");
                 let t = Instant::now();
-                let a = match c.post("/v1/events", "text/plain;charset=UTF-8", &body).await {
-                    Ok(a) => a,
-                    Err(_) => {
-                        errors += 1;
-                        break;
+                let answer = match c.send_request(req).await {
+                    Ok(resp) => {
+                        let status = resp.status();
+                        resp.into_body().collect().await.map(|b| (status, b.to_bytes()))
                     }
+                    Err(e) => Err(e),
+                };
+                let Ok((status, text)) = answer else {
+                    errors += 1;
+                    break;
                 };
                 lat.push(t.elapsed().as_micros() as u64);
                 reqs += 1;
-                match a.status {
+                match status.as_u16() {
                     204 => ok_events += events as u64,
-                    200 => ok_events += a.text().matches("\"accepted\"").count() as u64,
+                    200 => ok_events += accepted(&text),
                     _ => errors += 1,
                 }
             }
@@ -387,6 +410,11 @@ async fn load(addr: SocketAddr, opts: &Opts, gen: &Arc<Gen>) -> Figures {
     f.elapsed = started.elapsed();
     f.latencies_us.sort_unstable();
     f
+}
+
+/// How many events an answer says were accepted.
+fn accepted(answer: &[u8]) -> u64 {
+    std::str::from_utf8(answer).map_or(0, |t| t.matches("\"accepted\"").count() as u64)
 }
 
 /// The figures of several rounds added up (rates are then over the rounds' summed time).
@@ -478,7 +506,7 @@ fn main() {
     };
     std::fs::create_dir_all(&dir).expect("create the temporary folder");
     if opts.decode_only {
-        decode_only(&opts);
+        decode_only(&opts, (opts.seconds as usize * 10).max(5));
         return;
     }
     if opts.append_only {
@@ -618,6 +646,8 @@ fn main() {
             counts.events, counts.conversions
         );
     });
+    // The handler's share of that work alone, measured the same way every run.
+    decode_only(&opts, 5);
     if opts.keep.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -660,11 +690,11 @@ fn thread_cpu() -> Duration {
 }
 
 /// Decodes, validates and prepares batches as the handler does (then frees them), on this
-/// thread, and prints the CPU per event of the fastest of the rounds.
-fn decode_only(opts: &Opts) {
+/// thread, in `rounds` rounds of 1,000 batches, and prints the CPU per event of the fastest
+/// round and the rate that makes for one core.
+fn decode_only(opts: &Opts, rounds: usize) {
     let gen = Gen::new(opts.events, opts.ordered_ids);
     let mut buf = Vec::new();
-    let rounds = (opts.seconds as usize * 10).max(5);
     let mut best = Duration::MAX;
     let mut all = Duration::ZERO;
     for _ in 0..rounds {
@@ -678,9 +708,11 @@ fn decode_only(opts: &Opts) {
     }
     let per_event = |d: Duration, batches: usize| d.as_secs_f64() * 1e6 / (batches * opts.events) as f64;
     println!(
-        "decode-only: {rounds} rounds of 1000 batches of {} events: fastest {:.2} µs CPU per event, mean {:.2}",
+        "decode-only: {rounds} rounds of 1000 batches of {} events: fastest {:.2} µs CPU per event \
+         ({:.0} events/s on one core), mean {:.2}",
         opts.events,
         per_event(best, 1000),
+        1e6 / per_event(best, 1000).max(1e-9),
         per_event(all, rounds * 1000)
     );
 }

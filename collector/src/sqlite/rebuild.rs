@@ -247,6 +247,5 @@ fn entry(blob: &[u8], at: i64, len: i64) -> Option<String> {
 }
 
 fn read(text: &str) -> Result<Event, String> {
-    let mut v = utt::core::json::parse(text).map_err(|e| e.as_str().to_string())?;
-    utt::core::wire::read_event(&mut v).map_err(|e| format!("{}: {}", e.field, e.reason))
+    utt::core::wire::read_event(text).map_err(|e| format!("{}: {}", e.field, e.reason))
 }

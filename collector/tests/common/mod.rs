@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tower::ServiceExt;
@@ -204,18 +205,8 @@ impl Harness {
             .oneshot(b.body(Body::from(body)).unwrap())
             .await
             .unwrap();
-        let status = resp.status();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
-            .collect();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-        Answer {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        }
+        let (parts, body) = resp.into_parts();
+        Answer::new(&parts, &axum::body::to_bytes(body, usize::MAX).await.unwrap())
     }
 
     /// POSTs a batch as the tag does (text/plain).
@@ -313,6 +304,19 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// An answer of this status and headers, and this body.
+    fn new(parts: &axum::http::response::Parts, body: &[u8]) -> Answer {
+        Answer {
+            status: parts.status,
+            headers: parts
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+                .collect(),
+            body: String::from_utf8_lossy(body).into_owned(),
+        }
+    }
+
     /// A header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
@@ -328,6 +332,54 @@ impl Answer {
                 None => o.status.as_str().to_string(),
             })
             .collect()
+    }
+}
+
+/// A keep-alive HTTP/1.1 client of a collector on a real socket (hyper-util's), whose answers
+/// read as the router's do.
+pub struct Remote {
+    client: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    base: String,
+}
+
+/// Why a request to a [`Remote`] got no answer (the server is gone, the connection was cut).
+pub type Failed = Box<dyn std::error::Error + Send + Sync>;
+
+impl Remote {
+    /// A client of the collector listening at `addr` (connections are opened as needed).
+    pub fn new(addr: SocketAddr) -> Remote {
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        Remote {
+            client,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    /// POSTs `body` with a content type to `path`.
+    pub async fn post(&self, path: &str, content_type: &str, body: &[u8]) -> Result<Answer, Failed> {
+        let req = Request::post(format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(Full::new(Bytes::copy_from_slice(body)))?;
+        self.send(req).await
+    }
+
+    /// GETs `path`.
+    pub async fn get(&self, path: &str) -> Result<Answer, Failed> {
+        self.request("GET", path).await
+    }
+
+    /// Sends `method` to `path` without a body.
+    pub async fn request(&self, method: &str, path: &str) -> Result<Answer, Failed> {
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .body(Full::default())?;
+        self.send(req).await
+    }
+
+    async fn send(&self, req: Request<Full<Bytes>>) -> Result<Answer, Failed> {
+        let (parts, body) = self.client.request(req).await?.into_parts();
+        Ok(Answer::new(&parts, &body.collect().await?.to_bytes()))
     }
 }
 
@@ -356,6 +408,28 @@ pub const T0: u64 = 1_764_150_000_000;
 /// A UUID-shaped event ID from a number.
 pub fn uuid(n: u64) -> String {
     format!("019ac0f1-0000-7000-8000-{n:012x}")
+}
+
+/// The visitor (and session) ID a test's visitor name stands for: a UUID, as the wire format
+/// requires, the same for the same name (a UUID is kept as it is).
+pub fn visitor_id(name: &str) -> String {
+    if wire::is_uuid(name) {
+        return name.to_string();
+    }
+    // FNV-1a of the name, twice over, as the UUID's hex digits.
+    let hash = |seed: u64| {
+        name.bytes()
+            .fold(seed, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    };
+    let (a, b) = (hash(0xcbf2_9ce4_8422_2325), hash(0x8422_2325_cbf2_9ce4));
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        b >> 52,
+        b & 0xffff_ffff_ffff
+    )
 }
 
 /// A click.
@@ -389,8 +463,8 @@ pub fn event_on(
     let e = Event {
         id: uuid(n),
         at,
-        visitor: visitor.map(String::from),
-        session: visitor.map(String::from),
+        visitor: visitor.map(visitor_id),
+        session: visitor.map(visitor_id),
         url: url.into(),
         referrer: referrer.into(),
         clicks,
