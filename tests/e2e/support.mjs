@@ -286,6 +286,18 @@ export async function delivered(page, timeout = 15_000) {
   );
 }
 
+/**
+ * Waits until the tag on `page` has decided every call made so far (a `flush` resolves once
+ * the calls before it are queued, held or dropped, and the sending step has run) and the
+ * collector has answered whatever it sent. Whatever the tag decided, this returns: the positive
+ * signal before asserting that something did not happen.
+ */
+export async function settled(page, timeout = 15_000) {
+  await tagReady(page);
+  await page.evaluate(() => window.utt('flush'));
+  await page.waitForFunction(() => (window.utt.state().queue ?? []).length === 0, null, { timeout });
+}
+
 /** Clicks the consent banner's Accept button and waits for the tag to take it. */
 export async function acceptConsent(page) {
   await page.click('#consent-accept');
