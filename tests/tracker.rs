@@ -829,3 +829,25 @@ fn events_held_for_consent_are_bounded_and_the_excess_answered_dropped() {
     assert_eq!(held, utt::core::tracker::MAX_HELD);
     assert_eq!(reply, Reply::Full);
 }
+
+/// A denial is sent anonymously: of the referrer only the host stays (no scheme, port, path,
+/// query or fragment, which may name the visitor), while an event sent with consent carries
+/// the other site's origin and path.
+#[test]
+fn a_denial_keeps_only_the_referrers_host() {
+    let referrer = "https://search.example:8443/results/jane-doe?q=my+name&uid=42#top";
+    let url = "https://shop.example/p?irclickid=Xy12";
+    let mut b = Browser::new();
+    let mut t = b.load_from(CONFIG, url, referrer, T0);
+    let events = sent(&mut t, T0);
+    assert_eq!(events[0].referrer, "https://search.example:8443/results/jane-doe");
+    accept_all(&mut t, T0);
+    let cmd = command::parse(&mut json::parse(r#"["consent","denied"]"#).unwrap()).unwrap();
+    t.command(cmd, page_from(url, referrer), T0 + 1, &mut b.rng);
+    let events = sent(&mut t, T0 + 1);
+    assert_eq!(events.len(), 1);
+    assert!(matches!(events[0].kind, wire::Kind::Consent { granted: false }));
+    assert_eq!(events[0].referrer, "search.example");
+    assert_eq!(events[0].url, "https://shop.example/p");
+    assert_eq!((events[0].visitor.as_deref(), events[0].clicks.len()), (None, 0));
+}

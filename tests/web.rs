@@ -298,3 +298,54 @@ fn no_call_throws_into_the_page() {
     assert!(tag.op(ops::STATE, "", &here).starts_with("{\"ready\":true"));
     clean();
 }
+
+/// `serverCookie: true` (a same-site collector): the shell offers the record for the
+/// collector's `/v1/cookie` only once consent is granted, as `{site, name, value, maxAge}` with
+/// the very record the cookie holds and its lifetime, and once per record: nothing again while
+/// it is unchanged. Without the option, nothing is ever offered.
+#[wasm_bindgen_test]
+fn the_server_cookie_is_offered_only_with_consent_and_once_per_record() {
+    clean();
+    let here = page(&href());
+    let tag = Tag::new();
+    let init = r#"["init",{"site":"demo","collector":"/collect","consent":"denied","serverCookie":true}]"#;
+    assert!(tag.op(ops::COMMAND, init, &here).contains("\"ready\""));
+    tag.op(ops::PERSIST, "", &here);
+    assert_eq!(
+        tag.op(ops::SERVER_COOKIE, "", &here),
+        "",
+        "nothing offered before consent"
+    );
+
+    tag.op(ops::COMMAND, r#"["consent","granted"]"#, &here);
+    tag.op(ops::PERSIST, "", &here);
+    let offer = tag.op(ops::SERVER_COOKIE, "", &here);
+    let body = json::parse(&offer).unwrap_or_else(|e| panic!("{offer:?}: {}", e.as_str()));
+    let record = CookieStore::new(None)
+        .get(keys::RECORD)
+        .unwrap()
+        .expect("the record cookie is written once consent is granted");
+    assert_eq!(body.get("site").and_then(Json::as_str), Some("demo"));
+    assert_eq!(body.get("name").and_then(Json::as_str), Some("_utt"));
+    assert_eq!(body.get("value").and_then(Json::as_str), Some(record.as_str()));
+    // A journey without clicks lives a whole window: 30 days.
+    assert_eq!(body.get("maxAge").and_then(Json::as_u64), Some(30 * 86_400));
+    assert_eq!(
+        tag.op(ops::SERVER_COOKIE, "", &here),
+        "",
+        "the same record is not offered twice"
+    );
+
+    // Consent withdrawn: the record is gone and nothing is offered.
+    tag.op(ops::COMMAND, r#"["consent","denied"]"#, &here);
+    tag.op(ops::PERSIST, "", &here);
+    assert_eq!(tag.op(ops::SERVER_COOKIE, "", &here), "");
+
+    clean();
+    let plain = Tag::new();
+    let init = r#"["init",{"site":"demo","collector":"/collect"}]"#;
+    assert!(plain.op(ops::COMMAND, init, &here).contains("\"ready\""));
+    plain.op(ops::PERSIST, "", &here);
+    assert_eq!(plain.op(ops::SERVER_COOKIE, "", &here), "", "not without serverCookie");
+    clean();
+}

@@ -138,6 +138,10 @@ pub struct SqliteStore {
     checkpointer: Mutex<Option<thread::JoinHandle<()>>>,
     progress: Arc<Progress>,
     deriver: Mutex<Option<thread::JoinHandle<()>>>,
+    /// How the deriver's connection to the derived file was set up, read just before it was
+    /// handed to its thread (the tests check that it syncs like the writer's).
+    #[cfg(test)]
+    derived_durability: (i64, String),
 }
 
 /// The writer's connection, and the pending rows up to which it has deleted (derived and
@@ -205,6 +209,16 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// A connection's `PRAGMA synchronous` (2 is FULL) and `journal_mode`: what decides whether a
+/// commit survives a power loss.
+#[cfg(test)]
+fn durability(conn: &Connection) -> rusqlite::Result<(i64, String)> {
+    Ok((
+        conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?,
+        conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?,
+    ))
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database file and starts its background checkpointer.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
@@ -256,6 +270,8 @@ impl SqliteStore {
             m.committed = applied.max(last as u64);
             m.lag = lag as u64;
         }
+        #[cfg(test)]
+        let derived_durability = durability(&derived).map_err(err)?;
         let deriver = {
             let src = open(path).map_err(err)?;
             src.execute_batch("PRAGMA query_only=1;").map_err(err)?;
@@ -295,6 +311,8 @@ impl SqliteStore {
             checkpointer: Mutex::new(Some(checkpointer)),
             progress,
             deriver: Mutex::new(Some(deriver)),
+            #[cfg(test)]
+            derived_durability,
         })
     }
 
@@ -806,6 +824,28 @@ mod tests {
         // The file's header says so too (bytes 16-17, big-endian).
         let head = std::fs::read(&path).unwrap();
         assert_eq!(u16::from_be_bytes([head[16], head[17]]) as u32, PAGE_SIZE);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// An acknowledged event must survive a power loss, not only a crash: the connections that
+    /// write, the writer's to the main file and the deriver's to the derived file, commit with
+    /// `synchronous=FULL` (2: the WAL is fsynced at every commit) in WAL mode, as the collector
+    /// opens them, for a new database and for one opened again.
+    #[test]
+    fn the_writing_connections_sync_every_commit() {
+        let dir = fresh_dir("utt-sync");
+        let path = dir.join("sync.db");
+        for _ in 0..2 {
+            let store = SqliteStore::open(&path).unwrap();
+            let main = durability(&store.writer.lock().unwrap().conn).unwrap();
+            assert_eq!(main, (2, "wal".to_string()), "the writer's connection to the main file");
+            assert_eq!(
+                store.derived_durability,
+                (2, "wal".to_string()),
+                "the deriver's connection to the derived file"
+            );
+            store.close().unwrap();
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 

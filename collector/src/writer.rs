@@ -289,3 +289,210 @@ fn commit(store: &dyn Store, jobs: Vec<(Batch, Reply)>, stats: &WriterStats) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Condvar;
+
+    use utt::core::wire::Kind;
+
+    use super::*;
+    use crate::sqlite::SqliteStore;
+    use crate::store::{ClickSeen, Counts, DeriveStatus, StoredConversion, Touch};
+
+    /// The event ID whose group cannot commit.
+    const BAD: &str = "019ac0f1-0000-7000-8000-00000000bad0";
+
+    /// The real store, except that a group holding the event [`BAD`] fails to commit as a
+    /// whole (as a constraint or an I/O error inside the transaction would), and that the
+    /// first append waits until the test opens the gate, so that batches queued meanwhile
+    /// reach the writer as one group. It records each append: its batches' first event IDs,
+    /// and whether it committed.
+    struct Flaky {
+        inner: SqliteStore,
+        gate: Mutex<(bool, bool)>,
+        moved: Condvar,
+        appends: Mutex<Vec<(Vec<String>, bool)>>,
+    }
+
+    impl Flaky {
+        /// Waits until the first append is held at the gate.
+        fn wait_held(&self) {
+            let mut g = self.gate.lock().unwrap();
+            while !g.0 {
+                g = self.moved.wait(g).unwrap();
+            }
+        }
+
+        fn open_gate(&self) {
+            self.gate.lock().unwrap().1 = true;
+            self.moved.notify_all();
+        }
+    }
+
+    impl Store for Flaky {
+        fn append(&self, batches: &[&Batch]) -> Result<Vec<Status>, StoreError> {
+            let mut g = self.gate.lock().unwrap();
+            g.0 = true;
+            self.moved.notify_all();
+            while !g.1 {
+                g = self.moved.wait(g).unwrap();
+            }
+            drop(g);
+            let firsts = batches.iter().map(|b| b.records[0].id.clone()).collect();
+            let result = if batches.iter().any(|b| b.records.iter().any(|r| r.id == BAD)) {
+                Err(StoreError(
+                    "sqlite: CHECK constraint failed (the test's bad event)".into(),
+                ))
+            } else {
+                self.inner.append(batches)
+            };
+            self.appends.lock().unwrap().push((firsts, result.is_ok()));
+            result
+        }
+        fn conversions(&self, site: &str, since: u64, limit: usize) -> Result<Vec<StoredConversion>, StoreError> {
+            self.inner.conversions(site, since, limit)
+        }
+        fn touches(&self, site: &str, visitor: &str, from: u64, to: u64) -> Result<Vec<Touch>, StoreError> {
+            self.inner.touches(site, visitor, from, to)
+        }
+        fn click(&self, value: &str, site: Option<&str>) -> Result<Option<ClickSeen>, StoreError> {
+            self.inner.click(value, site)
+        }
+        fn conversions_near_click(
+            &self,
+            value: &str,
+            site: Option<&str>,
+            limit: usize,
+        ) -> Result<Vec<StoredConversion>, StoreError> {
+            self.inner.conversions_near_click(value, site, limit)
+        }
+        fn event(&self, id: &str) -> Result<Option<String>, StoreError> {
+            self.inner.event(id)
+        }
+        fn counts(&self) -> Result<Counts, StoreError> {
+            self.inner.counts()
+        }
+        fn size_bytes(&self) -> u64 {
+            self.inner.size_bytes()
+        }
+        fn derive_status(&self) -> DeriveStatus {
+            self.inner.derive_status()
+        }
+        fn close(&self) -> Result<(), StoreError> {
+            self.inner.close()
+        }
+    }
+
+    const T0: u64 = 1_764_150_000_000;
+
+    /// A page view with event ID number `n` (or [`BAD`] for `n == 0xbad0`).
+    fn view(n: u64) -> Event {
+        Event {
+            id: format!("019ac0f1-0000-7000-8000-{n:012x}"),
+            at: T0 + n,
+            visitor: Some("5b0e3f0a-6c1d-4f3e-9a8b-2c7d1e0f4a5b".into()),
+            session: Some("0c9a7e52-3b1f-4d6a-8e2c-9f1b3d5a7c9e".into()),
+            url: format!("https://shop.example/p/{n}"),
+            referrer: String::new(),
+            clicks: Vec::new(),
+            kind: Kind::PageView {
+                title: String::new(),
+                props: None,
+            },
+        }
+    }
+
+    fn ids(events: &[Event]) -> Vec<String> {
+        events.iter().map(|e| e.id.clone()).collect()
+    }
+
+    /// One bad batch in a group must not fail its neighbours: the group's transaction fails,
+    /// the writer retries each batch on its own, the others are stored and answered
+    /// `accepted`, only the bad one's request gets the store's error (nothing of it stored,
+    /// its good event included), and the store is not reported failing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_group_is_retried_batch_by_batch() {
+        let dir = std::env::temp_dir().join(format!("utt-writer-flaky-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Arc::new(Flaky {
+            inner: SqliteStore::open(&dir.join("utt.db")).unwrap(),
+            gate: Mutex::new((false, false)),
+            moved: Condvar::new(),
+            appends: Mutex::new(Vec::new()),
+        });
+        let writer = Arc::new(Writer::start(store.clone()));
+        let send = |events: Vec<Event>| {
+            let writer = writer.clone();
+            tokio::spawn(async move { writer.write("demo", T0, events).await })
+        };
+
+        // A first batch holds the writer at the gate while three more queue up behind it.
+        let first = send(vec![view(1)]);
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || s.wait_held()).await.unwrap();
+        let good_a = vec![view(2), view(3)];
+        let bad = vec![view(4), view(0xbad0)];
+        let good_b = vec![view(5)];
+        // Each in the queue before the next is sent, so the group holds them in this order.
+        let mut answers = Vec::new();
+        for (n, events) in [good_a.clone(), bad.clone(), good_b.clone()].into_iter().enumerate() {
+            answers.push(send(events));
+            while writer.tx.max_capacity() - writer.tx.capacity() <= n {
+                tokio::task::yield_now().await;
+            }
+        }
+        store.open_gate();
+
+        assert_eq!(first.await.unwrap().unwrap(), [Status::Accepted]);
+        let [a, b, c]: [_; 3] = answers.try_into().unwrap();
+        let neighbour = "a good neighbour of the bad batch is stored and answered";
+        assert_eq!(a.await.unwrap().expect(neighbour), [Status::Accepted, Status::Accepted]);
+        match b.await.unwrap() {
+            Err(WriteError::Store(e)) => assert!(e.0.contains("bad event"), "{e:?}"),
+            other => panic!("the bad batch was answered {other:?}"),
+        }
+        assert_eq!(c.await.unwrap().expect(neighbour), [Status::Accepted]);
+
+        // The three queued batches were one group, which failed, then were tried one by one.
+        let appends = store.appends.lock().unwrap().clone();
+        let id = |e: &Event| e.id.clone();
+        assert_eq!(
+            appends,
+            [
+                (vec![id(&view(1))], true),
+                (vec![id(&good_a[0]), id(&bad[0]), id(&good_b[0])], false),
+                (vec![id(&good_a[0])], true),
+                (vec![id(&bad[0])], false),
+                (vec![id(&good_b[0])], true),
+            ]
+        );
+        for e in ids(&good_a).iter().chain(&ids(&good_b)) {
+            assert!(store.has_event(e).unwrap(), "{e} was acknowledged but not stored");
+        }
+        for e in ids(&bad) {
+            assert!(!store.has_event(&e).unwrap(), "{e} of the failed batch was stored");
+        }
+        assert_eq!(store.counts().unwrap().events, 4);
+        let stats = writer.stats();
+        assert_eq!(
+            stats.commit_failures.load(Ordering::Relaxed),
+            2,
+            "the group and the bad batch"
+        );
+        assert!(stats.failure().is_none(), "the store commits: not reported failing");
+        assert_eq!(writer.queue_depth(), 0);
+
+        // Sent again, the stored ones are duplicates; the failed batch's good event was never
+        // stored, so it is new.
+        assert_eq!(
+            send(good_a).await.unwrap().unwrap(),
+            [Status::Duplicate, Status::Duplicate]
+        );
+        assert_eq!(send(vec![view(4)]).await.unwrap().unwrap(), [Status::Accepted]);
+        writer.close().await;
+        store.close().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,6 +1,7 @@
 //! The `utt-collector` binary as operators run it: under a low open-file limit with more
 //! silent and slow connections than it allows, stopped with SIGTERM while a client stalls,
-//! configured from the environment alone, and its logs on a pipe.
+//! configured from the environment alone, its logs on a pipe, and restarted on its database
+//! while the tag sends a batch again.
 
 mod common;
 
@@ -325,4 +326,96 @@ fn bad_command_lines_and_environments_are_refused_clearly() {
         assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {said}");
         assert!(said.contains(want), "{args:?} {env:?}: {said}");
     }
+}
+
+/// Starts the binary on `db` with JSON logs at `warn` on a pipe.
+fn start_on(db: &Path, config: &Path) -> (Child, std::net::SocketAddr, JoinHandle<String>) {
+    let (mut child, addr) = listening(
+        Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--log-format", "json", "--db"])
+            .arg(db)
+            .arg("--config")
+            .arg(config)
+            .env("UTT_LOG", "warn")
+            .stderr(Stdio::piped()),
+    );
+    let logs = stderr_of(&mut child);
+    (child, addr, logs)
+}
+
+/// Stops the child with SIGTERM: it must exit 0 and have logged no error.
+async fn stop_cleanly(mut child: Child, logs: JoinHandle<String>) {
+    terminate(&child);
+    let status = exit_within(&mut child, Duration::from_secs(30)).await;
+    let logs = logs.join().unwrap();
+    assert!(status.success(), "{status:?}\n{logs}");
+    for line in logs.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert_ne!(v["level"], "ERROR", "{line}");
+    }
+}
+
+/// What the tag does when an answer was lost: it sends the batch again, perhaps to a collector
+/// that restarted meanwhile. Idempotency lives in the database, not in memory: after a SIGTERM
+/// and a restart on the same file every event of the batch is answered `duplicate`, nothing is
+/// stored twice, and the order is counted once, also under a new event ID.
+#[tokio::test]
+async fn a_batch_sent_again_after_a_restart_is_answered_duplicate_and_stored_once() {
+    let dir = TempDir::new("restart");
+    let db = dir.join("utt.db");
+    let config = config_file(&dir, "");
+    let visitor = "5b0e3f0a-6c1d-4f3e-9a8b-2c7d1e0f4a5b";
+    let clicks = vec![click("irclickid", "impact", "RESTART1", T0 - 1000)];
+    let mut events: Vec<String> = (1..=3)
+        .map(|n| event(n, Some(visitor), T0 + n, clicks.clone(), pageview()))
+        .collect();
+    events.push(event(
+        4,
+        Some(visitor),
+        T0 + 4,
+        clicks.clone(),
+        conversion("ORD-RESTART", None),
+    ));
+    let body = batch(&events);
+    let ids: Vec<String> = (1..=4).map(uuid).collect();
+
+    let (child, addr, logs) = start_on(&db, &config);
+    let c = Remote::new(addr);
+    post_accepted(&c, &body).await;
+    drop(c);
+    stop_cleanly(child, logs).await;
+
+    let (child, addr, logs) = start_on(&db, &config);
+    let c = Remote::new(addr);
+    let a = c.post("/v1/events", "text/plain", body.as_bytes()).await.unwrap();
+    assert_eq!(a.status, 200, "{}", a.body);
+    let outcomes = wire::read_outcomes(&a.body).unwrap();
+    let answered: Vec<(Option<String>, Status)> = outcomes.into_iter().map(|o| (o.id, o.status)).collect();
+    let want: Vec<(Option<String>, Status)> = ids.iter().map(|id| (Some(id.clone()), Status::Duplicate)).collect();
+    assert_eq!(answered, want, "{}", a.body);
+    // The same order under another event ID (a reloaded thank-you page) is a duplicate too.
+    let again = batch(&[event(5, Some(visitor), T0 + 5, clicks, conversion("ORD-RESTART", None))]);
+    let a = c.post("/v1/events", "text/plain", again.as_bytes()).await.unwrap();
+    let outcomes = wire::read_outcomes(&a.body).unwrap();
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(outcomes[0].status, Status::Duplicate, "{}", a.body);
+
+    let a = c.get("/v1/conversions?site=demo").await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    assert_eq!(each(&v["conversions"], "orderId"), ["ORD-RESTART"], "{v}");
+    assert_eq!(each(&v["conversions"], "eventId"), [uuid(4)], "{v}");
+    let a = c.get("/v1/clicks/RESTART1").await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    assert_eq!(v["pageViews"], 3, "the page views counted once: {v}");
+    assert_eq!(v["conversions"].as_array().map(Vec::len), Some(1), "{v}");
+    drop(c);
+    stop_cleanly(child, logs).await;
+
+    let store = SqliteStore::open(&db).unwrap();
+    assert_eq!(store.counts().unwrap().events, 4, "each event stored once");
+    assert!(
+        !store.has_event(&uuid(5)).unwrap(),
+        "the second event of the order was not kept"
+    );
+    store.close().unwrap();
 }

@@ -3,7 +3,9 @@
 // leaves in the temporary folder. Test files are named `*.test.mjs`; this file holds no tests.
 
 import { createServer } from 'node:http';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer as createTlsServer } from 'node:https';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, extname, join, normalize, resolve, sep } from 'node:path';
@@ -82,16 +84,18 @@ export async function launchChromium(options = {}) {
  * folder serves its `index.html`. Extra routes take precedence: `{ 'POST /collect': (req, res) => ... }`
  * keys are `METHOD /path` (exact path) and values are Node request handlers.
  * @param {Record<string, string | import('node:http').RequestListener>} routes URL prefix → folder, or `METHOD /path` → handler
+ * @param {{tls?: {key: string | Buffer, cert: string | Buffer}}} [options] `tls`: serve https with this key and
+ *   certificate (e.g. from `selfSignedCertificate()`) instead of http
  * @returns {Promise<{ url: string, port: number, close: () => Promise<void> }>} `url` has no trailing slash
  */
-export async function serveStatic(routes) {
+export async function serveStatic(routes, { tls } = {}) {
   const folders = Object.entries(routes)
     .filter(([, target]) => typeof target === 'string')
     .map(([prefix, dir]) => [prefix.endsWith('/') ? prefix : `${prefix}/`, resolve(dir)])
     .sort((a, b) => b[0].length - a[0].length);
   const handlers = new Map(Object.entries(routes).filter(([, target]) => typeof target === 'function'));
 
-  const server = createServer(async (req, res) => {
+  const listener = async (req, res) => {
     try {
       const url = new URL(req.url, 'http://127.0.0.1');
       const handler = handlers.get(`${req.method} ${url.pathname}`);
@@ -109,14 +113,15 @@ export async function serveStatic(routes) {
     } catch (err) {
       send(res, 500, String(err?.stack ?? err));
     }
-  });
+  };
+  const server = tls ? createTlsServer(tls, listener) : createServer(listener);
   await new Promise((ok, fail) => {
     server.once('error', fail);
     server.listen(0, '127.0.0.1', ok);
   });
   const { port } = server.address();
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     port,
     close: () =>
       new Promise((ok) => {
@@ -124,6 +129,32 @@ export async function serveStatic(routes) {
         server.close(() => ok());
       }),
   };
+}
+
+/**
+ * A throwaway self-signed certificate for `names` (DNS names), made by the `openssl` command
+ * line in a temporary folder: for https test servers, which Chromium accepts when launched
+ * with `--ignore-certificate-errors`.
+ * @param {string[]} names
+ * @returns {{key: Buffer, cert: Buffer}}
+ */
+export function selfSignedCertificate(names) {
+  const dir = mkdtempSync(join(tmpdir(), 'utt-cert-'));
+  try {
+    const out = spawnSync(
+      'openssl',
+      [
+        'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+        '-subj', `/CN=${names[0]}`, '-addext', `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}`,
+        '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'),
+      ],
+      { encoding: 'utf8' }
+    );
+    if (out.status !== 0) throw new Error(`openssl could not make a test certificate (${out.error ?? out.stderr})`);
+    return { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** Finds the file a path names under the longest matching prefix, refusing to leave its folder. */

@@ -147,6 +147,41 @@ test('a page that goes away hands what waits to sendBeacon', async () => {
   }
 });
 
+test('every event is in localStorage before the fetch that sends it is made', async () => {
+  batches.length = 0;
+  const context = await browser.newContext();
+  // At each call of fetch to the collector: which of the body's events the stored queue holds.
+  await context.addInitScript(() => {
+    window.sendsSeen = [];
+    const fetch = window.fetch;
+    window.fetch = function (url, options) {
+      if (String(url).endsWith('/v1/events')) {
+        const stored = localStorage.getItem('_utt_q') ?? '';
+        window.sendsSeen.push(JSON.parse(options.body).events.map((e) => [e.id, stored.includes(e.id)]));
+      }
+      return fetch.apply(this, arguments);
+    };
+  });
+  const p = await context.newPage();
+  const errors = [];
+  p.on('pageerror', (e) => errors.push(e.message));
+  await p.goto(server.url + '/plain.html?irclickid=Persist-1');
+  await p.waitForFunction(() => window.utt && window.utt.state && window.utt.state().ready);
+  await p.evaluate(() =>
+    Promise.all([utt('event', 'one'), utt('conversion', { orderId: 'PERSIST-1', amount: '5.00', currency: 'EUR' })])
+  );
+  await until(() => events().length >= 3, 'three events');
+  const sends = (await p.evaluate(() => window.sendsSeen)).flat();
+  assert.deepEqual(
+    [...new Set(sends.map(([id]) => id))].sort(),
+    events().map((e) => e.id).sort(),
+    'every event the collector got went through fetch'
+  );
+  assert.deepEqual(sends.filter(([, stored]) => !stored), [], 'events sent before they were stored');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 test('SPA navigations send a page view per real URL change only', async () => {
   batches.length = 0;
   const { p, context, errors } = await open('/plain.html');
@@ -157,7 +192,9 @@ test('SPA navigations send a page view per real URL change only', async () => {
     history.back();
   });
   await until(() => events().filter((e) => e.type === 'pageview').length >= 4, 'four page views');
-  await new Promise((r) => setTimeout(r, 300));
+  // A marker called after every navigation: once it has arrived, so has everything queued before it.
+  await p.evaluate(() => utt('event', 'marker'));
+  await until(() => events().some((e) => e.name === 'marker'), 'the marker');
   const urls = events().filter((e) => e.type === 'pageview').map((e) => new URL(e.url).pathname);
   assert.deepEqual(urls, ['/plain.html', '/app/products', '/app/cart', '/app/products']);
   assert.deepEqual(errors, []);

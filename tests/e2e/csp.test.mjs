@@ -98,8 +98,12 @@ test('SRI: utt.js loads with the hash computed as documented, and is refused wit
   const hash = `sha384-${createHash('sha384').update(readFileSync(join(world.dist, 'utt.js'))).digest('base64')}`;
   const stub = `<script>window.utt=window.utt||function(){(utt.q=utt.q||[]).push(arguments)};utt("init",${demo()});utt("conversion",{orderId:ORDER,amount:"1.00",currency:"EUR"});</script>`;
 
+  // The module's script element records how its loading ended: 'load' once it ran, 'error' when refused.
+  const tag = (integrity) =>
+    `<script type="module" src="/utt.js" integrity="${integrity}" onload="window.loaded='load'" onerror="window.loaded='error'"></script>`;
+
   const good = unique('SRI');
-  const ok = await open(null, stub.replace('ORDER', JSON.stringify(good)) + `<script type="module" src="/utt.js" integrity="${hash}"></script>`, '');
+  const ok = await open(null, stub.replace('ORDER', JSON.stringify(good)) + tag(hash), '');
   await tagReady(ok.page);
   await delivered(ok.page);
   assert.equal((await storedOrders(world.api, good)).length, 1);
@@ -107,8 +111,10 @@ test('SRI: utt.js loads with the hash computed as documented, and is refused wit
 
   const bad = unique('SRIBAD');
   const wrong = `sha384-${Buffer.alloc(48).toString('base64')}`;
-  const refused = await open(null, stub.replace('ORDER', JSON.stringify(bad)) + `<script type="module" src="/utt.js" integrity="${wrong}"></script>`, '');
-  await refused.page.waitForTimeout(1000);
+  const refused = await open(null, stub.replace('ORDER', JSON.stringify(bad)) + tag(wrong), '');
+  // The browser has decided about the module: it ran, or it never will.
+  const outcome = await refused.page.waitForFunction(() => window.loaded);
+  assert.equal(await outcome.jsonValue(), 'error', 'the browser refused the module');
   assert.equal(await refused.page.evaluate(() => typeof window.utt.state), 'undefined', 'the module never ran');
   assert.deepEqual(await world.api.orders(bad), []);
   await refused.context.close();

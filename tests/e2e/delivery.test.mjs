@@ -62,9 +62,14 @@ test('9. the tab closed and its beacon lost too: the next visit sends the conver
   const orderId = await placeOrder(page, `${unique('s9q').toLowerCase()}@example.com`);
   const answer = await page.evaluate(() => window.demoConversion);
   assert.equal(answer.status, 'queued');
-  await page.close({ runBeforeUnload: true });
-  await new Promise((ok) => setTimeout(ok, 1000));
+  // The tag has had the answer to its first try at sending the conversion.
+  await page.waitForFunction((id) => {
+    const queued = (window.utt.state().queue ?? []).find((q) => q.id === id);
+    return !queued || queued.attempts >= 1;
+  }, answer.id);
   assert.ok(blocked >= 1, 'the tab tried to send');
+  // Closed (with runBeforeUnload, close() does not wait for it): the tab can send nothing more.
+  await Promise.all([page.waitForEvent('close'), page.close({ runBeforeUnload: true })]);
   assert.deepEqual(await world.api.orders(orderId), [], 'nothing got through from the closed tab');
 
   // The next visit, in the same browser, finds the conversion in localStorage and sends it.

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   useWorld, landWithConsent, visitor, unique, acceptConsent, delivered, tagState, tagReady, tagCookies,
-  tagLocalKeys, eventually,
+  tagLocalKeys, eventually, settled,
 } from './support.mjs';
 
 const world = useWorld();
@@ -92,9 +92,11 @@ test('6. consent denied: no cookie, no localStorage, nothing identifying sent; g
   await tagReady(page);
   await page.click('#add-to-cart');
   await page.waitForSelector('#added a');
-  await page.waitForTimeout(500);
+  await settled(page);
 
-  assert.equal((await tagState(page)).consent, 'denied');
+  const product = await tagState(page);
+  assert.equal(product.consent, 'denied');
+  assert.equal(product.held, 2, 'the page view and the add-to-cart event wait in memory');
   assert.deepEqual(await tagCookies(context), [], 'no tag cookie');
   assert.deepEqual(await tagLocalKeys(page), [], 'no tag localStorage entry');
 
@@ -120,7 +122,7 @@ test('6. consent denied: no cookie, no localStorage, nothing identifying sent; g
   // A later visit through another partner link, still denied: the page view waits in memory.
   await page.goto(`${world.base}/product.html?sku=CAP-1&irclickid=${later}`);
   await tagReady(page);
-  await page.waitForTimeout(300);
+  await settled(page);
   assert.equal((await tagState(page)).held, 1, 'the page view is held, not sent');
   assert.equal((await world.api.click(later)).status, 404);
   // The visitor changes their mind in the cookie settings.
@@ -138,4 +140,31 @@ test('6. consent denied: no cookie, no localStorage, nothing identifying sent; g
   assert.deepEqual((await tagCookies(context)).map((c) => c.name).sort(), ['_utt', '_utt_c']);
   assert.ok((await tagLocalKeys(page)).includes('_utt'));
   await context.close();
+});
+
+test("6. a denial carries only the referrer's host; with consent, the other site's origin and path", { timeout: 90_000 }, async () => {
+  // A referrer from another site, with a path and a query that name the visitor.
+  const referer = 'https://search.example:8443/results/jane-doe?q=my+name&uid=42';
+  const { context, page, seen } = await visitor(world);
+  await page.goto(`${world.base}/?irclickid=${unique('REF')}`, { referer });
+  await tagReady(page);
+  assert.equal(await page.evaluate(() => document.referrer), referer, 'the page sees the whole referrer');
+  await page.click('#consent-decline');
+  await page.waitForFunction(() => {
+    const s = window.utt.state();
+    return (s.sends ?? []).length > 0 && (s.queue ?? []).length === 0;
+  });
+  const sent = seen.batches.flatMap((b) => JSON.parse(b).events);
+  assert.deepEqual(sent.map((e) => [e.type, e.consent, e.referrer]), [['consent', 'denied', 'search.example']]);
+  assert.ok(!seen.batches.some((b) => b.includes('jane-doe') || b.includes('uid=42')), 'neither its path nor its query left');
+  await context.close();
+
+  const yes = await visitor(world);
+  await yes.page.goto(`${world.base}/`, { referer });
+  await acceptConsent(yes.page);
+  await delivered(yes.page);
+  const events = yes.seen.batches.flatMap((b) => JSON.parse(b).events);
+  assert.deepEqual(events.map((e) => e.type).sort(), ['consent', 'pageview']);
+  for (const e of events) assert.equal(e.referrer, 'https://search.example:8443/results/jane-doe', e.type);
+  await yes.context.close();
 });

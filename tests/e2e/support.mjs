@@ -61,6 +61,9 @@ async function snapshotDist(into) {
 /**
  * Starts the real collector on 127.0.0.1 with port 0 (it prints the address it bound), a
  * database in a fresh temporary folder, and the static folders: a snapshot of dist/, and www/.
+ * Its logs are JSON lines (`UTT_LOG_FORMAT=json`, level `UTT_LOG`, `warn` unless set). `stop()`
+ * fails the test if the collector died before it, did not exit 0 on SIGTERM within 10 s, or
+ * logged an error (or anything that is not a JSON log line, such as a panic's message).
  * @param {{config?: string}} [options] `config`: a TOML configuration (`--config`) instead of
  *   the demo defaults
  * @returns {Promise<{url: string, dist: string, dir: string, stop: () => Promise<void>, logs: () => string}>}
@@ -76,7 +79,7 @@ export async function startCollector({ config } = {}) {
   }
   const child = spawn(COLLECTOR, args, {
     cwd: ROOT,
-    env: { ...process.env, UTT_LOG: process.env.UTT_LOG ?? 'warn' },
+    env: { ...process.env, UTT_LOG: process.env.UTT_LOG ?? 'warn', UTT_LOG_FORMAT: 'json' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
@@ -102,12 +105,33 @@ export async function startCollector({ config } = {}) {
     dir,
     logs: () => stderr,
     async stop() {
-      // SIGTERM: the collector's graceful shutdown flushes what it acknowledged.
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      // unref: a finished race must not keep the test process alive for the rest of the wait.
-      await Promise.race([exited, new Promise((ok) => setTimeout(ok, 10_000).unref())]);
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      const problems = [];
+      if (child.exitCode !== null || child.signalCode !== null) {
+        problems.push(`it exited on its own during the tests (${child.exitCode ?? child.signalCode})`);
+      } else {
+        // SIGTERM: the collector's graceful shutdown flushes what it acknowledged.
+        child.kill('SIGTERM');
+        // unref: a finished race must not keep the test process alive for the rest of the wait.
+        const ended = await Promise.race([exited, new Promise((ok) => setTimeout(ok, 10_000).unref())]);
+        if (!ended) {
+          child.kill('SIGKILL');
+          await exited;
+          problems.push('it was still running 10 s after SIGTERM');
+        } else if (ended.code !== 0) {
+          problems.push(`it exited with ${ended.code ?? ended.signal} after SIGTERM`);
+        }
+      }
       rmSync(dir, { recursive: true, force: true });
+      const errors = stderr.split('\n').filter((line) => {
+        if (!line.trim()) return false;
+        try {
+          return JSON.parse(line).level === 'ERROR';
+        } catch {
+          return true;
+        }
+      });
+      if (errors.length) problems.push(`it logged ${errors.length} error(s):\n${errors.join('\n')}`);
+      if (problems.length) throw new Error(`the collector failed: ${problems.join('; ')}\n--- its log ---\n${stderr}`);
     },
   };
 }
@@ -284,6 +308,18 @@ export async function delivered(page, timeout = 15_000) {
     null,
     { timeout }
   );
+}
+
+/**
+ * Waits until the tag on `page` has decided every call made so far (a `flush` resolves once
+ * the calls before it are queued, held or dropped, and the sending step has run) and the
+ * collector has answered whatever it sent. Whatever the tag decided, this returns: the positive
+ * signal before asserting that something did not happen.
+ */
+export async function settled(page, timeout = 15_000) {
+  await tagReady(page);
+  await page.evaluate(() => window.utt('flush'));
+  await page.waitForFunction(() => (window.utt.state().queue ?? []).length === 0, null, { timeout });
 }
 
 /** Clicks the consent banner's Accept button and waits for the tag to take it. */

@@ -6,6 +6,7 @@
 mod bench;
 mod build;
 mod demo;
+mod fuzz;
 mod proc;
 mod setup;
 mod size;
@@ -32,7 +33,9 @@ commands:
   wasm-test-runner   the runner cargo calls for each test wasm (not for direct use)
   bench-burst [--runs N]
                      1,000 utt() calls in one task, cross-origin to the collector, in headless
-                     Chromium: main-thread and durable times, queue bytes, time until stored";
+                     Chromium: main-thread and durable times, queue bytes, time until stored
+  fuzz [CASES]       the parsers' property tests (tests/props.rs) with CASES cases each (a
+                     million unless told), optimised, timed per property and per parser";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         "wasm-test" => setup::run().and_then(|()| test::wasm_tests(rest, &mut proc::Counts::default())),
         "wasm-test-runner" => test::runner(rest),
         "bench-burst" => bench::burst(rest),
+        "fuzz" => fuzz::run(rest),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())

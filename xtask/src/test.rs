@@ -9,10 +9,29 @@ use crate::proc::{self, Counts};
 use crate::setup::{CHROMEDRIVER, WASM_TARGET};
 use crate::{build, cargo, root, setup, size, Result};
 
+/// Variables that turn a test into something else, which the test command refuses to run with:
+/// `UPDATE_FIXTURES` has `tests/wire.rs` rewrite the golden fixtures from what the code writes
+/// and then compare them with themselves, so a change of the wire format would pass unseen.
+const REFUSED_VARIABLES: &[(&str, &str)] = &[(
+    "UPDATE_FIXTURES",
+    "it rewrites the golden fixtures instead of checking them (run `UPDATE_FIXTURES=1 cargo test -p utt --test wire` alone, review the diff, then test without it)",
+)];
+
+/// The first variable of [`REFUSED_VARIABLES`] that is set, with why it is refused.
+fn refused_variable(set: impl Fn(&str) -> bool) -> Option<String> {
+    REFUSED_VARIABLES
+        .iter()
+        .find(|(name, _)| set(name))
+        .map(|(name, why)| format!("{name} is set: {why}"))
+}
+
 /// Runs every check in order, stops at the first failure, and closes with `N passed, N failed`.
 pub fn run() -> Result {
     let mut counts = Counts::default();
-    let outcome = steps(&mut counts);
+    let outcome = match refused_variable(|name| std::env::var_os(name).is_some()) {
+        Some(why) => Err(why),
+        None => steps(&mut counts),
+    };
     if let Err(message) = &outcome {
         eprintln!("xtask test: FAILED: {message}");
     }
@@ -127,18 +146,7 @@ const NODE_TEST_DIRS: &[&str] = &["tests/browser", "tests/e2e"];
 
 /// Runs the Playwright tests, `*.test.mjs` under [`NODE_TEST_DIRS`], with node's test runner.
 fn node_tests(counts: &mut Counts) -> Result {
-    let mut files = Vec::new();
-    for dir in NODE_TEST_DIRS {
-        collect_tests(&root().join(dir), &mut files)?;
-    }
-    if files.is_empty() {
-        println!(
-            "browser tests: no *.test.mjs under {} yet, step skipped",
-            NODE_TEST_DIRS.join(" or ")
-        );
-        return Ok(());
-    }
-    files.sort();
+    let files = node_test_files(&root())?;
     let tmp = private_tmp("node-test")?;
     let mut cmd = Command::new("node");
     cmd.current_dir(root())
@@ -148,6 +156,23 @@ fn node_tests(counts: &mut Counts) -> Result {
     let outcome = proc::run_counted(&mut cmd, counts);
     remove_tmp(&tmp);
     outcome
+}
+
+/// The `*.test.mjs` files under each of [`NODE_TEST_DIRS`] of `root`, sorted. A folder without
+/// one is an error: a broken checkout or a moved folder must fail the step, never pass it.
+fn node_test_files(root: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for dir in NODE_TEST_DIRS {
+        let before = files.len();
+        collect_tests(&root.join(dir), &mut files)?;
+        if files.len() == before {
+            return Err(format!(
+                "no *.test.mjs under {dir}: the browser and end-to-end tests are missing"
+            ));
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 fn collect_tests(dir: &Path, files: &mut Vec<PathBuf>) -> Result {
@@ -175,5 +200,48 @@ fn private_tmp(what: &str) -> Result<PathBuf> {
 fn remove_tmp(dir: &Path) {
     if let Err(e) = fs::remove_dir_all(dir) {
         eprintln!("note: could not remove {}: {e}", dir.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_fixtures_is_refused_whatever_its_value() {
+        let why = refused_variable(|name| name == "UPDATE_FIXTURES").expect("refused");
+        assert!(why.starts_with("UPDATE_FIXTURES is set: "), "{why}");
+        assert_eq!(refused_variable(|_| false), None);
+    }
+
+    #[test]
+    fn node_tests_missing_from_a_folder_fail_the_step() {
+        let dir = std::env::temp_dir().join(format!("utt-xtask-node-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let err = node_test_files(&dir).unwrap_err();
+        assert!(err.contains("no *.test.mjs under tests/browser"), "{err}");
+        fs::create_dir_all(dir.join("tests/browser")).unwrap();
+        fs::create_dir_all(dir.join("tests/e2e/more")).unwrap();
+        fs::write(dir.join("tests/browser/tag.test.mjs"), "").unwrap();
+        fs::write(dir.join("tests/browser/harness.mjs"), "").unwrap();
+        let err = node_test_files(&dir).unwrap_err();
+        assert!(err.contains("no *.test.mjs under tests/e2e"), "{err}");
+        fs::write(dir.join("tests/e2e/more/b.test.mjs"), "").unwrap();
+        fs::write(dir.join("tests/e2e/a.test.mjs"), "").unwrap();
+        let found = node_test_files(&dir).unwrap();
+        let names: Vec<_> = found
+            .iter()
+            .map(|f| f.strip_prefix(&dir).unwrap().to_path_buf())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "tests/browser/tag.test.mjs",
+                "tests/e2e/a.test.mjs",
+                "tests/e2e/more/b.test.mjs"
+            ]
+            .map(PathBuf::from)
+        );
+        let _ = fs::remove_dir_all(&dir);
     }
 }
