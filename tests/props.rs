@@ -7,7 +7,8 @@
 //!
 //! `PROPTEST_CASES` sets the cases per property (a few thousand by default, what the test command
 //! runs); `cargo xtask fuzz` runs each property with a million and prints the time per parser.
-//! The wire decoder has its own tests in `tests/wire.rs`.
+//! The wire decoder the collector reads batches with (`wire::read_batch`) is held to the same:
+//! any text, the golden batches edited, and events built as the tag writes them.
 #![cfg(not(target_arch = "wasm32"))]
 
 use proptest::prelude::*;
@@ -19,6 +20,7 @@ use utt::core::json;
 use utt::core::link;
 use utt::core::record::{self, Record};
 use utt::core::url;
+use utt::core::wire;
 
 /// The cases per property: `PROPTEST_CASES`, or what the test command runs.
 fn cases() -> Cases {
@@ -1044,6 +1046,136 @@ proptest! {
 
         if !["init", "pageview", "conversion", "identify", "consent", "event", "flush"].contains(&unknown.as_str()) {
             prop_assert_eq!(run(vec![s(&unknown)]).map_err(|e| e.field), Err("command"));
+        }
+    }
+}
+
+// ---- the wire decoder (the collector's `wire::read_batch`) ----
+
+/// Reads `text` as a batch and checks what the decoder promises: an envelope refusal or each
+/// event's refusal names a field and a reason; every accepted event, written again in canonical
+/// form and read back, is the same event and the same text (nothing accepted is lost or changed
+/// by storing it).
+fn wire_check(text: &str) -> Result<usize, TestCaseError> {
+    let batch = match wire::read_batch(text) {
+        Ok(b) => b,
+        Err(e) => {
+            prop_assert!(!e.field.is_empty() && !e.reason.is_empty(), "{e:?}");
+            return Ok(0);
+        }
+    };
+    let mut accepted = 0;
+    for e in batch.events {
+        match e {
+            Err((_, why)) => {
+                let reason = why.to_string();
+                prop_assert!(reason.contains(": ") && !reason.ends_with(": "), "{reason}");
+            }
+            Ok(ev) => {
+                accepted += 1;
+                let mut canonical = String::new();
+                wire::write_event(&mut canonical, &ev);
+                let body = wire::write_batch("site", None, 1, &[&canonical]);
+                let again = wire::read_batch(&body).map_err(|e| TestCaseError::fail(format!("{e:?}: {body}")))?;
+                let back = again.events.into_iter().next().expect("one event");
+                let back = back.map_err(|(_, r)| TestCaseError::fail(format!("{r}: {canonical}")))?;
+                prop_assert_eq!(&back, &ev);
+                let mut twice = String::new();
+                wire::write_event(&mut twice, &back);
+                prop_assert_eq!(twice, canonical);
+            }
+        }
+    }
+    Ok(accepted)
+}
+
+/// The golden batches (`tests/fixtures/batch-*.json`), read once.
+fn fixture_batches() -> &'static [String] {
+    static BATCHES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    BATCHES.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("batch-")))
+            .collect();
+        names.sort();
+        let texts: Vec<String> = names.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect();
+        assert!(texts.len() >= 5, "the golden batches in {}", dir.display());
+        texts
+    })
+}
+
+/// An event the tag could send: page view, custom event, identify or consent, with any clicks.
+fn built_event() -> impl Strategy<Value = wire::Event> {
+    let kind = prop_oneof![
+        plain(0, 40).prop_map(|title| wire::Kind::PageView { title, props: None }),
+        plain(1, 40).prop_map(|name| wire::Kind::Custom { name, props: None }),
+        (proptest::option::of(plain(1, 40)), proptest::option::of("[0-9a-f]{64}"))
+            .prop_filter("identify needs one", |(c, e)| c.is_some() || e.is_some())
+            .prop_map(|(customer_id, email_hash)| wire::Kind::Identify {
+                customer_id,
+                email_hash,
+            }),
+        any::<bool>().prop_map(|granted| wire::Kind::Consent { granted }),
+    ];
+    (
+        uuid(),
+        any::<u64>(),
+        proptest::option::of((uuid(), uuid())),
+        plain(0, 80),
+        prop_oneof![Just(String::new()), plain(1, 80)],
+        proptest::collection::vec(valid_click(), 0..4),
+        kind,
+    )
+        .prop_map(|(id, at, ids, path, referrer, clicks, kind)| wire::Event {
+            id,
+            at,
+            visitor: ids.as_ref().map(|(v, _)| v.clone()),
+            session: ids.map(|(_, s)| s),
+            url: format!("https://shop.example/{path}"),
+            referrer,
+            clicks,
+            kind,
+        })
+}
+
+proptest! {
+    #![proptest_config(cases())]
+
+    /// Any text: a clear refusal or events that round-trip; never a panic.
+    #[test]
+    fn wire_any_text(body in text(300)) {
+        wire_check(&body)?;
+    }
+
+    /// The golden batches edited a few bytes at a time: the same promises on inputs that are
+    /// almost right, where a decoder's mistakes hide.
+    #[test]
+    fn wire_edited_batches(which in any::<prop::sample::Index>(), edits in edits()) {
+        let batches = fixture_batches();
+        let original = &batches[which.index(batches.len())];
+        wire_check(&apply(original, &edits))?;
+    }
+
+    /// Events as the tag writes them are accepted and read back exactly, unless their URL or
+    /// referrer carries a click value the tag refuses (then refused, with the parameter named).
+    #[test]
+    fn wire_built_events_round_trip(e in built_event()) {
+        let mut text = String::new();
+        wire::write_event(&mut text, &e);
+        let body = wire::write_batch("site", None, 1, &[&text]);
+        let refused = url::refused_param(&e.url, &[]).is_some() || url::refused_param(&e.referrer, &[]).is_some();
+        let b = wire::read_batch(&body).map_err(|err| TestCaseError::fail(format!("{err:?}: {body}")))?;
+        match b.events.into_iter().next().expect("one event") {
+            Ok(back) => {
+                prop_assert!(!refused, "accepted with a refused click value: {}", text);
+                prop_assert_eq!(back, e);
+            }
+            Err((_, why)) => {
+                prop_assert!(refused, "refused: {}: {}", why, text);
+                prop_assert!(why.to_string().contains("refused click ID"), "{}", why);
+            }
         }
     }
 }
