@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, copyFileSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, launchChromium, serveStatic, cleanChromiumProfiles, selfSignedCertificate } from './harness.mjs';
+import { ROOT, launchChromium, serveStatic, cleanChromiumProfiles, selfSignedCertificate, acceptingCollector } from './harness.mjs';
 
 const SNIPPET = readFileSync(join(ROOT, 'dist', 'snippet.js'), 'utf8').split('\n')[0];
 const NAMES = ['www.shop.test', '*.shop.test', '*.github.io'];
@@ -25,15 +25,7 @@ before(async () => {
   server = await serveStatic(
     {
       '/': site,
-      'POST /v1/events': (req, res) => {
-        let body = '';
-        req.on('data', (c) => (body += c));
-        req.on('end', () => {
-          const batch = JSON.parse(body);
-          res.writeHead(200, { 'content-type': 'application/json' });
-          res.end(JSON.stringify({ results: batch.events.map((e) => ({ id: e.id, status: 'accepted' })) }));
-        });
-      },
+      'POST /v1/events': acceptingCollector(),
     },
     { tls: selfSignedCertificate(NAMES) }
   );

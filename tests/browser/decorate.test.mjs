@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, copyFileSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, launchChromium, serveStatic, cleanChromiumProfiles } from './harness.mjs';
+import { ROOT, launchChromium, serveStatic, cleanChromiumProfiles, acceptingCollector } from './harness.mjs';
 
 const SNIPPET = readFileSync(join(ROOT, 'dist', 'snippet.js'), 'utf8').split('\n')[0];
 let site, browser, server;
@@ -49,16 +49,9 @@ before(async () => {
   shopPage('next.html', PENDING);
   server = await serveStatic({
     '/': site,
-    'POST /v1/events': (req, res) => {
-      let body = '';
-      req.on('data', (c) => (body += c));
-      req.on('end', () => {
-        const batch = JSON.parse(body);
-        batches.push(batch);
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ results: batch.events.map((e) => ({ id: e.id, status: 'accepted' })) }));
-      });
-    },
+    'POST /v1/events': acceptingCollector((batch) => {
+      batches.push(batch);
+    }),
   });
   browser = await launchChromium();
 });

@@ -181,6 +181,26 @@ function send(res, status, text) {
 }
 
 /**
+ * A stand-in collector's `POST /v1/events` route for `serveStatic`: each batch is parsed and
+ * handed to `onBatch`, then every event is answered accepted, unless `onBatch` returns `false`
+ * (the request is then left unanswered).
+ * @param {(batch: any) => boolean | void} [onBatch]
+ * @returns {import('node:http').RequestListener}
+ */
+export function acceptingCollector(onBatch = () => {}) {
+  return (req, res) => {
+    let body = '';
+    req.on('data', (c) => (body += c));
+    req.on('end', () => {
+      const batch = JSON.parse(body);
+      if (onBatch(batch) === false) return;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ results: batch.events.map((e) => ({ id: e.id, status: 'accepted' })) }));
+    });
+  };
+}
+
+/**
  * Removes the profile and temporary folders of the browsers this process launched.
  * Call it after `browser.close()`, e.g. in an `after()` hook; it also runs when the process exits.
  * @returns {Promise<void>}

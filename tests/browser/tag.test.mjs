@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, copyFileSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, launchChromium, serveStatic, cleanChromiumProfiles } from './harness.mjs';
+import { ROOT, launchChromium, serveStatic, cleanChromiumProfiles, acceptingCollector } from './harness.mjs';
 
 const SNIPPET = readFileSync(join(ROOT, 'dist', 'snippet.js'), 'utf8').split('\n')[0];
 let site, browser, server;
@@ -40,17 +40,11 @@ utt('event', 'three');
       res.writeHead(200, { 'content-type': 'text/javascript' });
       res.end(readFileSync(join(site, 'utt.js')));
     },
-    'POST /v1/events': (req, res) => {
-      let body = '';
-      req.on('data', (c) => (body += c));
-      req.on('end', () => {
-        const batch = JSON.parse(body);
-        batches.push(batch);
-        if (hold) return; // never answered: the page must not depend on it
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ results: batch.events.map((e) => ({ id: e.id, status: 'accepted' })) }));
-      });
-    },
+    // Every batch is recorded; with `hold` set it is never answered: the page must not depend on it.
+    'POST /v1/events': acceptingCollector((batch) => {
+      batches.push(batch);
+      return !hold;
+    }),
   });
   browser = await launchChromium();
 });
