@@ -6,7 +6,7 @@
 // Every entry point catches everything: the tag never throws into the host page.
 
 const W = typeof window != 'undefined' ? window : 0;
-let tag, timer, flight, soon;
+let tag, timer, flight, soon, hidden;
 
 const fail = (e) => ({ ok: false, status: 'error', error: '' + e });
 // The page as the tag needs it: href, referrer, Global Privacy Control, user agent, title
@@ -79,6 +79,9 @@ function call(args) {
     if (!tag) return fail('command: the tag did not load');
     try {
       let a = JSON.parse(op(COMMAND, text));
+      // A call after a page-hide flush (from the site's own pagehide listener, say) is flushed
+      // again by the next hide. An answer or a retry adds nothing to flush.
+      hidden = 0;
       // The journey parameter and refused values leave the address bar (see Tracker::address).
       if (a.url) history.replaceState(history.state, '', a.url);
       if (a.status == 'hash') {
@@ -117,12 +120,18 @@ if (W) {
   const queued = (W.utt && W.utt.q) || [];
   W.utt = utt;
   const on = (name, f, capture) => W.addEventListener(name, (e) => tag && guard(() => f(e)), capture);
-  // Hidden or closed: write everything now and hand what waits to sendBeacon.
-  on('pagehide', () => op(HIDE));
-  on('visibilitychange', () => document.visibilityState == 'hidden' && op(HIDE));
+  // Hidden or closed: write everything now and hand what waits to sendBeacon, once. A tab
+  // being closed or left fires both pagehide and visibilitychange (hidden), in an order that
+  // depends on the browser: the second finds nothing new and does nothing, so a closing page
+  // builds and sends its batch once.
+  // Shown again (visible, or back from the back/forward cache), the next hide flushes again.
+  const hide = () => hidden || ((hidden = 1), op(HIDE));
+  on('pagehide', hide);
+  on('pageshow', () => (hidden = 0));
+  on('visibilitychange', () => (document.visibilityState == 'hidden' ? hide() : (hidden = 0)));
   on('online', () => (op(ONLINE), tick()));
   // SPA navigations: the tag decides whether the URL really changed.
-  const nav = () => (op(NAVIGATED), tick());
+  const nav = () => ((hidden = 0), op(NAVIGATED), tick());
   on('popstate', nav);
   guard(() =>
     ['pushState', 'replaceState'].forEach((m) => {

@@ -85,6 +85,42 @@ test('9. the tab closed and its beacon lost too: the next visit sends the conver
   await context.close();
 });
 
+test('9. a conversion and at once another page: the page hide sends one beacon, and the collector stores the order once', { timeout: 90_000 }, async () => {
+  const { context, page, clickId } = await readyToBuy('S9B');
+  // Every sendBeacon call of the shop's pages is counted in localStorage (which outlives the
+  // page), and this page's live fetches never answer: only the page-hide flush gets out.
+  await context.addInitScript(() => {
+    const beacon = navigator.sendBeacon.bind(navigator);
+    navigator.sendBeacon = (url, body) => {
+      localStorage.setItem('test_beacons', String(Number(localStorage.getItem('test_beacons') || 0) + 1));
+      return beacon(url, body);
+    };
+  });
+  await page.goto(`${world.base}/cart.html`);
+  await delivered(page);
+  await page.route('**/v1/events', (route) =>
+    route.request().resourceType() === 'fetch' ? new Promise(() => {}) : route.continue()
+  );
+  const orderId = unique('S9B');
+  const answer = await page.evaluate(async (orderId) => {
+    localStorage.removeItem('test_beacons');
+    const answer = await window.utt('conversion', { orderId, amount: '19.90', currency: 'EUR' });
+    location.href = '/product.html?sku=SOCK-3P';
+    return answer;
+  }, orderId);
+  assert.equal(answer.status, 'queued');
+  await page.waitForURL(/\/product\.html/);
+  // The left page's beacon alone delivers it: the new page has not sent anything yet.
+  const [stored] = await storedOrders(world.api, orderId);
+  assert.equal(stored.eventId, answer.id);
+  assert.equal(stored.attribution?.clickId, clickId);
+  assert.equal(await page.evaluate(() => localStorage.getItem('test_beacons')), '1', 'one beacon for visibilitychange and pagehide together');
+  await page.unroute('**/v1/events');
+  await delivered(page);
+  assert.equal((await world.api.orders(orderId)).length, 1, 'stored exactly once');
+  await context.close();
+});
+
 test('10. the collector unreachable during checkout: the conversion is delivered once it is back, exactly once', { timeout: 90_000 }, async () => {
   const clickId = unique('S10');
   const { context, page, seen } = await landWithConsent(world, `/?irclickid=${clickId}`);
