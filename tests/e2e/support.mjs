@@ -165,13 +165,14 @@ async function startShop(collector, routes = {}) {
  * shop's server adds to its files (`startShop()`), so a page can carry any header. A page
  * Playwright answers itself (`route.fulfill`) will not do for that: Chromium counts it in the
  * public address space and refuses its requests to the collector on the loopback address.
- * @param {{sameOrigin?: boolean, config?: string, routes?: Record<string, import('node:http').RequestListener>}} [options]
+ * `chromium: false` starts no browser (`browser` is then null), for tests that drive another engine.
+ * @param {{sameOrigin?: boolean, config?: string, routes?: Record<string, import('node:http').RequestListener>, chromium?: boolean}} [options]
  */
-export async function startWorld({ sameOrigin = false, config, routes } = {}) {
+export async function startWorld({ sameOrigin = false, config, routes, chromium = true } = {}) {
   if (sameOrigin && routes) throw new Error('startWorld: routes need the shop on its own server (not sameOrigin)');
   const collector = await startCollector({ config });
   const shop = sameOrigin ? null : await startShop(collector, routes);
-  const browser = await launchChromium();
+  const browser = chromium ? await launchChromium() : null;
   return {
     collector,
     browser,
@@ -183,8 +184,10 @@ export async function startWorld({ sameOrigin = false, config, routes } = {}) {
     dist: collector.dist,
     api: readApi(collector.url),
     async stop() {
-      await browser.close().catch(() => {});
-      await cleanChromiumProfiles();
+      if (browser) {
+        await browser.close().catch(() => {});
+        await cleanChromiumProfiles();
+      }
       await shop?.close();
       await collector.stop();
     },

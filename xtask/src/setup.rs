@@ -8,18 +8,32 @@ use crate::{proc, root, Result};
 
 /// The wasm target the tag compiles to.
 pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
-/// Debian's Chromium: the browser every test drives.
+/// Debian's Chromium: the browser most tests drive.
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 /// Debian's ChromeDriver, installed with the browser so their versions match.
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-/// Installs what is missing: the wasm target, rustfmt/clippy, Chromium with ChromeDriver, npm tools.
+/// The programs the browser tests run, each with the Debian packages that provide it (Chromium
+/// and its driver always together, so their versions match). The cross-engine tests
+/// (`tests/engines/`) drive Firefox ESR through Marionette and WebKitGTK's MiniBrowser (in
+/// `libwebkit2gtk-4.1-0`, which the driver depends on) through WebKitWebDriver, on a virtual X
+/// server since MiniBrowser has no headless mode.
+const BROWSERS: &[(&str, &[&str])] = &[
+    (CHROMIUM, &["chromium", "chromium-driver"]),
+    (CHROMEDRIVER, &["chromium", "chromium-driver"]),
+    ("/usr/bin/firefox-esr", &["firefox-esr"]),
+    ("/usr/bin/WebKitWebDriver", &["webkit2gtk-driver"]),
+    ("/usr/bin/xvfb-run", &["xvfb", "xauth"]),
+    ("/usr/bin/xauth", &["xauth"]),
+];
+
+/// Installs what is missing: the wasm target, rustfmt/clippy, the browsers with their drivers, npm tools.
 pub fn run() -> Result {
     rust_target()?;
     rust_components()?;
-    chromium()?;
+    browsers()?;
     npm_tools()?;
-    println!("setup: ready ({WASM_TARGET}, {CHROMIUM}, {CHROMEDRIVER}, node_modules)");
+    println!("setup: ready ({WASM_TARGET}, Chromium, Firefox ESR, WebKitGTK, node_modules)");
     Ok(())
 }
 
@@ -55,30 +69,51 @@ fn rust_components() -> Result {
     proc::run(Command::new("rustup").args(["component", "add", "rustfmt", "clippy"]))
 }
 
-fn chromium() -> Result {
-    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
+/// The Debian packages of [`BROWSERS`] whose program is missing, each once, in order.
+fn missing_packages(exists: impl Fn(&str) -> bool) -> (Vec<&'static str>, Vec<&'static str>) {
+    let mut paths = Vec::new();
+    let mut packages = Vec::new();
+    for (path, provided_by) in BROWSERS {
+        if exists(path) {
+            continue;
+        }
+        paths.push(*path);
+        for p in *provided_by {
+            if !packages.contains(p) {
+                packages.push(*p);
+            }
+        }
+    }
+    (paths, packages)
+}
+
+fn browsers() -> Result {
+    let (paths, packages) = missing_packages(|p| Path::new(p).exists());
+    if paths.is_empty() {
         return Ok(());
     }
-    let packages = "chromium chromium-driver";
+    let (paths, packages) = (paths.join(", "), packages.join(" "));
     if !is_root() {
         return Err(format!(
-            "{CHROMIUM} or {CHROMEDRIVER} is missing and we are not root: install the Debian packages \
-             `{packages}` together (sudo apt-get install -y {packages}), then run this again"
+            "{paths} missing and we are not root: install the Debian packages `{packages}` \
+             (sudo apt-get install -y {packages}), then run this again"
         ));
     }
     proc::run(Command::new("apt-get").arg("update"))?;
-    // Both packages in one transaction, so the driver matches the browser's version.
-    proc::run(Command::new("apt-get").env("DEBIAN_FRONTEND", "noninteractive").args([
-        "install",
-        "-y",
-        "chromium",
-        "chromium-driver",
-    ]))?;
-    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
+    // One transaction, so ChromeDriver matches the browser's version.
+    proc::run(
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y"])
+            .args(packages.split(' ')),
+    )?;
+    let (still, _) = missing_packages(|p| Path::new(p).exists());
+    if still.is_empty() {
         Ok(())
     } else {
         Err(format!(
-            "apt-get installed {packages} but {CHROMIUM} or {CHROMEDRIVER} is still missing"
+            "apt-get installed {packages} but {} is still missing",
+            still.join(", ")
         ))
     }
 }
@@ -107,4 +142,30 @@ fn npm_tools() -> Result {
 
 fn modified(path: &Path) -> Option<SystemTime> {
     path.metadata().and_then(|m| m.modified()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_packages_of_missing_programs_are_installed_each_once() {
+        assert_eq!(missing_packages(|_| true), (vec![], vec![]));
+        let (paths, packages) =
+            missing_packages(|p| p != CHROMEDRIVER && p != "/usr/bin/xvfb-run" && p != "/usr/bin/xauth");
+        assert_eq!(paths, [CHROMEDRIVER, "/usr/bin/xvfb-run", "/usr/bin/xauth"]);
+        assert_eq!(packages, ["chromium", "chromium-driver", "xvfb", "xauth"]);
+        let (_, all) = missing_packages(|_| false);
+        assert_eq!(
+            all,
+            [
+                "chromium",
+                "chromium-driver",
+                "firefox-esr",
+                "webkit2gtk-driver",
+                "xvfb",
+                "xauth"
+            ]
+        );
+    }
 }

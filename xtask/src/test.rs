@@ -94,7 +94,10 @@ fn steps(counts: &mut Counts) -> Result {
     step("wasm tests in headless Chromium", wasm_tests(&[], counts))?;
     step("build", build::run())?;
     step("size budget", size::run())?;
-    step("browser and end-to-end tests (node --test)", node_tests(counts))?;
+    step(
+        "browser, end-to-end and cross-engine tests (node --test)",
+        node_tests(counts),
+    )?;
     Ok(())
 }
 
@@ -141,10 +144,11 @@ pub fn runner(args: &[String]) -> Result {
     wasm_bindgen_cli::wasm_bindgen_test_runner::run_cli_with_args(argv).map_err(|e| format!("{e:#}"))
 }
 
-/// Where node's tests live: the tag in a page, and end to end against the real collector.
-const NODE_TEST_DIRS: &[&str] = &["tests/browser", "tests/e2e"];
+/// Where node's tests live: the tag in a page, end to end against the real collector, and the
+/// cross-engine smoke suite in Firefox ESR and WebKitGTK against the same collector.
+const NODE_TEST_DIRS: &[&str] = &["tests/browser", "tests/e2e", "tests/engines"];
 
-/// Runs the Playwright tests, `*.test.mjs` under [`NODE_TEST_DIRS`], with node's test runner.
+/// Runs the browser tests, `*.test.mjs` under [`NODE_TEST_DIRS`], with node's test runner.
 fn node_tests(counts: &mut Counts) -> Result {
     let files = node_test_files(&root())?;
     let tmp = private_tmp("node-test")?;
@@ -228,6 +232,10 @@ mod tests {
         assert!(err.contains("no *.test.mjs under tests/e2e"), "{err}");
         fs::write(dir.join("tests/e2e/more/b.test.mjs"), "").unwrap();
         fs::write(dir.join("tests/e2e/a.test.mjs"), "").unwrap();
+        let err = node_test_files(&dir).unwrap_err();
+        assert!(err.contains("no *.test.mjs under tests/engines"), "{err}");
+        fs::create_dir_all(dir.join("tests/engines")).unwrap();
+        fs::write(dir.join("tests/engines/firefox.test.mjs"), "").unwrap();
         let found = node_test_files(&dir).unwrap();
         let names: Vec<_> = found
             .iter()
@@ -238,7 +246,8 @@ mod tests {
             [
                 "tests/browser/tag.test.mjs",
                 "tests/e2e/a.test.mjs",
-                "tests/e2e/more/b.test.mjs"
+                "tests/e2e/more/b.test.mjs",
+                "tests/engines/firefox.test.mjs"
             ]
             .map(PathBuf::from)
         );
