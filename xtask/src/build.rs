@@ -150,8 +150,14 @@ pub fn bindgen() -> Result<PathBuf> {
     if out.exists() {
         fs::remove_dir_all(&out).map_err(|e| format!("cannot clear {}: {e}", out.display()))?;
     }
+    proc::step("wasm-bindgen", || bindgen_into(&wasm, &out))?;
+    Ok(out)
+}
+
+/// wasm-bindgen's glue and wasm for the tag's `wasm` in `out`.
+fn bindgen_into(wasm: &Path, out: &Path) -> Result {
     Bindgen::new()
-        .input_path(&wasm)
+        .input_path(wasm)
         .out_name("utt")
         .web(true)
         .map_err(|e| format!("wasm-bindgen: {e:#}"))?
@@ -160,9 +166,8 @@ pub fn bindgen() -> Result<PathBuf> {
         // ask for 16+), so the glue needs no fallback for it.
         .encode_into(EncodeInto::Always)
         .omit_default_module_path(false)
-        .generate(&out)
-        .map_err(|e| format!("wasm-bindgen on {}: {e:#}", wasm.display()))?;
-    Ok(out)
+        .generate(out)
+        .map_err(|e| format!("wasm-bindgen on {}: {e:#}", wasm.display()))
 }
 
 /// Minifies the joined module with the npm package's terser (as an ES module, so the exports keep
