@@ -28,7 +28,7 @@ fn page(url: &str) -> String {
 
 /// Removes everything the tag may have stored, so each test starts from a fresh browser.
 fn clean() {
-    let cookies = CookieStore::new(None);
+    let cookies = CookieStore::new(Some(&window()), None);
     for k in [keys::RECORD, keys::CONSENT] {
         let _ = cookies.remove(k);
     }
@@ -40,7 +40,7 @@ fn state(tag: &Tag) -> Json {
 }
 
 fn start(url: &str) -> Tag {
-    let tag = Tag::new();
+    let tag = Tag::new(Some(window()));
     let answer = tag.op(
         ops::COMMAND,
         r#"["init",{"site":"demo","collector":"/collect"}]"#,
@@ -78,14 +78,14 @@ fn cookie_domain_auto_is_host_only_on_an_ip_address() {
     // fall back to a host-only cookie rather than fail.
     let host = window().location().hostname().unwrap();
     assert_eq!(host, "127.0.0.1");
-    let jar = CookieStore::new(None);
+    let jar = CookieStore::new(Some(&window()), None);
     assert_eq!(jar.domain(), None);
     jar.set("_utt_probe", "1", 60).expect("a host-only cookie sticks");
     assert_eq!(jar.get("_utt_probe").unwrap().as_deref(), Some("1"));
     jar.remove("_utt_probe").unwrap();
     assert_eq!(jar.get("_utt_probe").unwrap(), None);
     // A configured domain the browser refuses is reported as a broken store, not thrown.
-    let foreign = CookieStore::new(Some("example.com".into()));
+    let foreign = CookieStore::new(Some(&window()), Some("example.com".into()));
     assert!(foreign.set("_utt_probe", "1", 60).is_err());
 }
 
@@ -94,11 +94,11 @@ fn the_record_is_written_to_both_stores_and_each_repairs_the_other() {
     clean();
     let url = landing();
     let tag = start(&url);
-    let cookie = CookieStore::new(None)
+    let cookie = CookieStore::new(Some(&window()), None)
         .get(keys::RECORD)
         .unwrap()
         .expect("cookie written");
-    let local = LocalStore::new()
+    let local = LocalStore::new(Some(&window()))
         .get(keys::RECORD)
         .unwrap()
         .expect("localStorage written");
@@ -107,10 +107,10 @@ fn the_record_is_written_to_both_stores_and_each_repairs_the_other() {
     let visitor = state(&tag).get("visitor").unwrap().as_str().unwrap().to_string();
 
     // The visitor clears cookies; the next page repairs the cookie from localStorage.
-    CookieStore::new(None).remove(keys::RECORD).unwrap();
+    CookieStore::new(Some(&window()), None).remove(keys::RECORD).unwrap();
     let tag = start(&href());
     assert_eq!(state(&tag).get("visitor").unwrap().as_str(), Some(visitor.as_str()));
-    let repaired = CookieStore::new(None)
+    let repaired = CookieStore::new(Some(&window()), None)
         .get(keys::RECORD)
         .unwrap()
         .expect("cookie repaired");
@@ -120,7 +120,7 @@ fn the_record_is_written_to_both_stores_and_each_repairs_the_other() {
     window().local_storage().unwrap().unwrap().clear().unwrap();
     let tag = start(&href());
     assert_eq!(state(&tag).get("visitor").unwrap().as_str(), Some(visitor.as_str()));
-    assert!(LocalStore::new()
+    assert!(LocalStore::new(Some(&window()))
         .get(keys::RECORD)
         .unwrap()
         .unwrap()
@@ -139,7 +139,7 @@ fn a_local_storage_that_throws_degrades_to_the_cookie_without_breaking_the_page(
     // make it throw as in a locked-down browser.
     let restore = make_throw(&window().into(), "localStorage");
     assert!(
-        LocalStore::new().get("x").is_err(),
+        LocalStore::new(Some(&window())).get("x").is_err(),
         "the test really broke localStorage"
     );
     let tag = start(&landing());
@@ -148,7 +148,7 @@ fn a_local_storage_that_throws_degrades_to_the_cookie_without_breaking_the_page(
         s.get("config").unwrap().get("storageInUse").unwrap().as_str(),
         Some("cookie")
     );
-    assert!(CookieStore::new(None)
+    assert!(CookieStore::new(Some(&window()), None)
         .get(keys::RECORD)
         .unwrap()
         .unwrap()
@@ -173,7 +173,10 @@ fn a_local_storage_whose_writes_throw_degrades_too() {
         s.get("config").unwrap().get("storageInUse").unwrap().as_str(),
         Some("cookie")
     );
-    assert!(CookieStore::new(None).get(keys::RECORD).unwrap().is_some());
+    assert!(CookieStore::new(Some(&window()), None)
+        .get(keys::RECORD)
+        .unwrap()
+        .is_some());
     clean();
 }
 
@@ -232,14 +235,18 @@ fn hiding_the_page_hands_the_queue_to_send_beacon() {
     let batch = utt::core::wire::read_batch(&body).expect("the beacon carries a valid batch");
     assert_eq!(batch.events.len(), 2, "the page view and the conversion");
     // The events stay queued (and stored) until the collector answers on a later page.
-    assert!(LocalStore::new().get(keys::QUEUE).unwrap().unwrap().contains("B-1"));
+    assert!(LocalStore::new(Some(&window()))
+        .get(keys::QUEUE)
+        .unwrap()
+        .unwrap()
+        .contains("B-1"));
     clean();
 }
 
 #[wasm_bindgen_test]
 fn no_call_throws_into_the_page() {
     clean();
-    let tag = Tag::new();
+    let tag = Tag::new(Some(window()));
     let here = page(&href());
     // Before init, every operation answers instead of throwing.
     for op in 0..=12 {
@@ -307,7 +314,7 @@ fn no_call_throws_into_the_page() {
 fn the_server_cookie_is_offered_only_with_consent_and_once_per_record() {
     clean();
     let here = page(&href());
-    let tag = Tag::new();
+    let tag = Tag::new(Some(window()));
     let init = r#"["init",{"site":"demo","collector":"/collect","consent":"denied","serverCookie":true}]"#;
     assert!(tag.op(ops::COMMAND, init, &here).contains("\"ready\""));
     tag.op(ops::PERSIST, "", &here);
@@ -321,7 +328,7 @@ fn the_server_cookie_is_offered_only_with_consent_and_once_per_record() {
     tag.op(ops::PERSIST, "", &here);
     let offer = tag.op(ops::SERVER_COOKIE, "", &here);
     let body = json::parse(&offer).unwrap_or_else(|e| panic!("{offer:?}: {}", e.as_str()));
-    let record = CookieStore::new(None)
+    let record = CookieStore::new(Some(&window()), None)
         .get(keys::RECORD)
         .unwrap()
         .expect("the record cookie is written once consent is granted");
@@ -342,7 +349,7 @@ fn the_server_cookie_is_offered_only_with_consent_and_once_per_record() {
     assert_eq!(tag.op(ops::SERVER_COOKIE, "", &here), "");
 
     clean();
-    let plain = Tag::new();
+    let plain = Tag::new(Some(window()));
     let init = r#"["init",{"site":"demo","collector":"/collect"}]"#;
     assert!(plain.op(ops::COMMAND, init, &here).contains("\"ready\""));
     plain.op(ops::PERSIST, "", &here);

@@ -14,7 +14,10 @@ use super::tracker::{keys, Loaded, Write};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Broken;
 
-/// A key-value store. Object-safe with `&self` methods, so fakes can stand in for the browser.
+/// A key-value store, with `&self` methods so fakes can stand in for the browser. [`load`] and
+/// [`apply`] are generic over it rather than taking `&dyn Store`: in the tag an indirect call's
+/// signature keeps every function of that signature in the wasm's table, `core::fmt` among them
+/// (ARCHITECTURE.md, "Where the bytes go"), so the shell passes one enum of its stores.
 pub trait Store {
     /// The value of `key`, if any.
     fn get(&self, key: &str) -> Result<Option<String>, Broken>;
@@ -72,10 +75,10 @@ impl Store for MemoryStore {
 
 /// Reads everything the tracker needs at start. A store that throws reads as empty and is
 /// reported in the returned flags `(cookie_broken, local_broken)`.
-pub fn load(mode: StorageMode, cookie: &dyn Store, local: &dyn Store) -> (Loaded, bool, bool) {
+pub fn load<S: Store>(mode: StorageMode, cookie: &S, local: &S) -> (Loaded, bool, bool) {
     let mut cookie_broken = false;
     let mut local_broken = false;
-    let read = |store: &dyn Store, key: &str, on: bool, broken: &mut bool| -> Option<String> {
+    let read = |store: &S, key: &str, on: bool, broken: &mut bool| -> Option<String> {
         if !on || *broken {
             return None;
         }
@@ -98,12 +101,12 @@ pub fn load(mode: StorageMode, cookie: &dyn Store, local: &dyn Store) -> (Loaded
 
 /// Carries out the tracker's writes in the given mode: the record and the consent grant go to
 /// both stores, the queue and order IDs to localStorage only. Returns which stores threw.
-pub fn apply(writes: &[Write], mode: StorageMode, max_age: u64, cookie: &dyn Store, local: &dyn Store) -> (bool, bool) {
+pub fn apply<S: Store>(writes: &[Write], mode: StorageMode, max_age: u64, cookie: &S, local: &S) -> (bool, bool) {
     let mut cookie_broken = false;
     let mut local_broken = false;
     for (key, value) in writes {
         let both = *key == keys::RECORD || *key == keys::CONSENT;
-        let targets: [(&dyn Store, bool, &mut bool); 2] = [
+        let targets: [(&S, bool, &mut bool); 2] = [
             (cookie, both && mode.cookie(), &mut cookie_broken),
             (local, mode.local(), &mut local_broken),
         ];

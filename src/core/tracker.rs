@@ -147,7 +147,7 @@ fn domain_match(host: &str, domain: &str) -> bool {
         && (h.len() == d.len() || h.get(h.len() - d.len() - 1) == Some(&b'.'))
 }
 
-fn random16(rng: &mut dyn Random) -> [u8; 16] {
+fn random16<R: Random + ?Sized>(rng: &mut R) -> [u8; 16] {
     let mut b = [0u8; 16];
     rng.fill(&mut b);
     b
@@ -156,7 +156,7 @@ fn random16(rng: &mut dyn Random) -> [u8; 16] {
 impl Tracker {
     /// Starts the tracker on a page: reads (and repairs) what was stored, captures the click IDs
     /// of the landing URL, and queues the automatic page view.
-    pub fn start(config: Config, page: Page, loaded: Loaded, now: u64, rng: &mut dyn Random) -> Tracker {
+    pub fn start<R: Random + ?Sized>(config: Config, page: Page, loaded: Loaded, now: u64, rng: &mut R) -> Tracker {
         let stored = record::merge(
             loaded.cookie.as_deref().and_then(record::decode),
             loaded.local.as_deref().and_then(record::decode),
@@ -350,7 +350,7 @@ impl Tracker {
     }
 
     /// Runs one command. Errors are reported by the caller; nothing here throws.
-    pub fn command(&mut self, cmd: Command, page: Page, now: u64, rng: &mut dyn Random) -> Reply {
+    pub fn command<R: Random + ?Sized>(&mut self, cmd: Command, page: Page, now: u64, rng: &mut R) -> Reply {
         match cmd {
             // A second init is refused by the shell before it gets here.
             Command::Init(_) => Reply::Done,
@@ -393,13 +393,13 @@ impl Tracker {
     }
 
     /// Queues an identify event once the shell has hashed the email.
-    pub fn identify(
+    pub fn identify<R: Random + ?Sized>(
         &mut self,
         customer_id: Option<String>,
         email_hash: Option<String>,
         page: Page,
         now: u64,
-        rng: &mut dyn Random,
+        rng: &mut R,
     ) -> Reply {
         self.submit(
             Kind::Identify {
@@ -414,7 +414,7 @@ impl Tracker {
 
     /// The page's URL changed without a load (SPA navigation): a page view when it really
     /// changed, none for a `replaceState` to the same URL.
-    pub fn navigated(&mut self, page: Page, now: u64, rng: &mut dyn Random) -> Option<Reply> {
+    pub fn navigated<R: Random + ?Sized>(&mut self, page: Page, now: u64, rng: &mut R) -> Option<Reply> {
         // Compared cleaned, so putting the cleaned address in the address bar is no navigation.
         let u = url::clean(page.url, &self.config.click_params);
         if u == self.last_url {
@@ -435,7 +435,7 @@ impl Tracker {
         })
     }
 
-    fn set_consent(&mut self, granted: bool, page: Page, now: u64, rng: &mut dyn Random) -> Reply {
+    fn set_consent<R: Random + ?Sized>(&mut self, granted: bool, page: Page, now: u64, rng: &mut R) -> Reply {
         let was = self.consent;
         self.consent = granted;
         self.declined = !granted;
@@ -482,7 +482,7 @@ impl Tracker {
         Reply::Full
     }
 
-    fn submit(&mut self, kind: Kind, page: Page, now: u64, rng: &mut dyn Random) -> Reply {
+    fn submit<R: Random + ?Sized>(&mut self, kind: Kind, page: Page, now: u64, rng: &mut R) -> Reply {
         if !id::session_alive(self.record.last_seen, now, self.config.session_timeout_ms) {
             self.record.session = id::uuid_v4(&random16(rng));
         }

@@ -104,7 +104,7 @@ function state() {
 
 const ready = __wbg_init()
   .then(() => {
-    tag = new Tag();
+    tag = new Tag(globalThis);
   })
   .catch((e) => guard(() => console.warn('[utt] the tag could not start: ' + e)));
 

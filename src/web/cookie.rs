@@ -5,7 +5,7 @@ use alloc::string::String;
 use core::cell::RefCell;
 
 use wasm_bindgen::JsCast;
-use web_sys::HtmlDocument;
+use web_sys::{HtmlDocument, Window};
 
 use crate::core::store::{cookie_domains, Broken, Store};
 
@@ -19,9 +19,8 @@ pub struct CookieStore {
 }
 
 impl CookieStore {
-    /// The page's cookie jar; `domain` is the configured cookie domain (`None` for `auto`).
-    pub fn new(domain: Option<String>) -> CookieStore {
-        let window = super::window();
+    /// The cookie jar of `window`; `domain` is the configured cookie domain (`None` for `auto`).
+    pub fn new(window: Option<&Window>, domain: Option<String>) -> CookieStore {
         let doc = window
             .as_ref()
             .and_then(|w| w.document())

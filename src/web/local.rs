@@ -3,7 +3,7 @@
 
 use alloc::string::String;
 
-use web_sys::Storage;
+use web_sys::{Storage, Window};
 
 use crate::core::store::{Broken, Store};
 
@@ -13,17 +13,11 @@ pub struct LocalStore {
 }
 
 impl LocalStore {
-    /// The page's localStorage (even reaching it can throw: then every call is [`Broken`]).
-    pub fn new() -> LocalStore {
+    /// The localStorage of `window` (even reaching it can throw: then every call is [`Broken`]).
+    pub fn new(window: Option<&Window>) -> LocalStore {
         LocalStore {
-            storage: super::window().and_then(|w| w.local_storage().ok().flatten()),
+            storage: window.and_then(|w| w.local_storage().ok().flatten()),
         }
-    }
-}
-
-impl Default for LocalStore {
-    fn default() -> Self {
-        LocalStore::new()
     }
 }
 

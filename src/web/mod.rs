@@ -19,27 +19,14 @@ use alloc::string::String;
 use core::cell::RefCell;
 
 use wasm_bindgen::prelude::*;
+use web_sys::Window;
 
 use crate::core::command::{self, Command};
 use crate::core::config::StorageMode;
 use crate::core::json::{self, write_str, write_u64, Json};
-use crate::core::store::{self, MemoryStore, Store};
+use crate::core::store::{self, Broken, MemoryStore, Store};
 use crate::core::tracker::{keys, Outgoing, Page, Random, Reply, Tracker, VERSION};
 use crate::core::{split_byte, wire};
-
-#[wasm_bindgen]
-extern "C" {
-    /// `globalThis`, the page's `window`.
-    #[wasm_bindgen(thread_local_v2, js_name = globalThis)]
-    static GLOBAL: Option<web_sys::Window>;
-}
-
-/// The page's `window`. `web_sys::window()` probes four globals (`globalThis`, `self`, `window`,
-/// `global`) and checks `instanceof Window`, which costs the tag more than the one global every
-/// browser page has.
-pub(crate) fn window() -> Option<web_sys::Window> {
-    GLOBAL.with(Clone::clone)
-}
 
 /// The current time in milliseconds since the Unix epoch.
 pub fn now() -> u64 {
@@ -47,13 +34,68 @@ pub fn now() -> u64 {
 }
 
 /// `crypto.getRandomValues`, as the core's [`Random`].
-pub struct Crypto;
+pub struct Crypto(Option<web_sys::Crypto>);
+
+impl Crypto {
+    /// The page's `crypto` (none without a window: then the bytes stay zero).
+    pub fn new(window: Option<&Window>) -> Crypto {
+        Crypto(window.and_then(|w| w.crypto().ok()))
+    }
+}
 
 impl Random for Crypto {
     fn fill(&mut self, buf: &mut [u8]) {
-        if let Some(c) = window().and_then(|w| w.crypto().ok()) {
+        if let Some(c) = &self.0 {
             let _ = c.get_random_values_with_u8_array(buf);
         }
+    }
+}
+
+/// The shell's stores, as one type: the core's [`store::load`] and [`store::apply`] are generic
+/// over the [`Store`], and an enum gives them direct calls where `&dyn Store` needed the wasm's
+/// function table (whose shared signatures kept `core::fmt` in the tag).
+enum Stores<'a> {
+    Cookie(&'a CookieStore),
+    Local(&'a LocalStore),
+    Memory(&'a MemoryStore),
+}
+
+impl Store for Stores<'_> {
+    fn get(&self, key: &str) -> Result<Option<String>, Broken> {
+        match self {
+            Stores::Cookie(s) => s.get(key),
+            Stores::Local(s) => s.get(key),
+            Stores::Memory(s) => s.get(key),
+        }
+    }
+
+    fn set(&self, key: &str, value: &str, max_age: u64) -> Result<(), Broken> {
+        match self {
+            Stores::Cookie(s) => s.set(key, value, max_age),
+            Stores::Local(s) => s.set(key, value, max_age),
+            Stores::Memory(s) => s.set(key, value, max_age),
+        }
+    }
+
+    fn remove(&self, key: &str) -> Result<(), Broken> {
+        match self {
+            Stores::Cookie(s) => s.remove(key),
+            Stores::Local(s) => s.remove(key),
+            Stores::Memory(s) => s.remove(key),
+        }
+    }
+}
+
+/// The (cookie, localStorage) pair for a storage mode: the in-memory store for both in `none`.
+fn pick<'a>(
+    mode: StorageMode,
+    cookie: &'a CookieStore,
+    local: &'a LocalStore,
+    memory: &'a MemoryStore,
+) -> (Stores<'a>, Stores<'a>) {
+    match mode {
+        StorageMode::None => (Stores::Memory(memory), Stores::Memory(memory)),
+        _ => (Stores::Cookie(cookie), Stores::Local(local)),
     }
 }
 
@@ -98,6 +140,9 @@ pub mod ops {
 }
 
 struct Shell {
+    /// The page's `window`, as the loader passed it (`globalThis`).
+    window: Option<Window>,
+    crypto: Crypto,
     tracker: Option<Tracker>,
     cookie: CookieStore,
     local: LocalStore,
@@ -133,11 +178,8 @@ impl Shell {
                 break;
             }
             let mode = t.storage();
-            let (c, l): (&dyn Store, &dyn Store) = match mode {
-                StorageMode::None => (memory, memory),
-                _ => (cookie, local),
-            };
-            let (cb, lb) = store::apply(&writes, mode, t.cookie_max_age(now), c, l);
+            let (c, l) = pick(mode, cookie, local, memory);
+            let (cb, lb) = store::apply(&writes, mode, t.cookie_max_age(now), &c, &l);
             t.storage_failed(cb, lb);
         }
         for n in t.take_notes() {
@@ -197,9 +239,9 @@ fn reply_answer(r: &Reply) -> String {
     }
 }
 
-fn random_u32() -> u32 {
+fn random_u32(rng: &mut Crypto) -> u32 {
     let mut b = [0u8; 4];
-    Crypto.fill(&mut b);
+    rng.fill(&mut b);
     u32::from_le_bytes(b)
 }
 
@@ -246,22 +288,21 @@ pub struct Tag {
     shell: RefCell<Shell>,
 }
 
-impl Default for Tag {
-    fn default() -> Self {
-        Tag::new()
-    }
-}
-
 #[wasm_bindgen]
 impl Tag {
-    /// A tag for this page; it does nothing until `init`.
+    /// A tag for the page whose `window` is `global` (the loader passes `globalThis`: reading
+    /// it from Rust would cost a lazily initialised global, and the futures code that comes with
+    /// it). It does nothing until `init`.
     #[wasm_bindgen(constructor)]
-    pub fn new() -> Tag {
+    pub fn new(global: Option<Window>) -> Tag {
+        let window = global.as_ref();
         Tag {
             shell: RefCell::new(Shell {
+                crypto: Crypto::new(window),
+                cookie: CookieStore::new(window, None),
+                local: LocalStore::new(window),
+                window: global.clone(),
                 tracker: None,
-                cookie: CookieStore::new(None),
-                local: LocalStore::new(),
                 memory: MemoryStore::default(),
                 out: None,
                 offered: String::new(),
@@ -301,7 +342,9 @@ impl Tag {
             let Some(out) = s.tracker.as_mut().and_then(|t| t.beacon(now)) else {
                 return String::new();
             };
-            let sent = window()
+            let sent = s
+                .window
+                .as_ref()
                 .and_then(|w| w.navigator().send_beacon_with_opt_str(&out.url, Some(&out.body)).ok())
                 .unwrap_or(false);
             return String::from(if sent { "1" } else { "" });
@@ -310,11 +353,13 @@ impl Tag {
             let (status, rest) = split_byte(arg, b'\n').unwrap_or((arg, ""));
             let (retry_after, body) = split_byte(rest, b'\n').unwrap_or((rest, ""));
             let status = json::parse_u64(status).unwrap_or(0).min(999) as u16;
-            let Shell { tracker, out, .. } = &mut *s;
+            let Shell {
+                tracker, out, crypto, ..
+            } = &mut *s;
             if let (Some(t), Some(out)) = (tracker.as_mut(), out.take()) {
                 let ra = (!retry_after.is_empty()).then_some(retry_after);
                 let body = (!body.is_empty()).then_some(body);
-                t.settle(&out, status, body, ra, now, random_u32());
+                t.settle(&out, status, body, ra, now, random_u32(crypto));
             }
             s.persist();
             return String::new();
@@ -333,7 +378,8 @@ impl Tag {
         if op == ops::SERVER_COOKIE {
             return s.server_cookie(now);
         }
-        let Some(t) = s.tracker.as_mut() else {
+        let Shell { tracker, crypto, .. } = &mut *s;
+        let Some(t) = tracker.as_mut() else {
             return error("command", NOT_READY);
         };
         let page = p.page();
@@ -354,7 +400,7 @@ impl Tag {
                         "could not be hashed (SubtleCrypto needs https or localhost)",
                     );
                 }
-                reply_answer(&t.identify(item(0), hash, page, now, &mut Crypto))
+                reply_answer(&t.identify(item(0), hash, page, now, crypto))
             }
             ops::ENDPOINT => t.config().events_url(),
             ops::WAKE => {
@@ -370,7 +416,7 @@ impl Tag {
                 String::new()
             }
             ops::NAVIGATED => {
-                t.navigated(page, now, &mut Crypto);
+                t.navigated(page, now, crypto);
                 String::new()
             }
             ops::DECORATE => t.decorate(arg, page, now).unwrap_or_default(),
@@ -401,15 +447,12 @@ impl Shell {
                     config.debug = true;
                 }
                 if let Some(d) = config.cookie_domain.clone() {
-                    self.cookie = CookieStore::new(Some(d));
+                    self.cookie = CookieStore::new(self.window.as_ref(), Some(d));
                 }
-                let (c, l): (&dyn Store, &dyn Store) = match config.storage {
-                    StorageMode::None => (&self.memory, &self.memory),
-                    _ => (&self.cookie, &self.local),
-                };
-                let (mut loaded, cb, lb) = store::load(config.storage, c, l);
+                let (c, l) = pick(config.storage, &self.cookie, &self.local, &self.memory);
+                let (mut loaded, cb, lb) = store::load(config.storage, &c, &l);
                 loaded.gpc = p.gpc;
-                let mut t = Tracker::start(config, p.page(), loaded, now, &mut Crypto);
+                let mut t = Tracker::start(config, p.page(), loaded, now, &mut self.crypto);
                 t.storage_failed(cb, lb);
                 let mut a = answer(true, "ready", Some(("version", VERSION)));
                 if t.address() != p.url {
@@ -420,7 +463,7 @@ impl Shell {
                 a
             }
             cmd => match self.tracker.as_mut() {
-                Some(t) => reply_answer(&t.command(cmd, p.page(), now, &mut Crypto)),
+                Some(t) => reply_answer(&t.command(cmd, p.page(), now, &mut self.crypto)),
                 None => error("command", NOT_READY),
             },
         }

@@ -57,6 +57,13 @@ pub fn run() -> Result {
         &dist.join("utt_bg.wasm"),
         DIST_WASM_OPT,
     )?;
+    // The same wasm with its names, for `cargo xtask size`'s core::fmt check and for twiggy.
+    let named = size::named_wasm();
+    if let Some(dir) = named.parent() {
+        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let named_passes: Vec<&str> = DIST_WASM_OPT.iter().copied().chain(["-g"]).collect();
+    wasm_opt_output(&bindgen_dir.join("utt_bg.wasm"), &named, &named_passes)?;
     let wasm = fs::read(dist.join("utt_bg.wasm")).map_err(|e| format!("cannot read dist/utt_bg.wasm: {e}"))?;
     let module = first_import_module(&wasm).ok_or("dist/utt_bg.wasm: no import module found")?;
     let glue = rename_in_glue(&read(&bindgen_dir.join("utt.js"))?, &names, &module)?;
@@ -143,8 +150,14 @@ pub fn bindgen() -> Result<PathBuf> {
     if out.exists() {
         fs::remove_dir_all(&out).map_err(|e| format!("cannot clear {}: {e}", out.display()))?;
     }
+    proc::step("wasm-bindgen", || bindgen_into(&wasm, &out))?;
+    Ok(out)
+}
+
+/// wasm-bindgen's glue and wasm for the tag's `wasm` in `out`.
+fn bindgen_into(wasm: &Path, out: &Path) -> Result {
     Bindgen::new()
-        .input_path(&wasm)
+        .input_path(wasm)
         .out_name("utt")
         .web(true)
         .map_err(|e| format!("wasm-bindgen: {e:#}"))?
@@ -153,15 +166,8 @@ pub fn bindgen() -> Result<PathBuf> {
         // ask for 16+), so the glue needs no fallback for it.
         .encode_into(EncodeInto::Always)
         .omit_default_module_path(false)
-        .generate(&out)
-        .map_err(|e| format!("wasm-bindgen on {}: {e:#}", wasm.display()))?;
-    Ok(out)
-}
-
-/// Runs the npm package's wasm-opt (binaryen 132: Debian's 108 breaks the module) with -Oz.
-pub fn wasm_opt(input: &Path, output: &Path, extra: &[&str]) -> Result {
-    let passes: Vec<&str> = ["-Oz"].iter().chain(extra).copied().collect();
-    wasm_opt_output(input, output, &passes).map(drop)
+        .generate(out)
+        .map_err(|e| format!("wasm-bindgen on {}: {e:#}", wasm.display()))
 }
 
 /// Minifies the joined module with the npm package's terser (as an ES module, so the exports keep

@@ -44,7 +44,16 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     let rest = &args[1..];
-    let outcome = match command.as_str() {
+    // The runner is cargo's, once per test binary, and help is instant: neither is a step.
+    if !matches!(command.as_str(), "wasm-test-runner" | "help" | "--help" | "-h") {
+        setup::first_run_notice(command);
+    }
+    // `test` times its own steps and closes with its summary line, which CI reads last.
+    let timed = !matches!(
+        command.as_str(),
+        "wasm-test-runner" | "help" | "--help" | "-h" | "demo" | "test"
+    );
+    let run = || match command.as_str() {
         "setup" => setup::run(),
         "build" => setup::build_tools().and_then(|()| build::run()),
         "demo" => demo::run(rest),
@@ -60,6 +69,12 @@ fn main() -> ExitCode {
             Ok(())
         }
         other => Err(format!("unknown command `{other}`\n\n{USAGE}")),
+    };
+    // The demo serves until Ctrl-C: its steps are timed, the whole of it is not.
+    let outcome = if timed {
+        proc::step(&format!("xtask {command}"), run)
+    } else {
+        run()
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

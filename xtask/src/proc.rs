@@ -2,6 +2,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
+use std::time::Instant;
 
 use crate::Result;
 
@@ -75,12 +76,56 @@ pub fn echo(cmd: &Command) {
     let _ = std::io::stdout().flush();
 }
 
+/// Runs `f` as a named step: one line when it starts, one with its duration when it ends, so
+/// nobody waits in silence (a first build takes minutes).
+pub fn step<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    println!("==> {name}");
+    let _ = std::io::stdout().flush();
+    let started = Instant::now();
+    let outcome = f();
+    took(name, started, outcome.is_ok());
+    outcome
+}
+
+/// Prints how long something that started at `started` took.
+fn took(name: &str, started: Instant, ok: bool) {
+    let verdict = if ok { "done" } else { "FAILED" };
+    println!("<== {name}: {verdict} in {}", duration(started.elapsed().as_secs_f64()));
+    let _ = std::io::stdout().flush();
+}
+
+/// A duration for people: `0.4 s`, `12.3 s`, `4 min 05 s`.
+pub fn duration(secs: f64) -> String {
+    if secs < 60.0 {
+        format!("{secs:.1} s")
+    } else {
+        let whole = secs.round() as u64;
+        format!("{} min {:02} s", whole / 60, whole % 60)
+    }
+}
+
+/// The program's name for the end line of a command (`cargo clippy`, `npm ci`, `wasm-opt`).
+fn short_name(cmd: &Command) -> String {
+    let program = std::path::Path::new(cmd.get_program())
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match cmd.get_args().next() {
+        Some(first) if !first.to_string_lossy().starts_with('-') && !first.to_string_lossy().contains('/') => {
+            format!("{program} {}", first.to_string_lossy())
+        }
+        _ => program,
+    }
+}
+
 /// Runs `cmd` with inherited output and fails unless it exits with success.
 pub fn run(cmd: &mut Command) -> Result {
     echo(cmd);
+    let started = Instant::now();
     let status = cmd
         .status()
         .map_err(|e| format!("cannot start {:?}: {e}", cmd.get_program()))?;
+    took(&short_name(cmd), started, status.success());
     if status.success() {
         Ok(())
     } else {
@@ -90,10 +135,15 @@ pub fn run(cmd: &mut Command) -> Result {
 
 /// Runs `cmd` and returns its standard output (its errors still reach the terminal).
 pub fn output(cmd: &mut Command) -> Result<String> {
+    let started = Instant::now();
     let out = cmd
         .stderr(Stdio::inherit())
         .output()
         .map_err(|e| format!("cannot start {:?}: {e}", cmd.get_program()))?;
+    // Quick queries (`rustup target list`, `id -u`) are not steps; only what a person waits for.
+    if started.elapsed().as_secs_f64() >= 1.0 {
+        took(&short_name(cmd), started, out.status.success());
+    }
     if !out.status.success() {
         return Err(format!("{:?} exited with {}", cmd.get_program(), out.status));
     }
@@ -103,6 +153,7 @@ pub fn output(cmd: &mut Command) -> Result<String> {
 /// Runs a test command, streaming its standard output through while adding up its results.
 pub fn run_counted(cmd: &mut Command, counts: &mut Counts) -> Result {
     echo(cmd);
+    let started = Instant::now();
     let mut child = cmd
         .stdout(Stdio::piped())
         .spawn()
@@ -118,6 +169,7 @@ pub fn run_counted(cmd: &mut Command, counts: &mut Counts) -> Result {
     let status = child
         .wait()
         .map_err(|e| format!("waiting for {:?}: {e}", cmd.get_program()))?;
+    took(&short_name(cmd), started, status.success());
     if status.success() {
         Ok(())
     } else {
@@ -127,7 +179,15 @@ pub fn run_counted(cmd: &mut Command, counts: &mut Counts) -> Result {
 
 #[cfg(test)]
 mod tests {
-    use super::Counts;
+    use super::{duration, Counts};
+
+    #[test]
+    fn durations_read_as_seconds_then_minutes() {
+        assert_eq!(duration(0.04), "0.0 s");
+        assert_eq!(duration(12.345), "12.3 s");
+        assert_eq!(duration(59.94), "59.9 s");
+        assert_eq!(duration(245.0), "4 min 05 s");
+    }
 
     fn check(lines: &[&str], passed: u64, failed: u64) {
         let mut counts = Counts::default();

@@ -27,6 +27,42 @@ const BROWSERS: &[(&str, &[&str])] = &[
     ("/usr/bin/xauth", &["xauth"]),
 ];
 
+/// Says up front, on a machine where this is the first run, what will be installed and built and
+/// roughly how long it takes (measured on a fresh 2-core machine), so nobody waits in silence.
+pub fn first_run_notice(command: &str) {
+    let root = root();
+    let mut work: Vec<(&str, u64)> = Vec::new();
+    if !root.join("node_modules/.package-lock.json").exists() {
+        work.push(("the npm tools (wasm-opt, terser, playwright-core)", 10));
+    }
+    let browser = matches!(command, "setup" | "test" | "wasm-test" | "bench-burst");
+    if browser && BROWSERS.iter().any(|(program, _)| !Path::new(program).exists()) {
+        work.push(("the browsers: Chromium, Firefox ESR, WebKitGTK, Xvfb (apt-get)", 90));
+    }
+    let builds = matches!(command, "build" | "demo" | "test" | "twiggy" | "bench-burst");
+    if builds && !crate::target_dir().join(WASM_TARGET).join("tag").exists() {
+        work.push(("the first build of the tag (wasm32, optimised for size)", 90));
+    }
+    if matches!(command, "demo" | "test" | "bench-burst") && !crate::target_dir().join("debug/utt-collector").exists() {
+        work.push(("the first build of the collector (SQLite is compiled from C)", 150));
+    }
+    if command == "test" && !crate::target_dir().join(WASM_TARGET).join("debug").exists() {
+        work.push(("the test builds (native, wasm32 and clippy)", 600));
+    }
+    if work.is_empty() {
+        return;
+    }
+    let total: u64 = work.iter().map(|(_, secs)| secs).sum();
+    println!("xtask {command}: first run on this machine; it installs and builds, once:");
+    for (what, secs) in &work {
+        println!("  - {what}: about {}", proc::duration(*secs as f64));
+    }
+    println!(
+        "  about {} in all on a 2-core machine; later runs take seconds",
+        proc::duration(total as f64)
+    );
+}
+
 /// Installs what is missing: the wasm target, rustfmt/clippy, the browsers with their drivers, npm tools.
 pub fn run() -> Result {
     rust_target()?;

@@ -4,18 +4,18 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-use crate::{dist_dir, Result};
+use crate::{dist_dir, target_dir, Result};
 
-/// The issue's budget for what a page downloads on first load (`utt.js` + `utt_bg.wasm`),
-/// brotli-compressed. Not met yet: every line the command prints shows the distance to it.
-pub const FIRST_LOAD_BROTLI_BUDGET: u64 = 20_000;
-/// What the build may not exceed meanwhile: the size the tag measured when the budget above was
-/// found out of reach for this feature set (ARCHITECTURE.md, "Where the bytes go"), plus 2% for
-/// small fixes, so the tag can only shrink from here; raised once, by the 1.5 KB the journey
-/// features were allowed (36,232 measured, plus about 170 for brotli's noise between builds). Lower
-/// it whenever the tag shrinks; raising it is a decision for the changelog, not a way to make a
-/// build pass.
-pub const FIRST_LOAD_BROTLI_CEILING: u64 = 36_400;
+/// The budget for what a page downloads on first load (`utt.js` + `utt_bg.wasm`),
+/// brotli-compressed: 30 KB (issue 13; the tag issue's 20 KB needs two loading stages, see
+/// ARCHITECTURE.md). Not met yet: every line the command prints shows the distance to it.
+pub const FIRST_LOAD_BROTLI_BUDGET: u64 = 30_720;
+/// What the build may not exceed meanwhile: what the tag measured after the table-dispatch fix
+/// (34,489: no `dyn Store`, no `dyn Random`, no lazily initialised global, so no function table
+/// and no `core::fmt`), plus about 160 for brotli's noise between builds, so the tag can only
+/// shrink from here. It was 36,400 before the fix. Lower it whenever the tag shrinks; raising it
+/// is a decision for the changelog, not a way to make a build pass.
+pub const FIRST_LOAD_BROTLI_CEILING: u64 = 34_650;
 /// The most the inline snippet may weigh, uncompressed: it is pasted into every page.
 pub const SNIPPET_RAW_BUDGET: u64 = 700;
 /// The files a page downloads when the tag loads; the snippet is inline and the .d.ts is for tools.
@@ -58,7 +58,8 @@ pub fn run() -> Result {
         );
         all.push(sizes);
     }
-    let verdicts = check(&all)?;
+    let mut verdicts = check(&all)?;
+    verdicts.over.extend(fmt_check()?);
     for line in &verdicts.report {
         println!("{line}");
     }
@@ -67,6 +68,124 @@ pub fn run() -> Result {
     } else {
         Err(format!("over budget: {}", verdicts.over.join("; ")))
     }
+}
+
+/// Where `cargo xtask build` writes the production wasm optimised exactly as `dist/utt_bg.wasm`
+/// but with its name section kept, for [`fmt_check`] and `cargo xtask twiggy`.
+pub fn named_wasm() -> std::path::PathBuf {
+    target_dir().join("utt-named/utt_bg.wasm")
+}
+
+/// The functions of the shipped wasm that belong to `core::fmt`. Nothing in the tag formats,
+/// so any is a regression: most likely an indirect call (`&dyn Trait`) whose signature keeps
+/// `core::fmt` in the function table (binaryen keeps every function of a signature some
+/// `call_indirect` uses), or a `format!`, `unwrap` or slice index with a panic message.
+fn fmt_check() -> Result<Option<String>> {
+    let path = named_wasm();
+    let wasm = fs::read(&path).map_err(|e| format!("cannot read {}: {e} (run `cargo xtask build`)", path.display()))?;
+    let names = function_names(&wasm).ok_or_else(|| format!("{}: no readable name section", path.display()))?;
+    if names.len() < 20 {
+        return Err(format!(
+            "{}: only {} function names; the core::fmt check needs a named build",
+            path.display(),
+            names.len()
+        ));
+    }
+    let fmt = formatting(&names);
+    println!(
+        "core::fmt in the shipped wasm: {} of {} functions",
+        fmt.len(),
+        names.len()
+    );
+    Ok((!fmt.is_empty()).then(|| {
+        format!(
+            "core::fmt is back in the shipped wasm ({}); see `cargo xtask twiggy` and \
+             ARCHITECTURE.md, \"Where the bytes go\"",
+            fmt.join(", ")
+        )
+    }))
+}
+
+/// The names among `names` that are `core::fmt`'s: demangled as wasm-bindgen writes them
+/// (`<u32 as core[c5930c85a12de822]::fmt::Display>::fmt`, the crate's hash in brackets, or
+/// without it) or still mangled (`_ZN4core3fmt…`).
+fn formatting(names: &[String]) -> Vec<String> {
+    names
+        .iter()
+        .filter(|n| {
+            n.contains("4core3fmt")
+                || n.match_indices("core").any(|(i, _)| {
+                    let rest = &n[i + "core".len()..];
+                    let rest = match rest.strip_prefix('[') {
+                        Some(hashed) => hashed
+                            .split_once(']')
+                            .filter(|(hash, _)| hash.bytes().all(|b| b.is_ascii_hexdigit()))
+                            .map_or("", |(_, after)| after),
+                        None => rest,
+                    };
+                    rest.starts_with("::fmt::")
+                })
+        })
+        .cloned()
+        .collect()
+}
+
+/// The function names of a wasm binary's `name` section (its subsection 1), or `None` if it
+/// has none or it cannot be read.
+pub fn function_names(wasm: &[u8]) -> Option<Vec<String>> {
+    fn leb(b: &[u8], i: &mut usize) -> Option<usize> {
+        let (mut n, mut shift) = (0usize, 0);
+        loop {
+            let byte = *b.get(*i)?;
+            *i += 1;
+            n |= usize::from(byte & 0x7f).checked_shl(shift)?;
+            if byte < 0x80 {
+                return Some(n);
+            }
+            shift += 7;
+        }
+    }
+    fn text(b: &[u8], i: &mut usize) -> Option<String> {
+        let len = leb(b, i)?;
+        let s = String::from_utf8_lossy(b.get(*i..*i + len)?).into_owned();
+        *i += len;
+        Some(s)
+    }
+    if wasm.get(..4)? != b"\0asm" {
+        return None;
+    }
+    let mut i = 8;
+    while i < wasm.len() {
+        let id = *wasm.get(i)?;
+        i += 1;
+        let size = leb(wasm, &mut i)?;
+        let end = i.checked_add(size)?;
+        let section = wasm.get(i..end)?;
+        i = end;
+        let mut j = 0;
+        if id != 0 || text(section, &mut j)? != "name" {
+            continue;
+        }
+        while j < section.len() {
+            let sub = *section.get(j)?;
+            j += 1;
+            let len = leb(section, &mut j)?;
+            let body = section.get(j..j.checked_add(len)?)?;
+            j += len;
+            if sub == 1 {
+                let mut k = 0;
+                let count = leb(body, &mut k)?;
+                let mut names = Vec::with_capacity(count.min(body.len()));
+                for _ in 0..count {
+                    leb(body, &mut k)?;
+                    names.push(text(body, &mut k)?);
+                }
+                return Some(names);
+            }
+        }
+        return Some(Vec::new());
+    }
+    None
 }
 
 /// Whether a file in `dist/` is a precompressed copy of another (`utt.js.br`, `utt.js.gz`, as
@@ -165,7 +284,69 @@ fn line(what: &str, size: u64, budget: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{check, is_precompressed, measure, Sizes, FIRST_LOAD_BROTLI_CEILING};
+    use super::{check, formatting, function_names, is_precompressed, measure, Sizes, FIRST_LOAD_BROTLI_CEILING};
+
+    /// A wasm module of only a name section naming the given functions.
+    fn named(names: &[&str]) -> Vec<u8> {
+        let mut funcs = vec![names.len() as u8];
+        for (i, n) in names.iter().enumerate() {
+            funcs.push(i as u8);
+            funcs.push(n.len() as u8);
+            funcs.extend_from_slice(n.as_bytes());
+        }
+        let mut section = vec![4];
+        section.extend_from_slice(b"name");
+        // A module name first (subsection 0), which the reader must skip.
+        section.extend_from_slice(&[0, 2, 1, b'm']);
+        section.push(1);
+        section.push(funcs.len() as u8);
+        section.extend(funcs);
+        let mut wasm = b"\0asm\x01\0\0\0".to_vec();
+        // An empty type section before it, which the reader must skip too.
+        wasm.extend_from_slice(&[1, 1, 0]);
+        wasm.push(0);
+        wasm.push(section.len() as u8);
+        wasm.extend(section);
+        wasm
+    }
+
+    #[test]
+    fn the_name_section_is_read_and_core_fmt_found_in_it() {
+        let wasm = named(&["utt::web::Tag::op", "core::fmt::Formatter::pad", "lol_alloc::alloc"]);
+        let names = function_names(&wasm).unwrap();
+        assert_eq!(
+            names,
+            ["utt::web::Tag::op", "core::fmt::Formatter::pad", "lol_alloc::alloc"]
+        );
+        assert_eq!(formatting(&names), ["core::fmt::Formatter::pad"]);
+        let hashed = [
+            "<u32 as core[c5930c85a12de822]::fmt::Display>::fmt".to_string(),
+            "<core[c5930c85a12de822]::fmt::Formatter>::pad".to_string(),
+            "core[c5930c85a12de822]::panicking::panic_fmt".to_string(),
+            "mycore[zz]::fmt::x".to_string(),
+        ];
+        assert_eq!(
+            formatting(&hashed),
+            &hashed[..2],
+            "with the crate's hash, as wasm-bindgen demangles"
+        );
+        let mangled = ["_ZN4core3fmt3num3imp7fmt_u6417h0123456789abcdefE".to_string()];
+        assert_eq!(formatting(&mangled).len(), 1, "mangled names count too");
+        assert!(formatting(&["utt::core::json::write_u64".into()]).is_empty());
+    }
+
+    #[test]
+    fn a_wasm_without_names_or_not_a_wasm_reads_as_none() {
+        assert_eq!(function_names(b"\0asm\x01\0\0\0\x01\x01\0"), None);
+        assert_eq!(function_names(b"not a wasm"), None);
+        let mut cut = named(&["a", "b"]);
+        cut.truncate(cut.len() - 2);
+        assert_eq!(
+            function_names(&cut),
+            None,
+            "a truncated section is not read as fewer names"
+        );
+    }
 
     fn sizes(name: &str, raw: u64, brotli: u64) -> Sizes {
         Sizes {
@@ -182,12 +363,12 @@ mod tests {
             sizes("snippet.js", 600, 300),
             sizes("utt.d.ts", 9_000, 5_000),
             sizes("utt.js", 12_000, 4_000),
-            sizes("utt_bg.wasm", 40_000, 15_000),
+            sizes("utt_bg.wasm", 40_000, 25_720),
         ];
         let verdicts = check(&all).unwrap();
         assert!(verdicts.over.is_empty(), "{:?}", verdicts.over);
         assert!(
-            verdicts.report[0].contains("19000 bytes, budget 20000, headroom 1000"),
+            verdicts.report[0].contains("29720 bytes, budget 30720, headroom 1000"),
             "{:?}",
             verdicts.report
         );
@@ -217,16 +398,16 @@ mod tests {
 
     #[test]
     fn between_budget_and_ceiling_passes_but_says_how_far_from_the_budget() {
-        let all = [sizes("utt.js", 5_000, 3_000), sizes("utt_bg.wasm", 40_000, 20_000)];
+        let all = [sizes("utt.js", 5_000, 3_000), sizes("utt_bg.wasm", 40_000, 30_720)];
         let verdicts = check(&all).unwrap();
         assert!(verdicts.over.is_empty(), "{:?}", verdicts.over);
         assert!(
-            verdicts.report[0].contains("23000 bytes, budget 20000, headroom -3000"),
+            verdicts.report[0].contains("33720 bytes, budget 30720, headroom -3000"),
             "{:?}",
             verdicts.report
         );
         assert!(
-            verdicts.report[1].contains("NOT within the 20000-byte budget: 3000 bytes over"),
+            verdicts.report[1].contains("NOT within the 30720-byte budget: 3000 bytes over"),
             "{:?}",
             verdicts.report
         );

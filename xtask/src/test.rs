@@ -30,7 +30,8 @@ pub fn run() -> Result {
     let mut counts = Counts::default();
     let outcome = match refused_variable(|name| std::env::var_os(name).is_some()) {
         Some(why) => Err(why),
-        None => steps(&mut counts),
+        // Timed here rather than by main: the summary below must stay the last line.
+        None => proc::step("xtask test (all steps)", || steps(&mut counts)),
     };
     if let Err(message) = &outcome {
         eprintln!("xtask test: FAILED: {message}");

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::{build, proc, target_dir, Result};
+use crate::{build, proc, size, target_dir, Result};
 
 /// The twiggy release installed into `<target>/tools`, pinned so its figures compare across runs.
 const TWIGGY_VERSION: &str = "0.8.0";
@@ -25,10 +25,9 @@ pub fn run() -> Result {
         )
         .map_err(|e| format!("installing twiggy {TWIGGY_VERSION} failed: {e}"))?;
     }
-    let bindgen_dir = build::bindgen()?;
-    // The shipped file has no name section, so twiggy could only say `code[42]`: `-g` keeps the
-    // names and changes nothing else that twiggy counts.
-    let named = target_dir().join("utt-twiggy.wasm");
-    build::wasm_opt(&bindgen_dir.join("utt_bg.wasm"), &named, &["-g"])?;
-    proc::run(Command::new(twiggy).args(["top", "-n", "30"]).arg(&named))
+    // The shipped file has no name section, so twiggy could only say `code[42]`: the build also
+    // writes it optimised the same way with its names kept (`-g`), which changes nothing else
+    // that twiggy counts.
+    build::run()?;
+    proc::run(Command::new(twiggy).args(["top", "-n", "30"]).arg(size::named_wasm()))
 }
