@@ -108,6 +108,16 @@
     return c;
   };
 
+  // The identity last passed to utt('identify'): trackConversion passes on its customer fields
+  // too, unless they are the ones the page already identified with.
+  var identity;
+  var identifyOnce = function (c) {
+    var key = JSON.stringify(c);
+    if (key == identity) return;
+    identity = key;
+    return utt('identify', c);
+  };
+
   function identify(p) {
     var call = "ire('identify')";
     var f = fields(p);
@@ -120,6 +130,7 @@
       if (p && typeof p == 'object') return Promise.resolve({ ok: false, status: 'error', error: 'ire: identify has no customerId or email address for utt' });
       return fail(call + ' needs an object');
     }
+    identity = JSON.stringify(c);
     return utt('identify', c);
   }
 
@@ -136,7 +147,7 @@
 
     // Identity fields go to utt('identify', ...) first, as impact links the order to them.
     var c = customer(call, f);
-    if (c.customerId != null || c.email != null) utt('identify', c);
+    if (c.customerId != null || c.email != null) identifyOnce(c);
 
     var v = take(f, 'currencycode');
     if (v != null) order.currency = typeof v == 'string' ? v.trim().toUpperCase() : v;

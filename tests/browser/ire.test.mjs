@@ -272,3 +272,23 @@ test("a parallel run with impact's tag loaded first: each call goes to both", as
   assert.deepEqual(errors, []);
   await context.close();
 });
+
+test("trackConversion's customer fields are identified once: not again when the page already identified with them", async () => {
+  const { p, context, errors } = await open('/plain.html');
+  await p.evaluate(() => {
+    ire('identify', { customerId: 'C-5', customerEmail: 'c5@example.com' });
+    ire('trackConversion', 1, { orderId: 'D-1', customerId: 'C-5', customerEmail: 'c5@example.com' });
+    ire('trackConversion', 1, { orderId: 'D-2', customerId: 'C-6' });
+    ire('trackConversion', 1, { orderId: 'D-3', customerId: 'C-6' });
+  });
+  const { calls } = await recorded(p);
+  assert.deepEqual(calls.map(([name, arg]) => [name, arg.orderId ?? arg.customerId]), [
+    ['identify', 'C-5'],
+    ['conversion', 'D-1'],
+    ['identify', 'C-6'],
+    ['conversion', 'D-2'],
+    ['conversion', 'D-3'],
+  ]);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
