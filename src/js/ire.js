@@ -3,8 +3,8 @@
 // (`<script src="/ire.js"></script>`) and the `ire('identify', ...)` and
 // `ire('trackConversion', ...)` calls in the site's templates keep working, now feeding utt.
 // Not part of utt.js or its wasm: only sites that load it download it. The mapping table is in
-// docs/migrating-from-ire.md. What has no utt equivalent is said once per call in a console
-// warning ("[utt ire] ..."), never thrown: every entry point catches everything.
+// docs/migrating-from-ire.md. What has no utt equivalent is said in a console warning
+// ("[utt ire] ..."), never thrown: every entry point catches everything.
 (function (w) {
   'use strict';
   var name = typeof w.ire_o == 'string' && w.ire_o ? w.ire_o : 'ire';
@@ -55,9 +55,11 @@
 
   // ---- Exact decimals (impact's amounts are strings or numbers; utt does no float arithmetic
   // on money, so neither does this): a decimal is [digits as a BigInt, digits after the point].
+  // Only what utt accepts as an amount (at most 15 digits, and 8 after the point) is one: any
+  // other value passed on would have utt refuse the whole order.
   var dec = function (v) {
-    if (typeof v == 'number') v = v >= 0 && v < 1e21 ? String(v) : '';
-    var m = typeof v == 'string' && /^\s*(\d+)(?:\.(\d+))?\s*$/.exec(v);
+    if (typeof v == 'number') v = String(v);
+    var m = typeof v == 'string' && /^(\d{1,15})(?:\.(\d{1,8}))?$/.exec(v);
     return m ? [BigInt(m[1] + (m[2] || '')), (m[2] || '').length] : null;
   };
   var scaled = function (d, s) {
@@ -68,19 +70,20 @@
     return s ? t.slice(0, -s) + '.' + t.slice(-s) : t;
   };
   // The sum of decimals minus one (`sub`, optional): a decimal string, or null if any is not a
-  // decimal or the result is negative.
+  // decimal or the result is negative or too long.
   var total = function (add, sub) {
     var all = add.concat(sub == null ? [] : [sub]).map(dec);
     if (all.some((d) => !d)) return null;
     var s = Math.max.apply(Math, all.map((d) => d[1]));
     var n = all.reduce((a, d, i) => (i < add.length ? a + scaled(d, s) : a - scaled(d, s)), 0n);
-    return n < 0n ? null : text(n, s);
+    var t = text(n, s);
+    return n < 0n || !dec(t) ? null : t;
   };
-  // A line's subtotal divided by its quantity, if the unit price is an exact decimal with at
-  // most four more digits than the subtotal; null otherwise.
+  // A line's subtotal divided by its quantity, if the unit price is an exact decimal of at most
+  // 8 digits after the point; null otherwise.
   var unit = function (sub, q) {
     var d = dec(sub);
-    for (var k = 0; d && k <= 4; k++) {
+    for (var k = 0; d && d[1] + k <= 8; k++) {
       var n = d[0] * 10n ** BigInt(k);
       if (n % BigInt(q) == 0n) return text(n / BigInt(q), d[1] + k);
     }

@@ -188,6 +188,10 @@ test('trackConversion: where the amount comes from, and money utt would refuse k
     ire('trackConversion', 1, { orderId: 'A5', orderDiscount: '-5', orderSubTotalPostDiscount: '12,50' });
     // A lead without any amount: nothing to warn about.
     ire('trackConversion', 2, { orderId: 'LEAD-1' });
+    // utt takes at most 8 digits after the point: no unit price rather than one utt would refuse.
+    ire('trackConversion', 1, { orderId: 'A6', items: [{ subTotal: '1.00000000', quantity: 3 }] });
+    // A float with 17 digits after the point, or spaces around an amount, are not amounts for utt.
+    ire('trackConversion', 1, { orderId: 'A7', orderSubTotalPostDiscount: 0.1 + 0.2, orderDiscount: ' 1.00' });
   });
   const { calls, warnings } = await recorded(p);
   const orders = Object.fromEntries(calls.map(([, o]) => [o.orderId, o]));
@@ -203,7 +207,12 @@ test('trackConversion: where the amount comes from, and money utt would refuse k
   assert.equal('discount' in orders.A5 || 'amount' in orders.A5, false);
   assert.equal(warned(warnings, 'orderDiscount "-5" is not a decimal amount').length, 1, warnings.join('\n'));
   assert.deepEqual(orders['LEAD-1'], { orderId: 'LEAD-1', custom: { actionTrackerId: '2' } });
-  assert.equal(warnings.length, 3, warnings.join('\n'));
+  assert.deepEqual(orders.A6.items, [{ quantity: 3 }]);
+  assert.equal(orders.A6.amount, '1.00000000');
+  assert.equal(warned(warnings, 'items[0].subTotal 1.00000000', 'quantity 3').length, 1, warnings.join('\n'));
+  assert.deepEqual(orders.A7.custom, { actionTrackerId: '1', orderSubTotalPostDiscount: 0.30000000000000004, orderDiscount: ' 1.00' });
+  assert.equal('discount' in orders.A7 || 'amount' in orders.A7, false);
+  assert.equal(warnings.length, 6, warnings.join('\n'));
   assert.deepEqual(errors, []);
   await context.close();
 });
