@@ -6,10 +6,10 @@
 // accepts: Chromium's public suffix list decides, as it would on a merchant's site.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync, copyFileSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, copyFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, launchChromium, serveStatic, cleanChromiumProfiles, selfSignedCertificate, acceptingCollector } from './harness.mjs';
+import { ROOT, launchChromium, serveStatic, selfSignedCertificate, acceptingCollector, stopAll } from './harness.mjs';
 
 const SNIPPET = readFileSync(join(ROOT, 'dist', 'snippet.js'), 'utf8').split('\n')[0];
 const NAMES = ['www.shop.test', '*.shop.test', '*.github.io'];
@@ -35,12 +35,7 @@ before(async () => {
   });
 });
 
-after(async () => {
-  await browser?.close();
-  await server?.close();
-  rmSync(site, { recursive: true, force: true });
-  await cleanChromiumProfiles();
-});
+after(() => stopAll({ browser, server, site }));
 
 /** Opens the tag's page on `host` in `context` (a landing with a click) and waits until it runs. */
 async function land(context, host, clickId) {

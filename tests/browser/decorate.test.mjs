@@ -4,10 +4,10 @@
 // that the next page takes the click in with its original time.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync, copyFileSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, copyFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, launchChromium, serveStatic, cleanChromiumProfiles, acceptingCollector } from './harness.mjs';
+import { ROOT, launchChromium, serveStatic, acceptingCollector, openPage, stopAll } from './harness.mjs';
 
 const SNIPPET = readFileSync(join(ROOT, 'dist', 'snippet.js'), 'utf8').split('\n')[0];
 let site, browser, server;
@@ -56,22 +56,9 @@ before(async () => {
   browser = await launchChromium();
 });
 
-after(async () => {
-  await browser?.close();
-  await server?.close();
-  rmSync(site, { recursive: true, force: true });
-  await cleanChromiumProfiles();
-});
+after(() => stopAll({ browser, server, site }));
 
-async function land(path) {
-  const context = await browser.newContext();
-  const p = await context.newPage();
-  const errors = [];
-  p.on('pageerror', (e) => errors.push(e.message));
-  await p.goto(server.url + path);
-  await p.waitForFunction(() => window.utt?.state?.().ready);
-  return { p, context, errors };
-}
+const land = (path) => openPage(browser, server.url + path, () => window.utt?.state?.().ready);
 
 const href = (p, id) => p.$eval(`#${id}`, (a) => a.getAttribute('href'));
 const journey = (url) => new URL(url, 'http://x').searchParams.get('_uttj');

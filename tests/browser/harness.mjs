@@ -201,6 +201,35 @@ export function acceptingCollector(onBatch = () => {}) {
 }
 
 /**
+ * Opens `url` in a fresh context of `browser` (its own cookies and storage), records the page's
+ * uncaught errors, and waits until `ready` (run in the page) answers something truthy.
+ * @param {import('playwright-core').Browser} browser
+ * @param {string} url
+ * @param {() => unknown} ready
+ * @returns {Promise<{p: import('playwright-core').Page, context: import('playwright-core').BrowserContext, errors: string[]}>}
+ */
+export async function openPage(browser, url, ready) {
+  const context = await browser.newContext();
+  const p = await context.newPage();
+  const errors = [];
+  p.on('pageerror', (e) => errors.push(e.message));
+  await p.goto(url);
+  await p.waitForFunction(ready);
+  return { p, context, errors };
+}
+
+/**
+ * What a test file's `after()` does: closes its browser and server, removes its site folder and
+ * the browsers' leftovers. Each may be missing (a `before()` that failed half-way).
+ */
+export async function stopAll({ browser, server, site }) {
+  await browser?.close();
+  await server?.close();
+  if (site) rmSync(site, { recursive: true, force: true });
+  await cleanChromiumProfiles();
+}
+
+/**
  * Removes the profile and temporary folders of the browsers this process launched.
  * Call it after `browser.close()`, e.g. in an `after()` hook; it also runs when the process exits.
  * @returns {Promise<void>}

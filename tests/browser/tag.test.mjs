@@ -3,10 +3,10 @@
 // no exception reaching the page whatever it is called with.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync, copyFileSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, copyFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, launchChromium, serveStatic, cleanChromiumProfiles, acceptingCollector } from './harness.mjs';
+import { ROOT, launchChromium, serveStatic, acceptingCollector, openPage, stopAll } from './harness.mjs';
 
 const SNIPPET = readFileSync(join(ROOT, 'dist', 'snippet.js'), 'utf8').split('\n')[0];
 let site, browser, server;
@@ -49,22 +49,10 @@ utt('event', 'three');
   browser = await launchChromium();
 });
 
-after(async () => {
-  await browser?.close();
-  await server?.close();
-  rmSync(site, { recursive: true, force: true });
-  await cleanChromiumProfiles();
-});
+after(() => stopAll({ browser, server, site }));
 
-async function open(path, ready = () => window.utt && window.utt.state && window.utt.state().ready) {
-  const context = await browser.newContext();
-  const p = await context.newPage();
-  const errors = [];
-  p.on('pageerror', (e) => errors.push(e.message));
-  await p.goto(server.url + path);
-  await p.waitForFunction(ready);
-  return { p, context, errors };
-}
+const open = (path, ready = () => window.utt && window.utt.state && window.utt.state().ready) =>
+  openPage(browser, server.url + path, ready);
 
 const events = () => batches.flatMap((b) => b.events);
 

@@ -39,7 +39,7 @@ export function ensureBuilt() {
 }
 
 /** The files `cargo xtask build` writes to dist/, `snippet.js` last. */
-const DIST_FILES = ['utt_bg.wasm', 'utt.js', 'utt.d.ts', 'snippet.js'];
+const DIST_FILES = ['utt_bg.wasm', 'utt.js', 'utt.d.ts', 'ire.js', 'snippet.js'];
 
 /**
  * Copies the built tag to `into`, so one test file runs against one build even if dist/ is

@@ -40,8 +40,8 @@ const DIST_WASM_OPT: &[&str] = &[
     "--converge",
 ];
 
-/// Builds the tag and writes `dist/`: `utt_bg.wasm`, `utt.js`, `utt.d.ts` and `snippet.js`, each
-/// with its `.br` and `.gz` beside it.
+/// Builds the tag and writes `dist/`: `utt_bg.wasm`, `utt.js`, `utt.d.ts`, `ire.js` (the opt-in
+/// `ire()` compatibility script) and `snippet.js`, each with its `.br` and `.gz` beside it.
 pub fn run() -> Result {
     let bindgen_dir = bindgen()?;
     let dist = dist_dir();
@@ -73,7 +73,7 @@ pub fn run() -> Result {
         Some(loader) => join_glue_and_loader(&glue, &loader)?,
         None => glue,
     };
-    minify(&module, &dist.join("utt.js"))?;
+    minify(&module, &dist.join("utt.js"), true)?;
 
     let types = match read_if_exists(&js_dir.join("utt.d.ts"))? {
         Some(types) => types,
@@ -81,6 +81,10 @@ pub fn run() -> Result {
     };
     write(&dist.join("utt.d.ts"), types.as_bytes())?;
 
+    // Not part of the tag: a classic script that only sites migrating from impact's `ire()` load.
+    if let Some(ire) = read_if_exists(&js_dir.join("ire.js"))? {
+        minify(&ire, &dist.join("ire.js"), false)?;
+    }
     if let Some(snippet) = read_if_exists(&js_dir.join("snippet.js"))? {
         write(&dist.join("snippet.js"), snippet.as_bytes())?;
     }
@@ -170,21 +174,23 @@ fn bindgen_into(wasm: &Path, out: &Path) -> Result {
         .map_err(|e| format!("wasm-bindgen on {}: {e:#}", wasm.display()))
 }
 
-/// Minifies the joined module with the npm package's terser (as an ES module, so the exports keep
-/// their names) into `output`: about 2 KB brotli less for every first load.
-fn minify(module: &str, output: &Path) -> Result {
+/// Minifies JavaScript with the npm package's terser into `output`: the joined module (`module`:
+/// as an ES module, so the exports keep their names; about 2 KB brotli less for every first
+/// load), or a classic script, whose top-level names are the page's and are kept.
+fn minify(code: &str, output: &Path, module: bool) -> Result {
     let terser = root().join("node_modules/.bin/terser");
     if !terser.exists() {
         return Err(format!("{} is missing: run `cargo xtask setup`", terser.display()));
     }
-    let input = target_dir().join("utt-bindgen/utt.joined.js");
-    write(&input, module.as_bytes())?;
-    proc::run(
-        Command::new(terser)
-            .arg(&input)
-            .args(["--module", "--compress", "passes=2", "--mangle", "--toplevel", "-o"])
-            .arg(output),
-    )
+    let name = output.file_name().and_then(|n| n.to_str()).unwrap_or("out.js");
+    let input = target_dir().join("utt-bindgen").join(format!("{name}.in.js"));
+    write(&input, code.as_bytes())?;
+    let mut terser = Command::new(terser);
+    terser.arg(&input);
+    if module {
+        terser.args(["--module", "--toplevel"]);
+    }
+    proc::run(terser.args(["--compress", "passes=2", "--mangle", "-o"]).arg(output))
 }
 
 /// Runs wasm-opt with the given passes and flags, in order, answering what it printed (the names
