@@ -17,7 +17,7 @@ let site, browser, server, port;
 
 before(async () => {
   site = mkdtempSync(join(tmpdir(), 'utt-site-'));
-  for (const f of ['utt.js', 'utt_bg.wasm']) copyFileSync(join(ROOT, 'dist', f), join(site, f));
+  for (const f of ['utt.js', 'utt_bg.wasm', 'utt_texts.js']) copyFileSync(join(ROOT, 'dist', f), join(site, f));
   writeFileSync(
     join(site, 'plain.html'),
     `<!doctype html><html><head><title>plain</title><script>${SNIPPET} utt('init', {site: 'demo'});</script></head><body></body></html>`

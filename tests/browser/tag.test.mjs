@@ -20,7 +20,7 @@ function page(name, head, body = '') {
 
 before(async () => {
   site = mkdtempSync(join(tmpdir(), 'utt-site-'));
-  for (const f of ['utt.js', 'utt_bg.wasm']) copyFileSync(join(ROOT, 'dist', f), join(site, f));
+  for (const f of ['utt.js', 'utt_bg.wasm', 'utt_texts.js']) copyFileSync(join(ROOT, 'dist', f), join(site, f));
   page(
     'replay.html',
     `<script>${SNIPPET}

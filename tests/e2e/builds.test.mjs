@@ -51,7 +51,11 @@ async function journey(world, clickId, email) {
         .replace(/"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"/g, '"UUID"')
         .replace(/"(at|sentAt|receivedAt|clickAt|convertedAt)":\d+/g, '"$1":0')
     );
-  const events = seen.batches.flatMap((b) => norm(b).events);
+  // Each event once (a page-hide beacon and the next page's fetch may both carry it: the
+  // collector deduplicates by ID), in the order the tag made them.
+  const byId = new Map();
+  for (const e of seen.batches.flatMap((b) => JSON.parse(b).events)) if (!byId.has(e.id)) byId.set(e.id, e);
+  const events = [...byId.values()].sort((x, y) => x.at - y.at).map((e) => norm(JSON.stringify(e)));
   return { state, events, stored: stored.map((s) => norm(JSON.stringify(s))), refusals };
 }
 
