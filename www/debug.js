@@ -12,7 +12,7 @@ let source = { utt: null, label: 'this page' };
 
 async function ownTag() {
   try {
-    const m = await import('/utt.js');
+    const m = await import('/utt_debug.js');
     await m.utt.ready;
     return m.utt;
   } catch {
@@ -244,7 +244,12 @@ async function testLink(raw) {
   // A fresh frame each time, so the previous landing page's tag can never answer for this one.
   const frame = h('iframe', { className: 'landing', id: 'landing', title: 'The landing page, as a visitor sees it' });
   $('landing').replaceWith(frame);
-  frame.src = url.href;
+  // With `utt_debug=1` the shop's snippet loads the debug build there (the same decisions as
+  // the production tag, with the state this page reads). A link that redirects through another
+  // site may drop it; the page then says the landing page's tag cannot be read.
+  const landing = new URL(url.href);
+  landing.searchParams.set('utt_debug', '1');
+  frame.src = landing.href;
   const { utt, elsewhere } = await frameTag(frame, 20_000);
   if (run !== testing) return;
   if (!utt) {

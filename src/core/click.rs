@@ -41,15 +41,17 @@ pub enum Rejected {
 }
 
 impl Rejected {
-    /// A short English reason, for the debug page and the console.
+    /// A short English reason, for the debug page and the console (its code in the production
+    /// tag).
     pub fn as_str(self) -> &'static str {
+        use super::text as t;
         match self {
-            Rejected::Empty => "empty value",
-            Rejected::TooLong => "value too long",
-            Rejected::BadChar => "character outside the safe set",
-            Rejected::BadEncoding => "malformed percent-encoding",
-            Rejected::Tampered => "tampered, or from another browser",
-            Rejected::Expired => "expired",
+            Rejected::Empty => t::CLICK_EMPTY,
+            Rejected::TooLong => t::CLICK_LONG,
+            Rejected::BadChar => t::CLICK_CHAR,
+            Rejected::BadEncoding => t::CLICK_ENCODING,
+            Rejected::Tampered => t::CLICK_TAMPERED,
+            Rejected::Expired => t::CLICK_EXPIRED,
         }
     }
 }

@@ -5,6 +5,7 @@ use alloc::string::String;
 
 use super::config::Config;
 use super::json::Json;
+use super::text as t;
 use super::wire::{self, limits, Invalid, Order};
 
 /// One call of the `utt(...)` API.
@@ -38,10 +39,10 @@ const fn bad(field: &'static str, reason: &'static str) -> Invalid {
 /// Reads `[name, args...]`, taking what it keeps out of `call`.
 pub fn parse(call: &mut Json) -> Result<Command, Invalid> {
     let Json::Arr(args) = call else {
-        return Err(bad("command", "must be called as utt(name, ...args)"));
+        return Err(bad("command", t::CALL));
     };
     let Some((Json::Str(name), rest)) = args.split_first_mut() else {
-        return Err(bad("command", "the first argument must be a command name"));
+        return Err(bad("command", t::COMMAND_NAME));
     };
     let mut null = Json::Null;
     let (arg, more) = match rest.split_first_mut() {
@@ -54,7 +55,7 @@ pub fn parse(call: &mut Json) -> Result<Command, Invalid> {
         "conversion" => Command::Conversion(wire::read_order(arg)?),
         "identify" => {
             if arg.as_obj().is_none() {
-                return Err(bad("identify", "must be an object with customerId and/or email"));
+                return Err(bad("identify", t::IDENTIFY_OBJECT));
             }
             let customer_id = match arg.get("customerId") {
                 None | Some(Json::Null) => None,
@@ -62,34 +63,32 @@ pub fn parse(call: &mut Json) -> Result<Command, Invalid> {
                 Some(Json::Str(s)) if !s.is_empty() && s.len() <= limits::MAX_SHORT && !crate::core::has_control(s) => {
                     Some(s.clone())
                 }
-                Some(_) => return Err(bad("identify.customerId", "must be a short string")),
+                Some(_) => return Err(bad("identify.customerId", t::SHORT_STRING)),
             };
             let email = match arg.get("email") {
                 None | Some(Json::Null) => None,
-                Some(Json::Str(s)) => Some(normalize_email(s).ok_or(bad("identify.email", "is not an email address"))?),
-                Some(_) => return Err(bad("identify.email", "must be a string")),
+                Some(Json::Str(s)) => Some(normalize_email(s).ok_or(bad("identify.email", t::NOT_EMAIL))?),
+                Some(_) => return Err(bad("identify.email", t::NOT_STRING)),
             };
             if customer_id.is_none() && email.is_none() {
-                return Err(bad("identify", "needs customerId or email"));
+                return Err(bad("identify", t::IDENTIFY_NEEDS));
             }
             Command::Identify { customer_id, email }
         }
         "consent" => match arg.as_str() {
             Some("granted") => Command::Consent(true),
             Some("denied") => Command::Consent(false),
-            _ => return Err(bad("consent", "must be 'granted' or 'denied'")),
+            _ => return Err(bad("consent", t::CONSENT_CHOICE)),
         },
         "event" => {
-            let n = arg
-                .as_str()
-                .ok_or(bad("event", "needs a name: utt('event', name, props?)"))?;
+            let n = arg.as_str().ok_or(bad("event", t::EVENT_NEEDS_NAME))?;
             if n.is_empty() || n.len() > limits::MAX_SHORT || crate::core::has_control(n) {
-                return Err(bad("event", "name must be 1 to 128 characters"));
+                return Err(bad("event", t::EVENT_NAME));
             }
             Command::Event(String::from(n), wire::props(more.first_mut(), "event.props")?)
         }
         "flush" => Command::Flush,
-        _ => return Err(bad("command", "unknown command")),
+        _ => return Err(bad("command", t::UNKNOWN_COMMAND)),
     })
 }
 

@@ -5,6 +5,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::json::Json;
+use super::text as t;
 use super::wire::Invalid;
 
 /// Where the journey record is kept.
@@ -127,48 +128,43 @@ impl Config {
     /// Reads `init`'s argument. Unknown keys are refused so that a typo (`colector`) is reported
     /// instead of silently ignored.
     pub fn from_json(v: &Json) -> Result<Config, Invalid> {
-        let members = v.as_obj().ok_or(bad("config", "must be an object"))?;
+        let members = v.as_obj().ok_or(bad("config", t::NOT_OBJECT))?;
         let site = match v.get("site") {
             Some(Json::Str(s)) if is_token(s, 64) => s.as_str(),
-            _ => return Err(bad("site", "is required: letters, digits, '-', '_' or '.'")),
+            _ => return Err(bad("site", t::SITE)),
         };
         let mut c = Config::new(site);
         for (key, val) in members {
             match key.as_str() {
                 "site" => {}
                 "collector" => {
-                    let s = val.as_str().ok_or(bad("collector", "must be a URL string"))?;
+                    let s = val.as_str().ok_or(bad("collector", t::COLLECTOR_STRING))?;
                     if !(s.is_empty() || s.starts_with("https://") || s.starts_with("http://") || s.starts_with('/'))
                         || s.len() > 512
                         || crate::core::has_control(s)
                         || s.bytes().any(|b| b == b' ')
                     {
-                        return Err(bad("collector", "must be an http(s) URL or a path"));
+                        return Err(bad("collector", t::COLLECTOR_URL));
                     }
                     c.collector = String::from(s);
                 }
                 "writeKey" => c.write_key = Some(String::from(token(val, "writeKey", 128)?)),
                 "windowDays" => {
                     let d = val.as_u64().filter(|d| (1..=395).contains(d));
-                    c.window_ms = d.ok_or(bad("windowDays", "must be a whole number of days from 1 to 395"))? * DAY_MS;
+                    c.window_ms = d.ok_or(bad("windowDays", t::WINDOW_DAYS))? * DAY_MS;
                 }
                 "sessionTimeoutMinutes" => {
                     let m = val.as_u64().filter(|m| (1..=24 * 60).contains(m));
-                    c.session_timeout_ms = m.ok_or(bad("sessionTimeoutMinutes", "must be 1 to 1440"))? * 60_000;
+                    c.session_timeout_ms = m.ok_or(bad("sessionTimeoutMinutes", t::SESSION_TIMEOUT))? * 60_000;
                 }
                 "clickParams" => {
-                    let m = val
-                        .as_obj()
-                        .ok_or(bad("clickParams", "must be an object of parameter: network"))?;
+                    let m = val.as_obj().ok_or(bad("clickParams", t::CLICK_PARAMS))?;
                     if m.len() > 32 {
-                        return Err(bad("clickParams", "at most 32 parameters"));
+                        return Err(bad("clickParams", t::CLICK_PARAMS_MAX));
                     }
                     for (p, n) in m {
                         if !is_token(p, 64) {
-                            return Err(bad(
-                                "clickParams",
-                                "parameter names must be letters, digits, '-', '_' or '.'",
-                            ));
+                            return Err(bad("clickParams", t::PARAM_NAMES));
                         }
                         c.click_params
                             .push((p.clone(), String::from(token(n, "clickParams", 64)?)));
@@ -180,18 +176,11 @@ impl Config {
                         Some("cookie") => StorageMode::Cookie,
                         Some("local") => StorageMode::Local,
                         Some("none") => StorageMode::None,
-                        _ => {
-                            return Err(bad(
-                                "storage",
-                                "must be \"cookie+local\", \"cookie\", \"local\" or \"none\"",
-                            ))
-                        }
+                        _ => return Err(bad("storage", t::STORAGE)),
                     }
                 }
                 "cookieDomain" => {
-                    let s = val
-                        .as_str()
-                        .ok_or(bad("cookieDomain", "must be \"auto\" or a domain"))?;
+                    let s = val.as_str().ok_or(bad("cookieDomain", t::COOKIE_DOMAIN))?;
                     c.cookie_domain = if s == "auto" {
                         None
                     } else if is_domain(s) {
@@ -199,11 +188,11 @@ impl Config {
                             s.get(s.bytes().take_while(|&b| b == b'.').count()..).unwrap_or(""),
                         ))
                     } else {
-                        return Err(bad("cookieDomain", "must be \"auto\" or a domain"));
+                        return Err(bad("cookieDomain", t::COOKIE_DOMAIN));
                     };
                 }
                 "linkDomains" => {
-                    let e = bad("linkDomains", "must be a list of at most 16 domains");
+                    let e = bad("linkDomains", t::LINK_DOMAINS);
                     for d in val.as_arr().filter(|l| l.len() <= 16).ok_or(e)? {
                         c.link_domains
                             .push(String::from(d.as_str().filter(|d| is_domain(d)).ok_or(e)?));
@@ -213,21 +202,21 @@ impl Config {
                     c.consent_default = match val.as_str() {
                         Some("granted") => true,
                         Some("denied") => false,
-                        _ => return Err(bad("consent", "must be \"granted\" or \"denied\"")),
+                        _ => return Err(bad("consent", t::CONSENT_OPTION)),
                     }
                 }
                 "whileDenied" => {
                     c.wait_for_consent = match val.as_str() {
                         Some("wait") => true,
                         Some("drop") => false,
-                        _ => return Err(bad("whileDenied", "must be \"wait\" or \"drop\"")),
+                        _ => return Err(bad("whileDenied", t::WHILE_DENIED)),
                     }
                 }
                 "honorGpc" => c.honor_gpc = flag(val, "honorGpc")?,
                 "autoPageview" => c.auto_pageview = flag(val, "autoPageview")?,
                 "serverCookie" => c.server_cookie = flag(val, "serverCookie")?,
                 "debug" => c.debug = flag(val, "debug")?,
-                _ => return Err(bad("config", "unknown option")),
+                _ => return Err(bad("config", t::UNKNOWN_OPTION)),
             }
         }
         Ok(c)
@@ -241,7 +230,7 @@ const fn bad(field: &'static str, reason: &'static str) -> Invalid {
 fn flag(v: &Json, field: &'static str) -> Result<bool, Invalid> {
     match v {
         Json::Bool(b) => Ok(*b),
-        _ => Err(bad(field, "must be true or false")),
+        _ => Err(bad(field, t::FLAG)),
     }
 }
 
@@ -259,9 +248,7 @@ pub fn is_token(s: &str, max: usize) -> bool {
 }
 
 fn token<'a>(v: &'a Json, field: &'static str, max: usize) -> Result<&'a str, Invalid> {
-    v.as_str()
-        .filter(|s| is_token(s, max))
-        .ok_or(bad(field, "must be letters, digits, '-', '_' or '.'"))
+    v.as_str().filter(|s| is_token(s, max)).ok_or(bad(field, t::TOKEN))
 }
 
 #[cfg(test)]

@@ -48,14 +48,15 @@ pub enum JsonError {
 }
 
 impl JsonError {
-    /// A short English reason, for error reports.
+    /// A short English reason, for error reports (its code in the production tag).
     pub fn as_str(self) -> &'static str {
+        use super::text as t;
         match self {
-            JsonError::Eof => "unexpected end of JSON",
-            JsonError::Syntax => "invalid JSON",
-            JsonError::TooDeep => "JSON nested too deeply",
-            JsonError::BadEscape => "invalid escape in JSON string",
-            JsonError::Trailing => "unexpected text after JSON value",
+            JsonError::Eof => t::JSON_EOF,
+            JsonError::Syntax => t::JSON_SYNTAX,
+            JsonError::TooDeep => t::JSON_DEEP,
+            JsonError::BadEscape => t::JSON_ESCAPE,
+            JsonError::Trailing => t::JSON_TRAILING,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod queue;
 pub mod record;
 pub mod retry;
 pub mod store;
+pub mod text;
 pub mod tracker;
 pub mod url;
 pub mod wire;

@@ -181,7 +181,7 @@ impl Queue {
                     Some(o) if o.status == Status::Rejected => Err(o
                         .reason
                         .clone()
-                        .unwrap_or_else(|| String::from("rejected by the collector"))),
+                        .unwrap_or_else(|| String::from(crate::debug_text!("rejected by the collector")))),
                     Some(_) => Ok(true),
                     // An answer that does not mention an event has not stored it: try again.
                     None => Ok(false),

@@ -20,15 +20,15 @@ pub fn disposition(status: u16) -> Disposition {
         // Timeouts and rate limits are the collector asking for patience, not refusing.
         408 | 429 => Disposition::Retry,
         400..=499 => Disposition::Drop(match status {
-            400 => "rejected by the collector (400 Bad Request)",
-            401 => "rejected by the collector (401 Unauthorized): check the site's write key",
-            403 => "rejected by the collector (403 Forbidden): check the site's allowed origins",
-            404 => "collector endpoint not found (404): check the collector URL",
-            410 => "collector endpoint gone (410)",
-            413 => "batch too large for the collector (413)",
-            415 => "content type refused by the collector (415)",
-            422 => "events refused by the collector (422)",
-            _ => "rejected by the collector (4xx)",
+            400 => crate::debug_text!("rejected by the collector (400 Bad Request)"),
+            401 => crate::debug_text!("rejected by the collector (401 Unauthorized): check the site's write key"),
+            403 => crate::debug_text!("rejected by the collector (403 Forbidden): check the site's allowed origins"),
+            404 => crate::debug_text!("collector endpoint not found (404): check the collector URL"),
+            410 => crate::debug_text!("collector endpoint gone (410)"),
+            413 => crate::debug_text!("batch too large for the collector (413)"),
+            415 => crate::debug_text!("content type refused by the collector (415)"),
+            422 => crate::debug_text!("events refused by the collector (422)"),
+            _ => crate::debug_text!("rejected by the collector (4xx)"),
         }),
         // Network errors, 5xx, and the 1xx/3xx a fetch should never end with (a captive portal
         // or a misbehaving proxy) are all worth another attempt later.

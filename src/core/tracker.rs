@@ -8,11 +8,14 @@ use alloc::vec::Vec;
 use super::command::Command;
 use super::config::{Config, StorageMode};
 use super::id;
+#[cfg(not(lean))]
 use super::json::{write_str, write_u64};
 use super::link;
 use super::queue::{Queue, Settled};
 use super::record::{self, Record};
-use super::url::{self, Refusal};
+use super::url;
+#[cfg(not(lean))]
+use super::url::Refusal;
 use super::wire::{self, Event, Kind};
 
 /// The tag's version, shown on the debug page.
@@ -33,6 +36,7 @@ pub mod keys {
 /// How many order IDs are remembered for deduplication.
 pub const ORDER_MEMORY: usize = 50;
 /// How many recent sends the debug page sees.
+#[cfg(not(lean))]
 const SEND_LOG: usize = 20;
 /// The most events held in memory until consent is granted.
 pub const MAX_HELD: usize = 1000;
@@ -107,6 +111,7 @@ pub struct Outgoing {
     pub body: String,
 }
 
+#[cfg(not(lean))]
 #[derive(Clone, Debug)]
 struct SendLog {
     at: u64,
@@ -133,8 +138,13 @@ pub struct Tracker {
     declined: bool,
     orders: Vec<String>,
     orders_dirty: bool,
+    // What only the debug build keeps, for its state and the console (the production tag,
+    // `cfg(lean)`, decides the same without recording why).
+    #[cfg(not(lean))]
     rejected: Vec<Refusal>,
+    #[cfg(not(lean))]
     sends: Vec<SendLog>,
+    #[cfg(not(lean))]
     notes: Vec<String>,
     last_url: String,
 }
@@ -205,8 +215,11 @@ impl Tracker {
             declined,
             orders,
             orders_dirty: false,
+            #[cfg(not(lean))]
             rejected: Vec::new(),
+            #[cfg(not(lean))]
             sends: Vec::new(),
+            #[cfg(not(lean))]
             notes: Vec::new(),
             last_url: String::new(),
         };
@@ -257,7 +270,11 @@ impl Tracker {
         }
     }
 
+    /// Logs a decision for the console, in debug mode of the debug build (nothing at all in
+    /// the production tag).
+    #[cfg_attr(lean, allow(unused_variables, clippy::unused_self))]
     fn note(&mut self, what: &str, detail: &str) {
+        #[cfg(not(lean))]
         if self.config.debug {
             let mut s = String::from("[utt] ");
             s.push_str(what);
@@ -268,6 +285,7 @@ impl Tracker {
     }
 
     /// Takes the decisions logged since the last call (only in debug mode), for the console.
+    #[cfg(not(lean))]
     pub fn take_notes(&mut self) -> Vec<String> {
         core::mem::take(&mut self.notes)
     }
@@ -279,6 +297,9 @@ impl Tracker {
         if let Some(raw) = cap.journey {
             match link::decode(&raw, now, page.ua) {
                 Ok(j) => self.adopt(j),
+                #[cfg(lean)]
+                Err(_) => {}
+                #[cfg(not(lean))]
                 Err(reason) => {
                     self.note("journey ignored:", reason.as_str());
                     self.rejected.push(Refusal {
@@ -288,6 +309,7 @@ impl Tracker {
                 }
             }
         }
+        #[cfg(not(lean))]
         for r in cap.rejected {
             self.note("rejected click ID in", &r.param);
             self.note("  reason:", r.reason.as_str());
@@ -507,12 +529,11 @@ impl Tracker {
         }
         if is_consent {
             // A denial is sent, but anonymously: no IDs, no clicks, no query string.
-            let end = e
-                .url
-                .bytes()
-                .position(|b| b == b'?' || b == b'#')
-                .unwrap_or(e.url.len());
-            e.url.truncate(end);
+            // Cut at an ASCII byte, so on a character boundary; `get` rather than `truncate`,
+            // whose boundary assertion would ship its message and this file's path.
+            if let Some(end) = e.url.bytes().position(|b| b == b'?' || b == b'#') {
+                e.url = String::from(e.url.get(..end).unwrap_or_default());
+            }
             e.referrer = String::from(url::host_of(page.referrer));
             return self.enqueue(e);
         }
@@ -636,6 +657,7 @@ impl Tracker {
         jitter: u32,
     ) {
         let settled = self.queue.settle(&out.ids, status, answer, retry_after, now, jitter);
+        #[cfg(not(lean))]
         for (id, reason) in &settled.dropped {
             self.note("dropped", id);
             self.note("  reason:", reason);
@@ -643,10 +665,13 @@ impl Tracker {
         self.log_send(now, "fetch", out.ids.len(), status, settled);
     }
 
+    #[cfg_attr(lean, allow(unused_variables, clippy::unused_self))]
     fn log_send(&mut self, at: u64, via: &'static str, events: usize, status: u16, settled: Settled) {
+        #[cfg(not(lean))]
         if self.sends.len() >= SEND_LOG {
             super::remove_at(&mut self.sends, 0);
         }
+        #[cfg(not(lean))]
         self.sends.push(SendLog {
             at,
             via,
@@ -666,8 +691,14 @@ impl Tracker {
         self.queue.next_due()
     }
 
-    /// Everything the debug page shows, as JSON. `cookie` and `local` are what the stores
+    /// Events held in memory until consent is granted.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Everything the debug page shows, as JSON (the debug build only). `cookie` and `local` are what the stores
     /// hold right now, so the page can say where each click is present.
+    #[cfg(not(lean))]
     pub fn state(&self, cookie: Option<&str>, local: Option<&str>, now: u64) -> String {
         let in_cookie = cookie.and_then(record::decode);
         let in_local = local.and_then(record::decode);
@@ -751,6 +782,7 @@ impl Tracker {
             o.push('}');
         }
         o.push(']');
+        wire::field_u64(&mut o, "queued", self.queue.items().len() as u64);
         wire::field_u64(&mut o, "held", self.held.len() as u64);
         wire::field_u64(&mut o, "dropped", self.dropped);
         o.push_str(",\"sends\":[");

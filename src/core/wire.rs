@@ -169,13 +169,7 @@ const fn bad(field: &'static str, reason: &'static str) -> Invalid {
 
 // Why a member is refused, in both readers' words. A string member is checked in this order:
 // present, a string, not empty, at most its bytes, no control character.
-const REQUIRED: &str = "is required";
-const NOT_STRING: &str = "must be a string";
-const EMPTY: &str = "must not be empty";
-const TOO_LONG: &str = "too long";
-const CONTROL: &str = "must not contain control characters";
-const NOT_OBJECT: &str = "must be an object";
-const NOT_NUMBER: &str = "must be a number or a decimal string";
+use super::text::{self as t, CONTROL, EMPTY, NOT_NUMBER, NOT_OBJECT, NOT_STRING, REQUIRED, TOO_LONG};
 
 impl Decimal {
     /// Validates a JSON number or string as an amount.
@@ -191,10 +185,7 @@ impl Decimal {
     /// Validates a number's text (`quoted` false) or a string as an amount.
     pub fn new(text: &str, quoted: bool, field: &'static str) -> Result<Decimal, Invalid> {
         if !is_decimal(text) {
-            return Err(bad(
-                field,
-                "must be a non-negative decimal like 49.90, without exponent",
-            ));
+            return Err(bad(field, t::NOT_DECIMAL));
         }
         Ok(Decimal {
             text: String::from(text),
@@ -276,7 +267,8 @@ pub(crate) fn field_u64(out: &mut String, name: &str, value: u64) {
     write_u64(out, value);
 }
 
-/// Appends `,"name":true|false`.
+/// Appends `,"name":true|false` (the debug state's).
+#[cfg(not(lean))]
 pub(crate) fn field_bool(out: &mut String, name: &str, value: bool) {
     field_name(out, name);
     out.push_str(if value { "true" } else { "false" });
@@ -633,7 +625,7 @@ pub(crate) fn props(v: Option<&mut Json>, field: &'static str) -> Result<Option<
         None | Some(Json::Null) => Ok(None),
         Some(p @ Json::Obj(_)) => {
             if p.to_text().len() > limits::MAX_PROPS {
-                Err(bad(field, "too large"))
+                Err(bad(field, t::TOO_LARGE))
             } else {
                 Ok(Some(core::mem::replace(p, Json::Null)))
             }
@@ -645,7 +637,7 @@ pub(crate) fn props(v: Option<&mut Json>, field: &'static str) -> Result<Option<
 /// Decodes one click object, validating its value as the tag does.
 pub fn read_click(c: &mut Json) -> Result<Click, Invalid> {
     if c.as_obj().is_none() {
-        return Err(bad("clicks", "each click must be an object"));
+        return Err(bad("clicks", t::CLICK_NOT_OBJECT));
     }
     let value = req_str(c, "value", "clicks.value", click::MAX_VALUE_LEN)?;
     click::validate(&value).map_err(|r| bad("clicks.value", r.as_str()))?;
@@ -656,13 +648,13 @@ pub fn read_click(c: &mut Json) -> Result<Click, Invalid> {
         };
         for (k, val) in members {
             if !click::UTM_KEYS.contains(&k.as_str()) {
-                return Err(bad("clicks.utm", "unknown UTM key"));
+                return Err(bad("clicks.utm", t::UTM_KEY));
             }
             let Json::Str(s) = val else {
-                return Err(bad("clicks.utm", "values must be strings"));
+                return Err(bad("clicks.utm", t::UTM_NOT_STRINGS));
             };
             if s.len() > click::MAX_UTM_LEN || crate::core::has_control(s) {
-                return Err(bad("clicks.utm", "value too long or has control characters"));
+                return Err(bad("clicks.utm", t::UTM_VALUE));
             }
             utm.push((core::mem::take(k), core::mem::take(s)));
         }
@@ -674,7 +666,7 @@ pub fn read_click(c: &mut Json) -> Result<Click, Invalid> {
         at: c
             .get("at")
             .and_then(Json::as_u64)
-            .ok_or(bad("clicks.at", "must be a millisecond timestamp"))?,
+            .ok_or(bad("clicks.at", t::CLICK_AT))?,
         path: req_str(c, "path", "clicks.path", limits::MAX_URL)?,
         referrer: opt_str(c, "ref", "clicks.ref", limits::MAX_SHORT * 2)?.unwrap_or_default(),
         utm,
@@ -701,7 +693,7 @@ pub fn read_order(o: &mut Json) -> Result<Order, Invalid> {
     };
     let currency = opt_short(o, "currency", "order.currency")?;
     if currency.as_deref().is_some_and(|c| !is_currency(c)) {
-        return Err(bad("order.currency", "must be an ISO 4217 code like EUR"));
+        return Err(bad("order.currency", t::CURRENCY));
     }
     let items = match o.get_mut("items") {
         None | Some(Json::Null) => Vec::new(),
@@ -712,14 +704,14 @@ pub fn read_order(o: &mut Json) -> Result<Order, Invalid> {
             }
             items
         }
-        Some(Json::Arr(_)) => return Err(bad("order.items", "too many items")),
-        Some(_) => return Err(bad("order.items", "must be an array")),
+        Some(Json::Arr(_)) => return Err(bad("order.items", t::TOO_MANY_ITEMS)),
+        Some(_) => return Err(bad("order.items", t::NOT_ARRAY)),
     };
     let customer_status = match o.get("customerStatus") {
         None | Some(Json::Null) => None,
         Some(Json::Str(s)) if s == "new" => Some(CustomerStatus::New),
         Some(Json::Str(s)) if s == "returning" => Some(CustomerStatus::Returning),
-        Some(_) => return Err(bad("order.customerStatus", "must be \"new\" or \"returning\"")),
+        Some(_) => return Err(bad("order.customerStatus", t::CUSTOMER_STATUS)),
     };
     Ok(Order {
         order_id,
@@ -735,14 +727,14 @@ pub fn read_order(o: &mut Json) -> Result<Order, Invalid> {
 
 fn read_item(it: &mut Json) -> Result<Item, Invalid> {
     if it.as_obj().is_none() {
-        return Err(bad("order.items", "each item must be an object"));
+        return Err(bad("order.items", t::ITEM_NOT_OBJECT));
     }
     let quantity = match it.get("quantity") {
         None | Some(Json::Null) => None,
         Some(q) => Some(
             q.as_u64()
                 .filter(|&n| n <= 1_000_000)
-                .ok_or(bad("order.items.quantity", "must be a whole number"))?,
+                .ok_or(bad("order.items.quantity", t::QUANTITY))?,
         ),
     };
     Ok(Item {

@@ -9,6 +9,20 @@ const W = typeof window != 'undefined' ? window : 0;
 let tag, timer, flight, soon, hidden;
 
 const fail = (e) => ({ ok: false, status: 'error', error: '' + e });
+// An answer as the page gets it, a refusal logged. The production wasm answers a refusal as
+// `field: #12`: the sentence of each code is in utt_texts.js beside this module, which the build
+// writes from the tag's one list of texts (src/core/text.rs) and which is loaded only when a
+// call is refused, so a page whose calls are right never downloads it. The debug build's wasm
+// answers the sentences themselves.
+const said = async (a) => {
+  const m = a.status == 'error' && /#(\d+)/.exec(a.error);
+  if (m) {
+    const t = await import('./utt_texts.js').then((x) => x.default[m[1]], () => 0);
+    a.error = a.error.replace(m[0], t || 'refused (code ' + m[1] + '; utt_texts.js did not load)');
+  }
+  if (a.status == 'error') console.warn('[utt] ' + a.error);
+  return a;
+};
 // The page as the tag needs it: href, referrer, Global Privacy Control, user agent, title
 // (last: it may hold a newline).
 const page = (n = navigator) =>
@@ -78,7 +92,7 @@ function call(args) {
   return ready.then(async () => {
     if (!tag) return fail('command: the tag did not load');
     try {
-      let a = JSON.parse(op(COMMAND, text));
+      let a = await said(JSON.parse(op(COMMAND, text)));
       // A call after a page-hide flush (from the site's own pagehide listener, say) is flushed
       // again by the next hide. An answer or a retry adds nothing to flush.
       hidden = 0;
@@ -87,7 +101,7 @@ function call(args) {
       if (a.status == 'hash') {
         // The plain address never leaves the browser: only its SHA-256 is queued.
         const h = await sha256(a.email).catch(() => undefined);
-        a = JSON.parse(op(IDENTIFIED, JSON.stringify([a.customerId || null, h || null])));
+        a = await said(JSON.parse(op(IDENTIFIED, JSON.stringify([a.customerId || null, h || null]))));
       }
       await tick();
       return a;
@@ -97,7 +111,10 @@ function call(args) {
   });
 }
 
-/** Everything the debug page shows: config, consent, clicks and where they are stored, queue, sends. */
+/**
+ * `{ready, queued, held, consent}` in the production build; in the debug build also everything
+ * the debug page shows: config, clicks and where they are stored, the queue, the sends.
+ */
 function state() {
   return guard(() => JSON.parse(op(STATE)), { ready: false });
 }

@@ -1,2 +1,2 @@
-!function(w,d,s,u,n){w.utt=w.utt||function(){(w.utt.q=w.utt.q||[]).push(arguments)};if(d.querySelector('script[src="'+u+'"]'))return;s=d.createElement(s);s.type="module";s.src=u;n=d.currentScript;n&&n.nonce&&(s.nonce=n.nonce);d.head.appendChild(s)}(window,document,"script","/utt.js");
+!function(w,d,s,u,n){w.utt=w.utt||function(){(w.utt.q=w.utt.q||[]).push(arguments)};/[?&]utt_debug=1(&|$)/.test(location.search)&&(u=u.replace(/(_debug)?\.js$/,"_debug.js"));if(d.querySelector('script[src="'+u+'"]'))return;s=d.createElement(s);s.type="module";s.src=u;n=d.currentScript;n&&n.nonce&&(s.nonce=n.nonce);d.head.appendChild(s)}(window,document,"script","/utt.js");
 utt("init",{site:"demo",collector:""});

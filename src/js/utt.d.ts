@@ -87,7 +87,9 @@ export interface Answer {
   orderId?: string;
   version?: string;
   /**
-   * For errors: `field: reason`, e.g. `order.currency: must be an ISO 4217 code like EUR`; for a
+   * For errors: `field: reason`, e.g. `order.currency: must be an ISO 4217 code like EUR` (the
+   * production tag answers a code, which the loader turns into this sentence from
+   * `utt_texts.js`, loaded only when a call is refused); for a
    * call dropped because the queue is full, the reason.
    */
   error?: string;
@@ -110,9 +112,15 @@ export interface ClickState {
   inLocalStorage: boolean;
 }
 
-/** Everything the tag knows, for the debug page. */
+/**
+ * What the tag knows. The production tag (`utt.js`) answers `ready`, `queued`, `held` and
+ * `consent` only; the debug build (`utt_debug.js`, loaded by the debug page and `?utt_debug=1`)
+ * answers everything below.
+ */
 export interface State {
   ready: boolean;
+  /** Events waiting to be sent (persisted, not yet acknowledged by the collector). */
+  queued?: number;
   version?: string;
   config?: Record<string, unknown>;
   consent?: 'granted' | 'denied';

@@ -25,6 +25,7 @@ use crate::core::command::{self, Command};
 use crate::core::config::StorageMode;
 use crate::core::json::{self, write_str, write_u64, Json};
 use crate::core::store::{self, Broken, MemoryStore, Store};
+use crate::core::text;
 use crate::core::tracker::{keys, Outgoing, Page, Random, Reply, Tracker, VERSION};
 use crate::core::{split_byte, wire};
 
@@ -99,13 +100,10 @@ fn pick<'a>(
     }
 }
 
-fn log(text: &str, warn: bool) {
-    let v = JsValue::from_str(text);
-    if warn {
-        web_sys::console::warn_1(&v);
-    } else {
-        web_sys::console::log_1(&v);
-    }
+/// The debug build's console notes (the loader logs refusals, in both builds).
+#[cfg(not(lean))]
+fn log(text: &str) {
+    web_sys::console::log_1(&JsValue::from_str(text));
 }
 
 /// The operations of [`Tag::op`]; the loader names them by number.
@@ -132,7 +130,8 @@ pub mod ops {
     pub const HIDE: u32 = 9;
     /// The body for the collector's cookie endpoint, or "".
     pub const SERVER_COOKIE: u32 = 10;
-    /// The debug state, as JSON.
+    /// The state, as JSON: `{ready, queued, held, consent}` in the production tag, everything
+    /// the debug page shows in the debug build.
     pub const STATE: u32 = 11;
     /// A link or form of the page is about to be followed: `arg` is its absolute URL. Answers
     /// the URL to go to instead, with the journey parameter, or "" to leave it alone.
@@ -182,8 +181,9 @@ impl Shell {
             let (cb, lb) = store::apply(&writes, mode, t.cookie_max_age(now), &c, &l);
             t.storage_failed(cb, lb);
         }
+        #[cfg(not(lean))]
         for n in t.take_notes() {
-            log(&n, false);
+            log(&n);
         }
     }
 }
@@ -213,10 +213,11 @@ fn add_field(s: &mut String, key: &str, value: &str) {
 }
 
 fn error(field: &str, reason: &str) -> String {
+    // In the production tag `reason` is a code (`#12`): the loader puts its sentence in its
+    // place, and logs the refusal to the console.
     let mut e = String::from(field);
     e.push_str(": ");
     e.push_str(reason);
-    log(&(String::from("[utt] ") + &e), true);
     answer(false, "error", Some(("error", &e)))
 }
 
@@ -226,7 +227,7 @@ fn reply_answer(r: &Reply) -> String {
         Reply::Duplicate(order) => answer(true, "duplicate", Some(("orderId", order))),
         Reply::Held(id) => answer(true, "held", Some(("id", id))),
         Reply::Dropped => answer(true, "dropped", None),
-        Reply::Full => answer(false, "dropped", Some(("error", "queue full"))),
+        Reply::Full => answer(false, "dropped", Some(("error", text::QUEUE_FULL))),
         Reply::Done => answer(true, "done", None),
         Reply::Hash(customer_id, email) => {
             // The loader hashes the address with SubtleCrypto and comes back with IDENTIFIED.
@@ -239,13 +240,26 @@ fn reply_answer(r: &Reply) -> String {
     }
 }
 
+/// The production tag's state: `{"ready":true,"queued":n,"held":n,"consent":"granted"}`.
+#[cfg(lean)]
+fn lean_state(t: &Tracker) -> String {
+    let mut s = String::from("{\"ready\":true,\"queued\":");
+    write_u64(&mut s, t.queue().items().len() as u64);
+    s.push_str(",\"held\":");
+    write_u64(&mut s, t.held() as u64);
+    s.push_str(if t.consent() {
+        ",\"consent\":\"granted\"}"
+    } else {
+        ",\"consent\":\"denied\"}"
+    });
+    s
+}
+
 fn random_u32(rng: &mut Crypto) -> u32 {
     let mut b = [0u8; 4];
     rng.fill(&mut b);
     u32::from_le_bytes(b)
 }
-
-const NOT_READY: &str = "call utt('init', {site: …}) first";
 
 /// The page as the loader saw it: `href\nreferrer\ngpc\nuserAgent\ntitle` (the title last: it
 /// is the only part that may itself hold a newline).
@@ -314,7 +328,7 @@ impl Tag {
     /// `page` (`href\nreferrer\ngpc\nuserAgent\ntitle`). Answers text; never throws.
     pub fn op(&self, op: u32, arg: &str, page: &str) -> String {
         let Ok(mut s) = self.shell.try_borrow_mut() else {
-            return error("command", "busy; try again");
+            return error("command", text::BUSY);
         };
         let p = PageText::read(page);
         let now = now();
@@ -325,10 +339,17 @@ impl Tag {
             let Some(t) = s.tracker.as_ref() else {
                 return String::from("{\"ready\":false}");
             };
-            let cookie = s.cookie.get(keys::RECORD).ok().flatten();
-            let local = s.local.get(keys::RECORD).ok().flatten();
-            let state = t.state(cookie.as_deref(), local.as_deref(), now);
-            return String::from("{\"ready\":true,") + state.get(1..).unwrap_or("}");
+            // The production tag answers what a page or a test may wait for, in numbers: the
+            // debug build (below) answers everything the debug page shows, these included.
+            #[cfg(lean)]
+            return lean_state(t);
+            #[cfg(not(lean))]
+            {
+                let cookie = s.cookie.get(keys::RECORD).ok().flatten();
+                let local = s.local.get(keys::RECORD).ok().flatten();
+                let state = t.state(cookie.as_deref(), local.as_deref(), now);
+                return String::from("{\"ready\":true,") + state.get(1..).unwrap_or("}");
+            }
         }
         if op == ops::PERSIST {
             s.persist();
@@ -380,7 +401,7 @@ impl Tag {
         }
         let Shell { tracker, crypto, .. } = &mut *s;
         let Some(t) = tracker.as_mut() else {
-            return error("command", NOT_READY);
+            return error("command", text::NOT_READY);
         };
         let page = p.page();
         match op {
@@ -395,10 +416,7 @@ impl Tag {
                 };
                 let hash = item(1);
                 if hash.as_deref().is_none_or(|h| !wire::is_sha256_hex(h)) {
-                    return error(
-                        "identify.email",
-                        "could not be hashed (SubtleCrypto needs https or localhost)",
-                    );
+                    return error("identify.email", text::NOT_HASHED);
                 }
                 reply_answer(&t.identify(item(0), hash, page, now, crypto))
             }
@@ -420,7 +438,7 @@ impl Tag {
                 String::new()
             }
             ops::DECORATE => t.decorate(arg, page, now).unwrap_or_default(),
-            _ => error("op", "unknown operation"),
+            _ => error("op", text::UNKNOWN_OP),
         }
     }
 }
@@ -438,7 +456,7 @@ impl Shell {
         match cmd {
             Command::Init(mut config) => {
                 if self.tracker.is_some() {
-                    return error("init", "already initialised; init runs once per page");
+                    return error("init", text::ALREADY_INIT);
                 }
                 if crate::core::url::query_pairs(p.url)
                     .iter()
@@ -464,7 +482,7 @@ impl Shell {
             }
             cmd => match self.tracker.as_mut() {
                 Some(t) => reply_answer(&t.command(cmd, p.page(), now, &mut self.crypto)),
-                None => error("command", NOT_READY),
+                None => error("command", text::NOT_READY),
             },
         }
     }

@@ -44,7 +44,11 @@ const PENDING = { site: 'demo', consent: 'denied', whileDenied: 'wait', linkDoma
 
 before(async () => {
   site = mkdtempSync(join(tmpdir(), 'utt-deco-'));
-  for (const f of ['utt.js', 'utt_bg.wasm']) copyFileSync(join(ROOT, 'dist', f), join(site, f));
+  // The debug build as /utt.js: these tests read what the tag holds in memory before consent
+  // (clicks, rejected values, sends), which only its state shows. tests/e2e/builds.test.mjs holds
+  // that it decides exactly as the production tag.
+  copyFileSync(join(ROOT, 'dist', 'utt_debug.js'), join(site, 'utt.js'));
+  copyFileSync(join(ROOT, 'dist', 'utt_debug_bg.wasm'), join(site, 'utt_debug_bg.wasm'));
   shopPage('land.html', PENDING);
   shopPage('next.html', PENDING);
   server = await serveStatic({

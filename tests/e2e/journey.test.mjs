@@ -10,7 +10,9 @@ import {
   tagCookies, tagLocalKeys, storedOrders,
 } from './support.mjs';
 
-const world = useWorld();
+// The debug build: this file reads what the tag holds in memory (clicks, queue, sends), which
+// only its state shows; builds.test.mjs holds that it decides exactly as the production tag.
+const world = useWorld({ build: 'debug' });
 
 const DAY = 86_400_000;
 

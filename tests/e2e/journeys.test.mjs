@@ -56,7 +56,11 @@ function crossDomain(linkDomains) {
   return { site: 'demo', collector: world.collectorUrl, consent: 'denied', whileDenied: 'wait', linkDomains };
 }
 
+// The debug build: these journeys read what the tag holds in memory before consent (clicks, where
+// they are stored, the sends), which only its state shows; builds.test.mjs holds that it decides
+// exactly as the production tag.
 const world = useWorld({
+  build: 'debug',
   routes: {
     'GET /xd/shop.html': html(() =>
       tagPage('Shop', crossDomain(['127.0.0.1']), `<h1>Shop</h1>

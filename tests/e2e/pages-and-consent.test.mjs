@@ -83,10 +83,8 @@ test('6. consent denied: no cookie, no localStorage, nothing identifying sent; g
   const consentsBefore = await consentsAccepted();
   await page.click('#consent-decline');
   // The denial is sent (anonymously); the landing's page view stays held in memory.
-  await page.waitForFunction(() => {
-    const s = window.utt.state();
-    return (s.sends ?? []).length > 0 && (s.queue ?? []).length === 0;
-  });
+  await eventually('the denial to be sent', () => seen.batches.length > 0);
+  await page.waitForFunction(() => window.utt.state().queued === 0);
   // Browse on while denied.
   await page.goto(`${world.base}/product.html?sku=TRAIL-42`);
   await tagReady(page);
@@ -150,10 +148,8 @@ test("6. a denial carries only the referrer's host; with consent, the other site
   await tagReady(page);
   assert.equal(await page.evaluate(() => document.referrer), referer, 'the page sees the whole referrer');
   await page.click('#consent-decline');
-  await page.waitForFunction(() => {
-    const s = window.utt.state();
-    return (s.sends ?? []).length > 0 && (s.queue ?? []).length === 0;
-  });
+  await eventually('the denial to be sent', () => seen.batches.length > 0);
+  await page.waitForFunction(() => window.utt.state().queued === 0);
   const sent = seen.batches.flatMap((b) => JSON.parse(b).events);
   assert.deepEqual(sent.map((e) => [e.type, e.consent, e.referrer]), [['consent', 'denied', 'search.example']]);
   assert.ok(!seen.batches.some((b) => b.includes('jane-doe') || b.includes('uid=42')), 'neither its path nor its query left');

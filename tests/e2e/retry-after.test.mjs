@@ -24,7 +24,9 @@ id = "demo"
 allowed_origins = ["http://127.0.0.1:*", "http://localhost:*"]
 `;
 
-const world = useWorld({ config: CONFIG });
+// The debug build: this file reads what the tag holds in memory (clicks, queue, sends), which
+// only its state shows; builds.test.mjs holds that it decides exactly as the production tag.
+const world = useWorld({ config: CONFIG, build: 'debug' });
 
 /**
  * Empties this machine's bucket (the browser and this process are both 127.0.0.1): the limit is

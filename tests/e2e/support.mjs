@@ -39,14 +39,14 @@ export function ensureBuilt() {
 }
 
 /** The files `cargo xtask build` writes to dist/, `snippet.js` last. */
-const DIST_FILES = ['utt_bg.wasm', 'utt.js', 'utt.d.ts', 'ire.js', 'snippet.js'];
+const DIST_FILES = ['utt_bg.wasm', 'utt.js', 'utt_texts.js', 'utt_debug_bg.wasm', 'utt_debug.js', 'utt.d.ts', 'ire.js', 'snippet.js'];
 
 /**
  * Copies the built tag to `into`, so one test file runs against one build even if dist/ is
  * rebuilt meanwhile (the build empties the folder first). Waits up to a minute for a build in
  * progress to finish; fails with the command to run when there is no build at all.
  */
-async function snapshotDist(into) {
+async function snapshotDist(into, build = 'production') {
   const from = join(ROOT, 'dist');
   const complete = () => DIST_FILES.every((f) => existsSync(join(from, f)));
   for (let waited = 0; !complete(); waited += 500) {
@@ -55,6 +55,9 @@ async function snapshotDist(into) {
   }
   mkdirSync(into, { recursive: true });
   for (const f of DIST_FILES) copyFileSync(join(from, f), join(into, f));
+  // The debug build at `/utt.js` (its glue loads `utt_debug_bg.wasm` beside it): for the test
+  // files whose point is what the tag holds in memory, which only its debug state shows.
+  if (build === 'debug') copyFileSync(join(from, 'utt_debug.js'), join(into, 'utt.js'));
   return into;
 }
 
@@ -68,10 +71,10 @@ async function snapshotDist(into) {
  *   the demo defaults
  * @returns {Promise<{url: string, dist: string, dir: string, stop: () => Promise<void>, logs: () => string}>}
  */
-export async function startCollector({ config } = {}) {
+export async function startCollector({ config, build } = {}) {
   ensureBuilt();
   const dir = mkdtempSync(join(tmpdir(), 'utt-e2e-'));
-  const dist = await snapshotDist(join(dir, 'dist'));
+  const dist = await snapshotDist(join(dir, 'dist'), build);
   const args = ['--listen', '127.0.0.1:0', '--db', join(dir, 'utt.db'), '--static', dist, '--static', join(ROOT, 'www')];
   if (config !== undefined) {
     writeFileSync(join(dir, 'utt.toml'), config);
@@ -166,11 +169,14 @@ async function startShop(collector, routes = {}) {
  * Playwright answers itself (`route.fulfill`) will not do for that: Chromium counts it in the
  * public address space and refuses its requests to the collector on the loopback address.
  * `chromium: false` starts no browser (`browser` is then null), for tests that drive another engine.
- * @param {{sameOrigin?: boolean, config?: string, routes?: Record<string, import('node:http').RequestListener>, chromium?: boolean}} [options]
+ * `build: 'debug'` serves the debug build (utt_debug.js) as `/utt.js`: the same decisions, and a
+ * state that shows the clicks, the queue and the sends (the production tag's is
+ * `{ready, queued, held, consent}`).
+ * @param {{sameOrigin?: boolean, config?: string, routes?: Record<string, import('node:http').RequestListener>, chromium?: boolean, build?: 'production' | 'debug'}} [options]
  */
-export async function startWorld({ sameOrigin = false, config, routes, chromium = true } = {}) {
+export async function startWorld({ sameOrigin = false, config, routes, chromium = true, build = 'production' } = {}) {
   if (sameOrigin && routes) throw new Error('startWorld: routes need the shop on its own server (not sameOrigin)');
-  const collector = await startCollector({ config });
+  const collector = await startCollector({ config, build });
   const shop = sameOrigin ? null : await startShop(collector, routes);
   const browser = chromium ? await launchChromium() : null;
   return {
@@ -295,7 +301,7 @@ export async function tagReady(page) {
   await page.waitForFunction(() => window.utt?.state?.().ready === true, null, { timeout: 15_000 });
 }
 
-/** The tag's debug state on `page`. */
+/** The tag's state on `page` (everything in a `build: 'debug'` world; `{ready, queued, held, consent}` otherwise). */
 export function tagState(page) {
   return page.evaluate(() => window.utt.state());
 }
@@ -306,7 +312,7 @@ export async function delivered(page, timeout = 15_000) {
   await page.waitForFunction(
     () => {
       const s = window.utt.state();
-      return s.ready && (s.queue ?? []).length === 0 && !s.held;
+      return s.ready && s.queued === 0 && !s.held;
     },
     null,
     { timeout }
@@ -322,7 +328,7 @@ export async function delivered(page, timeout = 15_000) {
 export async function settled(page, timeout = 15_000) {
   await tagReady(page);
   await page.evaluate(() => window.utt('flush'));
-  await page.waitForFunction(() => (window.utt.state().queue ?? []).length === 0, null, { timeout });
+  await page.waitForFunction(() => window.utt.state().queued === 0, null, { timeout });
 }
 
 /** Clicks the consent banner's Accept button and waits for the tag to take it. */

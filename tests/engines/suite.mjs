@@ -85,7 +85,7 @@ export function engineSuite(engine) {
 
   const ready = () => browser.waitFor('the tag to start', 'return window.utt?.state?.().ready === true');
   const drained = () =>
-    browser.waitFor('the tag to have nothing left to send', 'const s = window.utt.state(); return s.ready && s.queue.length === 0 && !s.held');
+    browser.waitFor('the tag to have nothing left to send', 'const s = window.utt.state(); return s.ready && s.queued === 0 && !s.held');
   const errors = () => browser.execute('return window.seen ? window.seen.errors : []');
 
   test(`${name}: a partner click, consent, and a conversion replayed from the snippet, credited by the collector`, { timeout: 60_000 }, async () => {

@@ -40,45 +40,55 @@ const DIST_WASM_OPT: &[&str] = &[
     "--converge",
 ];
 
-/// Builds the tag and writes `dist/`: `utt_bg.wasm`, `utt.js`, `utt.d.ts`, `ire.js` (the opt-in
-/// `ire()` compatibility script) and `snippet.js`, each with its `.br` and `.gz` beside it.
+/// One of the two builds of the tag, from the same crate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Build {
+    /// What every page loads: `utt.js` + `utt_bg.wasm` (the `tag` feature: codes, no debug state).
+    Production,
+    /// What the debug page and `?utt_debug=1` load: `utt_debug.js` + `utt_debug_bg.wasm`
+    /// (`tag` and `debug`: the same decisions, with the debug state, notes and sentences).
+    Debug,
+}
+
+impl Build {
+    /// The cargo features of this build.
+    fn features(self) -> &'static str {
+        match self {
+            Build::Production => "tag",
+            Build::Debug => "tag,debug",
+        }
+    }
+
+    /// The module's name: `NAME.js` and `NAME_bg.wasm` in `dist/`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Build::Production => "utt",
+            Build::Debug => "utt_debug",
+        }
+    }
+}
+
+/// Builds the tag twice (production and debug) and writes `dist/`: `utt.js`, `utt_bg.wasm`,
+/// `utt_texts.js` (the sentences of the production tag's codes), `utt_debug.js`,
+/// `utt_debug_bg.wasm`, `utt.d.ts`, `ire.js` (the opt-in `ire()`
+/// compatibility script) and `snippet.js`, each with its `.br` and `.gz` beside it.
 pub fn run() -> Result {
-    let bindgen_dir = bindgen()?;
     let dist = dist_dir();
     // Start from an empty folder so nothing stale (a snippet that was deleted) is measured or shipped.
     if dist.exists() {
         fs::remove_dir_all(&dist).map_err(|e| format!("cannot clear {}: {e}", dist.display()))?;
     }
     fs::create_dir_all(&dist).map_err(|e| format!("cannot create {}: {e}", dist.display()))?;
-
-    // The import, export and module names shrink to a letter or two; the glue is renamed to match.
-    let names = wasm_opt_output(
-        &bindgen_dir.join("utt_bg.wasm"),
-        &dist.join("utt_bg.wasm"),
-        DIST_WASM_OPT,
-    )?;
-    // The same wasm with its names, for `cargo xtask size`'s core::fmt check and for twiggy.
-    let named = size::named_wasm();
-    if let Some(dir) = named.parent() {
-        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    let named_passes: Vec<&str> = DIST_WASM_OPT.iter().copied().chain(["-g"]).collect();
-    wasm_opt_output(&bindgen_dir.join("utt_bg.wasm"), &named, &named_passes)?;
-    let wasm = fs::read(dist.join("utt_bg.wasm")).map_err(|e| format!("cannot read dist/utt_bg.wasm: {e}"))?;
-    let module = first_import_module(&wasm).ok_or("dist/utt_bg.wasm: no import module found")?;
-    let glue = rename_in_glue(&read(&bindgen_dir.join("utt.js"))?, &names, &module)?;
-
     let js_dir = root().join("src/js");
-    let module = match read_if_exists(&js_dir.join("loader.js"))? {
-        Some(loader) => join_glue_and_loader(&glue, &loader)?,
-        None => glue,
-    };
-    minify(&module, &dist.join("utt.js"), true)?;
+    let loader = read(&js_dir.join("loader.js"))?;
+    for build in [Build::Production, Build::Debug] {
+        proc::step(&format!("the {} build", build.name()), || {
+            write_build(build, &dist, &loader)
+        })?;
+    }
 
-    let types = match read_if_exists(&js_dir.join("utt.d.ts"))? {
-        Some(types) => types,
-        None => read(&bindgen_dir.join("utt.d.ts"))?,
-    };
+    write(&dist.join("utt_texts.js"), texts_module().as_bytes())?;
+    let types = read(&js_dir.join("utt.d.ts"))?;
     write(&dist.join("utt.d.ts"), types.as_bytes())?;
 
     // Not part of the tag: a classic script that only sites migrating from impact's `ire()` load.
@@ -106,6 +116,47 @@ pub fn run() -> Result {
     Ok(())
 }
 
+/// Compiles one build and writes its module and wasm to `dist`.
+fn write_build(build: Build, dist: &Path, loader: &str) -> Result {
+    let name = build.name();
+    let bindgen_dir = bindgen(build)?;
+    let bindgen_wasm = bindgen_dir.join(format!("{name}_bg.wasm"));
+    let wasm_path = dist.join(format!("{name}_bg.wasm"));
+    // The import, export and module names shrink to a letter or two; the glue is renamed to match.
+    let names = wasm_opt_output(&bindgen_wasm, &wasm_path, DIST_WASM_OPT)?;
+    if build == Build::Production {
+        // The same wasm with its names, for `cargo xtask size`'s core::fmt check and for twiggy.
+        let named = size::named_wasm();
+        if let Some(dir) = named.parent() {
+            fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let named_passes: Vec<&str> = DIST_WASM_OPT.iter().copied().chain(["-g"]).collect();
+        wasm_opt_output(&bindgen_wasm, &named, &named_passes)?;
+    }
+    let wasm = fs::read(&wasm_path).map_err(|e| format!("cannot read {}: {e}", wasm_path.display()))?;
+    let module =
+        first_import_module(&wasm).ok_or_else(|| format!("{}: no import module found", wasm_path.display()))?;
+    let glue = rename_in_glue(&read(&bindgen_dir.join(format!("{name}.js")))?, &names, &module)?;
+    let module = join_glue_and_loader(&glue, loader, name)?;
+    minify(&module, &dist.join(format!("{name}.js")), true)
+}
+
+/// `utt_texts.js`: `export default {"1":"is required",…};`, the sentence of every code the
+/// production wasm can answer, from the tag's one list (`utt::core::text::ALL`), so every code
+/// has its sentence by construction. The loader imports it when a call is refused.
+pub fn texts_module() -> String {
+    let map: serde_json::Map<String, serde_json::Value> = utt::core::text::ALL
+        .iter()
+        .map(|(code, text)| (code.to_string(), serde_json::Value::from(*text)))
+        .collect();
+    format!(
+        "// The sentence of each code the production tag answers a refused call with (written by\n\
+         // `cargo xtask build` from src/core/text.rs; the loader imports it when a call is refused).\n\
+         export default {};\n",
+        serde_json::Value::Object(map)
+    )
+}
+
 /// Writes `NAME.br` (brotli 11) and `NAME.gz` (gzip -9) beside every file of `dir`: a server
 /// sends them as they are to clients that accept them (the collector's static files do), so
 /// the best compression costs nothing per request. They are the compressions `cargo xtask
@@ -130,8 +181,9 @@ pub fn precompress(dir: &Path) -> Result {
     Ok(())
 }
 
-/// Compiles the tag for wasm32 and runs wasm-bindgen on it; returns the folder of its output.
-pub fn bindgen() -> Result<PathBuf> {
+/// Compiles one build of the tag for wasm32 and runs wasm-bindgen on it; returns the folder of
+/// its output.
+pub fn bindgen(build: Build) -> Result<PathBuf> {
     let mut cargo = Command::new(crate::cargo());
     cargo.current_dir(root()).args([
         "build",
@@ -143,26 +195,26 @@ pub fn bindgen() -> Result<PathBuf> {
         "utt",
         "--lib",
         "--features",
-        "tag",
+        build.features(),
         "--message-format=json-render-diagnostics",
     ]);
     proc::echo(&cargo);
     let json = proc::output(&mut cargo).map_err(|e| format!("building the tag failed: {e}"))?;
     let wasm = tag_artifact(&json).ok_or("cargo built no utt .wasm (is `cdylib` still in [lib] crate-type?)")?;
 
-    let out = target_dir().join("utt-bindgen");
+    let out = target_dir().join(format!("{}-bindgen", build.name()));
     if out.exists() {
         fs::remove_dir_all(&out).map_err(|e| format!("cannot clear {}: {e}", out.display()))?;
     }
-    proc::step("wasm-bindgen", || bindgen_into(&wasm, &out))?;
+    proc::step("wasm-bindgen", || bindgen_into(&wasm, &out, build.name()))?;
     Ok(out)
 }
 
 /// wasm-bindgen's glue and wasm for the tag's `wasm` in `out`.
-fn bindgen_into(wasm: &Path, out: &Path) -> Result {
+fn bindgen_into(wasm: &Path, out: &Path, name: &str) -> Result {
     Bindgen::new()
         .input_path(wasm)
-        .out_name("utt")
+        .out_name(name)
         .web(true)
         .map_err(|e| format!("wasm-bindgen: {e:#}"))?
         .typescript(true)
@@ -183,7 +235,9 @@ fn minify(code: &str, output: &Path, module: bool) -> Result {
         return Err(format!("{} is missing: run `cargo xtask setup`", terser.display()));
     }
     let name = output.file_name().and_then(|n| n.to_str()).unwrap_or("out.js");
-    let input = target_dir().join("utt-bindgen").join(format!("{name}.in.js"));
+    let dir = target_dir().join("terser");
+    fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let input = dir.join(format!("{name}.in.js"));
     write(&input, code.as_bytes())?;
     let mut terser = Command::new(terser);
     terser.arg(&input);
@@ -333,9 +387,11 @@ const GLUE_DEFAULT_EXPORTS: &[(&str, &str)] = &[
 
 /// Makes one ES module of the bindgen glue followed by the loader, which uses the glue's
 /// top-level bindings (`__wbg_init`, `initSync`, the exported functions) directly.
-fn join_glue_and_loader(glue: &str, loader: &str) -> Result<String> {
-    if !glue.contains("new URL('utt_bg.wasm', import.meta.url)") {
-        return Err("the bindgen glue no longer loads `utt_bg.wasm` beside itself; dist/ would not work".into());
+fn join_glue_and_loader(glue: &str, loader: &str, name: &str) -> Result<String> {
+    if !glue.contains(&format!("new URL('{name}_bg.wasm', import.meta.url)")) {
+        return Err(format!(
+            "the bindgen glue no longer loads `{name}_bg.wasm` beside itself; dist/ would not work"
+        ));
     }
     let mut glue = glue.to_string();
     let loader_has_default = loader
@@ -370,6 +426,23 @@ fn write(path: &Path, bytes: &[u8]) -> Result {
 #[cfg(test)]
 mod tests {
     use super::join_glue_and_loader;
+
+    #[test]
+    fn every_code_of_the_tag_has_its_sentence_in_utt_texts_js() {
+        let module = super::texts_module();
+        let json = module
+            .split_once("export default ")
+            .and_then(|(_, rest)| rest.trim_end().strip_suffix(';'))
+            .expect("utt_texts.js is `export default {…};`");
+        let table: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json).unwrap();
+        assert_eq!(table.len(), utt::core::text::ALL.len());
+        for (code, text) in utt::core::text::ALL {
+            assert_eq!(table[*code].as_str(), Some(*text), "code {code}");
+        }
+        // Spot checks of the list itself: the codes the browser tests provoke.
+        assert_eq!(table["15"], "must be an ISO 4217 code like EUR");
+        assert_eq!(table["27"], "must be 'granted' or 'denied'");
+    }
 
     #[test]
     fn precompressed_copies_decompress_to_each_file() {
@@ -435,7 +508,7 @@ export { initSync, __wbg_init as default };
 
     #[test]
     fn loader_follows_the_glue_and_keeps_its_default_export_when_it_has_none() {
-        let joined = join_glue_and_loader(GLUE, "export function utt() { return __wbg_init(); }\n").unwrap();
+        let joined = join_glue_and_loader(GLUE, "export function utt() { return __wbg_init(); }\n", "utt").unwrap();
         assert!(joined.starts_with("let wasm;"));
         assert!(joined.contains("export { initSync, __wbg_init as default };"));
         assert!(joined.ends_with("export function utt() { return __wbg_init(); }\n"));
@@ -443,7 +516,7 @@ export { initSync, __wbg_init as default };
 
     #[test]
     fn a_loader_default_export_replaces_the_glue_one() {
-        let joined = join_glue_and_loader(GLUE, "export default utt;\n").unwrap();
+        let joined = join_glue_and_loader(GLUE, "export default utt;\n", "utt").unwrap();
         assert!(joined.contains("export { initSync };"));
         assert_eq!(joined.matches("export default").count(), 1);
         assert!(!joined.contains("__wbg_init as default"));
@@ -468,6 +541,6 @@ wasm.tag_op(1); wasm.tag_opx; wasm.memory.buffer;"#;
     #[test]
     fn refuses_glue_that_does_not_load_the_wasm_beside_it() {
         let glue = GLUE.replace("new URL('utt_bg.wasm', import.meta.url)", "'/elsewhere.wasm'");
-        assert!(join_glue_and_loader(&glue, "").is_err());
+        assert!(join_glue_and_loader(&glue, "", "utt").is_err());
     }
 }

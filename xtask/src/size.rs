@@ -10,16 +10,21 @@ use crate::{dist_dir, target_dir, Result};
 /// brotli-compressed: 30 KB (issue 13; the tag issue's 20 KB needs two loading stages, see
 /// ARCHITECTURE.md). Not met yet: every line the command prints shows the distance to it.
 pub const FIRST_LOAD_BROTLI_BUDGET: u64 = 30_720;
-/// What the build may not exceed meanwhile: what the tag measured after the table-dispatch fix
-/// (34,489: no `dyn Store`, no `dyn Random`, no lazily initialised global, so no function table
-/// and no `core::fmt`), plus about 160 for brotli's noise between builds, so the tag can only
-/// shrink from here. It was 36,400 before the fix. Lower it whenever the tag shrinks; raising it
-/// is a decision for the changelog, not a way to make a build pass.
-pub const FIRST_LOAD_BROTLI_CEILING: u64 = 34_650;
+/// What the build may not exceed meanwhile: what the production tag measured after the split
+/// into a production and a debug build (31,901: codes instead of sentences, the sentences in
+/// `utt_texts.js` loaded only when a call is refused, no debug state, notes or send log), plus
+/// about 100 for brotli's noise between builds, so the tag can only shrink from here. It was
+/// 34,650 after the table-dispatch fix and 36,400 before it. The 30 KB budget needs about 1.2 KB
+/// more (see ARCHITECTURE.md, "Where the bytes go"). Lower it whenever the tag shrinks; raising
+/// it is a decision for the changelog, not a way to make a build pass.
+pub const FIRST_LOAD_BROTLI_CEILING: u64 = 32_000;
 /// The most the inline snippet may weigh, uncompressed: it is pasted into every page.
 pub const SNIPPET_RAW_BUDGET: u64 = 700;
 /// The files a page downloads when the tag loads; the snippet is inline and the .d.ts is for tools.
+/// `utt_texts.js` is downloaded only when a call is refused (the sentences of the codes).
 const FIRST_LOAD: &[&str] = &["utt.js", "utt_bg.wasm"];
+/// What the debug page and `?utt_debug=1` load instead: measured and printed, with no budget.
+const DEBUG_LOAD: &[&str] = &["utt_debug.js", "utt_debug_bg.wasm"];
 
 /// One file's size, raw and compressed the way a server would send it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,6 +254,15 @@ pub fn check(all: &[Sizes]) -> Result<Verdicts> {
         first_load,
         FIRST_LOAD_BROTLI_BUDGET,
     ));
+    let debug: Vec<&Sizes> = all.iter().filter(|s| DEBUG_LOAD.contains(&s.name.as_str())).collect();
+    if debug.len() == DEBUG_LOAD.len() {
+        let total: u64 = debug.iter().map(|s| s.brotli).sum();
+        verdicts.report.push(format!(
+            "debug build (utt_debug.js + utt_debug_bg.wasm), brotli: {total} bytes (no budget: \
+             only the debug page and ?utt_debug=1 load it; {} more than the production tag)",
+            total as i64 - first_load as i64
+        ));
+    }
     if first_load > FIRST_LOAD_BROTLI_BUDGET {
         verdicts.report.push(format!(
             "first load is NOT within the {FIRST_LOAD_BROTLI_BUDGET}-byte budget: {} bytes over; \
@@ -364,16 +378,28 @@ mod tests {
             sizes("utt.d.ts", 9_000, 5_000),
             sizes("utt.js", 12_000, 4_000),
             sizes("utt_bg.wasm", 40_000, 25_720),
+            sizes("utt_texts.js", 3_000, 900),
+            sizes("utt_debug.js", 9_000, 3_000),
+            sizes("utt_debug_bg.wasm", 80_000, 40_000),
         ];
         let verdicts = check(&all).unwrap();
-        assert!(verdicts.over.is_empty(), "{:?}", verdicts.over);
+        assert!(
+            verdicts.over.is_empty(),
+            "the debug build has no budget: {:?}",
+            verdicts.over
+        );
         assert!(
             verdicts.report[0].contains("29720 bytes, budget 30720, headroom 1000"),
             "{:?}",
             verdicts.report
         );
         assert!(
-            verdicts.report[1].contains("600 bytes, budget 700, headroom 100"),
+            verdicts.report[1].contains("debug build (utt_debug.js + utt_debug_bg.wasm), brotli: 43000 bytes"),
+            "{:?}",
+            verdicts.report
+        );
+        assert!(
+            verdicts.report[2].contains("600 bytes, budget 700, headroom 100"),
             "{:?}",
             verdicts.report
         );
@@ -398,16 +424,16 @@ mod tests {
 
     #[test]
     fn between_budget_and_ceiling_passes_but_says_how_far_from_the_budget() {
-        let all = [sizes("utt.js", 5_000, 3_000), sizes("utt_bg.wasm", 40_000, 30_720)];
+        let all = [sizes("utt.js", 5_000, 3_000), sizes("utt_bg.wasm", 40_000, 28_720)];
         let verdicts = check(&all).unwrap();
         assert!(verdicts.over.is_empty(), "{:?}", verdicts.over);
         assert!(
-            verdicts.report[0].contains("33720 bytes, budget 30720, headroom -3000"),
+            verdicts.report[0].contains("31720 bytes, budget 30720, headroom -1000"),
             "{:?}",
             verdicts.report
         );
         assert!(
-            verdicts.report[1].contains("NOT within the 30720-byte budget: 3000 bytes over"),
+            verdicts.report[1].contains("NOT within the 30720-byte budget: 1000 bytes over"),
             "{:?}",
             verdicts.report
         );
