@@ -11,7 +11,7 @@ use clap::builder::BoolishValueParser;
 use clap::{Parser, ValueEnum};
 use tracing::level_filters::LevelFilter;
 use utt_collector::config::Config;
-use utt_collector::sqlite::SqliteStore;
+use utt_collector::store::sqlite::SqliteStore;
 use utt_collector::{serve, shutdown_signal, Shared};
 
 // The request path allocates many small strings (decoded JSON, events); mimalloc frees them
@@ -112,7 +112,7 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<(), String> {
     if let Some(to) = &args.backup_to {
-        let bytes = utt_collector::sqlite::backup(&args.db, to)
+        let bytes = utt_collector::store::sqlite::backup(&args.db, to)
             .map_err(|e| format!("backing up {}: {e}", args.db.display()))?;
         println!(
             "utt-collector: {} copied to {} ({bytes} bytes); to restore, put it at the database's \
@@ -126,13 +126,13 @@ fn run(args: Args) -> Result<(), String> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let r = utt_collector::sqlite::rebuild_derived(&args.db, now)
+        let r = utt_collector::store::sqlite::rebuild_derived(&args.db, now)
             .map_err(|e| format!("rebuilding the derived file of {}: {e}", args.db.display()))?;
         println!(
             "utt-collector: derived {} events of {} into {}: {} touches, {} page-count rows, {} identities",
             r.events,
             args.db.display(),
-            utt_collector::sqlite::derived_path(&args.db).display(),
+            utt_collector::store::sqlite::derived_path(&args.db).display(),
             r.touches,
             r.pages,
             r.identities

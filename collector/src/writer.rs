@@ -297,7 +297,7 @@ mod tests {
     use utt::core::wire::Kind;
 
     use super::*;
-    use crate::sqlite::SqliteStore;
+    use crate::store::sqlite::SqliteStore;
     use crate::store::{ClickSeen, Counts, DeriveStatus, StoredConversion, Touch};
 
     /// The event ID whose group cannot commit.

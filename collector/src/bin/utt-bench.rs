@@ -22,7 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use utt::core::click::Click;
 use utt::core::wire::{self, Decimal, Event, Item, Kind, Order};
 use utt_collector::config::{Config, RateLimit};
-use utt_collector::sqlite::SqliteStore;
+use utt_collector::store::sqlite::SqliteStore;
 use utt_collector::{serve, Shared};
 
 // The same allocator as the `utt-collector` binary, so the figures are the server's.

@@ -20,7 +20,7 @@ use utt::core::click::Click;
 use utt::core::wire::{self, Event, Kind, Order};
 use utt_collector::config::{Config, RateLimit};
 use utt_collector::ratelimit::{FakeRelativeClock, RateLimiter};
-use utt_collector::sqlite::SqliteStore;
+use utt_collector::store::sqlite::SqliteStore;
 use utt_collector::store::Store;
 use utt_collector::{app, AppState, Shared};
 

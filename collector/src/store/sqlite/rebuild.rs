@@ -11,7 +11,9 @@ use rusqlite::Connection;
 use utt::core::wire::Event;
 
 use super::derive::{self, derived_path, FORMAT};
-use super::{err, open, split_clicks_ref, suffixed, wal_path};
+use super::err;
+use super::read::split_clicks_ref;
+use super::schema::{open, suffixed, wal_path};
 use crate::store::{Derived, Merged, StoreError};
 
 /// Events derived per transaction of the new file (decoded, they take about 2 KB each).
