@@ -295,6 +295,7 @@ async fn ingest(
     if !events.is_empty() {
         let statuses = s.writer.write(&batch.site, now, events).await.map_err(|e| match e {
             WriteError::Closed => AppError::Unavailable,
+            WriteError::Store(e) if e.is_unavailable() => AppError::StoreUnreachable(e.0),
             WriteError::Store(e) => AppError::Internal(e.0),
         })?;
         for (slot, status) in slots.into_iter().zip(statuses) {

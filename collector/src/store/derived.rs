@@ -233,6 +233,56 @@ impl Derived {
     }
 }
 
+/// Derives a stream of stored events (a rebuild's), in chunks: consecutive events of one site
+/// derive together, and every `chunk` events the sites' rows are handed back to be written.
+pub struct Chunks {
+    chunk: usize,
+    site: String,
+    events: Vec<Event>,
+    parts: Vec<(String, Derived)>,
+    in_chunk: usize,
+}
+
+impl Chunks {
+    /// Chunks of `chunk` events.
+    pub fn new(chunk: usize) -> Chunks {
+        Chunks {
+            chunk,
+            site: String::new(),
+            events: Vec::new(),
+            parts: Vec::new(),
+            in_chunk: 0,
+        }
+    }
+
+    /// Adds an event of a site; the rows of a full chunk, to write now.
+    pub fn push(&mut self, site: &str, event: Event) -> Option<Vec<(String, Derived)>> {
+        if site != self.site {
+            if !self.events.is_empty() {
+                let events = std::mem::take(&mut self.events);
+                self.parts.push((self.site.clone(), Derived::of(&events)));
+            }
+            self.site = site.to_string();
+        }
+        self.events.push(event);
+        self.in_chunk += 1;
+        if self.in_chunk < self.chunk {
+            return None;
+        }
+        self.in_chunk = 0;
+        Some(self.finish())
+    }
+
+    /// The rows of what is left.
+    pub fn finish(&mut self) -> Vec<(String, Derived)> {
+        if !self.events.is_empty() {
+            let events = std::mem::take(&mut self.events);
+            self.parts.push((self.site.clone(), Derived::of(&events)));
+        }
+        std::mem::take(&mut self.parts)
+    }
+}
+
 /// Appends a text to a byte format: its length (u32 LE), then its bytes.
 pub(crate) fn put_text(out: &mut Vec<u8>, v: &str) {
     out.extend_from_slice(&(v.len() as u32).to_le_bytes());

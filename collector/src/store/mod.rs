@@ -8,10 +8,12 @@ use utt::core::click::Click;
 use utt::core::wire::{Event, Kind, Order, Status};
 
 pub mod derived;
+pub mod import;
+pub mod postgres;
 pub mod sqlite;
 
 pub(crate) use derived::{put_text, put_u64, ByteReader};
-pub use derived::{Derived, IdentityRow, Merged, PageRow, TouchRow};
+pub use derived::{Chunks, Derived, IdentityRow, Merged, PageRow, TouchRow};
 
 /// One decoded event ready to store: what the tag sent, re-written as canonical wire JSON, and
 /// the few fields the writer indexes. The decoded event itself is freed on the request's
@@ -257,6 +259,31 @@ pub struct ClickSeen {
     pub pages: Vec<PageSeen>,
 }
 
+impl ClickSeen {
+    /// What was seen for a click from its landings (with the earliest and latest sighting among
+    /// them) and its page views, most recent first; `None` when there is neither.
+    pub fn of(landings: Vec<Landing>, first_seen: u64, last_seen: u64, pages: Vec<PageSeen>) -> Option<ClickSeen> {
+        if landings.is_empty() && pages.is_empty() {
+            return None;
+        }
+        let (first_seen, last_seen) = if landings.is_empty() {
+            // Page views without a visitor ID (consent denied) leave no touch rows.
+            (
+                pages.iter().map(|p| p.last_at).min().unwrap_or(0),
+                pages.iter().map(|p| p.last_at).max().unwrap_or(0),
+            )
+        } else {
+            (first_seen, last_seen)
+        };
+        Some(ClickSeen {
+            first_seen,
+            last_seen,
+            landings,
+            pages,
+        })
+    }
+}
+
 /// How the derived rows keep up with the acknowledged events.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DeriveStatus {
@@ -288,6 +315,22 @@ impl fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
+
+impl StoreError {
+    /// How the text of an [`StoreError::unavailable`] error begins.
+    const UNAVAILABLE: &'static str = "the database is unreachable: ";
+
+    /// The database cannot be reached just now (a server store whose server is down or
+    /// restarting): the events are answered 503, and the tag sends them again later.
+    pub fn unavailable(why: impl fmt::Display) -> StoreError {
+        StoreError(format!("{}{why}", Self::UNAVAILABLE))
+    }
+
+    /// Whether this is an [`StoreError::unavailable`] error.
+    pub fn is_unavailable(&self) -> bool {
+        self.0.starts_with(Self::UNAVAILABLE)
+    }
+}
 
 /// The durable store. `append` is called by the single writer thread only; reads may run on any
 /// thread at the same time.

@@ -27,7 +27,7 @@ use write::*;
 
 pub use derive::derived_path;
 use derive::Progress;
-pub use rebuild::{backup, rebuild as rebuild_derived, Rebuilt};
+pub use rebuild::{backup, export, rebuild as rebuild_derived, Rebuilt};
 
 /// The SQLite implementation of [`Store`].
 pub struct SqliteStore {

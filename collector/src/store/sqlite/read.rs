@@ -166,20 +166,7 @@ impl SqliteStore {
                     .then_with(|| (&x.site, &x.path).cmp(&(&y.site, &y.path)))
             });
             pages.truncate(PAGES_SHOWN);
-            if landings.is_empty() && pages.is_empty() {
-                return Ok(None);
-            }
-            if landings.is_empty() {
-                // Page views without a visitor ID (consent denied) leave no touch rows.
-                first_seen = pages.iter().map(|p| p.last_at).min().unwrap_or(0);
-                last_seen = pages.iter().map(|p| p.last_at).max().unwrap_or(0);
-            }
-            Ok(Some(ClickSeen {
-                first_seen,
-                last_seen,
-                landings,
-                pages,
-            }))
+            Ok(ClickSeen::of(landings, first_seen, last_seen, pages))
         })
     }
 
