@@ -718,7 +718,7 @@ async fn healthz(State(s): State<AppState>) -> Response {
     if let Some(f) = failure {
         let body = serde_json::json!({
             "status": "failing",
-            "problem": "the store cannot commit: events are refused (500) until it can (probed every second)",
+            "problem": "the store cannot commit: events are refused (500, or 503 while the database is unreachable) until it can (probed every second)",
             "error": f.error,
             "failingForSeconds": f.since.elapsed().as_secs(),
         });

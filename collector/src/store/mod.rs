@@ -332,7 +332,8 @@ impl StoreError {
     }
 }
 
-/// The durable store. `append` is called by the single writer thread only; reads may run on any
+/// The durable store. `append` is called by the writer threads only ([`Store::writers`] of
+/// them, so by one thread at a time unless the store says otherwise); reads may run on any
 /// thread at the same time.
 pub trait Store: Send + Sync {
     /// Stores a group of batches in one durable transaction (on disk when it returns `Ok`) and
@@ -390,6 +391,13 @@ pub trait Store: Send + Sync {
     /// commit again after failures when no events come (for `/healthz`).
     fn probe(&self) -> Result<(), StoreError> {
         self.check()
+    }
+
+    /// How many groups the store can commit at the same time, each from a writer thread of its
+    /// own: one for a store with one writing connection (SQLite), several for a database
+    /// server, which orders concurrent transactions by its own locks.
+    fn writers(&self) -> usize {
+        1
     }
 
     /// Flushes and closes what can be closed (the WAL is checkpointed); called once at shutdown.

@@ -32,7 +32,7 @@ const UPSERT_TOUCHES: &str = "INSERT INTO touches (site, visitor, param, value, 
 
 const UPSERT_PAGES: &str = "INSERT INTO click_pages (site, value, path, views, last_at) \
      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) \
-     ON CONFLICT (site, value, path) DO UPDATE SET \
+     ON CONFLICT (value, site, path) DO UPDATE SET \
      views = click_pages.views + excluded.views, last_at = greatest(click_pages.last_at, excluded.last_at)";
 
 const INSERT_IDENTITIES: &str = "INSERT INTO identities (site, kind, value, visitor, at) \

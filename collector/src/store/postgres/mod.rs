@@ -30,6 +30,11 @@ pub type Client = deadpool_postgres::Object;
 /// The most connections one collector opens: its writer's, and its readers'.
 pub const POOL_SIZE: usize = 16;
 
+/// How many groups one collector commits at the same time, each in its own transaction on its
+/// own connection: while one waits for its commit (the WAL flush), the next is gathered and
+/// sent, as a second collector's would be.
+pub const WRITERS: usize = 4;
+
 /// How long a connection attempt may take before the store is reported unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -312,6 +317,10 @@ impl Store for PostgresStore {
                 .map_err(pg)?;
             Ok(())
         })
+    }
+
+    fn writers(&self) -> usize {
+        WRITERS
     }
 
     fn close(&self) -> Result<(), StoreError> {

@@ -1,8 +1,8 @@
 //! The PostgreSQL store's schema: versioned migrations, applied once under an advisory lock
 //! however many collectors start at the same time.
 //!
-//! Every table that grows with traffic carries `site` first in its primary key and in every
-//! unique constraint, so each can be distributed by site (Citus: `create_distributed_table(
+//! Every table that grows with traffic carries `site` in its primary key and in every unique
+//! constraint, so each can be distributed by site (Citus: `create_distributed_table(
 //! 'events', 'site')` and so on, see docs/collector.md): idempotency (event ID, order ID) is
 //! then checked on the one shard that holds the site. `utt_schema` (the applied versions) and
 //! `health` (one row the writer rewrites to find out whether it can commit) do not grow.
@@ -16,7 +16,9 @@ pub const MIGRATION_LOCK: i64 = 0x0075_7474;
 /// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`. A released migration is never
 /// edited, only followed by a new one.
 pub const MIGRATIONS: &[&str] = &[
-    // 1: events (with their wire JSON), conversions, and the derived tables.
+    // 1: events (with their wire JSON), conversions, and the derived tables. The keys of
+    // `events` and `click_pages` start with the ID they are looked up by (event ID, click ID),
+    // which spares each a second index: one B-tree written per row, not two.
     "
 CREATE TABLE events (
     site text NOT NULL,
@@ -26,9 +28,8 @@ CREATE TABLE events (
     visitor text,
     received bigint NOT NULL,
     body text NOT NULL,
-    PRIMARY KEY (site, id)
+    PRIMARY KEY (id, site)
 );
-CREATE INDEX events_id ON events (id);
 CREATE TABLE conversions (
     site text NOT NULL,
     order_id text NOT NULL,
@@ -74,9 +75,8 @@ CREATE TABLE click_pages (
     path text NOT NULL,
     views bigint NOT NULL,
     last_at bigint NOT NULL,
-    PRIMARY KEY (site, value, path)
+    PRIMARY KEY (value, site, path)
 );
-CREATE INDEX click_pages_value ON click_pages (value);
 CREATE TABLE health (
     id integer PRIMARY KEY,
     probes bigint NOT NULL
