@@ -64,6 +64,19 @@ fn owner() -> Option<(u32, u32)> {
     Some((f[2].parse().unwrap(), f[3].parse().unwrap()))
 }
 
+/// Where the servers' folders go: the system temp folder, unless the server's user cannot reach
+/// it (a private `TMPDIR`, mode 0700), then `/tmp`.
+fn base_dir(owner: Option<(u32, u32)>) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let base = std::env::temp_dir();
+    let reachable = |p: &std::path::Path| std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o001 != 0);
+    if owner.is_none() || base.ancestors().all(reachable) {
+        base
+    } else {
+        PathBuf::from("/tmp")
+    }
+}
+
 fn run(cmd: &mut Command) -> Output {
     cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
 }
@@ -82,14 +95,14 @@ impl PgServer {
     /// Makes a new cluster and starts it.
     pub fn start(tag: &str) -> PgServer {
         static N: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
+        let owner = owner();
+        let dir = base_dir(owner).join(format!(
             "utt-pg-{tag}-{}-{}",
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let owner = owner();
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).unwrap();
         }
