@@ -31,12 +31,16 @@ pub fn run() -> Result {
 /// True when some `/usr/lib/postgresql/<version>/bin` has the programs the tests run their
 /// throwaway server with.
 fn has_postgres() -> bool {
-    std::fs::read_dir(POSTGRES_LIB).into_iter().flatten().flatten().any(|v| {
-        let bin = v.path().join("bin");
-        ["initdb", "pg_ctl", "postgres", "createdb", "psql"]
-            .iter()
-            .all(|p| bin.join(p).is_file())
-    })
+    std::fs::read_dir(POSTGRES_LIB)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|v| {
+            let bin = v.path().join("bin");
+            ["initdb", "pg_ctl", "postgres", "createdb", "psql"]
+                .iter()
+                .all(|p| bin.join(p).is_file())
+        })
 }
 
 /// Debian's `postgresql`: the collector's PostgreSQL tests start a throwaway server of their
