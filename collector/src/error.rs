@@ -65,6 +65,17 @@ impl AppError {
     }
 }
 
+impl From<crate::store::StoreError> for AppError {
+    /// A store's error: 503 while the database is out of reach (the tag retries), else 500.
+    fn from(e: crate::store::StoreError) -> AppError {
+        if e.is_unavailable() {
+            AppError::StoreUnreachable(e.0)
+        } else {
+            AppError::Internal(e.0)
+        }
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();

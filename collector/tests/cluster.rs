@@ -295,6 +295,10 @@ async fn a_database_restart_under_load_is_answered_503_and_recovered_from() {
     let v: serde_json::Value = serde_json::from_str(&health.body).unwrap();
     assert_eq!(v["status"], "failing");
     assert!(v["error"].as_str().unwrap().contains("unreachable"), "{v}");
+    // The read API says so too, rather than a 500.
+    let read = c.remote().get("/v1/conversions?site=demo").await.unwrap();
+    assert_eq!(read.status, StatusCode::SERVICE_UNAVAILABLE, "{}", read.body);
+    assert_eq!(read.header("retry-after"), Some("2"));
     let down = ledger.acked();
 
     let server = tokio::task::spawn_blocking(move || {
