@@ -649,12 +649,14 @@ fn main() {
             let w = state.writer.stats();
             let commits = w.commits.load(Ordering::Relaxed).max(1);
             let busy = w.busy_us.load(Ordering::Relaxed) as f64 / 1e6;
+            let threads = state.store.writers();
             println!(
-                "  writer {}: {commits} commits, {:.0} events per commit, {:.1} ms per commit, busy {:.0}% of the run",
+                "  writer {}: {commits} commits, {:.0} events per commit, {:.1} ms per commit, {threads} thread(s) \
+                 each busy {:.0}% of the run",
                 i + 1,
                 w.events.load(Ordering::Relaxed) as f64 / commits as f64,
                 busy * 1000.0 / commits as f64,
-                100.0 * busy / stored.figures.elapsed.as_secs_f64()
+                100.0 * busy / threads as f64 / stored.figures.elapsed.as_secs_f64()
             );
         }
         for (name, thread) in [("writer", &writer_cpu), ("deriver", &deriver_cpu)] {
