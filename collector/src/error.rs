@@ -32,6 +32,8 @@ pub enum AppError {
     TooManyRequests(u64),
     /// 503: shutting down.
     Unavailable,
+    /// 503: the database cannot be reached just now (logged with this text); the tag retries.
+    StoreUnreachable(String),
     /// 500: a failure on our side, logged with this text.
     Internal(String),
 }
@@ -57,8 +59,19 @@ impl AppError {
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable | AppError::StoreUnreachable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for AppError {
+    /// A store's error: 503 while the database is out of reach (the tag retries), else 500.
+    fn from(e: crate::store::StoreError) -> AppError {
+        if e.is_unavailable() {
+            AppError::StoreUnreachable(e.0)
+        } else {
+            AppError::Internal(e.0)
         }
     }
 }
@@ -80,6 +93,10 @@ impl IntoResponse for AppError {
             ),
             AppError::TooManyRequests(_) => ("too many requests".into(), None),
             AppError::Unavailable => ("shutting down, retry later".into(), None),
+            AppError::StoreUnreachable(detail) => {
+                tracing::warn!(error = %detail, "the database is unreachable: answered 503");
+                ("the database is unreachable, retry later".into(), None)
+            }
             AppError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
                 ("internal error".into(), None)
@@ -93,6 +110,7 @@ impl IntoResponse for AppError {
         let retry = match self {
             AppError::TooManyRequests(s) => Some(s),
             AppError::Unavailable => Some(5),
+            AppError::StoreUnreachable(_) => Some(2),
             _ => None,
         };
         if let Some(s) = retry {

@@ -295,7 +295,7 @@ async fn ingest(
     if !events.is_empty() {
         let statuses = s.writer.write(&batch.site, now, events).await.map_err(|e| match e {
             WriteError::Closed => AppError::Unavailable,
-            WriteError::Store(e) => AppError::Internal(e.0),
+            WriteError::Store(e) => AppError::from(e),
         })?;
         for (slot, status) in slots.into_iter().zip(statuses) {
             outcomes[slot].status = status;
@@ -472,7 +472,7 @@ fn attribute(
     let touches = match &c.visitor {
         Some(v) => store
             .touches(&c.site, v, c.at.saturating_sub(site.window_ms()), c.at)
-            .map_err(|e| AppError::Internal(e.0))?,
+            .map_err(AppError::from)?,
         None => Vec::new(),
     };
     let promo = c
@@ -576,7 +576,7 @@ async fn get_conversions(
         let rows = state
             .store
             .conversions(&site_id, since, limit)
-            .map_err(|e| AppError::Internal(e.0))?;
+            .map_err(AppError::from)?;
         let mut list = Vec::with_capacity(rows.len());
         for c in rows {
             let a = attribute(state.store.as_ref(), site, &c, model)?;
@@ -648,14 +648,11 @@ async fn click_answer(
     let out = tokio::task::spawn_blocking(move || -> Result<Option<serde_json::Value>, AppError> {
         let store = state.store.as_ref();
         let site = Some(site_id.as_str());
-        let Some(seen) = store.click(&id, site).map_err(|e| AppError::Internal(e.0))? else {
+        let Some(seen) = store.click(&id, site).map_err(AppError::from)? else {
             return Ok(None);
         };
         let mut credited = Vec::new();
-        for c in store
-            .conversions_near_click(&id, site, 200)
-            .map_err(|e| AppError::Internal(e.0))?
-        {
+        for c in store.conversions_near_click(&id, site, 200).map_err(AppError::from)? {
             let Some(conf) = state.config.site(&c.site) else {
                 continue;
             };
@@ -717,7 +714,7 @@ async fn healthz(State(s): State<AppState>) -> Response {
     if let Some(f) = failure {
         let body = serde_json::json!({
             "status": "failing",
-            "problem": "the store cannot commit: events are refused (500) until it can (probed every second)",
+            "problem": "the store cannot commit: events are refused (500, or 503 while the database is unreachable) until it can (probed every second)",
             "error": f.error,
             "failingForSeconds": f.since.elapsed().as_secs(),
         });

@@ -1,5 +1,5 @@
 //! The utt collector: receives the tag's event batches, stores them durably and idempotently
-//! in SQLite through one group-committing writer, and attributes conversions to partners at
+//! in SQLite or PostgreSQL through one group-committing writer, and attributes conversions to partners at
 //! read time. `app` builds the router; `serve` runs it until a shutdown signal.
 
 pub mod attribution;
@@ -10,7 +10,6 @@ pub mod http;
 pub mod metrics;
 pub mod ratelimit;
 pub mod server;
-pub mod sqlite;
 pub mod statics;
 pub mod store;
 pub mod writer;

@@ -11,7 +11,9 @@ use clap::builder::BoolishValueParser;
 use clap::{Parser, ValueEnum};
 use tracing::level_filters::LevelFilter;
 use utt_collector::config::Config;
-use utt_collector::sqlite::SqliteStore;
+use utt_collector::store::postgres::{self, PostgresStore};
+use utt_collector::store::sqlite::SqliteStore;
+use utt_collector::store::Store;
 use utt_collector::{serve, shutdown_signal, Shared};
 
 // The request path allocates many small strings (decoded JSON, events); mimalloc frees them
@@ -19,8 +21,8 @@ use utt_collector::{serve, shutdown_signal, Shared};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The utt collector: receives the tag's event batches, stores them durably in SQLite and
-/// attributes conversions to partners when they are read.
+/// The utt collector: receives the tag's event batches, stores them durably in SQLite or
+/// PostgreSQL and attributes conversions to partners when they are read.
 ///
 /// Every option can be given as an environment variable instead (named in brackets), as
 /// container deployments do; the command line wins. Logs go to stderr; on start the listening
@@ -31,9 +33,10 @@ struct Args {
     /// Address to listen on (port 0 picks a free port; the address is printed)
     #[arg(long, env = "UTT_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// The SQLite database file (created if missing)
-    #[arg(long, env = "UTT_DB", value_name = "PATH", default_value = "utt.db")]
-    db: PathBuf,
+    /// The database: a SQLite file (created if missing), or a PostgreSQL URL
+    /// (postgres://user[:password]@host[:port]/dbname) that any number of collectors share
+    #[arg(long, env = "UTT_DB", value_name = "PATH|URL", default_value = "utt.db")]
+    db: String,
     /// The TOML configuration (without it: the demo site on http://127.0.0.1:* and
     /// http://localhost:*)
     #[arg(long, env = "UTT_CONFIG", value_name = "PATH")]
@@ -56,6 +59,18 @@ struct Args {
     /// <db>-derived.replaced-<seconds>.
     #[arg(long, env = "UTT_REBUILD_DERIVED", value_parser = BoolishValueParser::new())]
     rebuild_derived: bool,
+    /// Copy every event of the SQLite database FILE into the PostgreSQL database --db, then exit
+    ///
+    /// Conversions and derived rows are made again from the events. Run it again after the
+    /// last SQLite collector stopped: events already copied are counted as duplicates, never
+    /// stored twice.
+    #[arg(
+        long,
+        env = "UTT_IMPORT_SQLITE",
+        value_name = "FILE",
+        conflicts_with_all = ["rebuild_derived", "backup_to"]
+    )]
+    import_sqlite: Option<PathBuf>,
     /// The lowest level logged
     #[arg(long, env = "UTT_LOG", value_name = "LEVEL", value_enum, default_value_t = Level::Info)]
     log_level: Level,
@@ -111,28 +126,63 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    if let Some(to) = &args.backup_to {
-        let bytes = utt_collector::sqlite::backup(&args.db, to)
-            .map_err(|e| format!("backing up {}: {e}", args.db.display()))?;
+    let pg_url = postgres::is_url(&args.db).then(|| args.db.clone());
+    let db = PathBuf::from(&args.db);
+    let shown = match &pg_url {
+        Some(url) => postgres::redact(url),
+        None => db.display().to_string(),
+    };
+    if let Some(from) = &args.import_sqlite {
+        let Some(url) = &pg_url else {
+            return Err("--import-sqlite copies into PostgreSQL: --db must be a postgres:// URL".into());
+        };
+        let store = PostgresStore::open(url).map_err(|e| format!("opening {shown}: {e}"))?;
+        let r = utt_collector::store::import::import_sqlite(from, &store)
+            .map_err(|e| format!("importing {} into {shown}: {e}", from.display()))?;
         println!(
-            "utt-collector: {} copied to {} ({bytes} bytes); to restore, put it at the database's \
+            "utt-collector: read {} events of {}: {} stored in {shown}, {} already there",
+            r.read,
+            from.display(),
+            r.stored,
+            r.duplicates
+        );
+        return Ok(());
+    }
+    if let Some(to) = &args.backup_to {
+        if pg_url.is_some() {
+            return Err(
+                "--backup-to copies a SQLite file: back a PostgreSQL database up with pg_dump or a base backup".into(),
+            );
+        }
+        let bytes = utt_collector::store::sqlite::backup(&db, to).map_err(|e| format!("backing up {shown}: {e}"))?;
+        println!(
+            "utt-collector: {shown} copied to {} ({bytes} bytes); to restore, put it at the database's \
              path and run `utt-collector --db PATH --rebuild-derived`",
-            args.db.display(),
             to.display()
         );
         return Ok(());
     }
     if args.rebuild_derived {
+        if let Some(url) = &pg_url {
+            let store = PostgresStore::open(url).map_err(|e| format!("opening {shown}: {e}"))?;
+            let r = store
+                .rebuild_derived()
+                .map_err(|e| format!("rebuilding the derived tables of {shown}: {e}"))?;
+            println!(
+                "utt-collector: derived {} events of {shown}: {} touches, {} page-count rows, {} identities",
+                r.events, r.touches, r.pages, r.identities
+            );
+            return Ok(());
+        }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let r = utt_collector::sqlite::rebuild_derived(&args.db, now)
-            .map_err(|e| format!("rebuilding the derived file of {}: {e}", args.db.display()))?;
+        let r = utt_collector::store::sqlite::rebuild_derived(&db, now)
+            .map_err(|e| format!("rebuilding the derived file of {shown}: {e}"))?;
         println!(
-            "utt-collector: derived {} events of {} into {}: {} touches, {} page-count rows, {} identities",
+            "utt-collector: derived {} events of {shown} into {}: {} touches, {} page-count rows, {} identities",
             r.events,
-            args.db.display(),
-            utt_collector::sqlite::derived_path(&args.db).display(),
+            utt_collector::store::sqlite::derived_path(&db).display(),
             r.touches,
             r.pages,
             r.identities
@@ -157,18 +207,21 @@ fn run(args: Args) -> Result<(), String> {
             return Err(format!("--static {}: not a folder", d.display()));
         }
     }
-    let store = SqliteStore::open(&args.db).map_err(|e| format!("opening {}: {e}", args.db.display()))?;
+    let store: Arc<dyn Store> = match &pg_url {
+        Some(url) => Arc::new(PostgresStore::open(url).map_err(|e| format!("opening {shown}: {e}"))?),
+        None => Arc::new(SqliteStore::open(&db).map_err(|e| format!("opening {shown}: {e}"))?),
+    };
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| format!("listening on {}: {e}", args.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        tracing::info!(%addr, db = %args.db.display(), sites = config.sites.len(), "utt-collector started");
+        tracing::info!(%addr, db = %shown, sites = config.sites.len(), "utt-collector started");
         // Tests and scripts read the address from this line (it matters with port 0).
         println!("utt-collector listening on http://{addr}");
         let _ = std::io::stdout().flush();
-        let state = Shared::new(config, Arc::new(store), args.statics);
+        let state = Shared::new(config, store, args.statics);
         serve(listener, state, shutdown_signal())
             .await
             .map_err(|e| e.to_string())
@@ -189,7 +242,7 @@ mod tests {
     fn flags() {
         let a = parse(&[]).unwrap();
         assert_eq!(a.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
-        assert_eq!(a.db, PathBuf::from("utt.db"));
+        assert_eq!(a.db, "utt.db");
         assert_eq!((a.config, a.statics.len(), a.backup_to), (None, 0, None));
         assert!(!a.rebuild_derived);
         assert_eq!((a.log_level, a.log_format), (Level::Info, LogFormat::Text));
@@ -212,7 +265,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(a.listen, SocketAddr::from(([0, 0, 0, 0], 0)));
-        assert_eq!(a.db, PathBuf::from("/data/utt.db"));
+        assert_eq!(a.db, "/data/utt.db");
         assert_eq!(a.config, Some(PathBuf::from("utt.toml")));
         assert_eq!(a.statics, ["dist", "www", "more"].map(PathBuf::from));
         assert_eq!((a.log_level, a.log_format), (Level::Debug, LogFormat::Json));
@@ -225,13 +278,14 @@ mod tests {
 
     #[test]
     fn bad_flags_are_refused_with_a_reason() {
-        let cases: [(&[&str], &str); 6] = [
+        let cases: [(&[&str], &str); 7] = [
             (&["--listen", "localhost"], "invalid socket address"),
             (&["--listen"], "a value is required"),
             (&["--frobnicate"], "unexpected argument '--frobnicate'"),
             (&["--log-level", "loud"], "invalid value 'loud'"),
             (&["--log-format", "xml"], "invalid value 'xml'"),
             (&["--backup-to", "x", "--rebuild-derived"], "cannot be used with"),
+            (&["--import-sqlite", "x", "--rebuild-derived"], "cannot be used with"),
         ];
         for (args, want) in cases {
             let e = parse(args).unwrap_err().to_string();

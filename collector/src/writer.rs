@@ -1,5 +1,8 @@
-//! The single writer: request handlers queue decoded events, one thread stores whatever has
-//! queued up in one transaction (group commit) and answers every waiting request at once.
+//! The writer: request handlers queue decoded events, a writer thread stores whatever has
+//! queued up in one transaction (group commit) and answers every waiting request at once. A
+//! store that can commit several transactions at once ([`Store::writers`]: PostgreSQL, not
+//! SQLite) gets that many writer threads taking groups from the one queue in turn, so that one
+//! group is gathered while others commit.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -119,23 +122,28 @@ impl WriterStats {
 pub struct Writer {
     tx: mpsc::Sender<Job>,
     stats: Arc<WriterStats>,
-    thread: Mutex<Option<thread::JoinHandle<()>>>,
+    threads: Mutex<Vec<thread::JoinHandle<()>>>,
 }
 
 impl Writer {
-    /// Starts the writer thread over a store.
+    /// Starts the writer threads over a store ([`Store::writers`] of them).
     pub fn start(store: Arc<dyn Store>) -> Writer {
         let (tx, rx) = mpsc::channel(QUEUE);
+        let rx = Arc::new(Mutex::new(rx));
         let stats = Arc::new(WriterStats::default());
-        let st = stats.clone();
-        let handle = thread::Builder::new()
-            .name("utt-writer".into())
-            .spawn(move || run(store, rx, st))
-            .expect("unreachable: spawning the writer thread at startup");
+        let threads = (0..store.writers().max(1))
+            .map(|_| {
+                let (store, rx, st) = (store.clone(), rx.clone(), stats.clone());
+                thread::Builder::new()
+                    .name("utt-writer".into())
+                    .spawn(move || run(store, rx, st))
+                    .expect("unreachable: spawning a writer thread at startup")
+            })
+            .collect();
         Writer {
             tx,
             stats,
-            thread: Mutex::new(Some(handle)),
+            threads: Mutex::new(threads),
         }
     }
 
@@ -159,10 +167,10 @@ impl Writer {
         }
     }
 
-    /// True while the writer thread runs.
+    /// True while every writer thread runs.
     pub fn is_running(&self) -> bool {
-        let t = self.thread.lock().unwrap_or_else(|p| p.into_inner());
-        t.as_ref().is_some_and(|h| !h.is_finished())
+        let t = self.threads.lock().unwrap_or_else(|p| p.into_inner());
+        !t.is_empty() && t.iter().all(|h| !h.is_finished())
     }
 
     /// Events queued and not yet committed.
@@ -190,17 +198,23 @@ impl Writer {
     /// Stores everything queued so far, then stops the thread and waits for it. Writes queued
     /// afterwards fail with [`WriteError::Closed`].
     pub async fn close(&self) {
-        let _ = self.tx.send(Job::Stop).await;
-        let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(h) = handle {
+        let handles = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        // One stop for each thread: each takes one and ends, after the jobs queued before it.
+        for _ in &handles {
+            let _ = self.tx.send(Job::Stop).await;
+        }
+        for h in handles {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
         }
     }
 }
 
-fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>, stats: Arc<WriterStats>) {
+fn run(store: Arc<dyn Store>, rx: Arc<Mutex<mpsc::Receiver<Job>>>, stats: Arc<WriterStats>) {
     let mut stop = false;
     while !stop {
+        // The queue is this thread's while it gathers a group; the other writers (if any) take
+        // the next group while this one commits.
+        let mut rx = rx.lock().unwrap_or_else(|p| p.into_inner());
         let Some(first) = rx.blocking_recv() else { break };
         let mut jobs = Vec::new();
         let mut probes = Vec::new();
@@ -224,6 +238,7 @@ fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>, stats: Arc<WriterStat
             }
             next = rx.try_recv().ok();
         }
+        drop(rx);
         if !jobs.is_empty() {
             let started = Instant::now();
             commit(store.as_ref(), jobs, &stats);
@@ -259,9 +274,9 @@ fn commit(store: &dyn Store, jobs: Vec<(Batch, Reply)>, stats: &WriterStats) {
                 let _ = reply.send((Ok(mine), batch));
             }
         }
-        Err(e) if jobs.len() > 1 => {
+        Err(e) if jobs.len() > 1 && !e.is_unavailable() => {
             // One bad batch must not fail its neighbours: retry each on its own. The store
-            // fails only if none of them commits.
+            // fails only if none of them commits. (A database out of reach fails them all.)
             tracing::warn!(error = %e, jobs = jobs.len(), "group commit failed; retrying batches one by one");
             stats.commit_failures.fetch_add(1, Ordering::Relaxed);
             let mut last = Err(e);
@@ -297,7 +312,7 @@ mod tests {
     use utt::core::wire::Kind;
 
     use super::*;
-    use crate::sqlite::SqliteStore;
+    use crate::store::sqlite::SqliteStore;
     use crate::store::{ClickSeen, Counts, DeriveStatus, StoredConversion, Touch};
 
     /// The event ID whose group cannot commit.

@@ -1,5 +1,6 @@
 //! Attribution scenarios end to end: events in through `POST /v1/events`, credit out through
-//! `GET /v1/conversions`, one table row per journey.
+//! `GET /v1/conversions`, one table row per journey; each journey on both stores, SQLite and
+//! PostgreSQL, which must credit alike.
 
 mod common;
 
@@ -10,6 +11,7 @@ use utt::core::wire::Kind;
 const EMAIL: &str = "86e0b9e56c17cc4d12387e1949b85053fbe73bc3ce5a1188713a9d300cc6133d";
 const OTHER_EMAIL: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+#[derive(Clone)]
 struct Step {
     visitor: &'static str,
     at: u64,
@@ -34,10 +36,17 @@ fn google(v: &str, at: u64) -> Click {
     click("gclid", "google", v, at)
 }
 
+/// Runs the steps on a collector over SQLite and on one over PostgreSQL: both render the same.
+async fn run(steps: Vec<Step>, model: &str) -> String {
+    let sqlite = run_on(Harness::new(), steps.clone(), model).await;
+    let postgres = run_on(Harness::postgres(), steps, model).await;
+    assert_eq!(postgres, sqlite, "PostgreSQL credits otherwise than SQLite");
+    sqlite
+}
+
 /// Sends each step as its own batch (arrival order = table order), then renders the credit of
 /// every conversion as `order=model:who[(x)] [touchpoints] promo`.
-async fn run(steps: Vec<Step>, model: &str) -> String {
-    let h = Harness::new();
+async fn run_on(h: Harness, steps: Vec<Step>, model: &str) -> String {
     for (i, s) in steps.into_iter().enumerate() {
         let e = event(i as u64 + 1, Some(s.visitor), s.at, s.clicks, s.kind);
         let a = h.post(&batch(&[e])).await;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::*;
 use utt::core::wire::{self, Status};
-use utt_collector::sqlite::SqliteStore;
+use utt_collector::store::sqlite::SqliteStore;
 use utt_collector::store::Store;
 
 /// Starts the binary on a free port and reads the address it prints.
@@ -154,7 +154,7 @@ async fn acknowledged_events_survive_kill_9() {
     let seen: Vec<_> = clicked.iter().map(|v| store.click(v, None).unwrap()).collect();
     store.close().unwrap();
     drop(store);
-    let derived = utt_collector::sqlite::derived_path(&db);
+    let derived = utt_collector::store::sqlite::derived_path(&db);
     std::fs::remove_file(&derived).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_utt-collector"))
         .args(["--rebuild-derived", "--db"])

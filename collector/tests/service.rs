@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use utt::core::wire::{self, Status};
 use utt_collector::server::RESERVED_FILES;
-use utt_collector::sqlite::SqliteStore;
+use utt_collector::store::sqlite::SqliteStore;
 use utt_collector::store::Store;
 
 const BIN: &str = env!("CARGO_BIN_EXE_utt-collector");

@@ -12,7 +12,7 @@ use common::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use utt::core::wire::{self, Status};
-use utt_collector::sqlite::SqliteStore;
+use utt_collector::store::sqlite::SqliteStore;
 use utt_collector::store::Store;
 use utt_collector::{serve, AppState};
 

@@ -39,6 +39,9 @@ pub fn first_run_notice(command: &str) {
     if browser && BROWSERS.iter().any(|(program, _)| !Path::new(program).exists()) {
         work.push(("the browsers: Chromium, Firefox ESR, WebKitGTK, Xvfb (apt-get)", 90));
     }
+    if command == "test" && !has_postgres() {
+        work.push(("PostgreSQL's server programs (apt-get)", 30));
+    }
     let builds = matches!(command, "build" | "demo" | "test" | "twiggy" | "bench-burst");
     if builds && !crate::target_dir().join(WASM_TARGET).join("tag").exists() {
         work.push(("the first build of the tag (wasm32, optimised for size)", 90));
@@ -63,14 +66,61 @@ pub fn first_run_notice(command: &str) {
     );
 }
 
-/// Installs what is missing: the wasm target, rustfmt/clippy, the browsers with their drivers, npm tools.
+/// Where Debian's PostgreSQL packages put the server programs (one folder per major version).
+pub const POSTGRES_LIB: &str = "/usr/lib/postgresql";
+
+/// Installs what is missing: the wasm target, rustfmt/clippy, the browsers with their drivers,
+/// PostgreSQL's server programs, npm tools.
 pub fn run() -> Result {
     rust_target()?;
     rust_components()?;
     browsers()?;
+    postgresql()?;
     npm_tools()?;
-    println!("setup: ready ({WASM_TARGET}, Chromium, Firefox ESR, WebKitGTK, node_modules)");
+    println!("setup: ready ({WASM_TARGET}, Chromium, Firefox ESR, WebKitGTK, {POSTGRES_LIB}, node_modules)");
     Ok(())
+}
+
+/// True when some `/usr/lib/postgresql/<version>/bin` has the programs the tests run their
+/// throwaway server with.
+fn has_postgres() -> bool {
+    std::fs::read_dir(POSTGRES_LIB)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|v| {
+            let bin = v.path().join("bin");
+            ["initdb", "pg_ctl", "postgres", "createdb", "psql"]
+                .iter()
+                .all(|p| bin.join(p).is_file())
+        })
+}
+
+/// Debian's `postgresql`: the collector's PostgreSQL tests start a throwaway server of their
+/// own with its programs (the packaged cluster is not used).
+fn postgresql() -> Result {
+    if has_postgres() {
+        return Ok(());
+    }
+    if !is_root() {
+        return Err(format!(
+            "PostgreSQL's server programs are missing ({POSTGRES_LIB}/*/bin/initdb, pg_ctl) and we are not \
+             root: install the Debian package `postgresql` (sudo apt-get install -y postgresql), then run this again"
+        ));
+    }
+    proc::run(Command::new("apt-get").arg("update"))?;
+    proc::run(
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "postgresql"]),
+    )?;
+    if has_postgres() {
+        Ok(())
+    } else {
+        Err(format!(
+            "apt-get installed postgresql but {POSTGRES_LIB}/*/bin has no initdb, pg_ctl, postgres, createdb and psql"
+        ))
+    }
 }
 
 /// Installs only what building the tag needs (the wasm target and the npm tools): the demo

@@ -1,5 +1,6 @@
 //! `utt-bench`: the collector's throughput benchmark. It starts the real collector (SQLite on
-//! disk in a temporary folder, `synchronous=FULL`) and a bare server that reads the body and
+//! disk in a temporary folder, `synchronous=FULL`; or, with `--db postgres://...`, one or more
+//! collectors on that PostgreSQL database, `synchronous_commit=on`) and a bare server that reads the body and
 //! answers 204, both on loopback, sends the same load of ~20-event batches to each from
 //! concurrent clients for a fixed time, and prints durable events per second, request
 //! latency and the ratio to the bare server (the figure that compares across machines), then
@@ -22,20 +23,28 @@ use tokio::net::{TcpListener, TcpStream};
 use utt::core::click::Click;
 use utt::core::wire::{self, Decimal, Event, Item, Kind, Order};
 use utt_collector::config::{Config, RateLimit};
-use utt_collector::sqlite::SqliteStore;
-use utt_collector::{serve, Shared};
+use utt_collector::store::postgres::{self, PostgresStore};
+use utt_collector::store::sqlite::SqliteStore;
+use utt_collector::store::Store;
+use utt_collector::{serve, AppState, Shared};
 
 // The same allocator as the `utt-collector` binary, so the figures are the server's.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const USAGE: &str = "usage: utt-bench [--seconds N] [--rounds N] [--clients N] [--events N] [--keep DIR]
+                 [--db postgres://... [--collectors N]]
   --seconds N   how long each server is loaded in each round (default 3)
   --rounds N    rounds; in each the collector is loaded, then the bare server (default 3), so
                 that other work on the machine falls on both alike
   --clients N   concurrent keep-alive connections (default 128)
   --events N    events per batch (default 20)
   --keep DIR    put the database in DIR and keep it (default: a temporary folder, removed)
+  --db URL      store into this PostgreSQL database instead of a new SQLite file (the events
+                are added to what it holds)
+  --collectors N  collectors on the PostgreSQL database (default 1), each with its own writer
+                and connection pool as separate processes would have; the clients are spread
+                over them, as a load balancer would
   --no-bare     load only the collector (for profiling it)
   --ordered-ids visitor and click IDs ordered by time like the event IDs (the figures before
                 2026-11-26's second session); by default they are random, as the tag's
@@ -58,6 +67,9 @@ struct Opts {
     decode_only: bool,
     rounds: usize,
     ordered_ids: bool,
+    /// A PostgreSQL URL, instead of a SQLite file.
+    db: Option<String>,
+    collectors: usize,
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Opts, String> {
@@ -71,10 +83,20 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Opts, String> {
         decode_only: false,
         rounds: 3,
         ordered_ids: false,
+        db: None,
+        collectors: 1,
     };
     while let Some(flag) = args.next() {
         if flag == "--keep" {
             o.keep = Some(PathBuf::from(args.next().ok_or("--keep needs a folder")?));
+            continue;
+        }
+        if flag == "--db" {
+            let url = args.next().ok_or("--db needs a postgres:// URL")?;
+            if !postgres::is_url(&url) {
+                return Err(format!("--db {url:?}: only a postgres:// URL (SQLite is the default)"));
+            }
+            o.db = Some(url);
             continue;
         }
         if flag == "--append-only" {
@@ -102,8 +124,15 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Opts, String> {
             "--rounds" => o.rounds = v.max(1),
             "--clients" => o.clients = v.max(1),
             "--events" => o.events = v.clamp(1, wire::limits::MAX_EVENTS),
+            "--collectors" => o.collectors = v.max(1),
             _ => return Err(format!("unknown argument {flag:?}")),
         }
+    }
+    if o.collectors > 1 && o.db.is_none() {
+        return Err("--collectors needs --db postgres://...: a SQLite file has one collector".into());
+    }
+    if o.db.is_some() && o.append_only {
+        return Err("--append-only measures the SQLite store".into());
     }
     Ok(o)
 }
@@ -349,13 +378,14 @@ async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, Box<dyn s
     Ok(send)
 }
 
-/// Loads `addr` from `clients` connections for `seconds`; counts the events the answer says
-/// were accepted (or, for the bare server, every event of a 204).
-async fn load(addr: SocketAddr, opts: &Opts, gen: &Arc<Gen>) -> Figures {
+/// Loads `addrs` from `clients` connections (spread over them in turn) for `seconds`; counts
+/// the events the answer says were accepted (or, for the bare server, every event of a 204).
+async fn load(addrs: &[SocketAddr], opts: &Opts, gen: &Arc<Gen>) -> Figures {
     let deadline = Instant::now() + Duration::from_secs(opts.seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..opts.clients {
+    for i in 0..opts.clients {
+        let addr = addrs[i % addrs.len()];
         let gen = gen.clone();
         let events = opts.events;
         tasks.push(tokio::spawn(async move {
@@ -526,14 +556,26 @@ fn main() {
             burst: 0,
         };
         let db = dir.join("bench.db");
-        let store = SqliteStore::open(&db).expect("open the database");
-        let state = Shared::new(config, Arc::new(store), Vec::new());
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let collector = listener.local_addr().expect("address");
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, state.clone(), async {
-            let _ = stop_rx.await;
-        }));
+        let mut states: Vec<AppState> = Vec::new();
+        let mut collectors = Vec::new();
+        let mut servers = Vec::new();
+        let mut stops = Vec::new();
+        for _ in 0..opts.collectors {
+            let store: Arc<dyn Store> = match &opts.db {
+                Some(url) => Arc::new(PostgresStore::open(url).expect("open the PostgreSQL database")),
+                None => Arc::new(SqliteStore::open(&db).expect("open the database")),
+            };
+            let state = Shared::new(config.clone(), store, Vec::new());
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            collectors.push(listener.local_addr().expect("address"));
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            servers.push(tokio::spawn(serve(listener, state.clone(), async {
+                let _ = stop_rx.await;
+            })));
+            stops.push(stop_tx);
+            states.push(state);
+        }
+        let state = states[0].clone();
 
         let bare_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let bare = bare_listener.local_addr().expect("address");
@@ -548,14 +590,21 @@ fn main() {
 
         let gen = Arc::new(Gen::new(opts.events, opts.ordered_ids));
         let sample = &gen.templates[0].text;
+        let store = match &opts.db {
+            Some(url) => format!(
+                "PostgreSQL synchronous_commit=on at {}, {} collector(s)",
+                postgres::redact(url),
+                opts.collectors
+            ),
+            None => format!("SQLite synchronous=FULL at {}", db.display()),
+        };
         println!(
-            "utt-bench: {} clients, {} events per batch ({} bytes), {} rounds of {} s per server, SQLite synchronous=FULL at {}",
+            "utt-bench: {} clients, {} events per batch ({} bytes), {} rounds of {} s per server, {store}",
             opts.clients,
             opts.events,
             sample.len(),
             opts.rounds,
             opts.seconds,
-            db.display()
         );
         // The two servers take turns, round by round: other work on the machine comes and goes
         // over a minute, and alternating spreads it over both instead of loading one server
@@ -567,12 +616,12 @@ fn main() {
         let mut catch_up = Duration::ZERO;
         for round in 1..=opts.rounds {
             let cpu = process_cpu();
-            let mut f = load(collector, &opts, &gen).await;
+            let mut f = load(&collectors, &opts, &gen).await;
             // The derived rows of what was acknowledged are written behind it: the round lasts
             // until they are all written, so its rate and CPU are those of storing everything,
             // and none of that work spills into the bare server's round.
             let waited = Instant::now();
-            while state.store.derive_status().lag > 0 {
+            while states.iter().any(|s| s.store.derive_status().lag > 0) {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             catch_up += waited.elapsed();
@@ -583,7 +632,7 @@ fn main() {
             }
             if opts.bare {
                 let cpu = process_cpu();
-                let b = load(bare, &opts, &gen).await;
+                let b = load(&[bare], &opts, &gen).await;
                 let bare_used = process_cpu().saturating_sub(cpu);
                 if opts.rounds > 1 {
                     print(&format!("round {round}: bare 204"), &b);
@@ -596,15 +645,20 @@ fn main() {
         println!("all rounds:");
         print("collector (durable)", &stored.figures);
         print_cpu(&stored.figures, stored.cpu);
-        let w = state.writer.stats();
-        let commits = w.commits.load(Ordering::Relaxed).max(1);
-        let busy = w.busy_us.load(Ordering::Relaxed) as f64 / 1e6;
-        println!(
-            "  writer: {commits} commits, {:.0} events per commit, {:.1} ms per commit, busy {:.0}% of the run",
-            w.events.load(Ordering::Relaxed) as f64 / commits as f64,
-            busy * 1000.0 / commits as f64,
-            100.0 * busy / stored.figures.elapsed.as_secs_f64()
-        );
+        for (i, state) in states.iter().enumerate() {
+            let w = state.writer.stats();
+            let commits = w.commits.load(Ordering::Relaxed).max(1);
+            let busy = w.busy_us.load(Ordering::Relaxed) as f64 / 1e6;
+            let threads = state.store.writers();
+            println!(
+                "  writer {}: {commits} commits, {:.0} events per commit, {:.1} ms per commit, {threads} thread(s) \
+                 each busy {:.0}% of the run",
+                i + 1,
+                w.events.load(Ordering::Relaxed) as f64 / commits as f64,
+                busy * 1000.0 / commits as f64,
+                100.0 * busy / threads as f64 / stored.figures.elapsed.as_secs_f64()
+            );
+        }
         for (name, thread) in [("writer", &writer_cpu), ("deriver", &deriver_cpu)] {
             if let Some((on_cpu, waiting)) = thread.since() {
                 // Of the thread's whole life (the bare rounds included, when it idles): on a
@@ -638,9 +692,14 @@ fn main() {
                 per(&stored.figures, stored.cpu) / per(b, bare_totals.cpu).max(1e-12)
             );
         }
-        let _ = stop_tx.send(());
-        let _ = server.await;
+        // Counted before the collectors close their stores (a closed pool answers nothing).
         let counts = state.store.counts().expect("count rows");
+        for stop in stops {
+            let _ = stop.send(());
+        }
+        for server in servers {
+            let _ = server.await;
+        }
         println!(
             "rows stored: {} events, {} conversions",
             counts.events, counts.conversions

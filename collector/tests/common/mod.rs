@@ -2,6 +2,8 @@
 //! `oneshot` requests, and event builders.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,7 +22,7 @@ use utt::core::click::Click;
 use utt::core::wire::{self, Event, Kind, Order};
 use utt_collector::config::{Config, RateLimit};
 use utt_collector::ratelimit::{FakeRelativeClock, RateLimiter};
-use utt_collector::sqlite::SqliteStore;
+use utt_collector::store::sqlite::SqliteStore;
 use utt_collector::store::Store;
 use utt_collector::{app, AppState, Shared};
 
@@ -169,6 +171,18 @@ impl Harness {
         let store = SqliteStore::open(db).unwrap();
         let state = Shared::new(config, Arc::new(store), statics);
         Harness { dir, state }
+    }
+
+    /// The demo configuration with the rate limit off, over a fresh database of the test
+    /// binary's PostgreSQL server.
+    pub fn postgres() -> Harness {
+        let url = pg::database("h");
+        let store = utt_collector::store::postgres::PostgresStore::open(&url).unwrap();
+        let state = Shared::new(unlimited(), Arc::new(store), Vec::new());
+        Harness {
+            dir: TempDir::new("h"),
+            state,
+        }
     }
 
     /// Puts the configured rate limit on a fake clock, which stands still until advanced: no

@@ -11,8 +11,10 @@ use rusqlite::Connection;
 use utt::core::wire::Event;
 
 use super::derive::{self, derived_path, FORMAT};
-use super::{err, open, split_clicks_ref, suffixed, wal_path};
-use crate::store::{Derived, Merged, StoreError};
+use super::err;
+use super::read::split_clicks_ref;
+use super::schema::{open, suffixed, wal_path};
+use crate::store::{Chunks, Derived, Merged, StoreError};
 
 /// Events derived per transaction of the new file (decoded, they take about 2 KB each).
 const CHUNK: usize = 10_000;
@@ -175,20 +177,35 @@ fn shm_path(db: &Path) -> PathBuf {
 /// Reads every stored event back from the body log, in the order it was stored, and writes
 /// what they derive into `dst`, [`CHUNK`] events per transaction.
 fn derive_all(main: &Connection, dst: &mut Connection, out: &mut Rebuilt) -> Result<(), StoreError> {
+    let mut chunks = Chunks::new(CHUNK);
+    each_event(main, |site, _, event| {
+        out.events += 1;
+        match chunks.push(site, event) {
+            Some(parts) => write_chunk(dst, parts),
+            None => Ok(()),
+        }
+    })?;
+    write_chunk(dst, chunks.finish())
+}
+
+/// Calls `each` with every stored event of `main` (its site, when it was received, the event),
+/// read back from the body log in the order the events were stored.
+fn each_event(
+    main: &Connection,
+    mut each: impl FnMut(&str, u64, Event) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
     let mut st = main
-        .prepare("SELECT site, body_id, body_at, body_len FROM events ORDER BY body_id, body_at")
+        .prepare("SELECT site, body_id, body_at, body_len, received FROM events ORDER BY body_id, body_at")
         .map_err(err)?;
     let mut rows = st.query([]).map_err(err)?;
     let mut blob: (i64, Vec<u8>) = (0, Vec::new());
-    // Consecutive events of one site, then the sites' rows of this chunk.
-    let (mut site, mut events): (String, Vec<Event>) = (String::new(), Vec::new());
-    let (mut parts, mut in_chunk) = (Vec::new(), 0usize);
     while let Some(r) = rows.next().map_err(err)? {
-        let (s, body_id, at, len): (String, i64, i64, i64) = (
+        let (s, body_id, at, len, received): (String, i64, i64, i64, i64) = (
             r.get(0).map_err(err)?,
             r.get(1).map_err(err)?,
             r.get(2).map_err(err)?,
             r.get(3).map_err(err)?,
+            r.get(4).map_err(err)?,
         );
         if blob.0 != body_id {
             let bytes: Vec<u8> = main
@@ -202,23 +219,24 @@ fn derive_all(main: &Connection, dst: &mut Connection, out: &mut Rebuilt) -> Res
             ))
         })?;
         let event = read(&text).map_err(|e| StoreError(format!("body log {body_id} at {at}: {e}")))?;
-        if s != site && !events.is_empty() {
-            parts.push((std::mem::take(&mut site), Derived::of(&std::mem::take(&mut events))));
-        }
-        site = s;
-        events.push(event);
-        out.events += 1;
-        in_chunk += 1;
-        if in_chunk >= CHUNK {
-            parts.push((site.clone(), Derived::of(&std::mem::take(&mut events))));
-            write_chunk(dst, std::mem::take(&mut parts))?;
-            in_chunk = 0;
-        }
+        each(&s, received.max(0) as u64, event)?;
     }
-    if !events.is_empty() {
-        parts.push((site, Derived::of(&events)));
+    Ok(())
+}
+
+/// Reads every event stored in the SQLite database `db` (its site, when it was received, the
+/// event), in the order they were stored, for a move to another store. It reads one consistent
+/// snapshot and may run while a collector writes to the database: events stored after it
+/// began are not in it.
+pub fn export(db: &Path, each: impl FnMut(&str, u64, Event) -> Result<(), StoreError>) -> Result<(), StoreError> {
+    if !db.is_file() {
+        return Err(StoreError(format!("{} does not exist", db.display())));
     }
-    write_chunk(dst, parts)
+    let main = open(db).map_err(err)?;
+    main.execute_batch("PRAGMA query_only=1; BEGIN;").map_err(err)?;
+    let out = each_event(&main, each);
+    main.execute_batch("COMMIT;").map_err(err)?;
+    out
 }
 
 fn write_chunk(dst: &mut Connection, parts: Vec<(String, Derived)>) -> Result<(), StoreError> {

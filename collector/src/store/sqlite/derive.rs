@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{err, int, open};
+use super::schema::open;
+use super::{err, int};
 use crate::store::{put_text, put_u64, ByteReader, Derived, Merged, StoreError};
 
 /// The derived tables, clustered on their keys (`WITHOUT ROWID`: an upsert writes one B-tree,

@@ -1,0 +1,551 @@
+//! The contract every store keeps, run against each: SQLite (a file in a temporary folder) and
+//! PostgreSQL (a database of this test binary's throwaway server). Then what only PostgreSQL
+//! has to show (a schema distributable by site, migrations run once, synchronous commits, the
+//! derived tables rebuilt), that it answers every read as SQLite does for the same events, and
+//! the move of a site's events from SQLite to PostgreSQL.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use utt::core::wire::{self, Event, Status};
+use utt_collector::store::import::{import_sqlite, Imported};
+use utt_collector::store::postgres::PostgresStore;
+use utt_collector::store::sqlite::SqliteStore;
+use utt_collector::store::{Batch, Store};
+
+/// A store of each kind, with what keeps it alive.
+struct Opened {
+    store: Box<dyn Store>,
+    dir: TempDir,
+}
+
+fn sqlite() -> Opened {
+    let dir = TempDir::new("contract");
+    Opened {
+        store: Box::new(SqliteStore::open(&dir.join("utt.db")).unwrap()),
+        dir,
+    }
+}
+
+fn postgres() -> Opened {
+    Opened {
+        store: Box::new(PostgresStore::open(&pg::database("contract")).unwrap()),
+        dir: TempDir::new("contract"),
+    }
+}
+
+/// Each contract test, once per store.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(#[test] fn $name() { super::$name(super::sqlite().store.as_ref()) })*
+        }
+        mod on_postgres {
+            $(#[test] fn $name() { super::$name(super::postgres().store.as_ref()) })*
+        }
+    };
+}
+
+contract!(
+    statuses_by_event_and_by_order,
+    bodies_read_back_exactly,
+    conversions_in_time_order,
+    derived_rows_answer_the_click_and_journey_reads,
+    a_partly_duplicate_batch_derives_as_if_each_event_came_once,
+    a_store_that_commits_passes_its_checks,
+);
+
+/// The golden journey (site `demo`): a visitor with two clicks, a page view, a conversion, an
+/// identify, and a conversion without a visitor.
+fn journey() -> Vec<Event> {
+    let text = std::fs::read_to_string(fixtures().join("batch-journey.json")).unwrap();
+    let batch = wire::read_batch(&text).unwrap();
+    batch.events.into_iter().map(|e| e.unwrap()).collect()
+}
+
+fn decode(text: &str) -> Event {
+    wire::read_event(text).unwrap()
+}
+
+const EMAIL: &str = "86e0b9e56c17cc4d12387e1949b85053fbe73bc3ce5a1188713a9d300cc6133d";
+
+/// More events: two devices of one person linked by an email hash, one carrying an Impact
+/// click, the other converting; page views on several paths, one without a visitor ID.
+fn devices(from: u64) -> Vec<Event> {
+    let i1 = || vec![click("irclickid", "impact", "I1", T0 - DAY)];
+    let on = |n, v, at, clicks, kind, url: &str| decode(&event_on(from + n, v, at, clicks, kind, url, ""));
+    vec![
+        on(
+            1,
+            Some("phone"),
+            T0 - DAY,
+            i1(),
+            pageview(),
+            "https://shop.example/a?x=1",
+        ),
+        on(
+            2,
+            Some("phone"),
+            T0 - DAY + 5,
+            i1(),
+            pageview(),
+            "https://shop.example/b",
+        ),
+        on(
+            3,
+            Some("phone"),
+            T0 - DAY + 9,
+            i1(),
+            identify(Some(EMAIL), None),
+            "https://shop.example/b",
+        ),
+        on(4, None, T0 - DAY + 20, i1(), pageview(), "https://shop.example/c"),
+        on(
+            5,
+            Some("laptop"),
+            T0 - 10,
+            vec![],
+            identify(Some(EMAIL), Some("cust-7")),
+            "https://shop.example/",
+        ),
+        on(
+            6,
+            Some("laptop"),
+            T0,
+            vec![],
+            conversion("O-LAPTOP", Some("SPRING")),
+            "https://shop.example/thanks",
+        ),
+    ]
+}
+
+fn statuses(store: &dyn Store, batches: &[&Batch]) -> Vec<Status> {
+    store.append(batches).unwrap()
+}
+
+fn all(s: Status, n: usize) -> Vec<Status> {
+    vec![s; n]
+}
+
+/// New events are accepted, the same again duplicates; a conversion with a stored order ID
+/// under a new event ID is a duplicate and not stored, within a group too; an event repeated
+/// within a group is stored once.
+fn statuses_by_event_and_by_order(store: &dyn Store) {
+    let events = journey();
+    let n = events.len();
+    let conversions = events
+        .iter()
+        .filter(|e| matches!(e.kind, wire::Kind::Conversion(_)))
+        .count() as u64;
+    assert_eq!(
+        statuses(store, &[&Batch::new("demo", 1, events.clone())]),
+        all(Status::Accepted, n)
+    );
+    assert_eq!(store.counts().unwrap().events, n as u64);
+    assert_eq!(store.counts().unwrap().conversions, conversions);
+    assert_eq!(
+        statuses(store, &[&Batch::new("demo", 2, events.clone())]),
+        all(Status::Duplicate, n)
+    );
+    // The journey's conversion again under a new event ID: the order is stored once.
+    let mut again = events
+        .iter()
+        .find(|e| matches!(e.kind, wire::Kind::Conversion(_)))
+        .unwrap()
+        .clone();
+    again.id = uuid(900);
+    assert_eq!(
+        statuses(store, &[&Batch::new("demo", 3, vec![again])]),
+        [Status::Duplicate]
+    );
+    assert!(
+        !store.has_event(&uuid(900)).unwrap(),
+        "the duplicate order's event is not kept"
+    );
+    // In one group: the same new order under two event IDs, and the same new event twice.
+    let d = devices(1000);
+    let mut other = d[5].clone();
+    other.id = uuid(901);
+    let first = Batch::new("demo", 4, vec![d[5].clone(), d[0].clone()]);
+    let second = Batch::new("demo", 4, vec![other, d[0].clone(), d[1].clone()]);
+    assert_eq!(
+        statuses(store, &[&first, &second]),
+        [
+            Status::Accepted,
+            Status::Accepted,
+            Status::Duplicate,
+            Status::Duplicate,
+            Status::Accepted
+        ]
+    );
+    assert!(!store.has_event(&uuid(901)).unwrap());
+    let c = store.counts().unwrap();
+    assert_eq!((c.events, c.conversions), (n as u64 + 3, conversions + 1));
+    // The same order ID on another site is another order.
+    let mut elsewhere = d[5].clone();
+    elsewhere.id = uuid(902);
+    assert_eq!(
+        statuses(store, &[&Batch::new("other", 5, vec![elsewhere])]),
+        [Status::Accepted]
+    );
+}
+
+/// Every stored event reads back as its exact canonical wire JSON; an unknown ID is `None`.
+fn bodies_read_back_exactly(store: &dyn Store) {
+    let mut events = journey();
+    events.extend(devices(2000));
+    store.append(&[&Batch::new("demo", 1, events.clone())]).unwrap();
+    for e in &events {
+        let mut want = String::new();
+        wire::write_event(&mut want, e);
+        assert_eq!(store.event(&e.id).unwrap(), Some(want), "{}", e.id);
+        assert!(store.has_event(&e.id).unwrap());
+    }
+    assert_eq!(store.event(&uuid(77_777)).unwrap(), None);
+}
+
+/// A site's conversions since a time, oldest first, at most the limit; other sites' not.
+fn conversions_in_time_order(store: &dyn Store) {
+    let orders: Vec<Event> = (0..5u64)
+        .map(|i| {
+            decode(&event(
+                3000 + i,
+                Some("buyer"),
+                T0 + (4 - i) * 1000,
+                vec![],
+                conversion(&format!("O{i}"), None),
+            ))
+        })
+        .collect();
+    store.append(&[&Batch::new("demo", 1, orders.clone())]).unwrap();
+    let mut elsewhere = orders[0].clone();
+    elsewhere.id = uuid(3100);
+    store.append(&[&Batch::new("other", 1, vec![elsewhere])]).unwrap();
+    let got = store.conversions("demo", 0, 100).unwrap();
+    let ids: Vec<&str> = got.iter().map(|c| c.order_id.as_str()).collect();
+    assert_eq!(ids, ["O4", "O3", "O2", "O1", "O0"]);
+    assert!(got.iter().all(|c| c.site == "demo"));
+    let c = &got[4];
+    assert_eq!(
+        (c.amount.as_deref(), c.currency.as_deref(), c.at, c.items.as_str()),
+        (Some("49.90"), Some("EUR"), T0 + 4000, "[]")
+    );
+    assert_eq!(c.visitor.as_deref(), Some(visitor_id("buyer").as_str()));
+    let since: Vec<String> = store
+        .conversions("demo", T0 + 2000, 2)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.order_id)
+        .collect();
+    assert_eq!(since, ["O2", "O1"]);
+    assert_eq!(store.conversions("other", 0, 10).unwrap().len(), 1);
+    assert!(store.conversions("nobody", 0, 10).unwrap().is_empty());
+}
+
+/// Touches, identities and page counts answer the journey and click reads: the converting
+/// device sees the click of the other device (cross-device), the click shows its landings and
+/// its page views per path (those without a visitor ID too), and the conversion near it.
+fn derived_rows_answer_the_click_and_journey_reads(store: &dyn Store) {
+    let d = devices(4000);
+    store.append(&[&Batch::new("demo", 1, d[..3].to_vec())]).unwrap();
+    store.append(&[&Batch::new("demo", 2, d[3..].to_vec())]).unwrap();
+    let laptop = visitor_id("laptop");
+    let phone = visitor_id("phone");
+    let t = store.touches("demo", &laptop, 0, T0).unwrap();
+    assert_eq!(t.len(), 1, "{t:?}");
+    assert_eq!(
+        (t[0].value.as_str(), t[0].network.as_str(), t[0].at, t[0].cross_device),
+        ("I1", "impact", T0 - DAY, true)
+    );
+    let own = store.touches("demo", &phone, 0, T0).unwrap();
+    assert_eq!(own.len(), 1);
+    assert!(!own[0].cross_device);
+    assert!(store.touches("demo", &phone, 0, T0 - DAY - 1).unwrap().is_empty());
+    assert!(store.touches("other", &laptop, 0, T0).unwrap().is_empty());
+
+    let seen = store.click("I1", Some("demo")).unwrap().expect("the click is seen");
+    assert_eq!((seen.first_seen, seen.last_seen), (T0 - DAY, T0 - DAY + 9));
+    assert_eq!(seen.landings.len(), 1);
+    assert_eq!(seen.landings[0].path, "/landing");
+    let mut pages: Vec<(String, u64)> = seen.pages.iter().map(|p| (p.path.clone(), p.views)).collect();
+    pages.sort();
+    assert_eq!(
+        pages,
+        [("/a".to_string(), 1), ("/b".to_string(), 1), ("/c".to_string(), 1)]
+    );
+    assert_eq!(seen.pages[0].path, "/c", "the most recent page first");
+    assert!(store.click("I1", Some("other")).unwrap().is_none());
+    assert!(store.click("nothing", None).unwrap().is_none());
+    let near = store.conversions_near_click("I1", None, 10).unwrap();
+    assert_eq!(near.len(), 1);
+    assert_eq!(near[0].order_id, "O-LAPTOP");
+}
+
+/// A retried batch (some events already stored) adds the derived rows of its new events only.
+fn a_partly_duplicate_batch_derives_as_if_each_event_came_once(store: &dyn Store) {
+    let d = devices(5000);
+    store.append(&[&Batch::new("demo", 1, d[..2].to_vec())]).unwrap();
+    let s = statuses(store, &[&Batch::new("demo", 2, d.clone())]);
+    assert_eq!(s[..2], [Status::Duplicate, Status::Duplicate]);
+    let seen = store.click("I1", Some("demo")).unwrap().unwrap();
+    let views: u64 = seen.pages.iter().map(|p| p.views).sum();
+    assert_eq!(views, 3, "each page view counted once: {:?}", seen.pages);
+    assert_eq!(store.touches("demo", &visitor_id("laptop"), 0, T0).unwrap().len(), 1);
+}
+
+/// A store that commits says so to `/healthz`'s check and probe.
+fn a_store_that_commits_passes_its_checks(store: &dyn Store) {
+    store.check().unwrap();
+    store.probe().unwrap();
+    store.probe().unwrap();
+    store.append(&[&Batch::new("demo", 1, journey())]).unwrap();
+    store.check().unwrap();
+    assert!(store.size_bytes() > 0);
+}
+
+/// Every read the API makes, for every visitor, click and event of `events`, on each site.
+fn answers(store: &dyn Store, events: &[(String, Event)]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut sites: Vec<&str> = events.iter().map(|(s, _)| s.as_str()).collect();
+    sites.sort();
+    sites.dedup();
+    for site in &sites {
+        out.push(format!("{:?}", store.conversions(site, 0, 1000).unwrap()));
+    }
+    for (site, e) in events {
+        out.push(format!("{:?}", store.event(&e.id).unwrap()));
+        if let Some(v) = &e.visitor {
+            out.push(format!("{:?}", store.touches(site, v, 0, i64::MAX as u64).unwrap()));
+        }
+        for c in &e.clicks {
+            for s in [None, Some(site.as_str())] {
+                out.push(format!("{:?}", store.click(&c.value, s).unwrap()));
+                out.push(format!("{:?}", store.conversions_near_click(&c.value, s, 100).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+/// The mixed traffic the cross-store tests store: the journey, two devices, the same people
+/// later under new IDs on both sites, in several groups, some partly duplicate.
+fn traffic() -> Vec<Vec<(String, Vec<Event>)>> {
+    let later = |from| {
+        let mut events = devices(from);
+        for e in &mut events {
+            e.at += 3 * DAY;
+            if let wire::Kind::Conversion(o) = &mut e.kind {
+                o.order_id.push_str("-2");
+            }
+        }
+        events
+    };
+    let (here, there) = (later(6000), later(6200));
+    let d = devices(6100);
+    vec![
+        vec![("demo".into(), journey())],
+        vec![("demo".into(), d[..3].to_vec()), ("other".into(), there.clone())],
+        vec![("demo".into(), d.clone())],
+        vec![("demo".into(), here.clone()), ("other".into(), there)],
+        vec![("demo".into(), here)],
+    ]
+}
+
+/// The one difference between the stores' keys: SQLite keeps an event ID once across all
+/// sites, PostgreSQL once per site (its keys start with the site, so that a database
+/// distributed by site checks them on one shard). The tag sends an event to one site only.
+#[test]
+fn an_event_id_is_kept_once_per_site_on_postgres() {
+    let (a, b) = (sqlite(), postgres());
+    let e = devices(7000)[0].clone();
+    for o in [&a, &b] {
+        assert_eq!(
+            statuses(o.store.as_ref(), &[&Batch::new("demo", 1, vec![e.clone()])]),
+            [Status::Accepted]
+        );
+    }
+    let elsewhere = |o: &Opened| statuses(o.store.as_ref(), &[&Batch::new("other", 1, vec![e.clone()])]);
+    assert_eq!(elsewhere(&a), [Status::Duplicate]);
+    assert_eq!(elsewhere(&b), [Status::Accepted]);
+    assert_eq!(elsewhere(&b), [Status::Duplicate]);
+}
+
+fn store_traffic(store: &dyn Store) -> Vec<(String, Event)> {
+    let mut seen = Vec::new();
+    for group in traffic() {
+        let batches: Vec<Batch> = group
+            .iter()
+            .map(|(site, events)| Batch::new(site, T0, events.clone()))
+            .collect();
+        store.append(&batches.iter().collect::<Vec<_>>()).unwrap();
+        for (site, events) in group {
+            seen.extend(events.into_iter().map(|e| (site.clone(), e)));
+        }
+    }
+    seen
+}
+
+/// For the same traffic, PostgreSQL answers every read exactly as SQLite does.
+#[test]
+fn postgres_answers_every_read_as_sqlite_does() {
+    let (a, b) = (sqlite(), postgres());
+    let events = store_traffic(a.store.as_ref());
+    store_traffic(b.store.as_ref());
+    let (want, got) = (answers(a.store.as_ref(), &events), answers(b.store.as_ref(), &events));
+    assert!(want.iter().any(|a| a.contains("cross_device: true")));
+    for (w, g) in want.iter().zip(&got) {
+        assert_eq!(g, w);
+    }
+    assert_eq!(got.len(), want.len());
+    assert_eq!(a.store.counts().unwrap(), b.store.counts().unwrap());
+}
+
+/// `psql` of the test server, on database `url`.
+fn psql(url: &str, sql: &str) -> String {
+    let bin = std::fs::read_dir("/usr/lib/postgresql")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("bin/psql"))
+        .find(|p| p.is_file())
+        .expect("psql (Debian's postgresql-client, installed with postgresql)");
+    let out = Command::new(bin)
+        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Every table but the schema's bookkeeping has a primary key, and `site` is in it and in
+/// every unique index: each can be distributed by site.
+#[test]
+fn every_growing_table_is_keyed_by_site() {
+    let url = pg::database("schema");
+    PostgresStore::open(&url).unwrap();
+    let tables = psql(
+        &url,
+        "SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class \
+         WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace",
+    );
+    assert_eq!(
+        tables,
+        "click_pages,conversions,events,health,identities,touches,utt_schema"
+    );
+    let unkeyed = psql(
+        &url,
+        "SELECT coalesce(string_agg(c.relname || ':' || i.relname, ','), '') FROM pg_index x \
+         JOIN pg_class c ON c.oid = x.indrelid JOIN pg_class i ON i.oid = x.indexrelid \
+         WHERE c.relnamespace = 'public'::regnamespace AND c.relname NOT IN ('health', 'utt_schema') \
+         AND (x.indisunique OR x.indisprimary) AND NOT EXISTS ( \
+           SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'site' \
+           AND a.attnum = ANY (x.indkey))",
+    );
+    assert_eq!(unkeyed, "", "unique indexes without site");
+    let without_pk = psql(
+        &url,
+        "SELECT coalesce(string_agg(relname, ','), '') FROM pg_class c WHERE relkind = 'r' \
+         AND relnamespace = 'public'::regnamespace AND NOT EXISTS ( \
+           SELECT 1 FROM pg_index x WHERE x.indrelid = c.oid AND x.indisprimary)",
+    );
+    assert_eq!(without_pk, "");
+}
+
+/// Collectors starting together on a new database apply each migration once (the others wait
+/// for the advisory lock, then find it applied); the version is recorded.
+#[test]
+fn migrations_run_once_when_collectors_start_together() {
+    let url = pg::database("migrate");
+    let opened: Vec<_> = std::thread::scope(|s| {
+        let tries: Vec<_> = (0..6).map(|_| s.spawn(|| PostgresStore::open(&url))).collect();
+        tries.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    for o in &opened {
+        assert!(o.is_ok(), "{:?}", o.as_ref().err());
+    }
+    let store = opened.into_iter().next().unwrap().unwrap();
+    let want: Vec<i32> = (1..=utt_collector::store::postgres::schema::version()).collect();
+    assert_eq!(store.schema_versions().unwrap(), want);
+    // A database from a newer collector is refused, not written.
+    psql(&url, "INSERT INTO utt_schema (version) VALUES (999)");
+    let e = PostgresStore::open(&url).err().expect("refused");
+    assert!(e.0.contains("newer than this collector"), "{e}");
+}
+
+/// Commits are synchronous even when the database's default says otherwise.
+#[test]
+fn commits_are_synchronous_whatever_the_database_default() {
+    let url = pg::database("sync");
+    let name = url.rsplit('/').next().unwrap();
+    psql(&url, &format!("ALTER DATABASE {name} SET synchronous_commit = off"));
+    assert_eq!(psql(&url, "SHOW synchronous_commit"), "off");
+    let store = PostgresStore::open(&url).unwrap();
+    assert_eq!(store.setting("synchronous_commit").unwrap(), "on");
+}
+
+/// The derived tables are made again from the events: the same answers as before, whether
+/// they were lost or damaged.
+#[test]
+fn postgres_derived_tables_are_rebuilt_from_the_events() {
+    let url = pg::database("rebuild");
+    let store = PostgresStore::open(&url).unwrap();
+    let events = store_traffic(&store);
+    let want = answers(&store, &events);
+    psql(
+        &url,
+        "DELETE FROM touches; UPDATE click_pages SET views = 99; DELETE FROM identities",
+    );
+    assert_ne!(answers(&store, &events), want);
+    let r = store.rebuild_derived().unwrap();
+    assert_eq!(r.events, store.counts().unwrap().events);
+    assert!(r.touches > 0 && r.pages > 0 && r.identities > 0, "{r:?}");
+    assert_eq!(answers(&store, &events), want);
+}
+
+/// Every event of a SQLite database moves to PostgreSQL, with its conversions and derived rows:
+/// the same answers after; and a second run (here the command's) stores nothing twice.
+#[test]
+fn a_sqlite_database_moves_to_postgres() {
+    let from = sqlite();
+    let events = store_traffic(from.store.as_ref());
+    let want = answers(from.store.as_ref(), &events);
+    let counts = from.store.counts().unwrap();
+    from.store.close().unwrap();
+    let file = from.dir.join("utt.db");
+    let url = pg::database("import");
+    let to = PostgresStore::open(&url).unwrap();
+    let r = import_sqlite(&file, &to).unwrap();
+    assert_eq!(
+        r,
+        Imported {
+            read: counts.events,
+            stored: counts.events,
+            duplicates: 0
+        }
+    );
+    assert_eq!(to.counts().unwrap(), counts);
+    assert_eq!(answers(&to, &events), want);
+    drop(to);
+    let out = Command::new(env!("CARGO_BIN_EXE_utt-collector"))
+        .args(["--db", &url, "--import-sqlite"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.contains(&format!("read {} events", counts.events))
+            && text.contains(&format!("0 stored in postgres://utt@127.0.0.1:{}/", pg::shared().port))
+            && text.contains(&format!("{} already there", counts.events)),
+        "{text}"
+    );
+    // Into SQLite: refused with the reason.
+    let out = Command::new(env!("CARGO_BIN_EXE_utt-collector"))
+        .args(["--db", "x.db", "--import-sqlite"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--db must be a postgres:// URL"));
+}
