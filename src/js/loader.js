@@ -119,8 +119,16 @@ function state() {
   return guard(() => JSON.parse(op(STATE)), { ready: false });
 }
 
-const ready = __wbg_init()
-  .then(() => {
+// Starts the wasm beside this module (the build names it: utt_bg.wasm or utt_debug_bg.wasm):
+// compiled while it downloads, or from its bytes when the server does not say application/wasm.
+// The glue's own loader is dropped by the build: it handles module forms the tag never uses.
+const ready = fetch(new URL(UTT_WASM, import.meta.url))
+  .then((r, i = __wbg_get_imports()) => {
+    if (!r.ok) throw r.status;
+    return WebAssembly.instantiateStreaming(r.clone(), i).catch(() => r.arrayBuffer().then((b) => WebAssembly.instantiate(b, i)));
+  })
+  .then((w) => {
+    __wbg_finalize_init(w.instance, w.module);
     tag = new Tag(globalThis);
   })
   .catch((e) => guard(() => console.warn('[utt] the tag could not start: ' + e)));

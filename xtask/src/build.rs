@@ -379,31 +379,33 @@ fn tag_artifact(json: &str) -> Option<PathBuf> {
         .find(|path| path.extension().is_some_and(|ext| ext == "wasm"))
 }
 
-/// The glue's own default export, which a loader with an `export default` of its own replaces.
-const GLUE_DEFAULT_EXPORTS: &[(&str, &str)] = &[
-    ("export { initSync, __wbg_init as default };", "export { initSync };"),
-    ("export default __wbg_init;", ""),
-];
+/// The glue's export of its own loader (`__wbg_init`, `initSync`): the tag's loader starts the
+/// wasm itself, so the build drops this line and terser drops what only it used (about 1 KB raw:
+/// the module forms, deprecation warnings and MIME fallback message the tag never needs).
+const GLUE_EXPORTS: &str = "export { initSync, __wbg_init as default };";
+
+/// What the loader uses of the glue to start the wasm itself.
+const GLUE_START: &[&str] = &["function __wbg_get_imports(", "function __wbg_finalize_init(instance, module)"];
+
+/// Where the loader names the wasm file it starts (`'NAME_bg.wasm'` once joined).
+const LOADER_WASM: &str = "UTT_WASM";
 
 /// Makes one ES module of the bindgen glue followed by the loader, which uses the glue's
-/// top-level bindings (`__wbg_init`, `initSync`, the exported functions) directly.
+/// top-level bindings (`__wbg_get_imports`, `__wbg_finalize_init`, the exported functions)
+/// directly and starts `NAME_bg.wasm` beside the module. Fails rather than join a module that
+/// could not start.
 fn join_glue_and_loader(glue: &str, loader: &str, name: &str) -> Result<String> {
-    if !glue.contains(&format!("new URL('{name}_bg.wasm', import.meta.url)")) {
-        return Err(format!(
-            "the bindgen glue no longer loads `{name}_bg.wasm` beside itself; dist/ would not work"
-        ));
+    if let Some(missing) = GLUE_START.iter().find(|f| !glue.contains(*f)) {
+        return Err(format!("the bindgen glue has no `{missing}`: the loader cannot start the wasm"));
     }
-    let mut glue = glue.to_string();
-    let loader_has_default = loader
-        .lines()
-        .any(|line| line.trim_start().starts_with("export default"));
-    if loader_has_default {
-        let (from, to) = GLUE_DEFAULT_EXPORTS
-            .iter()
-            .find(|(from, _)| glue.contains(from))
-            .ok_or("src/js/loader.js has `export default` but the glue's default export was not found to drop")?;
-        glue = glue.replacen(from, to, 1);
+    if !glue.contains(GLUE_EXPORTS) {
+        return Err(format!("the bindgen glue has no `{GLUE_EXPORTS}` to drop"));
     }
+    if !loader.contains(LOADER_WASM) {
+        return Err(format!("the loader does not name the wasm with `{LOADER_WASM}`"));
+    }
+    let glue = glue.replacen(GLUE_EXPORTS, "", 1);
+    let loader = loader.replace(LOADER_WASM, &format!("'{name}_bg.wasm'"));
     Ok(format!("{}\n{loader}", glue.trim_end()))
 }
 
@@ -500,26 +502,29 @@ mod tests {
 
     const GLUE: &str = "\
 let wasm;
-async function __wbg_init(module_or_path) {
-    if (module_or_path === undefined) { module_or_path = new URL('utt_bg.wasm', import.meta.url); }
-}
+function __wbg_get_imports() { return {}; }
+function __wbg_finalize_init(instance, module) { wasm = instance.exports; }
 export { initSync, __wbg_init as default };
 ";
 
     #[test]
-    fn loader_follows_the_glue_and_keeps_its_default_export_when_it_has_none() {
-        let joined = join_glue_and_loader(GLUE, "export function utt() { return __wbg_init(); }\n", "utt").unwrap();
+    fn the_loader_follows_the_glue_starts_the_named_wasm_and_the_glue_loader_goes() {
+        let loader = "const r = fetch(new URL(UTT_WASM, import.meta.url));\nexport function utt() {}\n";
+        let joined = join_glue_and_loader(GLUE, loader, "utt_debug").unwrap();
         assert!(joined.starts_with("let wasm;"));
-        assert!(joined.contains("export { initSync, __wbg_init as default };"));
-        assert!(joined.ends_with("export function utt() { return __wbg_init(); }\n"));
+        assert!(!joined.contains("export { initSync"), "{joined}");
+        assert!(joined.contains("new URL('utt_debug_bg.wasm', import.meta.url)"), "{joined}");
+        assert!(joined.ends_with("export function utt() {}\n"));
     }
 
     #[test]
-    fn a_loader_default_export_replaces_the_glue_one() {
-        let joined = join_glue_and_loader(GLUE, "export default utt;\n", "utt").unwrap();
-        assert!(joined.contains("export { initSync };"));
-        assert_eq!(joined.matches("export default").count(), 1);
-        assert!(!joined.contains("__wbg_init as default"));
+    fn refuses_glue_the_loader_cannot_start_and_a_loader_that_names_no_wasm() {
+        let loader = "fetch(new URL(UTT_WASM, import.meta.url));";
+        for gone in super::GLUE_START.iter().chain([&super::GLUE_EXPORTS]) {
+            let glue = GLUE.replace(gone, "");
+            assert!(join_glue_and_loader(&glue, loader, "utt").is_err(), "{gone}");
+        }
+        assert!(join_glue_and_loader(GLUE, "fetch('utt_bg.wasm');", "utt").is_err());
     }
 
     #[test]
@@ -536,11 +541,5 @@ wasm.tag_op(1); wasm.tag_opx; wasm.memory.buffer;"#;
         assert!(out.contains("wasm.B(1); wasm.tag_opx; wasm.C.buffer;"), "{out}");
         let missing = r#"{"imports":[["./utt_bg.js","__wbg_gone_99","a"]],"exports":[]}"#;
         assert!(super::rename_in_glue(glue, missing, "a").is_err());
-    }
-
-    #[test]
-    fn refuses_glue_that_does_not_load_the_wasm_beside_it() {
-        let glue = GLUE.replace("new URL('utt_bg.wasm', import.meta.url)", "'/elsewhere.wasm'");
-        assert!(join_glue_and_loader(&glue, "", "utt").is_err());
     }
 }
