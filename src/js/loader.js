@@ -1,7 +1,7 @@
 
 // ---- utt loader: appended to the wasm-bindgen glue above, so it shares its module scope. ----
 // The asynchronous half of the browser shell: it starts the wasm, replays what the snippet
-// queued, and does for the Rust `Tag` what needs promises, timers or listeners (fetch,
+// queued, and does for the Rust tag (`tagOp`) what needs promises, timers or listeners (fetch,
 // SubtleCrypto, retry timers, page lifecycle). The tag decides; this only carries out.
 // Every entry point catches everything: the tag never throws into the host page.
 
@@ -35,7 +35,7 @@ const guard = (f, d) => {
   }
 };
 // The wasm's one entry point (see `ops` in src/web/mod.rs).
-const op = (n, arg) => guard(() => tag.op(n, arg || '', page()), '');
+const op = (n, arg) => guard(() => tagOp(globalThis, n, arg || '', page()), '');
 const COMMAND = 0, IDENTIFIED = 1, PERSIST = 2, BATCH = 3, ENDPOINT = 4, SETTLE = 5, WAKE = 6;
 const ONLINE = 7, NAVIGATED = 8, HIDE = 9, SERVER_COOKIE = 10, STATE = 11, DECORATE = 12;
 
@@ -129,7 +129,7 @@ const ready = fetch(new URL(UTT_WASM, import.meta.url))
   })
   .then((w) => {
     __wbg_finalize_init(w.instance, w.module);
-    tag = new Tag(globalThis);
+    tag = 1;
   })
   .catch((e) => guard(() => console.warn('[utt] the tag could not start: ' + e)));
 

@@ -21,6 +21,12 @@ pub struct CookieStore {
 impl CookieStore {
     /// The cookie jar of `window`; `domain` is the configured cookie domain (`None` for `auto`).
     pub fn new(window: Option<&Window>, domain: Option<String>) -> CookieStore {
+        CookieStore::remembering(window, domain.map(Some))
+    }
+
+    /// The cookie jar of `window` with the domain in force as [`known`](CookieStore::known)
+    /// answered on an earlier call (`None`: not probed yet).
+    pub(crate) fn remembering(window: Option<&Window>, known: Option<Option<String>>) -> CookieStore {
         let doc = window
             .as_ref()
             .and_then(|w| w.document())
@@ -32,8 +38,14 @@ impl CookieStore {
             doc,
             host,
             secure,
-            domain: RefCell::new(domain.map(Some)),
+            domain: RefCell::new(known),
         }
+    }
+
+    /// The domain in force if it is known (configured or probed): `Some(None)` for a host-only
+    /// cookie.
+    pub(crate) fn known(&self) -> Option<Option<String>> {
+        self.domain.try_borrow().ok().and_then(|d| d.clone())
     }
 
     fn raw_get(&self, key: &str) -> Result<Option<String>, Broken> {

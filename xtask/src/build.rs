@@ -270,8 +270,9 @@ fn wasm_opt_output(input: &Path, output: &Path, passes: &[&str]) -> Result<Strin
 /// are incompressible bytes (about 500 bytes brotli). Every old name must be found in the glue,
 /// or the build fails rather than ship a tag that cannot link.
 fn rename_in_glue(glue: &str, names: &str, new_module: &str) -> Result<String> {
-    // `--converge` runs the pass again on names already short: each later map must be the
-    // identity, so the first one says it all.
+    // `--converge` runs the pass again on names already short, and an import that became
+    // unused meanwhile is dropped, shifting the later names: each name is followed through every
+    // map to its final one.
     let maps = serde_json::Deserializer::from_str(names)
         .into_iter::<serde_json::Value>()
         .collect::<std::result::Result<Vec<_>, _>>()
@@ -279,14 +280,17 @@ fn rename_in_glue(glue: &str, names: &str, new_module: &str) -> Result<String> {
     let Some((map, later)) = maps.split_first() else {
         return Err("wasm-opt printed no names map".into());
     };
-    let renames = |m: &serde_json::Value| {
-        let pairs = |key: &str| m[key].as_array().cloned().unwrap_or_default();
-        let mut changed = pairs("imports").into_iter().filter(|i| i[1] != i[2]);
-        changed.next().is_some() || pairs("exports").into_iter().any(|e| e[0] != e[1])
+    // The final name of `name` (the `to` column of `key` rows whose `from` column is it), or
+    // `None` if a later pass dropped it.
+    let follow = |key: &str, from: usize, to: usize, name: &str| {
+        let mut name = name.to_string();
+        for m in later {
+            let rows = m[key].as_array().cloned().unwrap_or_default();
+            let row = rows.iter().find(|r| r[from].as_str() == Some(&name))?;
+            name = row[to].as_str()?.to_string();
+        }
+        Some(name)
     };
-    if later.iter().any(renames) {
-        return Err("wasm-opt renamed the imports or exports twice".into());
-    }
     let pairs = |key: &str| map[key].as_array().cloned().unwrap_or_default();
     let mut glue = glue.to_string();
     let mut module: Option<String> = None;
@@ -298,7 +302,10 @@ fn rename_in_glue(glue: &str, names: &str, new_module: &str) -> Result<String> {
             return Err(format!("the wasm imports from more than one module ({m})"));
         }
         module = Some(m.to_string());
-        glue = replace_name(&glue, &format!("{old}:"), &format!("{new}:"))?;
+        // A dropped import keeps its glue function under its old name: nothing calls it.
+        if let Some(new) = follow("imports", 1, 2, new) {
+            glue = replace_name(&glue, &format!("{old}:"), &format!("{new}:"))?;
+        }
     }
     if let Some(m) = module {
         glue = replace_name(&glue, &format!("\"{m}\":"), &format!("\"{new_module}\":"))?;
@@ -306,6 +313,9 @@ fn rename_in_glue(glue: &str, names: &str, new_module: &str) -> Result<String> {
     for export in pairs("exports") {
         let (Some(old), Some(new)) = (export[0].as_str(), export[1].as_str()) else {
             return Err(format!("wasm-opt's names map: unexpected export {export}"));
+        };
+        let Some(new) = follow("exports", 0, 1, new) else {
+            return Err(format!("wasm-opt dropped the export {old}"));
         };
         // wasm-opt lists every export, and the glue may not use them all (`__abort_handler`).
         if glue.contains(&format!("wasm.{old}")) {
@@ -539,6 +549,13 @@ wasm.tag_op(1); wasm.tag_opx; wasm.memory.buffer;"#;
             "{out}"
         );
         assert!(out.contains("wasm.B(1); wasm.tag_opx; wasm.C.buffer;"), "{out}");
+        // A second pass that drops import `a` shifts the others: the names are followed.
+        let glue2 = r#"const i = { "./utt_bg.js": { __wbg_x_1: f, __wbg_y_2: g } }; wasm.tag_op(1);"#;
+        let twice = r#"{"imports":[["./utt_bg.js","__wbg_x_1","a"],["./utt_bg.js","__wbg_y_2","b"]],
+            "exports":[["tag_op","C"]]}
+            {"imports":[["a","b","a"]],"exports":[["C","B"]]}"#;
+        let out = super::rename_in_glue(glue2, twice, "a").unwrap();
+        assert_eq!(out, r#"const i = { "a": { __wbg_x_1: f, a: g } }; wasm.B(1);"#);
         let missing = r#"{"imports":[["./utt_bg.js","__wbg_gone_99","a"]],"exports":[]}"#;
         assert!(super::rename_in_glue(glue, missing, "a").is_err());
     }
