@@ -10,15 +10,14 @@ let tag, timer, flight, soon, hidden;
 
 const fail = (e) => ({ ok: false, status: 'error', error: '' + e });
 // An answer as the page gets it, a refusal logged. The production wasm answers a refusal as
-// `field: #12`: the sentence of each code is in utt_texts.js beside this module, which the build
-// writes from the tag's one list of texts (src/core/text.rs) and which is loaded only when a
-// call is refused, so a page whose calls are right never downloads it. The debug build's wasm
-// answers the sentences themselves.
+// `field: #12`, or `#70: #15` when the field is a member's path: the text of each code is in
+// utt_texts.js beside this module, which the build writes from the tag's one list of texts
+// (src/core/text.rs) and which is loaded only when a call is refused, so a page whose calls are
+// right never downloads it. The debug build's wasm answers the texts themselves.
 const said = async (a) => {
-  const m = a.status == 'error' && /#(\d+)/.exec(a.error);
-  if (m) {
-    const t = await import('./utt_texts.js').then((x) => x.default[m[1]], () => 0);
-    a.error = a.error.replace(m[0], t || 'refused (code ' + m[1] + '; utt_texts.js did not load)');
+  if (a.status == 'error' && /#\d/.test(a.error)) {
+    const t = await import('./utt_texts.js').then((x) => x.default, () => ({}));
+    a.error = a.error.replace(/#(\d+)/g, (m, c) => t[c] || 'refused (code ' + c + '; utt_texts.js did not load)');
   }
   if (a.status == 'error') console.warn('[utt] ' + a.error);
   return a;

@@ -454,7 +454,7 @@ impl Shell {
                 };
                 let hash = item(1);
                 if hash.as_deref().is_none_or(|h| !wire::is_sha256_hex(h)) {
-                    return error("identify.email", text::NOT_HASHED);
+                    return error(text::AT_IDENTIFY_EMAIL, text::NOT_HASHED);
                 }
                 reply_answer(&t.identify(item(0), hash, page, now, crypto))
             }
