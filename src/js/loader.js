@@ -36,7 +36,7 @@ const guard = (f, d) => {
 // The wasm's one entry point (see `ops` in src/web/mod.rs).
 const op = (n, arg) => guard(() => tagOp(globalThis, n, arg || '', page()), '');
 const COMMAND = 0, IDENTIFIED = 1, PERSIST = 2, BATCH = 3, ENDPOINT = 4, SETTLE = 5, WAKE = 6;
-const ONLINE = 7, NAVIGATED = 8, HIDE = 9, SERVER_COOKIE = 10, STATE = 11, DECORATE = 12;
+const ONLINE = 7, NAVIGATED = 8, HIDE = 9, SERVER_COOKIE = 10, STATE = 11, DECORATE = 12, VERSION = 13;
 
 // One storage write and one send per burst of calls: everything called before the next
 // microtask shares it, so a thousand calls cost one write.
@@ -138,7 +138,8 @@ export function utt() {
 }
 utt.state = state;
 utt.ready = ready;
-utt.version = version;
+// '' until the wasm has started.
+utt.version = () => op(VERSION);
 
 if (W) {
   const queued = (W.utt && W.utt.q) || [];

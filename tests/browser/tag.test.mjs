@@ -108,9 +108,12 @@ test('the ES module API answers each call with a promise once the event is queue
       await m.identify({ email: ' Jane.Doe@Example.com ' }),
       await m.conversion({ orderId: 'ES-2', currency: 'euro' }),
       localStorage.getItem('_utt_q') !== null,
+      m.utt.version(),
     ];
   });
   assert.equal(answers[0].status, 'ready');
+  assert.match(answers[0].version, /^\d+\.\d+\.\d+/);
+  assert.equal(answers[6], answers[0].version, 'utt.version() is the version init answered');
   assert.equal(answers[1].status, 'queued');
   assert.match(answers[1].id, /^[0-9a-f]{8}-[0-9a-f]{4}-7/);
   assert.equal(answers[2].status, 'duplicate');

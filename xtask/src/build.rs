@@ -24,13 +24,17 @@ pub const WASM_OPT_FEATURES: &[&str] = &[
 /// wasm-opt's passes for the deployable wasm, in order, each measured (brotli): the short names
 /// (about 500 bytes with the glue's), no `producers` and `target_features` sections (about 100;
 /// the browser reads neither), the lowest 1 KB of memory known unused (it is: the stack starts
-/// at 1 MB and the data above it), similar functions merged and the control flow flattened and
+/// at 1 MB and the data above it), each function's side effects computed so calls whose results
+/// go unused can go (about 40), similar functions merged and the control flow flattened and
 /// rebuilt before `-Oz` (about 400), and all of it repeated until it stops shrinking (about 200).
+/// Tried and left out, each measured larger: `--gufa`, `--dae-optimizing`, `-O4` first, no
+/// `--flatten`; `--type-merging` and stack IR changed nothing.
 const DIST_WASM_OPT: &[&str] = &[
     "--minify-imports-and-exports-and-modules",
     "--strip-producers",
     "--strip-target-features",
     "--low-memory-unused",
+    "--generate-global-effects",
     "--merge-similar-functions",
     "--flatten",
     "--rereloop",
