@@ -32,7 +32,9 @@ impl CookieStore {
     /// (`None`: not probed yet).
     pub(crate) fn remembering(window: Option<&Window>, href: &str, known: Option<Option<String>>) -> CookieStore {
         CookieStore {
-            doc: window.and_then(|w| w.document()).map(|d| d.unchecked_into::<HtmlDocument>()),
+            doc: window
+                .and_then(|w| w.document())
+                .map(|d| d.unchecked_into::<HtmlDocument>()),
             host: String::from(url::host_of(href)),
             secure: href.starts_with("https:"),
             domain: RefCell::new(known),

@@ -399,7 +399,10 @@ fn tag_artifact(json: &str) -> Option<PathBuf> {
 const GLUE_EXPORTS: &str = "export { initSync, __wbg_init as default };";
 
 /// What the loader uses of the glue to start the wasm itself.
-const GLUE_START: &[&str] = &["function __wbg_get_imports(", "function __wbg_finalize_init(instance, module)"];
+const GLUE_START: &[&str] = &[
+    "function __wbg_get_imports(",
+    "function __wbg_finalize_init(instance, module)",
+];
 
 /// Where the loader names the wasm file it starts (`'NAME_bg.wasm'` once joined).
 const LOADER_WASM: &str = "UTT_WASM";
@@ -410,7 +413,9 @@ const LOADER_WASM: &str = "UTT_WASM";
 /// could not start.
 fn join_glue_and_loader(glue: &str, loader: &str, name: &str) -> Result<String> {
     if let Some(missing) = GLUE_START.iter().find(|f| !glue.contains(*f)) {
-        return Err(format!("the bindgen glue has no `{missing}`: the loader cannot start the wasm"));
+        return Err(format!(
+            "the bindgen glue has no `{missing}`: the loader cannot start the wasm"
+        ));
     }
     if !glue.contains(GLUE_EXPORTS) {
         return Err(format!("the bindgen glue has no `{GLUE_EXPORTS}` to drop"));
@@ -527,7 +532,10 @@ export { initSync, __wbg_init as default };
         let joined = join_glue_and_loader(GLUE, loader, "utt_debug").unwrap();
         assert!(joined.starts_with("let wasm;"));
         assert!(!joined.contains("export { initSync"), "{joined}");
-        assert!(joined.contains("new URL('utt_debug_bg.wasm', import.meta.url)"), "{joined}");
+        assert!(
+            joined.contains("new URL('utt_debug_bg.wasm', import.meta.url)"),
+            "{joined}"
+        );
         assert!(joined.ends_with("export function utt() {}\n"));
     }
 
