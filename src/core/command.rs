@@ -63,12 +63,12 @@ pub fn parse(call: &mut Json) -> Result<Command, Invalid> {
                 Some(Json::Str(s)) if !s.is_empty() && s.len() <= limits::MAX_SHORT && !crate::core::has_control(s) => {
                     Some(s.clone())
                 }
-                Some(_) => return Err(bad("identify.customerId", t::SHORT_STRING)),
+                Some(_) => return Err(bad(t::AT_IDENTIFY_CUSTOMER_ID, t::SHORT_STRING)),
             };
             let email = match arg.get("email") {
                 None | Some(Json::Null) => None,
-                Some(Json::Str(s)) => Some(normalize_email(s).ok_or(bad("identify.email", t::NOT_EMAIL))?),
-                Some(_) => return Err(bad("identify.email", t::NOT_STRING)),
+                Some(Json::Str(s)) => Some(normalize_email(s).ok_or(bad(t::AT_IDENTIFY_EMAIL, t::NOT_EMAIL))?),
+                Some(_) => return Err(bad(t::AT_IDENTIFY_EMAIL, t::NOT_STRING)),
             };
             if customer_id.is_none() && email.is_none() {
                 return Err(bad("identify", t::IDENTIFY_NEEDS));
@@ -85,7 +85,7 @@ pub fn parse(call: &mut Json) -> Result<Command, Invalid> {
             if n.is_empty() || n.len() > limits::MAX_SHORT || crate::core::has_control(n) {
                 return Err(bad("event", t::EVENT_NAME));
             }
-            Command::Event(String::from(n), wire::props(more.first_mut(), "event.props")?)
+            Command::Event(String::from(n), wire::props(more.first_mut(), t::AT_EVENT_PROPS)?)
         }
         "flush" => Command::Flush,
         _ => return Err(bad("command", t::UNKNOWN_COMMAND)),

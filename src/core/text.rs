@@ -1,9 +1,9 @@
 //! Every sentence the tag can answer a call with, in one list, each with a short stable code.
 //!
 //! The production tag (`tag` without `debug`, `cfg(lean)`) carries the codes only: a refusal
-//! answers `field: #12`, and the loader turns `#12` into the sentence from a table that
-//! `cargo xtask build` writes into `utt.js` from [`ALL`], so every code has its sentence by
-//! construction. Every other build (the debug tag, the collector, the tests) carries the
+//! answers `field: #12` (or `#70: #15` where the field is a member's path, `order.currency`),
+//! and the loader turns each `#12` into its text from `utt_texts.js`, which `cargo xtask build`
+//! writes from [`ALL`], so every code has its text by construction. Every other build (the debug tag, the collector, the tests) carries the
 //! sentences themselves, so their wording never changes.
 //!
 //! A code is never reused for another sentence: a partner's log may hold it. Add new texts at
@@ -105,6 +105,31 @@ texts! {
     NOT_HASHED = "61", "could not be hashed (SubtleCrypto needs https or localhost)";
     UNKNOWN_OP = "62", "unknown operation";
     QUEUE_FULL = "63", "queue full";
+    // The paths of refused members (`field: reason`): codes in the production tag too, so the
+    // answer `#70: #15` costs no path text in the wasm.
+    AT_CLICKS_VALUE = "64", "clicks.value";
+    AT_CLICKS_UTM = "65", "clicks.utm";
+    AT_CLICKS_PARAM = "66", "clicks.param";
+    AT_CLICKS_NETWORK = "67", "clicks.network";
+    AT_CLICKS_AT = "68", "clicks.at";
+    AT_CLICKS_PATH = "69", "clicks.path";
+    AT_CLICKS_REF = "70", "clicks.ref";
+    AT_ORDER_ORDER_ID = "71", "order.orderId";
+    AT_ORDER_CURRENCY = "72", "order.currency";
+    AT_ORDER_ITEMS = "73", "order.items";
+    AT_ORDER_CUSTOMER_STATUS = "74", "order.customerStatus";
+    AT_ORDER_AMOUNT = "75", "order.amount";
+    AT_ORDER_PROMO_CODE = "76", "order.promoCode";
+    AT_ORDER_DISCOUNT = "77", "order.discount";
+    AT_ORDER_CUSTOM = "78", "order.custom";
+    AT_ORDER_ITEMS_QUANTITY = "79", "order.items.quantity";
+    AT_ORDER_ITEMS_SKU = "80", "order.items.sku";
+    AT_ORDER_ITEMS_NAME = "81", "order.items.name";
+    AT_ORDER_ITEMS_PRICE = "82", "order.items.price";
+    AT_ORDER_ITEMS_CATEGORY = "83", "order.items.category";
+    AT_IDENTIFY_CUSTOMER_ID = "84", "identify.customerId";
+    AT_IDENTIFY_EMAIL = "85", "identify.email";
+    AT_EVENT_PROPS = "86", "event.props";
 }
 
 #[cfg(test)]

@@ -565,7 +565,7 @@ pub fn refused_content(e: &Event) -> Option<Refused> {
     }
     let (field, free) = match &e.kind {
         Kind::PageView { props, .. } | Kind::Custom { props, .. } => ("props", props),
-        Kind::Conversion(o) => ("order.custom", &o.custom),
+        Kind::Conversion(o) => (t::AT_ORDER_CUSTOM, &o.custom),
         _ => return None,
     };
     free.as_ref()
@@ -639,36 +639,36 @@ pub fn read_click(c: &mut Json) -> Result<Click, Invalid> {
     if c.as_obj().is_none() {
         return Err(bad("clicks", t::CLICK_NOT_OBJECT));
     }
-    let value = req_str(c, "value", "clicks.value", click::MAX_VALUE_LEN)?;
-    click::validate(&value).map_err(|r| bad("clicks.value", r.as_str()))?;
+    let value = req_str(c, "value", t::AT_CLICKS_VALUE, click::MAX_VALUE_LEN)?;
+    click::validate(&value).map_err(|r| bad(t::AT_CLICKS_VALUE, r.as_str()))?;
     let mut utm = Vec::new();
     if let Some(u) = c.get_mut("utm") {
         let Json::Obj(members) = u else {
-            return Err(bad("clicks.utm", NOT_OBJECT));
+            return Err(bad(t::AT_CLICKS_UTM, NOT_OBJECT));
         };
         for (k, val) in members {
             if !click::UTM_KEYS.contains(&k.as_str()) {
-                return Err(bad("clicks.utm", t::UTM_KEY));
+                return Err(bad(t::AT_CLICKS_UTM, t::UTM_KEY));
             }
             let Json::Str(s) = val else {
-                return Err(bad("clicks.utm", t::UTM_NOT_STRINGS));
+                return Err(bad(t::AT_CLICKS_UTM, t::UTM_NOT_STRINGS));
             };
             if s.len() > click::MAX_UTM_LEN || crate::core::has_control(s) {
-                return Err(bad("clicks.utm", t::UTM_VALUE));
+                return Err(bad(t::AT_CLICKS_UTM, t::UTM_VALUE));
             }
             utm.push((core::mem::take(k), core::mem::take(s)));
         }
     }
     Ok(Click {
-        param: req_short(c, "param", "clicks.param")?,
-        network: req_short(c, "network", "clicks.network")?,
+        param: req_short(c, "param", t::AT_CLICKS_PARAM)?,
+        network: req_short(c, "network", t::AT_CLICKS_NETWORK)?,
         value,
         at: c
             .get("at")
             .and_then(Json::as_u64)
-            .ok_or(bad("clicks.at", t::CLICK_AT))?,
-        path: req_str(c, "path", "clicks.path", limits::MAX_URL)?,
-        referrer: opt_str(c, "ref", "clicks.ref", limits::MAX_SHORT * 2)?.unwrap_or_default(),
+            .ok_or(bad(t::AT_CLICKS_AT, t::CLICK_AT))?,
+        path: req_str(c, "path", t::AT_CLICKS_PATH, limits::MAX_URL)?,
+        referrer: opt_str(c, "ref", t::AT_CLICKS_REF, limits::MAX_SHORT * 2)?.unwrap_or_default(),
         utm,
     })
 }
@@ -689,11 +689,11 @@ pub fn read_order(o: &mut Json) -> Result<Order, Invalid> {
     let order_id = match o.get("orderId") {
         // A numeric order ID is common in shop code; keep its text.
         Some(Json::Num(n)) if json::parse_u64(n).is_some() => n.clone(),
-        _ => req_short(o, "orderId", "order.orderId")?,
+        _ => req_short(o, "orderId", t::AT_ORDER_ORDER_ID)?,
     };
-    let currency = opt_short(o, "currency", "order.currency")?;
+    let currency = opt_short(o, "currency", t::AT_ORDER_CURRENCY)?;
     if currency.as_deref().is_some_and(|c| !is_currency(c)) {
-        return Err(bad("order.currency", t::CURRENCY));
+        return Err(bad(t::AT_ORDER_CURRENCY, t::CURRENCY));
     }
     let items = match o.get_mut("items") {
         None | Some(Json::Null) => Vec::new(),
@@ -704,45 +704,45 @@ pub fn read_order(o: &mut Json) -> Result<Order, Invalid> {
             }
             items
         }
-        Some(Json::Arr(_)) => return Err(bad("order.items", t::TOO_MANY_ITEMS)),
-        Some(_) => return Err(bad("order.items", t::NOT_ARRAY)),
+        Some(Json::Arr(_)) => return Err(bad(t::AT_ORDER_ITEMS, t::TOO_MANY_ITEMS)),
+        Some(_) => return Err(bad(t::AT_ORDER_ITEMS, t::NOT_ARRAY)),
     };
     let customer_status = match o.get("customerStatus") {
         None | Some(Json::Null) => None,
         Some(Json::Str(s)) if s == "new" => Some(CustomerStatus::New),
         Some(Json::Str(s)) if s == "returning" => Some(CustomerStatus::Returning),
-        Some(_) => return Err(bad("order.customerStatus", t::CUSTOMER_STATUS)),
+        Some(_) => return Err(bad(t::AT_ORDER_CUSTOMER_STATUS, t::CUSTOMER_STATUS)),
     };
     Ok(Order {
         order_id,
-        amount: opt_decimal(o, "amount", "order.amount")?,
+        amount: opt_decimal(o, "amount", t::AT_ORDER_AMOUNT)?,
         currency,
         items,
-        promo_code: opt_short(o, "promoCode", "order.promoCode")?,
+        promo_code: opt_short(o, "promoCode", t::AT_ORDER_PROMO_CODE)?,
         customer_status,
-        discount: opt_decimal(o, "discount", "order.discount")?,
-        custom: read_props(o, "custom", "order.custom")?,
+        discount: opt_decimal(o, "discount", t::AT_ORDER_DISCOUNT)?,
+        custom: read_props(o, "custom", t::AT_ORDER_CUSTOM)?,
     })
 }
 
 fn read_item(it: &mut Json) -> Result<Item, Invalid> {
     if it.as_obj().is_none() {
-        return Err(bad("order.items", t::ITEM_NOT_OBJECT));
+        return Err(bad(t::AT_ORDER_ITEMS, t::ITEM_NOT_OBJECT));
     }
     let quantity = match it.get("quantity") {
         None | Some(Json::Null) => None,
         Some(q) => Some(
             q.as_u64()
                 .filter(|&n| n <= 1_000_000)
-                .ok_or(bad("order.items.quantity", t::QUANTITY))?,
+                .ok_or(bad(t::AT_ORDER_ITEMS_QUANTITY, t::QUANTITY))?,
         ),
     };
     Ok(Item {
-        sku: opt_short(it, "sku", "order.items.sku")?,
-        name: opt_str(it, "name", "order.items.name", limits::MAX_TEXT)?,
-        price: opt_decimal(it, "price", "order.items.price")?,
+        sku: opt_short(it, "sku", t::AT_ORDER_ITEMS_SKU)?,
+        name: opt_str(it, "name", t::AT_ORDER_ITEMS_NAME, limits::MAX_TEXT)?,
+        price: opt_decimal(it, "price", t::AT_ORDER_ITEMS_PRICE)?,
         quantity,
-        category: opt_short(it, "category", "order.items.category")?,
+        category: opt_short(it, "category", t::AT_ORDER_ITEMS_CATEGORY)?,
     })
 }
 

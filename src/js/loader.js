@@ -1,7 +1,7 @@
 
 // ---- utt loader: appended to the wasm-bindgen glue above, so it shares its module scope. ----
 // The asynchronous half of the browser shell: it starts the wasm, replays what the snippet
-// queued, and does for the Rust `Tag` what needs promises, timers or listeners (fetch,
+// queued, and does for the Rust tag (`tagOp`) what needs promises, timers or listeners (fetch,
 // SubtleCrypto, retry timers, page lifecycle). The tag decides; this only carries out.
 // Every entry point catches everything: the tag never throws into the host page.
 
@@ -10,15 +10,14 @@ let tag, timer, flight, soon, hidden;
 
 const fail = (e) => ({ ok: false, status: 'error', error: '' + e });
 // An answer as the page gets it, a refusal logged. The production wasm answers a refusal as
-// `field: #12`: the sentence of each code is in utt_texts.js beside this module, which the build
-// writes from the tag's one list of texts (src/core/text.rs) and which is loaded only when a
-// call is refused, so a page whose calls are right never downloads it. The debug build's wasm
-// answers the sentences themselves.
+// `field: #12`, or `#70: #15` when the field is a member's path: the text of each code is in
+// utt_texts.js beside this module, which the build writes from the tag's one list of texts
+// (src/core/text.rs) and which is loaded only when a call is refused, so a page whose calls are
+// right never downloads it. The debug build's wasm answers the texts themselves.
 const said = async (a) => {
-  const m = a.status == 'error' && /#(\d+)/.exec(a.error);
-  if (m) {
-    const t = await import('./utt_texts.js').then((x) => x.default[m[1]], () => 0);
-    a.error = a.error.replace(m[0], t || 'refused (code ' + m[1] + '; utt_texts.js did not load)');
+  if (a.status == 'error' && /#\d/.test(a.error)) {
+    const t = await import('./utt_texts.js').then((x) => x.default, () => ({}));
+    a.error = a.error.replace(/#(\d+)/g, (m, c) => t[c] || 'refused (code ' + c + '; utt_texts.js did not load)');
   }
   if (a.status == 'error') console.warn('[utt] ' + a.error);
   return a;
@@ -35,9 +34,9 @@ const guard = (f, d) => {
   }
 };
 // The wasm's one entry point (see `ops` in src/web/mod.rs).
-const op = (n, arg) => guard(() => tag.op(n, arg || '', page()), '');
+const op = (n, arg) => guard(() => tagOp(globalThis, n, arg || '', page()), '');
 const COMMAND = 0, IDENTIFIED = 1, PERSIST = 2, BATCH = 3, ENDPOINT = 4, SETTLE = 5, WAKE = 6;
-const ONLINE = 7, NAVIGATED = 8, HIDE = 9, SERVER_COOKIE = 10, STATE = 11, DECORATE = 12;
+const ONLINE = 7, NAVIGATED = 8, HIDE = 9, SERVER_COOKIE = 10, STATE = 11, DECORATE = 12, VERSION = 13;
 
 // One storage write and one send per burst of calls: everything called before the next
 // microtask shares it, so a thousand calls cost one write.
@@ -119,9 +118,17 @@ function state() {
   return guard(() => JSON.parse(op(STATE)), { ready: false });
 }
 
-const ready = __wbg_init()
-  .then(() => {
-    tag = new Tag(globalThis);
+// Starts the wasm beside this module (the build names it: utt_bg.wasm or utt_debug_bg.wasm):
+// compiled while it downloads, or from its bytes when the server does not say application/wasm.
+// The glue's own loader is dropped by the build: it handles module forms the tag never uses.
+const ready = fetch(new URL(UTT_WASM, import.meta.url))
+  .then((r, i = __wbg_get_imports()) => {
+    if (!r.ok) throw r.status;
+    return WebAssembly.instantiateStreaming(r.clone(), i).catch(() => r.arrayBuffer().then((b) => WebAssembly.instantiate(b, i)));
+  })
+  .then((w) => {
+    __wbg_finalize_init(w.instance, w.module);
+    tag = 1;
   })
   .catch((e) => guard(() => console.warn('[utt] the tag could not start: ' + e)));
 
@@ -131,7 +138,8 @@ export function utt() {
 }
 utt.state = state;
 utt.ready = ready;
-utt.version = version;
+// '' until the wasm has started.
+utt.version = () => op(VERSION);
 
 if (W) {
   const queued = (W.utt && W.utt.q) || [];

@@ -160,7 +160,7 @@ export interface Utt {
   state(): State;
   /** Resolves once the wasm has started. */
   ready: Promise<void>;
-  /** The tag's version. */
+  /** The tag's version (`''` until the wasm has started). */
   version(): string;
 }
 

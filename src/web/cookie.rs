@@ -8,6 +8,7 @@ use wasm_bindgen::JsCast;
 use web_sys::{HtmlDocument, Window};
 
 use crate::core::store::{cookie_domains, Broken, Store};
+use crate::core::url;
 
 /// `document.cookie`, behind the [`Store`] trait.
 pub struct CookieStore {
@@ -21,19 +22,29 @@ pub struct CookieStore {
 impl CookieStore {
     /// The cookie jar of `window`; `domain` is the configured cookie domain (`None` for `auto`).
     pub fn new(window: Option<&Window>, domain: Option<String>) -> CookieStore {
-        let doc = window
-            .as_ref()
-            .and_then(|w| w.document())
-            .map(|d| d.unchecked_into::<HtmlDocument>());
-        let location = window.map(|w| w.location());
-        let host = location.as_ref().and_then(|l| l.hostname().ok()).unwrap_or_default();
-        let secure = location.and_then(|l| l.protocol().ok()).is_some_and(|p| p == "https:");
+        let href = window.and_then(|w| w.location().href().ok()).unwrap_or_default();
+        CookieStore::remembering(window, &href, domain.map(Some))
+    }
+
+    /// The cookie jar of `window` for the page at `href` (its host and scheme decide the domain
+    /// and `Secure`: the shell has the address already, so it costs no more calls into the page),
+    /// with the domain in force as [`known`](CookieStore::known) answered on an earlier call
+    /// (`None`: not probed yet).
+    pub(crate) fn remembering(window: Option<&Window>, href: &str, known: Option<Option<String>>) -> CookieStore {
         CookieStore {
-            doc,
-            host,
-            secure,
-            domain: RefCell::new(domain.map(Some)),
+            doc: window
+                .and_then(|w| w.document())
+                .map(|d| d.unchecked_into::<HtmlDocument>()),
+            host: String::from(url::host_of(href)),
+            secure: href.starts_with("https:"),
+            domain: RefCell::new(known),
         }
+    }
+
+    /// The domain in force if it is known (configured or probed): `Some(None)` for a host-only
+    /// cookie.
+    pub(crate) fn known(&self) -> Option<Option<String>> {
+        self.domain.try_borrow().ok().and_then(|d| d.clone())
     }
 
     fn raw_get(&self, key: &str) -> Result<Option<String>, Broken> {

@@ -4,7 +4,7 @@
 //! throws into the page: every call answers with text instead.
 //!
 //! Everything here is synchronous. What must wait for the browser (`fetch`, timers, SubtleCrypto,
-//! event listeners) is done by the loader (`src/js/loader.js`), which calls [`Tag::op`]: in Rust
+//! event listeners) is done by the loader (`src/js/loader.js`), which calls [`op`]: in Rust
 //! each async path would bring closures and a futures executor costing more compressed bytes
 //! than the whole loader. For the same reason the loader talks to the wasm through one method
 //! with an operation code rather than a dozen exports, each of which costs glue on both sides.
@@ -17,6 +17,8 @@ pub use local::LocalStore;
 
 use alloc::string::String;
 use core::cell::RefCell;
+
+use spin::Mutex;
 
 use wasm_bindgen::prelude::*;
 use web_sys::Window;
@@ -106,7 +108,7 @@ fn log(text: &str) {
     web_sys::console::log_1(&JsValue::from_str(text));
 }
 
-/// The operations of [`Tag::op`]; the loader names them by number.
+/// The operations of [`op`] (and [`Tag::op`]); the loader names them by number.
 pub mod ops {
     /// Runs a `utt(...)` call: `arg` is the JSON array of its arguments. Answers JSON.
     pub const COMMAND: u32 = 0;
@@ -136,35 +138,63 @@ pub mod ops {
     /// A link or form of the page is about to be followed: `arg` is its absolute URL. Answers
     /// the URL to go to instead, with the journey parameter, or "" to leave it alone.
     pub const DECORATE: u32 = 12;
+    /// The tag's version, for `utt.version()` (one operation more costs less than an export).
+    pub const VERSION: u32 = 13;
 }
 
+/// What the tag keeps between calls: Rust data only, so it can live in a `static` (see
+/// [`op`]). The page's objects (window, cookie jar, localStorage, crypto) are reached anew on
+/// every call through the [`Env`] made from the `globalThis` the loader passes.
+#[derive(Default)]
 struct Shell {
-    /// The page's `window`, as the loader passed it (`globalThis`).
-    window: Option<Window>,
-    crypto: Crypto,
     tracker: Option<Tracker>,
-    cookie: CookieStore,
-    local: LocalStore,
     memory: MemoryStore,
     /// The batch sent and not yet answered (one at a time).
     out: Option<Outgoing>,
     /// The record text last offered to the collector's cookie endpoint.
     offered: String,
+    /// The cookie domain in force, once configured or probed (see [`CookieStore::domain`]).
+    cookie_domain: Option<Option<String>>,
+}
+
+/// The page's objects for one call, made from its `window`.
+struct Env {
+    window: Option<Window>,
+    crypto: Crypto,
+    cookie: CookieStore,
+    local: LocalStore,
+}
+
+impl Env {
+    fn new(window: Option<Window>, href: &str, cookie_domain: Option<Option<String>>) -> Env {
+        let w = window.as_ref();
+        Env {
+            crypto: Crypto::new(w),
+            cookie: CookieStore::remembering(w, href, cookie_domain),
+            local: LocalStore::new(w),
+            window,
+        }
+    }
 }
 
 impl Shell {
+    /// Runs one operation with the page's objects made from `window`, and keeps the cookie
+    /// domain they probed for the next call.
+    fn run(&mut self, window: Option<Window>, op: u32, arg: &str, page: &str) -> String {
+        let href = PageText::read(page).url;
+        let mut env = Env::new(window, href, self.cookie_domain.take());
+        let answer = self.op(&mut env, op, arg, page);
+        self.cookie_domain = env.cookie.known();
+        answer
+    }
+
     /// Writes what the tracker wants stored (coalesced), after taking in what another tab may
     /// have queued meanwhile. A store that throws degrades the mode, and the writes are made
     /// again in the mode it fell back to.
-    fn persist(&mut self) {
+    fn persist(&mut self, env: &Env) {
         let now = now();
-        let Shell {
-            tracker,
-            cookie,
-            local,
-            memory,
-            ..
-        } = self;
+        let Shell { tracker, memory, .. } = self;
+        let Env { cookie, local, .. } = env;
         let Some(t) = tracker.as_mut() else { return };
         if t.queue().is_dirty() && t.storage().local() {
             if let Ok(Some(q)) = local.get(keys::QUEUE) {
@@ -296,44 +326,61 @@ impl<'a> PageText<'a> {
     }
 }
 
-/// The tag: one per page, created by the loader, which forwards every `utt(...)` call to it.
-#[wasm_bindgen]
+/// The tag's state, one per page: the loader calls [`op`], which needs no exported object
+/// (wasm-bindgen's class glue, its ownership checks and messages cost about 500 bytes brotli of
+/// every first load). `try_lock` answers "busy" to a call made from inside another (a page's
+/// cookie setter calling `utt.state()`, say) instead of waiting forever.
+static SHELL: Mutex<Option<Shell>> = Mutex::new(None);
+
+/// Does operation `op` (see [`ops`]) with the text argument `arg`, on the page whose `window`
+/// is `global` (the loader passes `globalThis`: reading it from Rust would cost a lazily
+/// initialised global and the futures code that comes with it) and described by `page`
+/// (`href\nreferrer\ngpc\nuserAgent\ntitle`). Answers text; never throws. The state is made on
+/// the first call and does nothing until `init`.
+#[wasm_bindgen(js_name = tagOp)]
+pub fn op(global: Option<Window>, op: u32, arg: &str, page: &str) -> String {
+    let Some(mut shell) = SHELL.try_lock() else {
+        return error("command", text::BUSY);
+    };
+    shell.get_or_insert_with(Shell::default).run(global, op, arg, page)
+}
+
+/// A tag with its own state, for the browser tests of the shell (`tests/web.rs`): each test
+/// starts from a fresh one, where the page's one tag is [`op`]'s.
 pub struct Tag {
+    window: Option<Window>,
     shell: RefCell<Shell>,
 }
 
-#[wasm_bindgen]
 impl Tag {
-    /// A tag for the page whose `window` is `global` (the loader passes `globalThis`: reading
-    /// it from Rust would cost a lazily initialised global, and the futures code that comes with
-    /// it). It does nothing until `init`.
-    #[wasm_bindgen(constructor)]
+    /// A tag for the page whose `window` is `global`. It does nothing until `init`.
     pub fn new(global: Option<Window>) -> Tag {
-        let window = global.as_ref();
         Tag {
-            shell: RefCell::new(Shell {
-                crypto: Crypto::new(window),
-                cookie: CookieStore::new(window, None),
-                local: LocalStore::new(window),
-                window: global.clone(),
-                tracker: None,
-                memory: MemoryStore::default(),
-                out: None,
-                offered: String::new(),
-            }),
+            window: global,
+            shell: RefCell::new(Shell::default()),
         }
     }
 
-    /// Does operation `op` (see [`ops`]) with the text argument `arg`, on the page described by
-    /// `page` (`href\nreferrer\ngpc\nuserAgent\ntitle`). Answers text; never throws.
+    /// [`op`] on this tag's state.
     pub fn op(&self, op: u32, arg: &str, page: &str) -> String {
-        let Ok(mut s) = self.shell.try_borrow_mut() else {
-            return error("command", text::BUSY);
-        };
+        match self.shell.try_borrow_mut() {
+            Ok(mut s) => s.run(self.window.clone(), op, arg, page),
+            Err(_) => error("command", text::BUSY),
+        }
+    }
+}
+
+impl Shell {
+    /// Does operation `op` (see [`ops`]) with the text argument `arg` on the page `page`.
+    fn op(&mut self, env: &mut Env, op: u32, arg: &str, page: &str) -> String {
+        let s = self;
         let p = PageText::read(page);
         let now = now();
         if op == ops::COMMAND {
-            return s.command(arg, &p);
+            return s.command(env, arg, &p);
+        }
+        if op == ops::VERSION {
+            return String::from(VERSION);
         }
         if op == ops::STATE {
             let Some(t) = s.tracker.as_ref() else {
@@ -345,25 +392,25 @@ impl Tag {
             return lean_state(t);
             #[cfg(not(lean))]
             {
-                let cookie = s.cookie.get(keys::RECORD).ok().flatten();
-                let local = s.local.get(keys::RECORD).ok().flatten();
+                let cookie = env.cookie.get(keys::RECORD).ok().flatten();
+                let local = env.local.get(keys::RECORD).ok().flatten();
                 let state = t.state(cookie.as_deref(), local.as_deref(), now);
                 return String::from("{\"ready\":true,") + state.get(1..).unwrap_or("}");
             }
         }
         if op == ops::PERSIST {
-            s.persist();
+            s.persist(env);
             return String::new();
         }
         if op == ops::HIDE {
             // Write everything now and hand what waits to `navigator.sendBeacon`. It stays
             // queued until the collector answers on a later page, so a lost beacon costs nothing
             // and a delivered one is deduplicated by event ID.
-            s.persist();
+            s.persist(env);
             let Some(out) = s.tracker.as_mut().and_then(|t| t.beacon(now)) else {
                 return String::new();
             };
-            let sent = s
+            let sent = env
                 .window
                 .as_ref()
                 .and_then(|w| w.navigator().send_beacon_with_opt_str(&out.url, Some(&out.body)).ok())
@@ -374,15 +421,12 @@ impl Tag {
             let (status, rest) = split_byte(arg, b'\n').unwrap_or((arg, ""));
             let (retry_after, body) = split_byte(rest, b'\n').unwrap_or((rest, ""));
             let status = json::parse_u64(status).unwrap_or(0).min(999) as u16;
-            let Shell {
-                tracker, out, crypto, ..
-            } = &mut *s;
-            if let (Some(t), Some(out)) = (tracker.as_mut(), out.take()) {
+            if let (Some(t), Some(out)) = (s.tracker.as_mut(), s.out.take()) {
                 let ra = (!retry_after.is_empty()).then_some(retry_after);
                 let body = (!body.is_empty()).then_some(body);
-                t.settle(&out, status, body, ra, now, random_u32(crypto));
+                t.settle(&out, status, body, ra, now, random_u32(&mut env.crypto));
             }
-            s.persist();
+            s.persist(env);
             return String::new();
         }
         if op == ops::BATCH {
@@ -399,8 +443,8 @@ impl Tag {
         if op == ops::SERVER_COOKIE {
             return s.server_cookie(now);
         }
-        let Shell { tracker, crypto, .. } = &mut *s;
-        let Some(t) = tracker.as_mut() else {
+        let crypto = &mut env.crypto;
+        let Some(t) = s.tracker.as_mut() else {
             return error("command", text::NOT_READY);
         };
         let page = p.page();
@@ -416,7 +460,7 @@ impl Tag {
                 };
                 let hash = item(1);
                 if hash.as_deref().is_none_or(|h| !wire::is_sha256_hex(h)) {
-                    return error("identify.email", text::NOT_HASHED);
+                    return error(text::AT_IDENTIFY_EMAIL, text::NOT_HASHED);
                 }
                 reply_answer(&t.identify(item(0), hash, page, now, crypto))
             }
@@ -444,7 +488,7 @@ impl Tag {
 }
 
 impl Shell {
-    fn command(&mut self, call: &str, p: &PageText) -> String {
+    fn command(&mut self, env: &mut Env, call: &str, p: &PageText) -> String {
         let parsed = json::parse(call)
             .map_err(|e| ("command", e.as_str()))
             .and_then(|mut j| command::parse(&mut j).map_err(|e| (e.field, e.reason)));
@@ -465,12 +509,12 @@ impl Shell {
                     config.debug = true;
                 }
                 if let Some(d) = config.cookie_domain.clone() {
-                    self.cookie = CookieStore::new(self.window.as_ref(), Some(d));
+                    env.cookie = CookieStore::remembering(env.window.as_ref(), p.url, Some(Some(d)));
                 }
-                let (c, l) = pick(config.storage, &self.cookie, &self.local, &self.memory);
+                let (c, l) = pick(config.storage, &env.cookie, &env.local, &self.memory);
                 let (mut loaded, cb, lb) = store::load(config.storage, &c, &l);
                 loaded.gpc = p.gpc;
-                let mut t = Tracker::start(config, p.page(), loaded, now, &mut self.crypto);
+                let mut t = Tracker::start(config, p.page(), loaded, now, &mut env.crypto);
                 t.storage_failed(cb, lb);
                 let mut a = answer(true, "ready", Some(("version", VERSION)));
                 if t.address() != p.url {
@@ -481,7 +525,7 @@ impl Shell {
                 a
             }
             cmd => match self.tracker.as_mut() {
-                Some(t) => reply_answer(&t.command(cmd, p.page(), now, &mut self.crypto)),
+                Some(t) => reply_answer(&t.command(cmd, p.page(), now, &mut env.crypto)),
                 None => error("command", text::NOT_READY),
             },
         }
@@ -511,10 +555,4 @@ impl Shell {
         self.offered = record;
         body
     }
-}
-
-/// The tag's version, for `utt.version`.
-#[wasm_bindgen]
-pub fn version() -> String {
-    String::from(VERSION)
 }

@@ -8,6 +8,7 @@ import { mkdtempSync, writeFileSync, copyFileSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, launchChromium, serveStatic, acceptingCollector, openPage, stopAll } from './harness.mjs';
+import { decodeRecord } from '../e2e/support.mjs';
 
 const SNIPPET = readFileSync(join(ROOT, 'dist', 'snippet.js'), 'utf8').split('\n')[0];
 let site, browser, server;
@@ -44,11 +45,9 @@ const PENDING = { site: 'demo', consent: 'denied', whileDenied: 'wait', linkDoma
 
 before(async () => {
   site = mkdtempSync(join(tmpdir(), 'utt-deco-'));
-  // The debug build as /utt.js: these tests read what the tag holds in memory before consent
-  // (clicks, rejected values, sends), which only its state shows. tests/e2e/builds.test.mjs holds
-  // that it decides exactly as the production tag.
-  copyFileSync(join(ROOT, 'dist', 'utt_debug.js'), join(site, 'utt.js'));
-  copyFileSync(join(ROOT, 'dist', 'utt_debug_bg.wasm'), join(site, 'utt_debug_bg.wasm'));
+  // The production build: what the tag holds before consent is read from the journey parameter
+  // it puts on links, what it stores from the cookie and localStorage.
+  for (const f of ['utt.js', 'utt_bg.wasm', 'utt_texts.js']) copyFileSync(join(ROOT, 'dist', f), join(site, f));
   shopPage('land.html', PENDING);
   shopPage('next.html', PENDING);
   server = await serveStatic({
@@ -66,6 +65,22 @@ const land = (path) => openPage(browser, server.url + path, () => window.utt?.st
 
 const href = (p, id) => p.$eval(`#${id}`, (a) => a.getAttribute('href'));
 const journey = (url) => new URL(url, 'http://x').searchParams.get('_uttj');
+
+/** The clicks the page's tag carries on its links (`#nested` pressed, its `_uttj` decoded), as `[value, at, path]`. */
+async function carried(p) {
+  await p.$eval('#nested', (a) => a.setAttribute('href', '/next.html'));
+  await p.$eval('#nested', (a) => a.dispatchEvent(new MouseEvent('mousedown', { bubbles: true })));
+  const value = journey(await href(p, 'nested'));
+  return value ? decodeRecord(value.slice(8)).clicks.map((c) => [c.value, c.at, c.path]) : [];
+}
+
+/** The journey record in the `_utt` cookie and in localStorage, decoded (null where there is none). */
+function stored(p) {
+  return p.evaluate(() => [
+    document.cookie.split('; ').find((c) => c.startsWith('_utt='))?.slice(5) ?? null,
+    localStorage.getItem('_utt'),
+  ]).then((texts) => texts.map(decodeRecord));
+}
 
 test('while consent is pending, followed links and forms of the site carry the click, others never', async () => {
   const { p, context, errors } = await land('/land.html?irclickid=AFF-1');
@@ -114,34 +129,29 @@ test('while consent is pending, followed links and forms of the site carry the c
 test('the page a decorated link leads to has the click at its landing time, and sends it only after consent', async () => {
   batches.length = 0;
   const { p, context, errors } = await land('/land.html?irclickid=AFF-2');
-  const landed = (await p.evaluate(() => window.utt.state())).clicks[0];
-  assert.equal(landed.value, 'AFF-2');
+  const [landed] = await carried(p);
+  assert.deepEqual([landed[0], landed[2]], ['AFF-2', '/land.html']);
   await p.evaluate(() => (window.stay = false));
   await Promise.all([p.waitForURL(/\/next\.html\?sku=CAP-1&_uttj=/), p.click('#same')]);
   await p.waitForFunction(() => window.utt?.state?.().ready);
   // The tag takes the journey parameter out of the address bar once it has read it.
   await p.waitForFunction(() => !location.search.includes('_uttj'));
   assert.match(p.url(), /\/next\.html\?sku=CAP-1#reviews$/);
-  let state = await p.evaluate(() => window.utt.state());
-  assert.deepEqual(
-    state.clicks.map((c) => [c.value, c.at, c.path, c.inCookie, c.inLocalStorage]),
-    [['AFF-2', landed.at, '/land.html', false, false]],
-    'carried with its landing time and path, and stored nowhere yet'
-  );
-  assert.deepEqual(state.rejected, []);
+  assert.deepEqual(await carried(p), [landed], 'carried on with its landing time and path');
+  assert.deepEqual(await stored(p), [null, null], 'and stored nowhere yet');
   assert.equal(await p.evaluate(() => document.cookie), '');
 
   // Accepted on this page: stored, and sent with the page view that waited, whose URL and
   // referrer carry no journey parameter.
   await p.evaluate(() => window.utt('consent', 'granted'));
-  await p.waitForFunction(() => window.utt.state().queue.length === 0 && window.utt.state().sends.length > 0);
-  state = await p.evaluate(() => window.utt.state());
-  assert.deepEqual(state.clicks.map((c) => [c.value, c.at, c.inCookie, c.inLocalStorage]), [['AFF-2', landed.at, true, true]]);
+  await p.waitForFunction(() => window.utt.state().queued === 0 && window.utt.state().held === 0);
+  const [cookie, local] = await stored(p);
+  for (const r of [cookie, local]) assert.deepEqual(r?.clicks.map((c) => [c.value, c.at, c.path]), [landed]);
   const views = batches.flatMap((b) => b.events).filter((e) => e.type === 'pageview');
   assert.equal(views.length, 1, 'the held page view of this page (the landing page\'s was never sent)');
   assert.match(views[0].url, /\/next\.html\?sku=CAP-1#reviews$/);
   assert.match(views[0].referrer, /\/land\.html\?irclickid=AFF-2$/);
-  assert.deepEqual(views[0].clicks.map((c) => [c.value, c.at]), [['AFF-2', landed.at]]);
+  assert.deepEqual(views[0].clicks.map((c) => [c.value, c.at]), [['AFF-2', landed[1]]]);
   for (const b of batches) assert.ok(!JSON.stringify(b).includes('_uttj'), 'never sent');
   // With consent, the site's own links are left alone: storage carries the journey now.
   await p.evaluate(() => (window.stay = true));

@@ -3,7 +3,7 @@
 // no exception reaching the page whatever it is called with.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync, copyFileSync, readFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, writeFileSync, copyFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, launchChromium, serveStatic, acceptingCollector, openPage, stopAll } from './harness.mjs';
@@ -31,6 +31,15 @@ utt('event', 'three');
 </script>`
   );
   page('plain.html', `<script>${SNIPPET} utt('init', {site: 'demo'});</script>`);
+  for (const dir of ['octet', 'gone']) {
+    mkdirSync(join(site, dir));
+    copyFileSync(join(site, 'utt.js'), join(site, dir, 'utt.js'));
+    copyFileSync(join(site, 'utt_texts.js'), join(site, dir, 'utt_texts.js'));
+    writeFileSync(
+      join(site, dir, 'start.html'),
+      `<!doctype html><script type="module">const m = await import('./utt.js'); window.answer = await m.init({site: 'demo'});</script>`
+    );
+  }
   page('module.html', `<script type="module">window.mod = await import('/utt.js');</script>`);
   server = await serveStatic({
     '/': site,
@@ -39,6 +48,16 @@ utt('event', 'three');
       await new Promise((r) => setTimeout(r, 300));
       res.writeHead(200, { 'content-type': 'text/javascript' });
       res.end(readFileSync(join(site, 'utt.js')));
+    },
+    // The same wasm from a server that does not say application/wasm (instantiateStreaming
+    // refuses it; the loader starts it from its bytes), and a wasm that is not there.
+    'GET /octet/utt_bg.wasm': (req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      res.end(readFileSync(join(site, 'utt_bg.wasm')));
+    },
+    'GET /gone/utt_bg.wasm': (req, res) => {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('not found');
     },
     // Every batch is recorded; with `hold` set it is never answered: the page must not depend on it.
     'POST /v1/events': acceptingCollector((batch) => {
@@ -89,9 +108,12 @@ test('the ES module API answers each call with a promise once the event is queue
       await m.identify({ email: ' Jane.Doe@Example.com ' }),
       await m.conversion({ orderId: 'ES-2', currency: 'euro' }),
       localStorage.getItem('_utt_q') !== null,
+      m.utt.version(),
     ];
   });
   assert.equal(answers[0].status, 'ready');
+  assert.match(answers[0].version, /^\d+\.\d+\.\d+/);
+  assert.equal(answers[6], answers[0].version, 'utt.version() is the version init answered');
   assert.equal(answers[1].status, 'queued');
   assert.match(answers[1].id, /^[0-9a-f]{8}-[0-9a-f]{4}-7/);
   assert.equal(answers[2].status, 'duplicate');
@@ -255,4 +277,23 @@ test('no call, however wrong, throws into the page', async () => {
   }
   assert.deepEqual(errors, []);
   await context.close();
+});
+
+test('the tag starts from a server that sends the wasm without its MIME type, and a missing wasm throws nothing', async () => {
+  const started = await open('/octet/start.html', () => window.answer);
+  assert.deepEqual(
+    await started.p.evaluate(() => [window.answer.status, window.utt.state().ready]),
+    ['ready', true],
+    'instantiateStreaming refuses application/octet-stream: the loader starts the wasm from its bytes'
+  );
+  assert.deepEqual(started.errors, []);
+  await started.context.close();
+
+  const missing = await open('/gone/start.html', () => window.answer);
+  assert.deepEqual(
+    await missing.p.evaluate(() => [window.answer.ok, window.answer.error, window.utt.state().ready]),
+    [false, 'command: the tag did not load', false]
+  );
+  assert.deepEqual(missing.errors, []);
+  await missing.context.close();
 });

@@ -6,28 +6,36 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  useWorld, landWithConsent, visitor, unique, acceptConsent, delivered, tagState, browseAndAdd, checkout,
-  tagCookies, tagLocalKeys, storedOrders,
+  useWorld, landWithConsent, visitor, unique, acceptConsent, delivered, browseAndAdd, checkout,
+  tagCookies, tagLocalKeys, storedOrders, storedRecords,
 } from './support.mjs';
 
-// The debug build: this file reads what the tag holds in memory (clicks, queue, sends), which
-// only its state shows; builds.test.mjs holds that it decides exactly as the production tag.
-const world = useWorld({ build: 'debug' });
+// The production build, as merchants ship it: what the tag keeps is read where the browser
+// keeps it (the journey record in the `_utt` cookie and localStorage), what it sends from the
+// collector.
+const world = useWorld();
 
 const DAY = 86_400_000;
+
+/** The click values of the journey record in each store (a store without a record fails). */
+async function clicksKept(page) {
+  const records = await storedRecords(page);
+  for (const store of ['cookie', 'local']) assert.ok(records[store], `a journey record in ${store}: ${JSON.stringify(records)}`);
+  return { cookie: records.cookie.clicks.map((c) => c.value), local: records.local.clicks.map((c) => c.value) };
+}
 
 test('1. partner link → landing → browse → checkout: the conversion is stored once and credited to that partner', { timeout: 90_000 }, async () => {
   const clickId = unique('S1');
   const { context, page, seen } = await landWithConsent(world, `/?irclickid=${clickId}&utm_source=partner&utm_medium=affiliate`);
 
-  // Captured into both first-party stores, as the tag itself reports and as the browser holds.
-  const state = await tagState(page);
-  const click = state.clicks.find((c) => c.value === clickId);
-  assert.ok(click, `the tag captured ${clickId}: ${JSON.stringify(state.clicks)}`);
-  assert.equal(click.param, 'irclickid');
-  assert.equal(click.network, 'impact');
-  assert.equal(click.inCookie, true);
-  assert.equal(click.inLocalStorage, true);
+  // Captured into both first-party stores, the journey record of the cookie and of localStorage.
+  const records = await storedRecords(page);
+  for (const store of ['cookie', 'local']) {
+    const click = records[store]?.clicks.find((c) => c.value === clickId);
+    assert.ok(click, `the ${store} record holds ${clickId}: ${JSON.stringify(records[store])}`);
+    assert.equal(click.param, 'irclickid');
+    assert.equal(click.network, 'impact');
+  }
   assert.deepEqual((await tagCookies(context)).map((c) => c.name).filter((n) => n === '_utt'), ['_utt']);
   assert.ok((await tagLocalKeys(page)).includes('_utt'));
 
@@ -79,8 +87,8 @@ test('2. two partners on different days: the last click is credited and both tou
   await page.clock.setSystemTime(t0 + 3 * DAY);
   await page.goto(`${world.base}/product.html?sku=CAP-1&awc=${second}`);
   await delivered(page);
-  const state = await tagState(page);
-  assert.deepEqual(state.clicks.map((c) => [c.value, c.first, c.last]), [[first, true, false], [second, false, true]]);
+  // Both clicks in the journey record, the first partner's first, in both stores.
+  assert.deepEqual(await clicksKept(page), { cookie: [first, second], local: [first, second] });
 
   await page.clock.setSystemTime(t0 + 4 * DAY);
   await page.click('#add-to-cart');
@@ -138,7 +146,7 @@ test('3. reloading the thank-you page does not count the order twice', { timeout
 
 test('4. a promo code without a click credits the partner who owns the code', { timeout: 90_000 }, async () => {
   const { context, page } = await landWithConsent(world, `/`);
-  assert.deepEqual((await tagState(page)).clicks, []);
+  assert.deepEqual(await clicksKept(page), { cookie: [], local: [] });
   await browseAndAdd(page, world.base, ['TRAIL-42']);
   const order = await checkout(page, world.base, { promo: 'spring10' });
   assert.equal(order.promoCode, 'SPRING10');
@@ -166,12 +174,13 @@ test('7. cross-device: a click and a sign-in on one device, a purchase with the 
   await laptop.page.waitForSelector('#identify-status');
   assert.equal(await laptop.page.textContent('#identify-status'), 'Identify: queued');
   await delivered(laptop.page);
-  const laptopVisitor = (await tagState(laptop.page)).visitor;
+  const laptopVisitor = (await storedRecords(laptop.page)).local?.visitor;
+  assert.ok(laptopVisitor, 'the laptop has a visitor ID');
 
   // Another browser, no click; the same person types their address differently.
   const phone = await landWithConsent(world, `/`);
-  assert.deepEqual((await tagState(phone.page)).clicks, []);
-  assert.notEqual((await tagState(phone.page)).visitor, laptopVisitor);
+  assert.deepEqual(await clicksKept(phone.page), { cookie: [], local: [] });
+  assert.notEqual((await storedRecords(phone.page)).local?.visitor, laptopVisitor);
   await browseAndAdd(phone.page, world.base, ['CAP-1']);
   const order = await checkout(phone.page, world.base, { email: `  ${name.toUpperCase()}@Example.COM ` });
   await delivered(phone.page);

@@ -6,7 +6,9 @@
 //
 // The collector's bucket refills one token every 5 s (`per_minute = 12`), so its `Retry-After`
 // is 5. A first retry that honours it waits 5,000 ms or more, which the fallback never does, so
-// the tag's own schedule (`notBefore`) tells the two apart exactly.
+// the tag's own schedule tells the two apart exactly: the production tag, as merchants ship it,
+// persists every event with its failed attempts and the time of its next one (`_utt_q` in
+// localStorage, `{"e":event,"a":attempts,"n":notBefore}`) before anything else happens to it.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,9 +26,16 @@ id = "demo"
 allowed_origins = ["http://127.0.0.1:*", "http://localhost:*"]
 `;
 
-// The debug build: this file reads what the tag holds in memory (clicks, queue, sends), which
-// only its state shows; builds.test.mjs holds that it decides exactly as the production tag.
-const world = useWorld({ config: CONFIG, build: 'debug' });
+const world = useWorld({ config: CONFIG });
+
+/** The IDs of the events in a batch's body (none for a body that is not a batch). */
+function eventIds(body) {
+  try {
+    return JSON.parse(body).events.map((e) => e.id);
+  } catch {
+    return [];
+  }
+}
 
 /**
  * Empties this machine's bucket (the browser and this process are both 127.0.0.1): the limit is
@@ -48,48 +57,53 @@ test('429 with Retry-After from the collector on another origin: the next attemp
   page.on('response', (r) => {
     if (r.request().method() === 'POST' && new URL(r.url()).pathname === '/v1/events') {
       // Playwright sees every header, whatever CORS lets the page read.
-      answers.push({ status: r.status(), headers: r.headers() });
+      answers.push({ status: r.status(), headers: r.headers(), ids: eventIds(r.request().postData()) });
     }
   });
   // Consent starts denied and the shop's events wait for it, so nothing is sent until the grant.
   await page.goto(`${world.base}/?irclickid=${clickId}`);
   await tagReady(page);
-  assert.deepEqual((await tagState(page)).sends, [], 'nothing sent before consent');
+  const before = await tagState(page);
+  assert.equal(before.consent, 'denied');
+  assert.ok(before.held >= 1, `the page view waits for consent: ${JSON.stringify(before)}`);
+  assert.deepEqual(seen.batches, [], 'nothing sent before consent');
 
   // The bucket is empty and refills a token every 5 s: the batch the grant releases (the consent
   // and the held page view) is answered 429, unless it took over 5 s to leave; then the next
   // event's batch is. Each try is a new batch, so the first 429 is always a first attempt.
+  // `sentAfter`: the page's clock (the tag's) just before the call whose batch is sent, so
+  // before the 429 arrives and is settled.
   await drainBucket();
+  let sentAfter = await page.evaluate(() => Date.now());
   await page.evaluate(() => window.utt('consent', 'granted'));
   for (let tries = 1; ; tries++) {
     await eventually('an answer to the batch', () => answers.length >= tries);
     if (answers.some((a) => a.status === 429)) break;
     assert.ok(tries < 5, `five batches in a row were not rate limited: ${JSON.stringify(answers.map((a) => a.status))}`);
     await drainBucket();
+    sentAfter = await page.evaluate(() => Date.now());
     await page.evaluate((i) => window.utt('event', 'nudge', { i }), tries);
   }
 
-  // The moment the tag settled the 429: its log of the send and the schedule of what it retries,
-  // read together before the next attempt can change them (that is at least 5 s away).
-  const { send, waiting } = await (
-    await page.waitForFunction(() => {
-      const s = window.utt.state();
-      const send = s.sends.find((x) => x.status === 429);
-      return send && { send, waiting: s.queue.filter((q) => q.attempts === 1 && !q.inFlight) };
-    })
-  ).jsonValue();
+  // The moment the tag settled the 429: every event of the batch still queued in localStorage
+  // with one failed attempt, read before the next attempt can change that (at least 5 s away).
   const answer = answers.find((a) => a.status === 429);
+  const waiting = await (
+    await page.waitForFunction((ids) => {
+      const stored = JSON.parse(localStorage.getItem('_utt_q') || '[]').filter((q) => ids.includes(q.e.id));
+      return stored.length === ids.length && stored.every((q) => q.a === 1) && stored;
+    }, answer.ids)
+  ).jsonValue();
   const retryAfter = answer.headers['retry-after'];
   assert.equal(retryAfter, '5', `the collector's 429 carries Retry-After: 5: ${JSON.stringify(answer.headers)}`);
   const wanted = 5000;
   assert.ok(answer.headers['access-control-allow-origin'], 'the 429 is readable by the shop');
-  assert.equal(send.retrying, send.events, 'a 429 is retried, not dropped');
-  assert.equal(waiting.length, send.events, `every event of the batch waits for its second attempt: ${JSON.stringify(waiting)}`);
+  assert.equal(waiting.length, answer.ids.length, 'a 429 is retried, not dropped: every event of the batch waits for its second attempt');
   for (const q of waiting) {
-    const wait = q.notBefore - send.at;
+    const wait = q.n - sentAfter;
     assert.ok(
       wait >= wanted,
-      `the tag schedules its next attempt ${wait} ms after the 429, under the ${wanted} ms Retry-After asks for: ` +
+      `the tag schedules its next attempt ${wait} ms after the batch was made, under the ${wanted} ms Retry-After asks for: ` +
         `it fell back to its own backoff, so it did not read the header (exposed to other origins: ` +
         `${JSON.stringify(answer.headers['access-control-expose-headers'] ?? null)})`
     );

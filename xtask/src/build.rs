@@ -24,13 +24,17 @@ pub const WASM_OPT_FEATURES: &[&str] = &[
 /// wasm-opt's passes for the deployable wasm, in order, each measured (brotli): the short names
 /// (about 500 bytes with the glue's), no `producers` and `target_features` sections (about 100;
 /// the browser reads neither), the lowest 1 KB of memory known unused (it is: the stack starts
-/// at 1 MB and the data above it), similar functions merged and the control flow flattened and
+/// at 1 MB and the data above it), each function's side effects computed so calls whose results
+/// go unused can go (about 40), similar functions merged and the control flow flattened and
 /// rebuilt before `-Oz` (about 400), and all of it repeated until it stops shrinking (about 200).
+/// Tried and left out, each measured larger: `--gufa`, `--dae-optimizing`, `-O4` first, no
+/// `--flatten`; `--type-merging` and stack IR changed nothing.
 const DIST_WASM_OPT: &[&str] = &[
     "--minify-imports-and-exports-and-modules",
     "--strip-producers",
     "--strip-target-features",
     "--low-memory-unused",
+    "--generate-global-effects",
     "--merge-similar-functions",
     "--flatten",
     "--rereloop",
@@ -270,8 +274,9 @@ fn wasm_opt_output(input: &Path, output: &Path, passes: &[&str]) -> Result<Strin
 /// are incompressible bytes (about 500 bytes brotli). Every old name must be found in the glue,
 /// or the build fails rather than ship a tag that cannot link.
 fn rename_in_glue(glue: &str, names: &str, new_module: &str) -> Result<String> {
-    // `--converge` runs the pass again on names already short: each later map must be the
-    // identity, so the first one says it all.
+    // `--converge` runs the pass again on names already short, and an import that became
+    // unused meanwhile is dropped, shifting the later names: each name is followed through every
+    // map to its final one.
     let maps = serde_json::Deserializer::from_str(names)
         .into_iter::<serde_json::Value>()
         .collect::<std::result::Result<Vec<_>, _>>()
@@ -279,14 +284,17 @@ fn rename_in_glue(glue: &str, names: &str, new_module: &str) -> Result<String> {
     let Some((map, later)) = maps.split_first() else {
         return Err("wasm-opt printed no names map".into());
     };
-    let renames = |m: &serde_json::Value| {
-        let pairs = |key: &str| m[key].as_array().cloned().unwrap_or_default();
-        let mut changed = pairs("imports").into_iter().filter(|i| i[1] != i[2]);
-        changed.next().is_some() || pairs("exports").into_iter().any(|e| e[0] != e[1])
+    // The final name of `name` (the `to` column of `key` rows whose `from` column is it), or
+    // `None` if a later pass dropped it.
+    let follow = |key: &str, from: usize, to: usize, name: &str| {
+        let mut name = name.to_string();
+        for m in later {
+            let rows = m[key].as_array().cloned().unwrap_or_default();
+            let row = rows.iter().find(|r| r[from].as_str() == Some(&name))?;
+            name = row[to].as_str()?.to_string();
+        }
+        Some(name)
     };
-    if later.iter().any(renames) {
-        return Err("wasm-opt renamed the imports or exports twice".into());
-    }
     let pairs = |key: &str| map[key].as_array().cloned().unwrap_or_default();
     let mut glue = glue.to_string();
     let mut module: Option<String> = None;
@@ -298,7 +306,10 @@ fn rename_in_glue(glue: &str, names: &str, new_module: &str) -> Result<String> {
             return Err(format!("the wasm imports from more than one module ({m})"));
         }
         module = Some(m.to_string());
-        glue = replace_name(&glue, &format!("{old}:"), &format!("{new}:"))?;
+        // A dropped import keeps its glue function under its old name: nothing calls it.
+        if let Some(new) = follow("imports", 1, 2, new) {
+            glue = replace_name(&glue, &format!("{old}:"), &format!("{new}:"))?;
+        }
     }
     if let Some(m) = module {
         glue = replace_name(&glue, &format!("\"{m}\":"), &format!("\"{new_module}\":"))?;
@@ -306,6 +317,9 @@ fn rename_in_glue(glue: &str, names: &str, new_module: &str) -> Result<String> {
     for export in pairs("exports") {
         let (Some(old), Some(new)) = (export[0].as_str(), export[1].as_str()) else {
             return Err(format!("wasm-opt's names map: unexpected export {export}"));
+        };
+        let Some(new) = follow("exports", 0, 1, new) else {
+            return Err(format!("wasm-opt dropped the export {old}"));
         };
         // wasm-opt lists every export, and the glue may not use them all (`__abort_handler`).
         if glue.contains(&format!("wasm.{old}")) {
@@ -379,31 +393,38 @@ fn tag_artifact(json: &str) -> Option<PathBuf> {
         .find(|path| path.extension().is_some_and(|ext| ext == "wasm"))
 }
 
-/// The glue's own default export, which a loader with an `export default` of its own replaces.
-const GLUE_DEFAULT_EXPORTS: &[(&str, &str)] = &[
-    ("export { initSync, __wbg_init as default };", "export { initSync };"),
-    ("export default __wbg_init;", ""),
+/// The glue's export of its own loader (`__wbg_init`, `initSync`): the tag's loader starts the
+/// wasm itself, so the build drops this line and terser drops what only it used (about 1 KB raw:
+/// the module forms, deprecation warnings and MIME fallback message the tag never needs).
+const GLUE_EXPORTS: &str = "export { initSync, __wbg_init as default };";
+
+/// What the loader uses of the glue to start the wasm itself.
+const GLUE_START: &[&str] = &[
+    "function __wbg_get_imports(",
+    "function __wbg_finalize_init(instance, module)",
 ];
 
+/// Where the loader names the wasm file it starts (`'NAME_bg.wasm'` once joined).
+const LOADER_WASM: &str = "UTT_WASM";
+
 /// Makes one ES module of the bindgen glue followed by the loader, which uses the glue's
-/// top-level bindings (`__wbg_init`, `initSync`, the exported functions) directly.
+/// top-level bindings (`__wbg_get_imports`, `__wbg_finalize_init`, the exported functions)
+/// directly and starts `NAME_bg.wasm` beside the module. Fails rather than join a module that
+/// could not start.
 fn join_glue_and_loader(glue: &str, loader: &str, name: &str) -> Result<String> {
-    if !glue.contains(&format!("new URL('{name}_bg.wasm', import.meta.url)")) {
+    if let Some(missing) = GLUE_START.iter().find(|f| !glue.contains(*f)) {
         return Err(format!(
-            "the bindgen glue no longer loads `{name}_bg.wasm` beside itself; dist/ would not work"
+            "the bindgen glue has no `{missing}`: the loader cannot start the wasm"
         ));
     }
-    let mut glue = glue.to_string();
-    let loader_has_default = loader
-        .lines()
-        .any(|line| line.trim_start().starts_with("export default"));
-    if loader_has_default {
-        let (from, to) = GLUE_DEFAULT_EXPORTS
-            .iter()
-            .find(|(from, _)| glue.contains(from))
-            .ok_or("src/js/loader.js has `export default` but the glue's default export was not found to drop")?;
-        glue = glue.replacen(from, to, 1);
+    if !glue.contains(GLUE_EXPORTS) {
+        return Err(format!("the bindgen glue has no `{GLUE_EXPORTS}` to drop"));
     }
+    if !loader.contains(LOADER_WASM) {
+        return Err(format!("the loader does not name the wasm with `{LOADER_WASM}`"));
+    }
+    let glue = glue.replacen(GLUE_EXPORTS, "", 1);
+    let loader = loader.replace(LOADER_WASM, &format!("'{name}_bg.wasm'"));
     Ok(format!("{}\n{loader}", glue.trim_end()))
 }
 
@@ -500,26 +521,32 @@ mod tests {
 
     const GLUE: &str = "\
 let wasm;
-async function __wbg_init(module_or_path) {
-    if (module_or_path === undefined) { module_or_path = new URL('utt_bg.wasm', import.meta.url); }
-}
+function __wbg_get_imports() { return {}; }
+function __wbg_finalize_init(instance, module) { wasm = instance.exports; }
 export { initSync, __wbg_init as default };
 ";
 
     #[test]
-    fn loader_follows_the_glue_and_keeps_its_default_export_when_it_has_none() {
-        let joined = join_glue_and_loader(GLUE, "export function utt() { return __wbg_init(); }\n", "utt").unwrap();
+    fn the_loader_follows_the_glue_starts_the_named_wasm_and_the_glue_loader_goes() {
+        let loader = "const r = fetch(new URL(UTT_WASM, import.meta.url));\nexport function utt() {}\n";
+        let joined = join_glue_and_loader(GLUE, loader, "utt_debug").unwrap();
         assert!(joined.starts_with("let wasm;"));
-        assert!(joined.contains("export { initSync, __wbg_init as default };"));
-        assert!(joined.ends_with("export function utt() { return __wbg_init(); }\n"));
+        assert!(!joined.contains("export { initSync"), "{joined}");
+        assert!(
+            joined.contains("new URL('utt_debug_bg.wasm', import.meta.url)"),
+            "{joined}"
+        );
+        assert!(joined.ends_with("export function utt() {}\n"));
     }
 
     #[test]
-    fn a_loader_default_export_replaces_the_glue_one() {
-        let joined = join_glue_and_loader(GLUE, "export default utt;\n", "utt").unwrap();
-        assert!(joined.contains("export { initSync };"));
-        assert_eq!(joined.matches("export default").count(), 1);
-        assert!(!joined.contains("__wbg_init as default"));
+    fn refuses_glue_the_loader_cannot_start_and_a_loader_that_names_no_wasm() {
+        let loader = "fetch(new URL(UTT_WASM, import.meta.url));";
+        for gone in super::GLUE_START.iter().chain([&super::GLUE_EXPORTS]) {
+            let glue = GLUE.replace(gone, "");
+            assert!(join_glue_and_loader(&glue, loader, "utt").is_err(), "{gone}");
+        }
+        assert!(join_glue_and_loader(GLUE, "fetch('utt_bg.wasm');", "utt").is_err());
     }
 
     #[test]
@@ -534,13 +561,14 @@ wasm.tag_op(1); wasm.tag_opx; wasm.memory.buffer;"#;
             "{out}"
         );
         assert!(out.contains("wasm.B(1); wasm.tag_opx; wasm.C.buffer;"), "{out}");
+        // A second pass that drops import `a` shifts the others: the names are followed.
+        let glue2 = r#"const i = { "./utt_bg.js": { __wbg_x_1: f, __wbg_y_2: g } }; wasm.tag_op(1);"#;
+        let twice = r#"{"imports":[["./utt_bg.js","__wbg_x_1","a"],["./utt_bg.js","__wbg_y_2","b"]],
+            "exports":[["tag_op","C"]]}
+            {"imports":[["a","b","a"]],"exports":[["C","B"]]}"#;
+        let out = super::rename_in_glue(glue2, twice, "a").unwrap();
+        assert_eq!(out, r#"const i = { "a": { __wbg_x_1: f, a: g } }; wasm.B(1);"#);
         let missing = r#"{"imports":[["./utt_bg.js","__wbg_gone_99","a"]],"exports":[]}"#;
         assert!(super::rename_in_glue(glue, missing, "a").is_err());
-    }
-
-    #[test]
-    fn refuses_glue_that_does_not_load_the_wasm_beside_it() {
-        let glue = GLUE.replace("new URL('utt_bg.wasm', import.meta.url)", "'/elsewhere.wasm'");
-        assert!(join_glue_and_loader(&glue, "", "utt").is_err());
     }
 }

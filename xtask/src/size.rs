@@ -8,16 +8,9 @@ use crate::{dist_dir, target_dir, Result};
 
 /// The budget for what a page downloads on first load (`utt.js` + `utt_bg.wasm`),
 /// brotli-compressed: 30 KB (issue 13; the tag issue's 20 KB needs two loading stages, see
-/// ARCHITECTURE.md). Not met yet: every line the command prints shows the distance to it.
+/// ARCHITECTURE.md, "Where the bytes go"). `cargo xtask size`, and so `cargo xtask test`, fails
+/// above it. Raising it is a decision for the changelog, not a way to make a build pass.
 pub const FIRST_LOAD_BROTLI_BUDGET: u64 = 30_720;
-/// What the build may not exceed meanwhile: what the production tag measured after the split
-/// into a production and a debug build (31,901: codes instead of sentences, the sentences in
-/// `utt_texts.js` loaded only when a call is refused, no debug state, notes or send log), plus
-/// about 100 for brotli's noise between builds, so the tag can only shrink from here. It was
-/// 34,650 after the table-dispatch fix and 36,400 before it. The 30 KB budget needs about 1.2 KB
-/// more (see ARCHITECTURE.md, "Where the bytes go"). Lower it whenever the tag shrinks; raising
-/// it is a decision for the changelog, not a way to make a build pass.
-pub const FIRST_LOAD_BROTLI_CEILING: u64 = 32_000;
 /// The most the inline snippet may weigh, uncompressed: it is pasted into every page.
 pub const SNIPPET_RAW_BUDGET: u64 = 700;
 /// The files a page downloads when the tag loads; the snippet is inline and the .d.ts is for tools.
@@ -264,17 +257,10 @@ pub fn check(all: &[Sizes]) -> Result<Verdicts> {
         ));
     }
     if first_load > FIRST_LOAD_BROTLI_BUDGET {
-        verdicts.report.push(format!(
-            "first load is NOT within the {FIRST_LOAD_BROTLI_BUDGET}-byte budget: {} bytes over; \
-             enforced meanwhile: ceiling {FIRST_LOAD_BROTLI_CEILING}, headroom {}",
-            first_load - FIRST_LOAD_BROTLI_BUDGET,
-            FIRST_LOAD_BROTLI_CEILING as i64 - first_load as i64,
-        ));
-    }
-    if first_load > FIRST_LOAD_BROTLI_CEILING {
         verdicts.over.push(format!(
-            "first load is {first_load} bytes brotli, above the ceiling {FIRST_LOAD_BROTLI_CEILING} \
-             (budget {FIRST_LOAD_BROTLI_BUDGET}; run `cargo xtask twiggy`)"
+            "first load is {first_load} bytes brotli, {} over the {FIRST_LOAD_BROTLI_BUDGET}-byte \
+             budget (run `cargo xtask twiggy`; ARCHITECTURE.md, \"Where the bytes go\")",
+            first_load - FIRST_LOAD_BROTLI_BUDGET
         ));
     }
     if let Some(snippet) = all.iter().find(|s| s.name == "snippet.js") {
@@ -298,7 +284,7 @@ fn line(what: &str, size: u64, budget: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{check, formatting, function_names, is_precompressed, measure, Sizes, FIRST_LOAD_BROTLI_CEILING};
+    use super::{check, formatting, function_names, is_precompressed, measure, Sizes, FIRST_LOAD_BROTLI_BUDGET};
 
     /// A wasm module of only a name section naming the given functions.
     fn named(names: &[&str]) -> Vec<u8> {
@@ -406,15 +392,19 @@ mod tests {
     }
 
     #[test]
-    fn over_the_ceiling_and_over_the_snippet_budget_both_fail() {
+    fn a_byte_over_the_budget_and_over_the_snippet_budget_both_fail() {
         let all = [
             sizes("snippet.js", 701, 300),
-            sizes("utt.js", 5_000, FIRST_LOAD_BROTLI_CEILING - 15_000 + 1),
+            sizes("utt.js", 5_000, FIRST_LOAD_BROTLI_BUDGET - 15_000 + 1),
             sizes("utt_bg.wasm", 40_000, 15_000),
         ];
         let verdicts = check(&all).unwrap();
         assert_eq!(verdicts.over.len(), 2, "{:?}", verdicts.over);
-        assert!(verdicts.over[0].contains("above the ceiling"), "{:?}", verdicts.over);
+        assert!(
+            verdicts.over[0].contains("30721 bytes brotli, 1 over the 30720-byte budget"),
+            "{:?}",
+            verdicts.over
+        );
         assert!(
             verdicts.report.iter().any(|l| l.contains("headroom -1")),
             "{:?}",
@@ -423,17 +413,12 @@ mod tests {
     }
 
     #[test]
-    fn between_budget_and_ceiling_passes_but_says_how_far_from_the_budget() {
-        let all = [sizes("utt.js", 5_000, 3_000), sizes("utt_bg.wasm", 40_000, 28_720)];
+    fn exactly_the_budget_passes() {
+        let all = [sizes("utt.js", 5_000, 3_000), sizes("utt_bg.wasm", 40_000, 27_720)];
         let verdicts = check(&all).unwrap();
         assert!(verdicts.over.is_empty(), "{:?}", verdicts.over);
         assert!(
-            verdicts.report[0].contains("31720 bytes, budget 30720, headroom -1000"),
-            "{:?}",
-            verdicts.report
-        );
-        assert!(
-            verdicts.report[1].contains("NOT within the 30720-byte budget: 1000 bytes over"),
+            verdicts.report[0].contains("30720 bytes, budget 30720, headroom 0"),
             "{:?}",
             verdicts.report
         );
