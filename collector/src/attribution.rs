@@ -101,6 +101,7 @@ mod tests {
             value: value.into(),
             at,
             path: "/".into(),
+            landing: String::new(),
             cross_device,
         }
     }

@@ -130,6 +130,26 @@ pub struct Site {
     /// Promo codes and the partner each one credits (matched case-insensitively).
     #[serde(default)]
     pub promo_codes: BTreeMap<String, String>,
+    /// Who drove a click: partner parameters, click IDs and UTM sources mapped to partners
+    /// (`[sites.partners]`, see docs/collector.md).
+    #[serde(default)]
+    pub partners: crate::partners::Partners,
+}
+
+/// The demo's partners: impact's partner ID parameter, one named affiliate, and the demo
+/// links' UTM source.
+fn demo_partners() -> crate::partners::Partners {
+    let pairs = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    crate::partners::Partners {
+        params: pairs(&[("impact", "irpid")]),
+        ids: pairs(&[("impact:1001", "demo-affiliate")]),
+        utm_sources: pairs(&[("partner", "demo-affiliate")]),
+        names: pairs(&[
+            ("demo-affiliate", "Demo Affiliate"),
+            ("influencer-anna", "Anna (influencer)"),
+        ]),
+        ..Default::default()
+    }
 }
 
 fn default_window_days() -> u32 {
@@ -167,6 +187,7 @@ impl Config {
                     .into_iter()
                     .map(|(c, p)| (c.to_string(), p.to_string()))
                     .collect(),
+                partners: demo_partners(),
             }],
         }
     }
@@ -205,6 +226,7 @@ impl Config {
                     )));
                 }
             }
+            s.partners.check(&s.id, &s.promo_codes).map_err(ConfigError)?;
             if s.window_days == 0 || s.window_days > 3650 {
                 return Err(ConfigError(format!(
                     "config: site {:?}: window_days must be 1..=3650",
@@ -308,11 +330,16 @@ mod tests {
             write_key = "k1"
             [sites.promo_codes]
             SPRING10 = "anna"
+            [sites.partners]
+            params = { impact = "irpid" }
+            [sites.partners.ids]
+            "impact:12345" = "anna"
         "#;
         let c = Config::from_toml(good).unwrap();
         let s = c.site("shop").unwrap();
         assert_eq!(s.window_days, 30);
         assert_eq!(s.promo_partner(" spring10 "), Some("anna"));
+        assert_eq!(s.partners.ids.get("impact:12345").map(String::as_str), Some("anna"));
         assert_eq!(c.rate_limit, RateLimit::default());
         assert_eq!(c.server, Server::default());
         let c = Config::from_toml(&format!("[server]\nbody_timeout_ms = 500\n{good}")).unwrap();
@@ -350,6 +377,14 @@ mod tests {
             (
                 "[server]\nmax_connections = 0\n[[sites]]\nid = \"a\"\nallowed_origins = []",
                 "server.max_connections must be",
+            ),
+            (
+                "[[sites]]\nid = \"a\"\nallowed_origins = []\n[sites.partners.ids]\n\"1\" = \"x\"",
+                "config: site \"a\": partners.ids key \"1\" must be",
+            ),
+            (
+                "[[sites]]\nid = \"a\"\nallowed_origins = []\n[sites.partners]\nutm_source = { x = \"y\" }",
+                "unknown field `utm_source`",
             ),
             (
                 "[server]\nheader_timeout = 5\n[[sites]]\nid = \"a\"\nallowed_origins = []",

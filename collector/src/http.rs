@@ -26,6 +26,7 @@ use crate::config::{Config, Site};
 use crate::cookie;
 use crate::error::AppError;
 use crate::metrics::{self, Metrics};
+use crate::partners::Partner;
 use crate::ratelimit::RateLimiter;
 use crate::statics::Files;
 use crate::store::{Store, StoredConversion};
@@ -438,7 +439,31 @@ struct CreditOut {
     click_id: Option<String>,
     click_at: Option<u64>,
     cross_device: bool,
+    #[serde(flatten)]
+    partner: PartnerOut,
+}
+
+/// The partner a click or promo code names (`crate::partners`): its ID (`null` when nothing
+/// maps), display name (`null` also for an unmapped partner parameter) and how it was found.
+#[derive(Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct PartnerOut {
     partner: Option<String>,
+    partner_name: Option<String>,
+    partner_via: Option<&'static str>,
+}
+
+impl From<Option<Partner>> for PartnerOut {
+    fn from(p: Option<Partner>) -> PartnerOut {
+        match p {
+            Some(p) => PartnerOut {
+                partner: Some(p.id),
+                partner_name: p.name,
+                partner_via: Some(p.via.as_str()),
+            },
+            None => PartnerOut::default(),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -450,6 +475,8 @@ struct TouchOut {
     at: u64,
     path: String,
     cross_device: bool,
+    #[serde(flatten)]
+    partner: PartnerOut,
 }
 
 #[derive(Serialize)]
@@ -482,16 +509,16 @@ fn attribute(
     Ok(attribution::attribute(c.at, site.window_ms(), model, &touches, promo))
 }
 
-fn conversion_out(c: StoredConversion, a: attribution::Attribution) -> Result<ConversionOut, AppError> {
+fn conversion_out(site: &Site, c: StoredConversion, a: attribution::Attribution) -> Result<ConversionOut, AppError> {
     let attribution = a.credit.map(|credit| match credit {
         Credit::Click(m, t) => CreditOut {
             model: m.as_str(),
+            partner: site.partners.of_click(&t).into(),
             network: Some(t.network),
             param: Some(t.param),
             click_id: Some(t.value),
             click_at: Some(t.at),
             cross_device: t.cross_device,
-            partner: None,
         },
         Credit::Promo(partner) => CreditOut {
             model: "promo_code",
@@ -500,7 +527,7 @@ fn conversion_out(c: StoredConversion, a: attribution::Attribution) -> Result<Co
             click_id: None,
             click_at: None,
             cross_device: false,
-            partner: Some(partner),
+            partner: Some(site.partners.of_promo(&partner)).into(),
         },
     });
     Ok(ConversionOut {
@@ -519,6 +546,7 @@ fn conversion_out(c: StoredConversion, a: attribution::Attribution) -> Result<Co
             .touchpoints
             .into_iter()
             .map(|t| TouchOut {
+                partner: site.partners.of_click(&t).into(),
                 network: t.network,
                 param: t.param,
                 click_id: t.value,
@@ -580,7 +608,7 @@ async fn get_conversions(
         let mut list = Vec::with_capacity(rows.len());
         for c in rows {
             let a = attribute(state.store.as_ref(), site, &c, model)?;
-            list.push(conversion_out(c, a)?);
+            list.push(conversion_out(site, c, a)?);
         }
         serde_json::to_value(serde_json::json!({
             "site": site_id,
@@ -660,8 +688,11 @@ async fn click_answer(
             if let Some(Credit::Click(_, t)) = &a.credit {
                 if t.value == id {
                     // Only this click's own facts: the order, never the visitor or other clicks.
+                    let partner = PartnerOut::from(conf.partners.of_click(t));
                     let mut one = serde_json::json!({
                         "site": c.site, "at": c.at, "model": "last_click", "crossDevice": t.cross_device,
+                        "partner": partner.partner, "partnerName": partner.partner_name,
+                        "partnerVia": partner.partner_via,
                     });
                     if orders {
                         one["orderId"] = c.order_id.into();

@@ -8,6 +8,7 @@ pub mod cookie;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod partners;
 pub mod ratelimit;
 pub mod server;
 pub mod statics;

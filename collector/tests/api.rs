@@ -58,7 +58,8 @@ async fn journey_fixture_is_attributed() {
     assert_eq!(
         c["attribution"],
         serde_json::json!({"model": "last_click", "network": "impact", "param": "irclickid",
-            "clickId": "Xy12abc", "clickAt": 1764150000000u64, "crossDevice": false, "partner": null})
+            "clickId": "Xy12abc", "clickAt": 1764150000000u64, "crossDevice": false, "partner": null,
+            "partnerName": null, "partnerVia": null})
     );
     let tps = each(&c["touchpoints"], "clickId");
     assert_eq!(tps, ["Cj0KCQiA_BwE", "Xy12abc"]);
@@ -654,7 +655,8 @@ async fn click_api_shows_orders_only_with_the_read_key_and_only_to_the_sites_ori
     assert_eq!(v["orderDetails"], false);
     assert_eq!(
         v["conversions"],
-        serde_json::json!([{"site": "demo", "at": 1764150060000u64, "model": "last_click", "crossDevice": false}])
+        serde_json::json!([{"site": "demo", "at": 1764150060000u64, "model": "last_click", "crossDevice": false,
+            "partner": null, "partnerName": null, "partnerVia": null}])
     );
     for secret in ["ORD-1001", "129.90", "EUR"] {
         assert!(!v.to_string().contains(secret), "{secret} without the key: {v}");
@@ -1119,4 +1121,57 @@ async fn static_files() {
     let a = h.send("DELETE", "/index.html", &[], "").await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
     assert_eq!(a.header("content-type"), Some("application/json"));
+}
+
+/// The read APIs name the partner of the credited click, found on the landing URL stored with
+/// the page view; a changed mapping applies to the stored history at the next read.
+#[tokio::test]
+async fn read_apis_name_the_partner() {
+    let h = Harness::new();
+    let c = click("irclickid", "impact", "P1", T0 - DAY);
+    let landing = event_on(
+        1,
+        Some("v1"),
+        T0 - DAY,
+        vec![c.clone()],
+        pageview(),
+        "https://shop.example/?irclickid=P1&irpid=1001",
+        "",
+    );
+    let order = event(2, Some("v1"), T0, vec![c], conversion("O-P", None));
+    assert_eq!(
+        h.post(&batch(&[landing, order])).await.statuses(),
+        ["accepted", "accepted"]
+    );
+    let (status, v) = h.get_json("/v1/conversions?site=demo").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let a = &v["conversions"][0]["attribution"];
+    assert_eq!(
+        (&a["clickId"], &a["partner"], &a["partnerName"], &a["partnerVia"]),
+        (
+            &"P1".into(),
+            &"demo-affiliate".into(),
+            &"Demo Affiliate".into(),
+            &"param".into()
+        )
+    );
+    assert_eq!(v["conversions"][0]["touchpoints"][0]["partner"], "demo-affiliate");
+    let (status, v) = h.get_json("/v1/clicks/P1?site=demo").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["conversions"][0]["partner"], "demo-affiliate");
+    assert_eq!(v["conversions"][0]["partnerName"], "Demo Affiliate");
+
+    // The same stored events read with another mapping: the partner ID is now someone else's.
+    let mut config = Config::demo();
+    config.sites[0].partners.ids = [("impact:1001".to_string(), "influencer-anna".to_string())].into();
+    let again = Harness {
+        dir: TempDir::new("h2"),
+        state: utt_collector::http::Shared::new(config, h.state.store.clone(), Vec::new()),
+    };
+    let (_, v) = again.get_json("/v1/conversions?site=demo").await;
+    let a = &v["conversions"][0]["attribution"];
+    assert_eq!(
+        (&a["partner"], &a["partnerName"]),
+        (&"influencer-anna".into(), &"Anna (influencer)".into())
+    );
 }

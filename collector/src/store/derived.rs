@@ -23,6 +23,9 @@ pub struct TouchRow {
     pub network: String,
     /// The landing path (from the first event carrying it).
     pub path: String,
+    /// The landing's query string, what names the click's partner: the
+    /// landing page view's, else the click's UTM context (from the first event carrying it).
+    pub landing: String,
     /// The earliest event carrying it (ms).
     pub first: u64,
     /// The latest event carrying it (ms).
@@ -73,15 +76,18 @@ impl Derived {
         let mut d = Derived::default();
         let mut touch_at: Rows<(&str, &str, &str, u64)> = Rows::default();
         let mut page_at: Rows<(&str, &str)> = Rows::default();
+        // Per touch: whether its landing is the query of an event's URL (else its UTM context).
+        let mut from_url: Vec<bool> = Vec::new();
         for e in events {
             if let Some(visitor) = e.visitor.as_deref() {
                 for c in &e.clicks {
                     let key = (visitor, c.param.as_str(), c.value.as_str(), c.at);
-                    match touch_at.find_or_add(key) {
+                    let i = match touch_at.find_or_add(key) {
                         Some(i) => {
                             let t = &mut d.touches[i];
                             t.first = t.first.min(e.at);
                             t.last = t.last.max(e.at);
+                            i
                         }
                         None => {
                             d.touches.push(TouchRow {
@@ -91,9 +97,21 @@ impl Derived {
                                 click_at: c.at,
                                 network: c.network.clone(),
                                 path: c.path.clone(),
+                                landing: utm_query(&c.utm),
                                 first: e.at,
                                 last: e.at,
                             });
+                            from_url.push(false);
+                            d.touches.len() - 1
+                        }
+                    };
+                    // A touch's landing: the query of the first event whose URL carries its
+                    // click (the landing page view), else the click's own UTM context, so a
+                    // UTM source is known however the click arrived.
+                    if !from_url[i] {
+                        if let Some(q) = landing_query(&e.url, &c.param, &c.value) {
+                            d.touches[i].landing = q;
+                            from_url[i] = true;
                         }
                     }
                 }
@@ -144,6 +162,32 @@ impl Derived {
     }
 }
 
+/// The query string (without `?` and fragment) of `url` when it carries `param` (any case)
+/// with `value`: the landing page view of that click.
+fn landing_query(url: &str, param: &str, value: &str) -> Option<String> {
+    use utt::core::url::{decode_component, query_pairs};
+    let found = query_pairs(url).into_iter().any(|(k, v)| {
+        decode_component(k).is_ok_and(|k| k.eq_ignore_ascii_case(param))
+            && decode_component(v).is_ok_and(|v| v == value)
+    });
+    let no_fragment = url.split('#').next().unwrap_or("");
+    found.then(|| {
+        no_fragment
+            .split_once('?')
+            .map(|(_, q)| q.to_string())
+            .unwrap_or_default()
+    })
+}
+
+/// A click's UTM context written as a query string (`utm_source=...&utm_medium=...`).
+fn utm_query(utm: &[(String, String)]) -> String {
+    let enc = |v: &str| percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC).to_string();
+    utm.iter()
+        .map(|(k, v)| format!("utm_{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 impl Derived {
     /// True when the events derive no row.
     pub fn is_empty(&self) -> bool {
@@ -156,12 +200,15 @@ impl Derived {
     /// them, so the derived tables can be brought up to date after the acknowledgement.
     pub fn encode(&self, site: &str, out: &mut Vec<u8>) {
         let (s, n) = (put_text, put_u64);
+        // A length no site has: this section's touches carry their landing (written since
+        // partners were added; a section without it, pending from an older collector, has none).
+        out.extend_from_slice(&LANDING_MARK);
         s(out, site);
         for len in [self.touches.len(), self.pages.len(), self.identities.len()] {
             n(out, len as u64);
         }
         for t in &self.touches {
-            for v in [&t.visitor, &t.param, &t.value, &t.network, &t.path] {
+            for v in [&t.visitor, &t.param, &t.value, &t.network, &t.path, &t.landing] {
                 s(out, v);
             }
             for v in [t.click_at, t.first, t.last] {
@@ -187,11 +234,16 @@ impl Derived {
         let mut r = ByteReader(bytes);
         let mut out = Vec::new();
         while !r.0.is_empty() {
+            let landings = r.0.starts_with(&LANDING_MARK);
+            if landings {
+                r.take(LANDING_MARK.len())?;
+            }
             let site = r.s()?;
             let (touches, pages, identities) = (r.count()?, r.count()?, r.count()?);
             let mut d = Derived::default();
             for _ in 0..touches {
                 let (visitor, param, value, network, path) = (r.s()?, r.s()?, r.s()?, r.s()?, r.s()?);
+                let landing = if landings { r.s()? } else { String::new() };
                 let (click_at, first, last) = (r.n()?, r.n()?, r.n()?);
                 d.touches.push(TouchRow {
                     visitor,
@@ -200,6 +252,7 @@ impl Derived {
                     click_at,
                     network,
                     path,
+                    landing,
                     first,
                     last,
                 });
@@ -232,6 +285,10 @@ impl Derived {
         Ok(out)
     }
 }
+
+/// Begins a pending-log section whose touches carry their landing: a site length of `u32::MAX`,
+/// which no site has.
+const LANDING_MARK: [u8; 4] = [0xff; 4];
 
 /// Derives a stream of stored events (a rebuild's), in chunks: consecutive events of one site
 /// derive together, and every `chunk` events the sites' rows are handed back to be written.
@@ -342,8 +399,8 @@ impl<'a> ByteReader<'a> {
 /// the order the tables are keyed in, so rows sharing a page are written together.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Merged {
-    /// Touches by (visitor, site, param, value, click time): the first row's network and
-    /// path, the earliest first and the latest last sighting.
+    /// Touches by (visitor, site, param, value, click time): the first row's network, path and
+    /// (if not empty) landing, the earliest first and the latest last sighting.
     pub touches: Vec<(String, TouchRow)>,
     /// Page counts by (value, site, path): views added up, the latest view.
     pub pages: Vec<(String, PageRow)>,
@@ -369,6 +426,9 @@ impl Merged {
             |(_, kept), (_, later)| {
                 kept.first = kept.first.min(later.first);
                 kept.last = kept.last.max(later.last);
+                if kept.landing.is_empty() {
+                    kept.landing = later.landing;
+                }
             },
         );
         m.pages = merge_by_key(

@@ -185,6 +185,10 @@ pub struct Touch {
     pub at: u64,
     /// The landing path.
     pub path: String,
+    /// The landing's query string (no `?`): the landing page view's, else the click's UTM
+    /// context as `utm_source=...`; empty for touches stored before partners were added and
+    /// not rebuilt since. What [`crate::partners`] reads the click's partner from.
+    pub landing: String,
     /// True when it was seen on another visitor linked by identity, not the converting one.
     pub cross_device: bool,
 }

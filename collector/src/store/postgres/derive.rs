@@ -25,10 +25,11 @@ pub struct Rebuilt {
     pub identities: u64,
 }
 
-const UPSERT_TOUCHES: &str = "INSERT INTO touches (site, visitor, param, value, click_at, network, path, first_seen, last_seen) \
-     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::bigint[], $9::bigint[]) \
+const UPSERT_TOUCHES: &str = "INSERT INTO touches (site, visitor, param, value, click_at, network, path, first_seen, last_seen, landing) \
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::text[]) \
      ON CONFLICT (site, visitor, param, value, click_at) DO UPDATE SET \
-     first_seen = least(touches.first_seen, excluded.first_seen), last_seen = greatest(touches.last_seen, excluded.last_seen)";
+     first_seen = least(touches.first_seen, excluded.first_seen), last_seen = greatest(touches.last_seen, excluded.last_seen), \
+     landing = CASE WHEN touches.landing = '' THEN excluded.landing ELSE touches.landing END";
 
 const UPSERT_PAGES: &str = "INSERT INTO click_pages (site, value, path, views, last_at) \
      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) \
@@ -49,8 +50,18 @@ pub async fn write(
     }
     let m = Merged::of(parts);
     if !m.touches.is_empty() {
-        let (mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h, mut i) =
-            (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+        let (mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h, mut i, mut j) = (
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+        );
         for (site, t) in &m.touches {
             a.push(site.as_str());
             b.push(t.visitor.as_str());
@@ -61,10 +72,11 @@ pub async fn write(
             g.push(t.path.as_str());
             h.push(int(t.first));
             i.push(int(t.last));
+            j.push(t.landing.as_str());
         }
         let st = client.prepare_cached(UPSERT_TOUCHES).await.map_err(pg)?;
         client
-            .execute(&st, &[&a, &b, &c, &d, &e, &f, &g, &h, &i])
+            .execute(&st, &[&a, &b, &c, &d, &e, &f, &g, &h, &i, &j])
             .await
             .map_err(pg)?;
     }

@@ -49,7 +49,7 @@ pub async fn conversions(
 pub async fn touches(c: &Client, site: &str, visitor: &str, from: u64, to: u64) -> Result<Vec<Touch>, StoreError> {
     let st = c
         .prepare_cached(
-            "SELECT param, network, value, click_at, path, visitor <> $2 FROM touches \
+            "SELECT param, network, value, click_at, path, visitor <> $2, landing FROM touches \
              WHERE site = $1 AND click_at BETWEEN $3 AND $4 AND visitor IN ( \
                SELECT $2::text UNION \
                SELECT i2.visitor FROM identities i1 JOIN identities i2 \
@@ -72,6 +72,7 @@ pub async fn touches(c: &Client, site: &str, visitor: &str, from: u64, to: u64) 
             at: r.get::<_, i64>(3) as u64,
             path: r.get(4),
             cross_device: r.get(5),
+            landing: r.get(6),
         })
         .collect())
 }

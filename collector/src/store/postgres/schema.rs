@@ -82,6 +82,9 @@ CREATE TABLE health (
     probes bigint NOT NULL
 );
 ",
+    // 2: a touch's landing query string, what names its partner (empty for the touches
+    // derived before; `utt-collector rebuild` derives them again with it).
+    "ALTER TABLE touches ADD COLUMN landing text NOT NULL DEFAULT '';",
 ];
 
 /// The schema version this collector writes.

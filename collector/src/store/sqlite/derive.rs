@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS touches (
     path TEXT NOT NULL,
     first_seen INTEGER NOT NULL,
     last_seen INTEGER NOT NULL,
+    landing TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (site, visitor, param, value, click_at)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS touches_value ON touches (value);
@@ -170,6 +171,20 @@ pub(super) fn register_merge(conn: &Connection) -> rusqlite::Result<()> {
             merge_pages(old, new).map_err(|e| rusqlite::Error::UserFunctionError(e.0.into()))
         },
     )
+}
+
+/// Gives a derived file made before partners were added its touches' `landing` column (empty
+/// for the rows it holds until `utt-collector rebuild` derives them again).
+pub(super) fn add_landing(conn: &Connection) -> rusqlite::Result<()> {
+    let has: i64 = conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('touches') WHERE name = 'landing'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has == 0 {
+        conn.execute_batch("ALTER TABLE touches ADD COLUMN landing TEXT NOT NULL DEFAULT '';")?;
+    }
+    Ok(())
 }
 
 /// Moves an older main file's `click_pages` (a row per click, site and path) into this file's
@@ -318,6 +333,7 @@ pub(super) fn open_derived(main: &Connection, db: &Path) -> Result<(Connection, 
     let path = derived_path(db);
     let conn = open(&path).map_err(err)?;
     conn.execute_batch(SCHEMA).map_err(err)?;
+    add_landing(&conn).map_err(err)?;
     register_merge(&conn).map_err(err)?;
     let format: i64 = main.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
     let has_old = main
@@ -530,10 +546,11 @@ fn apply(src: &Connection, dst: &mut Connection, after: u64) -> Result<Option<(u
 /// view counts), identities keep their first sighting.
 pub(super) fn write(tx: &rusqlite::Transaction<'_>, m: &Merged) -> rusqlite::Result<()> {
     let mut up_touch = tx.prepare_cached(
-        "INSERT INTO touches (site, visitor, param, value, click_at, network, path, first_seen, last_seen) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+        "INSERT INTO touches (site, visitor, param, value, click_at, network, path, first_seen, last_seen, landing) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
          ON CONFLICT (site, visitor, param, value, click_at) DO UPDATE SET \
-         first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen)",
+         first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen), \
+         landing = CASE WHEN landing = '' THEN excluded.landing ELSE landing END",
     )?;
     for (site, t) in &m.touches {
         up_touch.execute(params![
@@ -545,7 +562,8 @@ pub(super) fn write(tx: &rusqlite::Transaction<'_>, m: &Merged) -> rusqlite::Res
             t.network,
             t.path,
             int(t.first),
-            int(t.last)
+            int(t.last),
+            t.landing
         ])?;
     }
     let mut up_page = tx.prepare_cached(

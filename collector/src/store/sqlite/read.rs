@@ -21,7 +21,8 @@ pub(super) fn conversions_sql() -> String {
 /// A visitor's touches and those of visitors sharing an identity with it (`touches` primary key,
 /// then identities by visitor and by value). CROSS JOIN fixes the join order (SQLite does not
 /// reorder it), so the site's identities are never scanned.
-pub(super) const TOUCHES_SQL: &str = "SELECT param, network, value, click_at, path, visitor <> ?2 FROM touches \
+pub(super) const TOUCHES_SQL: &str =
+    "SELECT param, network, value, click_at, path, visitor <> ?2, landing FROM touches \
                  WHERE site = ?1 AND click_at BETWEEN ?3 AND ?4 AND visitor IN ( \
                    SELECT ?2 UNION \
                    SELECT i2.visitor FROM identities i1 CROSS JOIN identities i2 \
@@ -120,6 +121,7 @@ impl SqliteStore {
                     at: r.get::<_, i64>(3)? as u64,
                     path: r.get(4)?,
                     cross_device: r.get(5)?,
+                    landing: r.get(6)?,
                 })
             })?;
             rows.collect()
