@@ -121,6 +121,10 @@ pub struct Site {
     /// The bearer token the read API requires for this site, if any.
     #[serde(default)]
     pub read_key: Option<String>,
+    /// The bearer token the merchant's server sends to report and adjust orders
+    /// (`POST /v1/conversions`); without it those endpoints are off for the site.
+    #[serde(default)]
+    pub server_key: Option<String>,
     /// The attribution window in days.
     #[serde(default = "default_window_days")]
     pub window_days: u32,
@@ -181,6 +185,7 @@ impl Config {
                 allowed_origins: vec!["http://127.0.0.1:*".into(), "http://localhost:*".into()],
                 write_key: None,
                 read_key: None,
+                server_key: None,
                 window_days: 30,
                 cookie_domain: None,
                 promo_codes: [("SPRING10", "influencer-anna"), ("WELCOME5", "newsletter-partner")]
@@ -227,6 +232,20 @@ impl Config {
                 }
             }
             s.partners.check(&s.id, &s.promo_codes).map_err(ConfigError)?;
+            if let Some(k) = &s.server_key {
+                if k.len() < 16 || !k.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(ConfigError(format!(
+                        "config: site {:?}: server_key must be at least 16 visible ASCII characters",
+                        s.id
+                    )));
+                }
+                if s.write_key.as_ref() == Some(k) || s.read_key.as_ref() == Some(k) {
+                    return Err(ConfigError(format!(
+                        "config: site {:?}: server_key must differ from write_key and read_key (the write key is in every page)",
+                        s.id
+                    )));
+                }
+            }
             if s.window_days == 0 || s.window_days > 3650 {
                 return Err(ConfigError(format!(
                     "config: site {:?}: window_days must be 1..=3650",
@@ -369,6 +388,14 @@ mod tests {
             (
                 "[[sites]]\nid = \"a\"\nallowed_origins = []\nwrite_kee = \"x\"",
                 "unknown field",
+            ),
+            (
+                "[[sites]]\nid = \"a\"\nallowed_origins = []\nserver_key = \"short\"",
+                "server_key must be at least 16",
+            ),
+            (
+                "[[sites]]\nid = \"a\"\nallowed_origins = []\nwrite_key = \"0123456789abcdef\"\nserver_key = \"0123456789abcdef\"",
+                "server_key must differ",
             ),
             (
                 "[server]\nheader_timeout_ms = 0\n[[sites]]\nid = \"a\"\nallowed_origins = []",

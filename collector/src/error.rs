@@ -18,6 +18,8 @@ pub enum AppError {
     Unauthorized(&'static str),
     /// 403: the origin is not allowed.
     Forbidden(&'static str),
+    /// 403: the request is authenticated but may not do this (field, reason).
+    Denied(&'static str, &'static str),
     /// 404: no such site, click or file.
     NotFound(&'static str, &'static str),
     /// 405: the path exists, not with this method.
@@ -52,7 +54,7 @@ impl AppError {
         match self {
             AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::Forbidden(_) | AppError::Denied(..) => StatusCode::FORBIDDEN,
             AppError::NotFound(..) => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -83,6 +85,7 @@ impl IntoResponse for AppError {
             AppError::BadRequest { field, reason } => (reason.clone(), Some(field.clone())),
             AppError::Unauthorized(field) => ("missing or wrong key".into(), Some((*field).into())),
             AppError::Forbidden(field) => ("origin not allowed".into(), Some((*field).into())),
+            AppError::Denied(field, reason) => ((*reason).into(), Some((*field).into())),
             AppError::NotFound(what, field) => (format!("unknown {what}"), Some((*field).into())),
             AppError::MethodNotAllowed => ("method not allowed on this path".into(), Some("method".into())),
             AppError::BodyTimeout(ms) => (format!("body not received within {ms} ms"), Some("body".into())),

@@ -90,7 +90,16 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v1/events", post(post_events).options(preflight))
         .route("/v1/cookie", post(post_cookie).options(preflight))
-        .route("/v1/conversions", get(get_conversions).layer(CompressionLayer::new()))
+        .route(
+            "/v1/conversions",
+            get(get_conversions)
+                .layer(CompressionLayer::new())
+                .post(crate::s2s::post_conversion),
+        )
+        .route(
+            "/v1/conversions/{order_id}/adjustments",
+            post(crate::s2s::post_adjustment),
+        )
         .route("/v1/clicks/{click_id}", get(get_click).layer(CompressionLayer::new()))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -156,7 +165,7 @@ fn cors(resp: &mut Response, origin: Option<&str>, credentials: bool) {
     }
 }
 
-fn check_content_type(headers: &HeaderMap) -> Result<(), AppError> {
+pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), AppError> {
     let ct = header_str(headers, header::CONTENT_TYPE).unwrap_or("");
     let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     match media.as_str() {
@@ -168,7 +177,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), AppError> {
 /// Reads a body of at most `limit` bytes, which must have arrived within the configured
 /// `server.body_timeout_ms` (a slow or stalled body is answered 408, and hyper then closes the
 /// connection rather than read the rest).
-async fn read_body(s: &Shared, headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, AppError> {
+pub(crate) async fn read_body(s: &Shared, headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, AppError> {
     let declared = header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(AppError::TooLarge(limit));
@@ -187,11 +196,11 @@ async fn read_body(s: &Shared, headers: &HeaderMap, body: Body, limit: usize) ->
     Ok(bytes)
 }
 
-fn utf8(bytes: &Bytes) -> Result<&str, AppError> {
+pub(crate) fn utf8(bytes: &Bytes) -> Result<&str, AppError> {
     std::str::from_utf8(bytes).map_err(|_| AppError::bad("body", "must be UTF-8"))
 }
 
-fn key_matches(expected: &str, given: Option<&str>) -> bool {
+pub(crate) fn key_matches(expected: &str, given: Option<&str>) -> bool {
     // Constant-time over the expected key, so timing does not reveal how much of it matched.
     let given = given.unwrap_or("").as_bytes();
     let expected = expected.as_bytes();
@@ -415,7 +424,7 @@ fn read_key(site: &Site, headers: &HeaderMap) -> Result<(), AppError> {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ConversionOut {
-    event_id: String,
+    event_id: Option<String>,
     order_id: String,
     at: u64,
     amount: Option<String>,
@@ -428,6 +437,8 @@ struct ConversionOut {
     attribution: Option<CreditOut>,
     touchpoints: Vec<TouchOut>,
     promo: Option<PromoOut>,
+    #[serde(flatten)]
+    settlement: Option<crate::s2s::Settlement>,
 }
 
 #[derive(Serialize)]
@@ -496,12 +507,24 @@ fn attribute(
     c: &StoredConversion,
     model: Model,
 ) -> Result<attribution::Attribution, AppError> {
-    let touches = match &c.visitor {
+    attribute_with(store, site, c, model, &[])
+}
+
+/// [`attribute`], with clicks the merchant's server passed for the order as candidates too.
+fn attribute_with(
+    store: &dyn Store,
+    site: &Site,
+    c: &StoredConversion,
+    model: Model,
+    clicks: &[crate::store::Touch],
+) -> Result<attribution::Attribution, AppError> {
+    let mut touches = match &c.visitor {
         Some(v) => store
             .touches(&c.site, v, c.at.saturating_sub(site.window_ms()), c.at)
             .map_err(AppError::from)?,
         None => Vec::new(),
     };
+    touches.extend_from_slice(clicks);
     let promo = c
         .promo_code
         .as_deref()
@@ -531,7 +554,7 @@ fn conversion_out(site: &Site, c: StoredConversion, a: attribution::Attribution)
         },
     });
     Ok(ConversionOut {
-        event_id: c.event_id,
+        event_id: Some(c.event_id).filter(|e| !e.is_empty()),
         order_id: c.order_id,
         at: c.at,
         amount: c.amount,
@@ -556,6 +579,21 @@ fn conversion_out(site: &Site, c: StoredConversion, a: attribution::Attribution)
             })
             .collect(),
         promo: a.promo.map(|(code, partner)| PromoOut { code, partner }),
+        settlement: None,
+    })
+}
+
+/// What the totals of the read API group a conversion by: its credit (model, network,
+/// parameter, click ID, partner; all null when nobody earned it) and its currency.
+fn credit_key(c: &ConversionOut) -> serde_json::Value {
+    let a = c.attribution.as_ref();
+    serde_json::json!({
+        "model": a.map(|a| a.model),
+        "network": a.and_then(|a| a.network.clone()),
+        "param": a.and_then(|a| a.param.clone()),
+        "clickId": a.and_then(|a| a.click_id.clone()),
+        "partner": a.and_then(|a| a.partner.partner.clone()),
+        "currency": c.currency,
     })
 }
 
@@ -565,7 +603,9 @@ fn json_response<T: Serialize>(value: &T) -> Result<Response, AppError> {
 }
 
 /// The query string's parameters, or a JSON 400 (axum's own rejection is plain text).
-fn query(q: Result<Query<HashMap<String, String>>, QueryRejection>) -> Result<HashMap<String, String>, AppError> {
+pub(crate) fn query(
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<HashMap<String, String>, AppError> {
     q.map(|Query(q)| q)
         .map_err(|_| AppError::bad("query", "must be URL-encoded UTF-8 name=value pairs"))
 }
@@ -601,19 +641,23 @@ async fn get_conversions(
     let site_id = site_id.clone();
     let out = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, AppError> {
         let site = state.config.site(&site_id).ok_or(AppError::NotFound("site", "site"))?;
-        let rows = state
-            .store
-            .conversions(&site_id, since, limit)
-            .map_err(AppError::from)?;
+        let store = state.store.as_ref();
+        let rows = crate::s2s::merged(store, &site_id, since, limit)?;
         let mut list = Vec::with_capacity(rows.len());
-        for c in rows {
-            let a = attribute(state.store.as_ref(), site, &c, model)?;
-            list.push(conversion_out(site, c, a)?);
+        let mut totals = crate::s2s::Totals::default();
+        for m in rows {
+            let a = attribute_with(store, site, &m.shown, model, &m.clicks)?;
+            let settlement = crate::s2s::settle(&m, store.adjustments(&site_id, &m.shown.order_id)?);
+            let mut out = conversion_out(site, m.shown, a)?;
+            totals.add(credit_key(&out), &settlement);
+            out.settlement = Some(settlement);
+            list.push(out);
         }
         serde_json::to_value(serde_json::json!({
             "site": site_id,
             "model": model.as_str(),
             "conversions": list,
+            "totals": totals.json(),
         }))
         .map_err(|e| AppError::Internal(e.to_string()))
     })

@@ -140,11 +140,16 @@ fn run(args: Args) -> Result<(), String> {
         let r = utt_collector::store::import::import_sqlite(from, &store)
             .map_err(|e| format!("importing {} into {shown}: {e}", from.display()))?;
         println!(
-            "utt-collector: read {} events of {}: {} stored in {shown}, {} already there",
+            "utt-collector: read {} events of {}: {} stored in {shown}, {} already there; \
+             {} server confirmations ({} new), {} adjustments ({} new)",
             r.read,
             from.display(),
             r.stored,
-            r.duplicates
+            r.duplicates,
+            r.confirmations.0,
+            r.confirmations.1,
+            r.adjustments.0,
+            r.adjustments.1
         );
         return Ok(());
     }

@@ -13,7 +13,7 @@ use utt::core::wire::{self, Event, Status};
 use utt_collector::store::import::{import_sqlite, Imported};
 use utt_collector::store::postgres::PostgresStore;
 use utt_collector::store::sqlite::SqliteStore;
-use utt_collector::store::{Batch, Store};
+use utt_collector::store::{Adjusted, Adjustment, AdjustmentKind, Batch, ServerOrder, Store, StoredConversion, Touch};
 
 /// A store of each kind, with what keeps it alive.
 struct Opened {
@@ -55,7 +55,119 @@ contract!(
     derived_rows_answer_the_click_and_journey_reads,
     a_partly_duplicate_batch_derives_as_if_each_event_came_once,
     a_store_that_commits_passes_its_checks,
+    server_confirmations_dedupe_with_browser_conversions_in_both_orders,
 );
+
+/// A confirmation of an order by the merchant's server.
+fn confirmation(order_id: &str, amount: &str, at: u64) -> ServerOrder {
+    ServerOrder {
+        conversion: StoredConversion {
+            site: "demo".into(),
+            event_id: String::new(),
+            order_id: order_id.into(),
+            at,
+            visitor: None,
+            amount: Some(amount.into()),
+            currency: Some("EUR".into()),
+            discount: None,
+            promo_code: None,
+            customer_status: None,
+            items: "[]".into(),
+            custom: None,
+        },
+        received: at,
+        clicks: vec![Touch {
+            param: "irclickid".into(),
+            network: "impact".into(),
+            value: "S1".into(),
+            at: at - DAY,
+            path: String::new(),
+            landing: "utm_source=partner".into(),
+            cross_device: false,
+        }],
+    }
+}
+
+fn refund(order_id: &str, id: &str) -> Adjustment {
+    Adjustment {
+        site: "demo".into(),
+        order_id: order_id.into(),
+        adjustment_id: id.into(),
+        kind: AdjustmentKind::Refund,
+        amount: Some("5.00".into()),
+        reason: "returned".into(),
+        at: T0 + DAY,
+        received: T0 + DAY,
+    }
+}
+
+/// Browser first then server, and server first then browser: each order is one conversion
+/// (kept side by side, merged when read), resends are duplicates, and adjustments need a known
+/// order and are idempotent by their ID.
+fn server_confirmations_dedupe_with_browser_conversions_in_both_orders(store: &dyn Store) {
+    let browser = |n: u64, order: &str| decode(&event(n, Some("anna"), T0, vec![], conversion(order, None)));
+    // Browser first.
+    assert_eq!(
+        store
+            .append(&[&Batch::new("demo", T0, vec![browser(1, "B1")])])
+            .unwrap(),
+        [Status::Accepted]
+    );
+    assert_eq!(
+        store.confirm(&confirmation("B1", "40.00", T0 + 5)).unwrap(),
+        Status::Accepted
+    );
+    assert_eq!(
+        store.confirm(&confirmation("B1", "1.00", T0 + 5)).unwrap(),
+        Status::Duplicate
+    );
+    // Server first.
+    assert_eq!(
+        store.confirm(&confirmation("S1", "70.00", T0 + 9)).unwrap(),
+        Status::Accepted
+    );
+    assert_eq!(store.server_only_orders("demo", 0, 10).unwrap().len(), 1);
+    assert_eq!(
+        store
+            .append(&[&Batch::new("demo", T0, vec![browser(2, "S1")])])
+            .unwrap(),
+        [Status::Accepted]
+    );
+    // A server-only order.
+    assert_eq!(
+        store.confirm(&confirmation("O1", "9.5", T0 + 20)).unwrap(),
+        Status::Accepted
+    );
+    // Each order once: the browser's two conversions, the server's confirmations beside them.
+    let browser_orders: Vec<String> = store
+        .conversions("demo", 0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.order_id)
+        .collect();
+    assert_eq!(browser_orders, ["B1", "S1"]);
+    let only: Vec<String> = store
+        .server_only_orders("demo", 0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.conversion.order_id)
+        .collect();
+    assert_eq!(only, ["O1"]);
+    let b1 = store.server_order("demo", "B1").unwrap().unwrap();
+    assert_eq!(b1, confirmation("B1", "40.00", T0 + 5));
+    assert_eq!(store.server_order("demo", "NONE").unwrap(), None);
+    assert_eq!(store.server_order("other", "B1").unwrap(), None);
+    // Adjustments.
+    assert_eq!(store.adjust(&refund("B1", "R1")).unwrap(), Adjusted::Accepted);
+    assert_eq!(store.adjust(&refund("B1", "R1")).unwrap(), Adjusted::Duplicate);
+    assert_eq!(store.adjust(&refund("O1", "R2")).unwrap(), Adjusted::Accepted);
+    assert_eq!(store.adjust(&refund("NONE", "R3")).unwrap(), Adjusted::UnknownOrder);
+    assert_eq!(store.adjustments("demo", "B1").unwrap(), [refund("B1", "R1")]);
+    assert_eq!(store.adjustments("demo", "NONE").unwrap(), []);
+    let (orders, adjustments) = store.export_orders().unwrap();
+    assert_eq!(orders.len(), 3);
+    assert_eq!(adjustments.len(), 2);
+}
 
 /// The golden journey (site `demo`): a visitor with two clicks, a page view, a conversion, an
 /// identify, and a conversion without a visitor.
@@ -431,7 +543,7 @@ fn every_growing_table_is_keyed_by_site() {
     );
     assert_eq!(
         tables,
-        "click_pages,conversions,events,health,identities,touches,utt_schema"
+        "adjustments,click_pages,conversions,events,health,identities,server_orders,touches,utt_schema"
     );
     let unkeyed = psql(
         &url,
@@ -509,6 +621,21 @@ fn postgres_derived_tables_are_rebuilt_from_the_events() {
 fn a_sqlite_database_moves_to_postgres() {
     let from = sqlite();
     let events = store_traffic(from.store.as_ref());
+    // Confirmations and adjustments are no events: they move too.
+    let order = from.store.conversions("demo", 0, 1).unwrap()[0].order_id.clone();
+    assert_eq!(
+        from.store.confirm(&confirmation(&order, "12.00", T0)).unwrap(),
+        Status::Accepted
+    );
+    assert_eq!(
+        from.store.confirm(&confirmation("SERVER-ONLY", "3", T0)).unwrap(),
+        Status::Accepted
+    );
+    assert_eq!(
+        from.store.adjust(&refund("SERVER-ONLY", "R9")).unwrap(),
+        Adjusted::Accepted
+    );
+    let orders = from.store.export_orders().unwrap();
     let want = answers(from.store.as_ref(), &events);
     let counts = from.store.counts().unwrap();
     from.store.close().unwrap();
@@ -521,9 +648,12 @@ fn a_sqlite_database_moves_to_postgres() {
         Imported {
             read: counts.events,
             stored: counts.events,
-            duplicates: 0
+            duplicates: 0,
+            confirmations: (2, 2),
+            adjustments: (1, 1),
         }
     );
+    assert_eq!(to.export_orders().unwrap(), orders);
     assert_eq!(to.counts().unwrap(), counts);
     assert_eq!(answers(&to, &events), want);
     drop(to);
@@ -537,7 +667,8 @@ fn a_sqlite_database_moves_to_postgres() {
     assert!(
         text.contains(&format!("read {} events", counts.events))
             && text.contains(&format!("0 stored in postgres://utt@127.0.0.1:{}/", pg::shared().port))
-            && text.contains(&format!("{} already there", counts.events)),
+            && text.contains(&format!("{} already there", counts.events))
+            && text.contains("2 server confirmations (0 new), 1 adjustments (0 new)"),
         "{text}"
     );
     // Into SQLite: refused with the reason.

@@ -69,14 +69,20 @@ export async function launchChromium(options = {}) {
     process.once('exit', () => cleanupSync());
   }
   const { args = [], env = process.env, ...rest } = options;
-  return chromium.launch({
+  const browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
     ...rest,
     env: { ...env, TMPDIR: browserTmp },
     args: [...CHROMIUM_ARGS, ...args],
   });
+  launched.add(browser);
+  browser.on('disconnected', () => launched.delete(browser));
+  return browser;
 }
+
+/** The browsers this process launched that are still open: their profiles are not removed under them. */
+const launched = new Set();
 
 /**
  * Serves folders over http on 127.0.0.1 on a free port, with correct content types and no caching.
@@ -235,12 +241,15 @@ export async function stopAll({ browser, server, site }) {
  * @returns {Promise<void>}
  */
 export async function cleanChromiumProfiles() {
-  cleanupSync();
+  // A file with two worlds stops them together: the folder goes with the last browser, never
+  // from under one still writing its profile (that failed with ENOTEMPTY).
+  if (launched.size === 0) cleanupSync();
 }
 
 function cleanupSync() {
   if (browserTmp === null) return;
-  rmSync(browserTmp, { recursive: true, force: true });
+  // A closed browser's helper processes may still be writing for a moment: retried, not failed.
+  rmSync(browserTmp, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
   browserTmp = null;
   if (outerTmp === undefined) delete process.env.TMPDIR;
   else process.env.TMPDIR = outerTmp;

@@ -190,12 +190,17 @@ export async function startWorld({ sameOrigin = false, config, routes, chromium 
     dist: collector.dist,
     api: readApi(collector.url),
     async stop() {
-      if (browser) {
-        await browser.close().catch(() => {});
-        await cleanChromiumProfiles();
+      // The collector is stopped (and checked) whatever happened to the browser: a child left
+      // running would keep the test process alive.
+      try {
+        if (browser) {
+          await browser.close().catch(() => {});
+          await cleanChromiumProfiles();
+        }
+        await shop?.close();
+      } finally {
+        await collector.stop();
       }
-      await shop?.close();
-      await collector.stop();
     },
   };
 }

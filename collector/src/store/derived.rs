@@ -180,7 +180,9 @@ fn landing_query(url: &str, param: &str, value: &str) -> Option<String> {
 }
 
 /// A click's UTM context written as a query string (`utm_source=...&utm_medium=...`).
-fn utm_query(utm: &[(String, String)]) -> String {
+/// A click's UTM context as a query string (`utm_source=...&utm_medium=...`), its landing when no
+/// event's URL carried it.
+pub fn utm_query(utm: &[(String, String)]) -> String {
     let enc = |v: &str| percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC).to_string();
     utm.iter()
         .map(|(k, v)| format!("utm_{}={}", enc(k), enc(v)))

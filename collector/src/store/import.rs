@@ -22,6 +22,11 @@ pub struct Imported {
     pub stored: u64,
     /// Of those, already in the target (by event ID, or by site and order ID).
     pub duplicates: u64,
+    /// Orders confirmed by the merchant's server (`POST /v1/conversions`) read, and of those
+    /// stored anew in the target (the others were there).
+    pub confirmations: (u64, u64),
+    /// Adjustments read, and of those stored anew in the target.
+    pub adjustments: (u64, u64),
 }
 
 /// Copies every event of the SQLite database at `from` into `to`.
@@ -69,5 +74,27 @@ pub fn import_sqlite(from: &Path, to: &dyn Store) -> Result<Imported, StoreError
         batches.push(Batch::new(&s, r, events));
     }
     flush(&mut batches, &mut out)?;
+    // Confirmations and adjustments are no events: copied as they are, after the events, so
+    // every adjustment finds its order (a browser conversion, or a confirmation just copied).
+    let (orders, adjustments) = super::sqlite::export_orders(from)?;
+    for o in &orders {
+        out.confirmations.0 += 1;
+        if to.confirm(o)? == Status::Accepted {
+            out.confirmations.1 += 1;
+        }
+    }
+    for a in &adjustments {
+        out.adjustments.0 += 1;
+        match to.adjust(a)? {
+            super::Adjusted::Accepted => out.adjustments.1 += 1,
+            super::Adjusted::Duplicate => {}
+            super::Adjusted::UnknownOrder => {
+                return Err(StoreError(format!(
+                    "adjustment {} of site {}: its order {} is in neither store",
+                    a.adjustment_id, a.site, a.order_id
+                )))
+            }
+        }
+    }
     Ok(out)
 }

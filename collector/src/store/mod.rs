@@ -9,11 +9,13 @@ use utt::core::wire::{Event, Kind, Order, Status};
 
 pub mod derived;
 pub mod import;
+pub mod orders;
 pub mod postgres;
 pub mod sqlite;
 
 pub(crate) use derived::{put_text, put_u64, ByteReader};
 pub use derived::{Chunks, Derived, IdentityRow, Merged, PageRow, TouchRow};
+pub use orders::{Adjusted, Adjustment, AdjustmentKind, OrdersExport, ServerOrder};
 
 /// One decoded event ready to store: what the tag sent, re-written as canonical wire JSON, and
 /// the few fields the writer indexes. The decoded event itself is freed on the request's
@@ -99,7 +101,7 @@ impl Record {
 }
 
 /// A conversion's order lines as the JSON array the read API answers (`wire::Item`'s serde form).
-fn items_json(o: &Order) -> String {
+pub(crate) fn items_json(o: &Order) -> String {
     serde_json::to_string(&o.items).unwrap_or_else(|_| "[]".to_string())
 }
 
@@ -330,6 +332,11 @@ impl StoreError {
         StoreError(format!("{}{why}", Self::UNAVAILABLE))
     }
 
+    /// A store that keeps no confirmations or adjustments (a test double).
+    pub fn no_orders() -> StoreError {
+        StoreError("this store keeps no server confirmations or adjustments".into())
+    }
+
     /// Whether this is an [`StoreError::unavailable`] error.
     pub fn is_unavailable(&self) -> bool {
         self.0.starts_with(Self::UNAVAILABLE)
@@ -402,6 +409,41 @@ pub trait Store: Send + Sync {
     /// server, which orders concurrent transactions by its own locks.
     fn writers(&self) -> usize {
         1
+    }
+
+    /// Stores an order the merchant's server confirmed, durably before it returns: `Accepted`,
+    /// or `Duplicate` when the site already has a confirmation of that order ID (the first
+    /// stays). A browser conversion of the same order does not make it a duplicate: the two are
+    /// kept side by side and merged when read.
+    fn confirm(&self, _order: &ServerOrder) -> Result<Status, StoreError> {
+        Err(StoreError::no_orders())
+    }
+
+    /// The site's confirmation of an order, if there is one.
+    fn server_order(&self, _site: &str, _order_id: &str) -> Result<Option<ServerOrder>, StoreError> {
+        Err(StoreError::no_orders())
+    }
+
+    /// The site's confirmations at or after `since` (ms) of orders the browser never reported
+    /// (no conversion row), oldest first, at most `limit`.
+    fn server_only_orders(&self, _site: &str, _since: u64, _limit: usize) -> Result<Vec<ServerOrder>, StoreError> {
+        Err(StoreError::no_orders())
+    }
+
+    /// Stores an adjustment, durably before it returns, if the site has the order (from the
+    /// browser or from its server); idempotent by (site, adjustment ID).
+    fn adjust(&self, _adjustment: &Adjustment) -> Result<Adjusted, StoreError> {
+        Err(StoreError::no_orders())
+    }
+
+    /// An order's adjustments, by time then arrival.
+    fn adjustments(&self, _site: &str, _order_id: &str) -> Result<Vec<Adjustment>, StoreError> {
+        Err(StoreError::no_orders())
+    }
+
+    /// Every confirmation and adjustment of the store, site by site (for `--import-sqlite`).
+    fn export_orders(&self) -> Result<OrdersExport, StoreError> {
+        Err(StoreError::no_orders())
     }
 
     /// Flushes and closes what can be closed (the WAL is checkpointed); called once at shutdown.

@@ -176,9 +176,14 @@ impl Harness {
     /// The demo configuration with the rate limit off, over a fresh database of the test
     /// binary's PostgreSQL server.
     pub fn postgres() -> Harness {
+        Harness::postgres_with(unlimited())
+    }
+
+    /// A given configuration over a fresh database of the test binary's PostgreSQL server.
+    pub fn postgres_with(config: Config) -> Harness {
         let url = pg::database("h");
         let store = utt_collector::store::postgres::PostgresStore::open(&url).unwrap();
-        let state = Shared::new(unlimited(), Arc::new(store), Vec::new());
+        let state = Shared::new(config, Arc::new(store), Vec::new());
         Harness {
             dir: TempDir::new("h"),
             state,

@@ -15,9 +15,13 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 use utt::core::wire::Status;
 
-use crate::store::{Batch, ClickSeen, Counts, Store, StoreError, StoredConversion, Touch};
+use crate::store::{
+    Adjusted, Adjustment, Batch, ClickSeen, Counts, OrdersExport, ServerOrder, Store, StoreError, StoredConversion,
+    Touch,
+};
 
 mod derive;
+mod orders;
 mod read;
 pub mod schema;
 mod write;
@@ -321,6 +325,30 @@ impl Store for PostgresStore {
 
     fn writers(&self) -> usize {
         WRITERS
+    }
+
+    fn confirm(&self, order: &ServerOrder) -> Result<Status, StoreError> {
+        self.block(async { orders::confirm(&self.client().await?, order).await })
+    }
+
+    fn server_order(&self, site: &str, order_id: &str) -> Result<Option<ServerOrder>, StoreError> {
+        self.block(async { orders::server_order(&self.client().await?, site, order_id).await })
+    }
+
+    fn server_only_orders(&self, site: &str, since: u64, limit: usize) -> Result<Vec<ServerOrder>, StoreError> {
+        self.block(async { orders::server_only(&self.client().await?, site, since, limit).await })
+    }
+
+    fn adjust(&self, adjustment: &Adjustment) -> Result<Adjusted, StoreError> {
+        self.block(async { orders::adjust(&mut self.client().await?, adjustment).await })
+    }
+
+    fn adjustments(&self, site: &str, order_id: &str) -> Result<Vec<Adjustment>, StoreError> {
+        self.block(async { orders::adjustments(&self.client().await?, site, order_id).await })
+    }
+
+    fn export_orders(&self) -> Result<OrdersExport, StoreError> {
+        self.block(async { orders::all(&self.client().await?).await })
     }
 
     fn close(&self) -> Result<(), StoreError> {

@@ -85,6 +85,39 @@ CREATE TABLE health (
     // 2: a touch's landing query string, what names its partner (empty for the touches
     // derived before; `utt-collector rebuild` derives them again with it).
     "ALTER TABLE touches ADD COLUMN landing text NOT NULL DEFAULT '';",
+    // 3: orders confirmed by the merchant's server and their adjustments (refunds, corrected
+    // amounts); keyed by site first, so both distribute by site with `conversions`.
+    "
+CREATE TABLE server_orders (
+    site text NOT NULL,
+    order_id text NOT NULL,
+    at bigint NOT NULL,
+    received bigint NOT NULL,
+    visitor text,
+    amount text,
+    currency text,
+    discount text,
+    promo_code text,
+    customer_status text,
+    items text NOT NULL,
+    custom text,
+    clicks text NOT NULL,
+    PRIMARY KEY (site, order_id)
+);
+CREATE INDEX server_orders_at ON server_orders (site, at);
+CREATE TABLE adjustments (
+    site text NOT NULL,
+    adjustment_id text NOT NULL,
+    order_id text NOT NULL,
+    kind text NOT NULL,
+    amount text,
+    reason text NOT NULL,
+    at bigint NOT NULL,
+    received bigint NOT NULL,
+    PRIMARY KEY (site, adjustment_id)
+);
+CREATE INDEX adjustments_order ON adjustments (site, order_id, at);
+",
 ];
 
 /// The schema version this collector writes.

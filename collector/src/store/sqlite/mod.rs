@@ -10,9 +10,13 @@ use std::time::Duration;
 use rusqlite::Connection;
 use utt::core::wire::Status;
 
-use crate::store::{Batch, ClickSeen, Counts, DeriveStatus, Store, StoreError, StoredConversion, Touch};
+use crate::store::{
+    Adjusted, Adjustment, Batch, ClickSeen, Counts, DeriveStatus, OrdersExport, ServerOrder, Store, StoreError,
+    StoredConversion, Touch,
+};
 
 mod derive;
+mod orders;
 mod read;
 mod rebuild;
 mod schema;
@@ -27,6 +31,7 @@ use write::*;
 
 pub use derive::derived_path;
 use derive::Progress;
+pub use orders::export_orders;
 pub use rebuild::{backup, export, rebuild as rebuild_derived, Rebuilt};
 
 /// The SQLite implementation of [`Store`].
@@ -72,8 +77,8 @@ impl SqliteStore {
             .to_str()
             .ok_or_else(|| StoreError(format!("{} is not UTF-8", derived_file.display())))?
             .to_string();
-        let writer = open(path).map_err(err)?;
-        writer.execute_batch(SCHEMA).map_err(err)?;
+        let mut writer = open(path).map_err(err)?;
+        migrate(&mut writer)?;
         // The writer never checkpoints itself: a checkpoint copies pages and fsyncs the main
         // file, which would stall every request waiting on the writer. A separate thread does it.
         // The writer's page cache holds the right edges of the B-trees it appends to: 16 MB is
@@ -240,6 +245,30 @@ impl Store for SqliteStore {
             failures: m.failures,
             failing: m.failing,
         }
+    }
+
+    fn confirm(&self, order: &ServerOrder) -> Result<Status, StoreError> {
+        self.confirm_order(order)
+    }
+
+    fn server_order(&self, site: &str, order_id: &str) -> Result<Option<ServerOrder>, StoreError> {
+        self.server_order_of(site, order_id)
+    }
+
+    fn server_only_orders(&self, site: &str, since: u64, limit: usize) -> Result<Vec<ServerOrder>, StoreError> {
+        self.server_only(site, since, limit)
+    }
+
+    fn adjust(&self, adjustment: &Adjustment) -> Result<Adjusted, StoreError> {
+        self.adjust_order(adjustment)
+    }
+
+    fn adjustments(&self, site: &str, order_id: &str) -> Result<Vec<Adjustment>, StoreError> {
+        self.adjustments_of(site, order_id)
+    }
+
+    fn export_orders(&self) -> Result<OrdersExport, StoreError> {
+        self.all_orders()
     }
 
     fn close(&self) -> Result<(), StoreError> {

@@ -60,6 +60,79 @@ CREATE TABLE IF NOT EXISTS health (
 );
 ";
 
+/// Version 2: orders confirmed by the merchant's server, and adjustments (refunds, corrected
+/// amounts), both keyed by site first like `conversions`. A confirmation's clicks are a JSON
+/// array (`ServerOrder::clicks_json`).
+const SERVER_ORDERS: &str = "
+CREATE TABLE server_orders (
+    site TEXT NOT NULL,
+    order_id TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    received INTEGER NOT NULL,
+    visitor TEXT,
+    amount TEXT,
+    currency TEXT,
+    discount TEXT,
+    promo_code TEXT,
+    customer_status TEXT,
+    items TEXT NOT NULL,
+    custom TEXT,
+    clicks TEXT NOT NULL,
+    PRIMARY KEY (site, order_id)
+);
+CREATE INDEX server_orders_at ON server_orders (site, at);
+CREATE TABLE adjustments (
+    site TEXT NOT NULL,
+    adjustment_id TEXT NOT NULL,
+    order_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    amount TEXT,
+    reason TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    received INTEGER NOT NULL,
+    PRIMARY KEY (site, adjustment_id)
+);
+CREATE INDEX adjustments_order ON adjustments (site, order_id, at);
+";
+
+/// The main file's migrations, in order: version `i + 1` is `MIGRATIONS[i]`, applied once and
+/// recorded in `utt_schema`. Version 1 is the schema files had before versions were recorded
+/// (every statement `IF NOT EXISTS`, so such a file is brought to version 1 unchanged). A
+/// released migration is never edited, only followed by a new one.
+pub(super) const MIGRATIONS: &[&str] = &[SCHEMA, SERVER_ORDERS];
+
+/// Brings the main file's schema up to the last migration, in one transaction. A file made by a
+/// newer collector (a higher version) is refused.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), crate::store::StoreError> {
+    use crate::store::StoreError;
+    let err = |e: rusqlite::Error| StoreError(format!("sqlite: schema migration: {e}"));
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(err)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS utt_schema (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )
+    .map_err(err)?;
+    let found: i64 = tx
+        .query_row("SELECT coalesce(max(version), 0) FROM utt_schema", [], |r| r.get(0))
+        .map_err(err)?;
+    if found > MIGRATIONS.len() as i64 {
+        return Err(StoreError(format!(
+            "the database's schema is version {found}, newer than this collector's ({}): run the newer collector",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.execute_batch(sql).map_err(err)?;
+        tx.execute(
+            "INSERT INTO utt_schema (version, applied_at) VALUES (?1, strftime('%s','now'))",
+            [i as i64 + 1],
+        )
+        .map_err(err)?;
+    }
+    tx.commit().map_err(err)
+}
+
 /// The WAL size past which the writer finishes the background checkpoint itself (so the WAL
 /// starts afresh), and the size the WAL file is cut back to afterwards.
 pub(super) const WAL_LIMIT: u64 = 64 * 1024 * 1024;

@@ -1,0 +1,454 @@
+//! Server-to-server: the merchant's backend reports an order (`POST /v1/conversions`) and its
+//! refunds and corrected amounts (`POST /v1/conversions/{orderId}/adjustments`), with the site's
+//! server key. And what the read API makes of them: a browser conversion and a server
+//! confirmation of the same (site, order ID) are one conversion, `confirmed`, with the server's
+//! amount, the browser's kept beside it, and gross, adjustments and net.
+
+use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use std::collections::HashMap;
+use utt::core::json::{self, Json};
+use utt::core::wire::{self, CustomerStatus, Outcome, Status};
+use utt::core::{click, record};
+
+use crate::config::Site;
+use crate::error::AppError;
+use crate::http::{check_content_type, key_matches, query, read_body, utf8, AppState, MAX_BODY, MAX_TIMESTAMP};
+use crate::money::Money;
+use crate::store::{Adjusted, Adjustment, AdjustmentKind, ServerOrder, Store, StoredConversion, Touch};
+
+/// The largest adjustment body accepted.
+pub const MAX_ADJUSTMENT_BODY: usize = 8 * 1024;
+
+/// Checks the site's server key in `Authorization: Bearer …`.
+fn server_key(site: &Site, headers: &HeaderMap) -> Result<(), AppError> {
+    let Some(key) = &site.server_key else {
+        return Err(AppError::Denied(
+            "authorization",
+            "this site has no server_key: server-to-server conversions are off for it",
+        ));
+    };
+    let Some(given) = headers.get(header::AUTHORIZATION) else {
+        return Err(AppError::Unauthorized("authorization"));
+    };
+    let given = given.to_str().ok().and_then(|v| v.strip_prefix("Bearer "));
+    if key_matches(key, given) {
+        return Ok(());
+    }
+    let other = [&site.write_key, &site.read_key]
+        .into_iter()
+        .flatten()
+        .any(|k| key_matches(k, given));
+    if other {
+        // The write key is in every page of the shop: it must never confirm or refund orders.
+        return Err(AppError::Denied(
+            "authorization",
+            "this is the site's write or read key, not its server key",
+        ));
+    }
+    Err(AppError::Unauthorized("authorization"))
+}
+
+/// The site named by `?site=`, with its server key checked.
+fn site_of<'a>(s: &'a AppState, q: &HashMap<String, String>, headers: &HeaderMap) -> Result<&'a Site, AppError> {
+    let id = q.get("site").ok_or(AppError::bad("site", "is required"))?;
+    let site = s.config.site(id).ok_or(AppError::NotFound("site", "site"))?;
+    server_key(site, headers)?;
+    Ok(site)
+}
+
+/// Reads the body as a JSON object whose members are all among `allowed`.
+async fn object(
+    s: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    allowed: &[&str],
+) -> Result<Json, AppError> {
+    check_content_type(headers)?;
+    let bytes = read_body(s, headers, body, limit).await?;
+    let v = json::parse(utf8(&bytes)?).map_err(|_| AppError::bad("body", "must be JSON"))?;
+    let Some(members) = v.as_obj() else {
+        return Err(AppError::bad("body", "must be a JSON object"));
+    };
+    if let Some((k, _)) = members.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+        return Err(AppError::bad(k, "is not a known member"));
+    }
+    Ok(v)
+}
+
+fn time(v: &Json, field: &str, default: Option<u64>) -> Result<u64, AppError> {
+    match v.get(field) {
+        None | Some(Json::Null) => default.ok_or(AppError::bad(field, "is required")),
+        Some(t) => t
+            .as_u64()
+            .filter(|&t| t <= MAX_TIMESTAMP)
+            .ok_or(AppError::bad(field, "must be a millisecond timestamp")),
+    }
+}
+
+fn text(v: &Json, field: &str, max: usize) -> Result<Option<String>, AppError> {
+    match v.get(field) {
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::Str(s)) if !s.is_empty() && s.len() <= max && !s.chars().any(char::is_control) => {
+            Ok(Some(s.clone()))
+        }
+        Some(_) => Err(AppError::bad(
+            field,
+            &format!("must be a string of 1 to {max} bytes without control characters"),
+        )),
+    }
+}
+
+/// The click a merchant's server kept itself: `{"clickId", "param", "network"?, "at"?}`.
+fn stored_click(v: &Json, at: u64) -> Result<Touch, AppError> {
+    if v.as_obj().is_none_or(|m| {
+        m.iter()
+            .any(|(k, _)| !["clickId", "param", "network", "at"].contains(&k.as_str()))
+    }) {
+        return Err(AppError::bad(
+            "click",
+            "must be an object of clickId, param, network and at",
+        ));
+    }
+    let value = text(v, "clickId", click::MAX_VALUE_LEN)?.ok_or(AppError::bad("click.clickId", "is required"))?;
+    click::validate(&value).map_err(|r| AppError::bad("click.clickId", r.as_str()))?;
+    let param = text(v, "param", 128)?.ok_or(AppError::bad("click.param", "is required"))?;
+    let network = match (text(v, "network", 128)?, click::network_of(&param, &[])) {
+        (Some(n), _) => n,
+        (None, Some(n)) => n.to_string(),
+        (None, None) => {
+            return Err(AppError::bad(
+                "click.network",
+                "is required for a parameter that is not built in",
+            ))
+        }
+    };
+    let param = click::canonical_param(&param, &[]).map_or(param, str::to_string);
+    let clicked = time(v, "at", Some(at)).map_err(|_| AppError::bad("click.at", "must be a millisecond timestamp"))?;
+    Ok(Touch {
+        param,
+        network,
+        value,
+        at: clicked,
+        path: String::new(),
+        // No landing URL came with it: its partner is found by click ID (`partners.clicks`).
+        landing: String::new(),
+        cross_device: false,
+    })
+}
+
+/// `POST /v1/conversions?site=…`: an order reported by the merchant's server.
+pub async fn post_conversion(
+    State(s): State<AppState>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, AppError> {
+    let received = (s.clock)();
+    let q = query(q)?;
+    let site = site_of(&s, &q, &headers)?;
+    let mut v = object(&s, &headers, body, MAX_BODY, &["order", "at", "cookie", "click"]).await?;
+    let at = time(&v, "at", None)?;
+    let order = match v.get_mut("order") {
+        Some(o) => wire::read_order(o).map_err(|e| AppError::bad(e.field, e.reason))?,
+        None => return Err(AppError::bad("order", "is required")),
+    };
+    let mut visitor = None;
+    let mut clicks = Vec::new();
+    match v.get("cookie") {
+        None | Some(Json::Null) => {}
+        Some(Json::Str(c)) => {
+            let r = record::decode(c).ok_or(AppError::bad(
+                "cookie",
+                "is not a _utt record (pass the cookie's value exactly as the Cookie header has it)",
+            ))?;
+            visitor = Some(r.visitor);
+            clicks.extend(r.clicks.into_iter().map(|c| Touch {
+                param: c.param,
+                network: c.network,
+                value: c.value,
+                at: c.at,
+                // The cookie keeps the landing's UTM context, not its other parameters.
+                landing: crate::store::derived::utm_query(&c.utm),
+                path: c.path,
+                cross_device: false,
+            }));
+        }
+        Some(_) => return Err(AppError::bad("cookie", "must be a string")),
+    }
+    if let Some(c) = v.get("click").filter(|c| **c != Json::Null) {
+        clicks.push(stored_click(c, at)?);
+    }
+    let conversion = StoredConversion {
+        site: site.id.clone(),
+        event_id: String::new(),
+        order_id: order.order_id.clone(),
+        at,
+        visitor,
+        amount: order.amount.as_ref().map(|a| a.text.clone()),
+        currency: order.currency.clone(),
+        discount: order.discount.as_ref().map(|a| a.text.clone()),
+        promo_code: order.promo_code.clone(),
+        customer_status: order.customer_status.map(|c| match c {
+            CustomerStatus::New => "new".to_string(),
+            CustomerStatus::Returning => "returning".to_string(),
+        }),
+        items: crate::store::items_json(&order),
+        custom: order.custom.as_ref().map(|c| c.to_text()),
+    };
+    let confirmed = ServerOrder {
+        conversion,
+        received,
+        clicks,
+    };
+    let store = s.store.clone();
+    let status = tokio::task::spawn_blocking(move || store.confirm(&confirmed))
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))??;
+    s.metrics.event("server_conversion", status);
+    Ok(outcome(order.order_id, status))
+}
+
+/// The event endpoint's answer for one item.
+fn outcome(id: String, status: Status) -> Response {
+    let body = wire::write_outcomes(&[Outcome {
+        id: Some(id),
+        status,
+        reason: None,
+    }]);
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// `POST /v1/conversions/{orderId}/adjustments?site=…`: a refund or a corrected amount.
+pub async fn post_adjustment(
+    State(s): State<AppState>,
+    order_id: Result<Path<String>, PathRejection>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, AppError> {
+    let received = (s.clock)();
+    let Path(order_id) = order_id.map_err(|_| AppError::bad("orderId", "must be URL-encoded UTF-8"))?;
+    let q = query(q)?;
+    let site = site_of(&s, &q, &headers)?;
+    let allowed = ["adjustmentId", "type", "amount", "reason", "at"];
+    let v = object(&s, &headers, body, MAX_ADJUSTMENT_BODY, &allowed).await?;
+    let adjustment_id = text(&v, "adjustmentId", 128)?.ok_or(AppError::bad("adjustmentId", "is required"))?;
+    let kind = match v.get("type") {
+        Some(Json::Str(t)) => AdjustmentKind::parse(t),
+        _ => None,
+    }
+    .ok_or(AppError::bad("type", "must be refund or correction"))?;
+    let amount = match v.get("amount") {
+        None | Some(Json::Null) => None,
+        Some(a) => Some(
+            wire::Decimal::from_json(a, "amount")
+                .map_err(|e| AppError::bad(e.field, e.reason))?
+                .text,
+        ),
+    };
+    if kind == AdjustmentKind::Correction && amount.is_none() {
+        return Err(AppError::bad(
+            "amount",
+            "is required for a correction (the order's new amount)",
+        ));
+    }
+    let reason = text(&v, "reason", 512)?.ok_or(AppError::bad("reason", "is required"))?;
+    let at = time(&v, "at", Some(received))?;
+    if order_id.is_empty() || order_id.len() > 128 || order_id.chars().any(char::is_control) {
+        return Err(AppError::bad(
+            "orderId",
+            "must be 1 to 128 bytes without control characters",
+        ));
+    }
+    let a = Adjustment {
+        site: site.id.clone(),
+        order_id,
+        adjustment_id: adjustment_id.clone(),
+        kind,
+        amount,
+        reason,
+        at,
+        received,
+    };
+    let store = s.store.clone();
+    let done = tokio::task::spawn_blocking(move || store.adjust(&a))
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))??;
+    let status = match done {
+        Adjusted::Accepted => Status::Accepted,
+        Adjusted::Duplicate => Status::Duplicate,
+        Adjusted::UnknownOrder => return Err(AppError::NotFound("order", "orderId")),
+    };
+    s.metrics.event("adjustment", status);
+    Ok(outcome(adjustment_id, status))
+}
+
+/// One conversion of the read API: the browser's, the server's, or both merged.
+pub struct Merged {
+    /// The conversion as shown: the server's order when it confirmed it (with the browser's
+    /// event ID and visitor when there is a browser conversion), else the browser's.
+    pub shown: StoredConversion,
+    /// Whether the merchant's server confirmed it.
+    pub confirmed: bool,
+    /// The browser's amount, when both the browser and the server reported the order.
+    pub browser_amount: Option<String>,
+    /// Whether the browser reported it.
+    pub from_browser: bool,
+    /// The clicks the server passed (credited like the visitor's own).
+    pub clicks: Vec<Touch>,
+}
+
+/// The site's conversions at or after `since`, oldest first, at most `limit`: browser
+/// conversions (each with its server confirmation, if any) and confirmations the browser never
+/// reported, each order once.
+pub fn merged(store: &dyn Store, site: &str, since: u64, limit: usize) -> Result<Vec<Merged>, AppError> {
+    let mut out = Vec::new();
+    for c in store.conversions(site, since, limit)? {
+        let m = match store.server_order(site, &c.order_id)? {
+            Some(o) => Merged {
+                browser_amount: c.amount.clone(),
+                shown: StoredConversion {
+                    event_id: c.event_id,
+                    at: c.at,
+                    visitor: c.visitor.or(o.conversion.visitor.clone()),
+                    ..o.conversion
+                },
+                confirmed: true,
+                from_browser: true,
+                clicks: o.clicks,
+            },
+            None => Merged {
+                shown: c,
+                confirmed: false,
+                browser_amount: None,
+                from_browser: true,
+                clicks: Vec::new(),
+            },
+        };
+        out.push(m);
+    }
+    for o in store.server_only_orders(site, since, limit)? {
+        out.push(Merged {
+            shown: o.conversion,
+            confirmed: true,
+            browser_amount: None,
+            from_browser: false,
+            clicks: o.clicks,
+        });
+    }
+    out.sort_by(|a, b| (a.shown.at, &a.shown.order_id).cmp(&(b.shown.at, &b.shown.order_id)));
+    out.truncate(limit);
+    Ok(out)
+}
+
+/// One adjustment as the read API shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdjustmentOut {
+    adjustment_id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    amount: Option<String>,
+    reason: String,
+    at: u64,
+    /// What it changed the net amount by (negative for a refund).
+    change: String,
+}
+
+/// A conversion's money: gross (its amount), the adjustments in order, their total, and net.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Settlement {
+    /// Whether the merchant's server confirmed the order.
+    pub confirmed: bool,
+    /// The browser's amount, when the server confirmed an order the browser reported too.
+    pub browser_amount: Option<String>,
+    /// The amount before adjustments (the server's when confirmed).
+    pub gross: Option<String>,
+    /// The adjustments, by time.
+    pub adjustments: Vec<AdjustmentOut>,
+    /// What they changed in all (`0` without any).
+    pub adjustment_total: Option<String>,
+    /// Gross plus adjustments.
+    pub net: Option<String>,
+}
+
+/// Applies an order's adjustments in order to its gross amount: a refund takes its amount off
+/// (all that is left without one), a correction makes the amount what it says.
+pub fn settle(m: &Merged, adjustments: Vec<Adjustment>) -> Settlement {
+    let gross = m.shown.amount.as_deref().and_then(Money::parse);
+    let start = gross.unwrap_or(Money::ZERO);
+    let mut net = start;
+    let mut list = Vec::with_capacity(adjustments.len());
+    for a in adjustments {
+        let amount = a.amount.as_deref().and_then(Money::parse);
+        let after = match (a.kind, amount) {
+            (AdjustmentKind::Refund, Some(x)) => net.minus(x),
+            (AdjustmentKind::Refund, None) => net.minus(net),
+            (AdjustmentKind::Correction, Some(x)) => x.plus(net.minus(net)),
+            (AdjustmentKind::Correction, None) => net,
+        };
+        list.push(AdjustmentOut {
+            adjustment_id: a.adjustment_id,
+            kind: a.kind.as_str(),
+            amount: a.amount,
+            reason: a.reason,
+            at: a.at,
+            change: after.minus(net).text(),
+        });
+        net = after;
+    }
+    let any = gross.is_some() || !list.is_empty();
+    Settlement {
+        confirmed: m.confirmed,
+        browser_amount: m.browser_amount.clone(),
+        gross: m.shown.amount.clone(),
+        adjustment_total: any.then(|| net.minus(start).text()),
+        net: any.then(|| net.text()),
+        adjustments: list,
+    }
+}
+
+/// Per credited click or partner and currency: conversions, gross, adjustments and net.
+#[derive(Default)]
+pub struct Totals {
+    rows: Vec<(serde_json::Value, u64, Money, Money, Money)>,
+}
+
+impl Totals {
+    /// Counts one conversion under its credit (`key`: the credit's identifying fields and the
+    /// currency).
+    pub fn add(&mut self, key: serde_json::Value, s: &Settlement) {
+        let m = |t: &Option<String>| t.as_deref().and_then(Money::parse).unwrap_or(Money::ZERO);
+        let (gross, adj, net) = (m(&s.gross), m(&s.adjustment_total), m(&s.net));
+        match self.rows.iter_mut().find(|r| r.0 == key) {
+            Some(r) => {
+                r.1 += 1;
+                r.2 = r.2.plus(gross);
+                r.3 = r.3.plus(adj);
+                r.4 = r.4.plus(net);
+            }
+            None => self.rows.push((key, 1, gross, adj, net)),
+        }
+    }
+
+    /// The rows as the read API shows them, in the order the credits first appeared.
+    pub fn json(self) -> Vec<serde_json::Value> {
+        self.rows
+            .into_iter()
+            .map(|(mut key, n, gross, adj, net)| {
+                key["conversions"] = n.into();
+                key["gross"] = gross.text().into();
+                key["adjustments"] = adj.text().into();
+                key["net"] = net.text().into();
+                key
+            })
+            .collect()
+    }
+}
