@@ -76,12 +76,21 @@ export async function launchChromium(options = {}) {
     env: { ...env, TMPDIR: browserTmp },
     args: [...CHROMIUM_ARGS, ...args],
   });
+  // Open until its close() has returned: Playwright removes the browser's profile folder itself
+  // after the process ends, and removing the whole folder during that failed with ENOTEMPTY.
   launched.add(browser);
-  browser.on('disconnected', () => launched.delete(browser));
+  const close = browser.close.bind(browser);
+  browser.close = async (...args) => {
+    try {
+      return await close(...args);
+    } finally {
+      launched.delete(browser);
+    }
+  };
   return browser;
 }
 
-/** The browsers this process launched that are still open: their profiles are not removed under them. */
+/** The browsers this process launched and has not closed: their folders are not removed under them. */
 const launched = new Set();
 
 /**

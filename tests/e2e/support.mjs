@@ -190,16 +190,19 @@ export async function startWorld({ sameOrigin = false, config, routes, chromium 
     dist: collector.dist,
     api: readApi(collector.url),
     async stop() {
-      // The collector is stopped (and checked) whatever happened to the browser: a child left
-      // running would keep the test process alive.
+      // The shop and the collector are stopped (and checked) whatever happened to the browser.
       try {
         if (browser) {
           await browser.close().catch(() => {});
           await cleanChromiumProfiles();
         }
-        await shop?.close();
       } finally {
-        await collector.stop();
+        // A server left open would keep the test process alive, so both close in any case.
+        try {
+          await shop?.close();
+        } finally {
+          await collector.stop();
+        }
       }
     },
   };
