@@ -28,7 +28,8 @@ const BROWSERS: &[(&str, &[&str])] = &[
 ];
 
 /// Says up front, on a machine where this is the first run, what will be installed and built and
-/// roughly how long it takes (measured on a fresh 2-core machine), so nobody waits in silence.
+/// roughly how long it takes (rough estimates for a 2-core machine, not measured on a fresh one), so
+/// nobody waits in silence.
 pub fn first_run_notice(command: &str) {
     let root = root();
     let mut work: Vec<(&str, u64)> = Vec::new();
