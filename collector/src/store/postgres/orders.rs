@@ -5,34 +5,26 @@
 use tokio_postgres::Row;
 use utt::core::wire::Status;
 
+use super::read::conversion_row;
 use super::write::int;
 use super::{pg, Client};
-use crate::store::{Adjusted, Adjustment, AdjustmentKind, OrdersExport, ServerOrder, StoreError, StoredConversion};
+use crate::store::{Adjusted, Adjustment, AdjustmentKind, OrdersExport, ServerOrder, StoreError};
 
 const ORDER_COLUMNS: &str = "site, order_id, at, received, visitor, amount, currency, discount, promo_code, \
      customer_status, items, custom, clicks";
 
+/// What a read of `server_orders` selects: a stored conversion's columns in `conversion_row`'s
+/// order (a confirmation has no event ID), then `received` and `clicks`.
+const ORDER_SELECT: &str = "site, '' AS event_id, order_id, at, visitor, amount, currency, discount, \
+     promo_code, customer_status, items, custom, received, clicks";
+
 const ADJUSTMENT_COLUMNS: &str = "site, adjustment_id, order_id, kind, amount, reason, at, received";
 
 fn order_row(r: &Row) -> Result<ServerOrder, StoreError> {
-    let conversion = StoredConversion {
-        site: r.get(0),
-        event_id: String::new(),
-        order_id: r.get(1),
-        at: r.get::<_, i64>(2) as u64,
-        visitor: r.get(4),
-        amount: r.get(5),
-        currency: r.get(6),
-        discount: r.get(7),
-        promo_code: r.get(8),
-        customer_status: r.get(9),
-        items: r.get(10),
-        custom: r.get(11),
-    };
     Ok(ServerOrder {
-        conversion,
-        received: r.get::<_, i64>(3) as u64,
-        clicks: ServerOrder::clicks_from(r.get(12))?,
+        conversion: conversion_row(r),
+        received: r.get::<_, i64>(12) as u64,
+        clicks: ServerOrder::clicks_from(r.get(13))?,
     })
 }
 
@@ -82,7 +74,7 @@ pub async fn confirm(c: &Client, o: &ServerOrder) -> Result<Status, StoreError> 
 pub async fn server_order(c: &Client, site: &str, order_id: &str) -> Result<Option<ServerOrder>, StoreError> {
     let row = c
         .query_opt(
-            &format!("SELECT {ORDER_COLUMNS} FROM server_orders WHERE site = $1 AND order_id = $2"),
+            &format!("SELECT {ORDER_SELECT} FROM server_orders WHERE site = $1 AND order_id = $2"),
             &[&site, &order_id],
         )
         .await
@@ -94,7 +86,7 @@ pub async fn server_only(c: &Client, site: &str, since: u64, limit: usize) -> Re
     let rows = c
         .query(
             &format!(
-                "SELECT {ORDER_COLUMNS} FROM server_orders s WHERE site = $1 AND at >= $2 AND NOT EXISTS \
+                "SELECT {ORDER_SELECT} FROM server_orders s WHERE site = $1 AND at >= $2 AND NOT EXISTS \
                  (SELECT 1 FROM conversions c WHERE c.site = s.site AND c.order_id = s.order_id) \
                  ORDER BY at, order_id LIMIT $3"
             ),
@@ -163,7 +155,7 @@ pub async fn adjustments(c: &Client, site: &str, order_id: &str) -> Result<Vec<A
 pub async fn all(c: &Client) -> Result<OrdersExport, StoreError> {
     let orders = c
         .query(
-            &format!("SELECT {ORDER_COLUMNS} FROM server_orders ORDER BY site, at, order_id"),
+            &format!("SELECT {ORDER_SELECT} FROM server_orders ORDER BY site, at, order_id"),
             &[],
         )
         .await

@@ -15,7 +15,7 @@ const CONVERSION_COLUMNS: &str = "c.site, c.event_id, c.order_id, c.at, c.visito
 /// The most page paths the click API answers with: the most recently viewed.
 const PAGES_SHOWN: i64 = 100;
 
-fn conversion_row(r: &Row) -> StoredConversion {
+pub(super) fn conversion_row(r: &Row) -> StoredConversion {
     StoredConversion {
         site: r.get(0),
         event_id: r.get(1),

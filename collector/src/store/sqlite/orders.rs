@@ -7,38 +7,28 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use utt::core::wire::Status;
 
+use super::read::conversion_row;
 use super::schema::open;
 use super::{err, int, SqliteStore};
-use crate::store::{
-    Adjusted, Adjustment, AdjustmentKind, OrdersExport, ServerOrder, Store, StoreError, StoredConversion,
-};
+use crate::store::{Adjusted, Adjustment, AdjustmentKind, OrdersExport, ServerOrder, Store, StoreError};
 
 const ORDER_COLUMNS: &str = "site, order_id, at, received, visitor, amount, currency, discount, promo_code, \
      customer_status, items, custom, clicks";
 
+/// What a read of `server_orders` selects: a stored conversion's columns in `conversion_row`'s
+/// order (a confirmation has no event ID), then `received` and `clicks`.
+const ORDER_SELECT: &str = "site, '' AS event_id, order_id, at, visitor, amount, currency, discount, \
+     promo_code, customer_status, items, custom, received, clicks";
+
 const ADJUSTMENT_COLUMNS: &str = "site, adjustment_id, order_id, kind, amount, reason, at, received";
 
 fn order_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(ServerOrder, String)> {
-    let conversion = StoredConversion {
-        site: r.get(0)?,
-        event_id: String::new(),
-        order_id: r.get(1)?,
-        at: r.get::<_, i64>(2)? as u64,
-        visitor: r.get(4)?,
-        amount: r.get(5)?,
-        currency: r.get(6)?,
-        discount: r.get(7)?,
-        promo_code: r.get(8)?,
-        customer_status: r.get(9)?,
-        items: r.get(10)?,
-        custom: r.get(11)?,
-    };
     let order = ServerOrder {
-        conversion,
-        received: r.get::<_, i64>(3)? as u64,
+        conversion: conversion_row(r)?,
+        received: r.get::<_, i64>(12)? as u64,
         clicks: Vec::new(),
     };
-    Ok((order, r.get(12)?))
+    Ok((order, r.get(13)?))
 }
 
 fn with_clicks((mut o, clicks): (ServerOrder, String)) -> Result<ServerOrder, StoreError> {
@@ -103,7 +93,7 @@ impl SqliteStore {
     pub(super) fn server_order_of(&self, site: &str, order_id: &str) -> Result<Option<ServerOrder>, StoreError> {
         let row = self.read(|c| {
             c.prepare_cached(&format!(
-                "SELECT {ORDER_COLUMNS} FROM server_orders WHERE site = ?1 AND order_id = ?2"
+                "SELECT {ORDER_SELECT} FROM server_orders WHERE site = ?1 AND order_id = ?2"
             ))?
             .query_row(params![site, order_id], order_row)
             .optional()
@@ -114,7 +104,7 @@ impl SqliteStore {
     pub(super) fn server_only(&self, site: &str, since: u64, limit: usize) -> Result<Vec<ServerOrder>, StoreError> {
         let rows = self.read(|c| {
             let mut st = c.prepare_cached(&format!(
-                "SELECT {ORDER_COLUMNS} FROM server_orders s WHERE site = ?1 AND at >= ?2 AND NOT EXISTS \
+                "SELECT {ORDER_SELECT} FROM server_orders s WHERE site = ?1 AND at >= ?2 AND NOT EXISTS \
                  (SELECT 1 FROM conversions c WHERE c.site = s.site AND c.order_id = s.order_id) \
                  ORDER BY at, order_id LIMIT ?3"
             ))?;
@@ -197,7 +187,7 @@ fn read_all(c: &Connection) -> rusqlite::Result<Result<OrdersExport, StoreError>
     }
     let orders = c
         .prepare(&format!(
-            "SELECT {ORDER_COLUMNS} FROM server_orders ORDER BY site, at, order_id"
+            "SELECT {ORDER_SELECT} FROM server_orders ORDER BY site, at, order_id"
         ))?
         .query_map([], order_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
