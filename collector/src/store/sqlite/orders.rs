@@ -4,13 +4,13 @@
 
 use std::path::Path;
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension};
 use utt::core::wire::Status;
 
 use super::read::conversion_row;
 use super::schema::open;
 use super::{err, int, SqliteStore};
-use crate::store::{Adjusted, Adjustment, AdjustmentKind, OrdersExport, ServerOrder, Store, StoreError};
+use crate::store::{Adjusted, Adjustment, AdjustmentKind, OrdersExport, ServerOrder, StoreError};
 
 const ORDER_COLUMNS: &str = "site, order_id, at, received, visitor, amount, currency, discount, promo_code, \
      customer_status, items, custom, clicks";
@@ -52,15 +52,9 @@ fn adjustment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Adjustment> {
 
 impl SqliteStore {
     pub(super) fn confirm_order(&self, o: &ServerOrder) -> Result<Status, StoreError> {
-        self.check()?;
-        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = w
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
         let c = &o.conversion;
-        let fresh = tx
-            .execute(
+        let fresh = self.write_one(|tx| {
+            tx.execute(
                 &format!(
                     "INSERT INTO server_orders ({ORDER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
                      ON CONFLICT (site, order_id) DO NOTHING"
@@ -81,8 +75,7 @@ impl SqliteStore {
                     o.clicks_json(),
                 ],
             )
-            .map_err(err)?;
-        tx.commit().map_err(err)?;
+        })?;
         Ok(if fresh == 1 {
             Status::Accepted
         } else {
@@ -115,25 +108,17 @@ impl SqliteStore {
     }
 
     pub(super) fn adjust_order(&self, a: &Adjustment) -> Result<Adjusted, StoreError> {
-        self.check()?;
-        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = w
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
-        let known: bool = tx
-            .query_row(
+        self.write_one(|tx| {
+            let known: bool = tx.query_row(
                 "SELECT EXISTS (SELECT 1 FROM conversions WHERE site = ?1 AND order_id = ?2) \
                  OR EXISTS (SELECT 1 FROM server_orders WHERE site = ?1 AND order_id = ?2)",
                 params![a.site, a.order_id],
                 |r| r.get(0),
-            )
-            .map_err(err)?;
-        if !known {
-            return Ok(Adjusted::UnknownOrder);
-        }
-        let fresh = tx
-            .execute(
+            )?;
+            if !known {
+                return Ok(Adjusted::UnknownOrder);
+            }
+            let fresh = tx.execute(
                 &format!(
                     "INSERT INTO adjustments ({ADJUSTMENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
                      ON CONFLICT (site, adjustment_id) DO NOTHING"
@@ -148,13 +133,12 @@ impl SqliteStore {
                     int(a.at),
                     int(a.received)
                 ],
-            )
-            .map_err(err)?;
-        tx.commit().map_err(err)?;
-        Ok(if fresh == 1 {
-            Adjusted::Accepted
-        } else {
-            Adjusted::Duplicate
+            )?;
+            Ok(if fresh == 1 {
+                Adjusted::Accepted
+            } else {
+                Adjusted::Duplicate
+            })
         })
     }
 

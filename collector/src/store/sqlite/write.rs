@@ -206,17 +206,30 @@ impl SqliteStore {
     }
 
     pub(super) fn probe_commit(&self) -> Result<(), StoreError> {
+        self.write_one(|tx| {
+            tx.execute(
+                "INSERT INTO health (id, probes) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET probes = probes + 1",
+                [],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Runs `f` in one IMMEDIATE transaction of the writing connection (`synchronous=FULL`) and
+    /// commits it: a small write outside the writer's groups (a probe, a confirmation, an
+    /// adjustment), durable when this returns.
+    pub(super) fn write_one<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
         self.check()?;
         let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let tx = w
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
-        tx.execute(
-            "INSERT INTO health (id, probes) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET probes = probes + 1",
-            [],
-        )
-        .map_err(err)?;
-        tx.commit().map_err(err)
+        let out = f(&tx).map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(out)
     }
 }
