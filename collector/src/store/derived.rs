@@ -76,8 +76,10 @@ impl Derived {
         let mut d = Derived::default();
         let mut touch_at: Rows<(&str, &str, &str, u64)> = Rows::default();
         let mut page_at: Rows<(&str, &str)> = Rows::default();
-        // Per touch: whether its landing is the query of an event's URL (else its UTM context).
+        // Per touch: whether its landing is the query of an event's URL, and else the UTM context
+        // of its first sighting, written out once at the end (most touches land on a URL).
         let mut from_url: Vec<bool> = Vec::new();
+        let mut utm: Vec<&'a [(String, String)]> = Vec::new();
         for e in events {
             if let Some(visitor) = e.visitor.as_deref() {
                 for c in &e.clicks {
@@ -97,11 +99,12 @@ impl Derived {
                                 click_at: c.at,
                                 network: c.network.clone(),
                                 path: c.path.clone(),
-                                landing: utm_query(&c.utm),
+                                landing: String::new(),
                                 first: e.at,
                                 last: e.at,
                             });
                             from_url.push(false);
+                            utm.push(&c.utm);
                             d.touches.len() - 1
                         }
                     };
@@ -158,6 +161,11 @@ impl Derived {
                 }
             }
         }
+        for ((t, from_url), utm) in d.touches.iter_mut().zip(from_url).zip(utm) {
+            if !from_url {
+                t.landing = utm_query(utm);
+            }
+        }
         d
     }
 }
@@ -166,6 +174,10 @@ impl Derived {
 /// with `value`: the landing page view of that click.
 fn landing_query(url: &str, param: &str, value: &str) -> Option<String> {
     use utt::core::url::{decode_component, query_pairs};
+    // Most events are later pages of the journey, without a query string to look through.
+    if !url.contains('?') {
+        return None;
+    }
     let found = query_pairs(url).into_iter().any(|(k, v)| {
         decode_component(k).is_ok_and(|k| k.eq_ignore_ascii_case(param))
             && decode_component(v).is_ok_and(|v| v == value)
