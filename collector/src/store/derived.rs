@@ -631,6 +631,52 @@ mod tests {
         assert!(Derived::decode(&text).is_err());
     }
 
+    /// A pending-log section written by a collector from before bot filtering (its mark says
+    /// landings, no class) still reads: its touches are human. An unknown class byte is refused.
+    #[test]
+    fn pending_rows_from_before_bot_filtering_read_as_human() {
+        let mut old = LANDING_MARK.to_vec();
+        put_text(&mut old, "demo");
+        for n in [1, 0, 0] {
+            put_u64(&mut old, n);
+        }
+        for v in [
+            "visitor",
+            "irclickid",
+            "Xy12abc",
+            "impact",
+            "/landing",
+            "utm_source=partner",
+        ] {
+            put_text(&mut old, v);
+        }
+        for n in [10, 11, 12] {
+            put_u64(&mut old, n);
+        }
+        let read = Derived::decode(&old).unwrap();
+        let t = &read[0].1.touches[0];
+        assert_eq!(
+            (t.value.as_str(), t.landing.as_str(), t.last, t.traffic),
+            ("Xy12abc", "utm_source=partner", 12, Traffic::Human)
+        );
+        // The same touch in today's format carries its class; a class byte past automation is refused.
+        let mut new = Vec::new();
+        Derived {
+            touches: vec![TouchRow {
+                traffic: Traffic::Automation,
+                ..t.clone()
+            }],
+            ..Derived::default()
+        }
+        .encode("demo", &mut new);
+        assert_eq!(
+            Derived::decode(&new).unwrap()[0].1.touches[0].traffic,
+            Traffic::Automation
+        );
+        *new.last_mut().unwrap() = 3;
+        assert!(Derived::decode(&new).is_err());
+    }
+
     /// Merging many batches' rows leaves what writing them one after another does (the store's
     /// upserts, modelled here by key): the first network and path, the earliest and latest
     /// sightings, views added up, the first sighting of an identity; and the rows in key order.
