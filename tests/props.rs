@@ -1075,7 +1075,7 @@ fn wire_check(text: &str) -> Result<usize, TestCaseError> {
                 accepted += 1;
                 let mut canonical = String::new();
                 wire::write_event(&mut canonical, &ev);
-                let body = wire::write_batch("site", None, 1, &[&canonical]);
+                let body = wire::write_batch("site", None, 1, false, &[&canonical]);
                 let again = wire::read_batch(&body).map_err(|e| TestCaseError::fail(format!("{e:?}: {body}")))?;
                 let back = again.events.into_iter().next().expect("one event");
                 let back = back.map_err(|(_, r)| TestCaseError::fail(format!("{r}: {canonical}")))?;
@@ -1164,7 +1164,7 @@ proptest! {
     fn wire_built_events_round_trip(e in built_event()) {
         let mut text = String::new();
         wire::write_event(&mut text, &e);
-        let body = wire::write_batch("site", None, 1, &[&text]);
+        let body = wire::write_batch("site", None, 1, false, &[&text]);
         let refused = url::refused_param(&e.url, &[]).is_some() || url::refused_param(&e.referrer, &[]).is_some();
         let b = wire::read_batch(&body).map_err(|err| TestCaseError::fail(format!("{err:?}: {body}")))?;
         match b.events.into_iter().next().expect("one event") {

@@ -169,7 +169,7 @@ fn batch_text(events: &[&Event]) -> String {
         })
         .collect();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    wire::write_batch("demo", None, 1764150100000, &refs)
+    wire::write_batch("demo", None, 1764150100000, false, &refs)
 }
 
 fn check_golden(name: &str, text: &str) {
@@ -225,6 +225,14 @@ fn envelope_errors_refuse_the_whole_batch() {
         ("{\"v\":1,\"site\":\"demo\",\"events\":[{}]}", "sentAt"),
         ("{\"v\":1,\"site\":\"demo\",\"sentAt\":1,\"events\":[]}", "events"),
         ("{\"v\":1,\"site\":\"demo\",\"sentAt\":1,\"events\":{}}", "events"),
+        (
+            "{\"v\":1,\"site\":\"demo\",\"sentAt\":1,\"webdriver\":\"yes\",\"events\":[{}]}",
+            "webdriver",
+        ),
+        (
+            "{\"v\":1,\"site\":\"demo\",\"sentAt\":1,\"webdriver\":1,\"events\":[{}]}",
+            "webdriver",
+        ),
     ];
     for (text, field) in cases {
         assert_eq!(wire::read_batch(text).unwrap_err().field, field, "{text}");
@@ -234,6 +242,26 @@ fn envelope_errors_refuse_the_whole_batch() {
         "{},".repeat(wire::limits::MAX_EVENTS)
     );
     assert_eq!(wire::read_batch(&too_many).unwrap_err().field, "events");
+}
+
+/// A browser driven by automation (`navigator.webdriver`) says so once per batch: `"webdriver":true`
+/// after `sentAt`, pinned by its fixture. Without the member (every other fixture, and any tag
+/// from before it) or with `false` or `null`, the batch is not flagged by it.
+#[test]
+fn the_webdriver_flag_is_written_once_per_batch_and_read_back() {
+    let (_, event) = events().remove(0);
+    let mut body = String::new();
+    wire::write_event(&mut body, &event);
+    let text = wire::write_batch("demo", None, 1764150100000, true, &[&body]);
+    check_golden("batch-webdriver", &text);
+    assert!(wire::read_batch(&text).unwrap().webdriver);
+    let plain = batch_text(&[&event]);
+    assert!(!plain.contains("webdriver"));
+    assert!(!wire::read_batch(&plain).unwrap().webdriver);
+    for member in ["false", "null"] {
+        let t = text.replace("\"webdriver\":true", &format!("\"webdriver\":{member}"));
+        assert!(!wire::read_batch(&t).unwrap().webdriver, "{t}");
+    }
 }
 
 /// Takes the conversion fixture's event and changes one member, to see the event refused for

@@ -3,6 +3,7 @@
 //! identify event changes the answer without rewriting anything).
 
 use crate::store::Touch;
+use crate::traffic::Exclude;
 
 /// How the credited click is chosen among the candidates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,11 +57,22 @@ pub struct Attribution {
 /// Attributes a conversion at `at` (ms). Candidates are the touches at or before `at` and no
 /// older than `window_ms`; the same click seen twice (e.g. on two linked devices) counts once,
 /// preferring the converting visitor's own record. `promo` is the code and its partner, if the
-/// code maps to one.
-pub fn attribute(at: u64, window_ms: u64, model: Model, touches: &[Touch], promo: Option<(&str, &str)>) -> Attribution {
+/// code maps to one. A touch whose traffic class is in `exclude` (a bot's or an automated
+/// browser's click) is no candidate: it earns no credit and is not listed.
+pub fn attribute(
+    at: u64,
+    window_ms: u64,
+    model: Model,
+    touches: &[Touch],
+    promo: Option<(&str, &str)>,
+    exclude: Exclude,
+) -> Attribution {
     let from = at.saturating_sub(window_ms);
     let mut candidates: Vec<Touch> = Vec::new();
-    for t in touches.iter().filter(|t| t.at <= at && t.at >= from) {
+    for t in touches
+        .iter()
+        .filter(|t| t.at <= at && t.at >= from && !exclude.contains(t.traffic))
+    {
         let same = |c: &Touch| c.param == t.param && c.value == t.value && c.at == t.at;
         match candidates.iter_mut().find(|c| same(c)) {
             Some(c) => c.cross_device &= t.cross_device,
@@ -103,12 +115,13 @@ mod tests {
             path: "/".into(),
             landing: String::new(),
             cross_device,
+            traffic: crate::traffic::Traffic::Human,
         }
     }
 
     /// Renders the outcome compactly: credit, then the touchpoint values.
     fn check(model: Model, touches: &[Touch], promo: Option<(&str, &str)>, want: &str) {
-        let a = attribute(CONV, WINDOW, model, touches, promo);
+        let a = attribute(CONV, WINDOW, model, touches, promo, Exclude::FLAGGED);
         let credit = match &a.credit {
             Some(Credit::Click(m, t)) => {
                 format!("{}:{}{}", m.as_str(), t.value, if t.cross_device { "(x)" } else { "" })
@@ -230,6 +243,38 @@ mod tests {
         for (model, touches, promo, want) in cases {
             check(model, &touches, promo, want);
         }
+    }
+
+    /// A bot's or an automated browser's click earns no credit while its class is excluded: the
+    /// human click before it keeps the credit, or the promo code's partner takes it; with
+    /// nothing excluded (`&traffic=all`) it is a click like any other.
+    #[test]
+    fn flagged_touches_earn_no_credit() {
+        use crate::traffic::Traffic;
+        let flagged = |value: &str, at: u64, traffic: Traffic| Touch {
+            traffic,
+            ..touch("impact", value, at, false)
+        };
+        let human = touch("impact", "H", CONV - 2 * DAY, false);
+        let bot = flagged("B", CONV - DAY, Traffic::Bot);
+        let auto = flagged("A", CONV - DAY / 2, Traffic::Automation);
+        let all = [human.clone(), bot.clone(), auto.clone()];
+        check(Model::LastClick, &all, None, "last_click:H [H]");
+        check(Model::FirstClick, &[bot.clone(), human], None, "first_click:H [H]");
+        check(
+            Model::LastClick,
+            &[bot.clone(), auto.clone()],
+            Some(("SPRING", "anna")),
+            "promo_code:anna []",
+        );
+        check(Model::LastClick, &[bot.clone(), auto.clone()], None, "none []");
+        let a = attribute(CONV, WINDOW, Model::LastClick, &all, None, Exclude::NONE);
+        assert!(matches!(&a.credit, Some(Credit::Click(_, t)) if t.value == "A" && t.traffic == Traffic::Automation));
+        assert_eq!(a.touchpoints.len(), 3);
+        // A site that counts automation (`exclude = ["bot"]`).
+        let a = attribute(CONV, WINDOW, Model::LastClick, &all, None, Exclude::of(&[Traffic::Bot]));
+        assert!(matches!(&a.credit, Some(Credit::Click(_, t)) if t.value == "A"));
+        assert_eq!(a.touchpoints.len(), 2);
     }
 
     #[test]

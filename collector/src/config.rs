@@ -138,6 +138,10 @@ pub struct Site {
     /// (`[sites.partners]`, see docs/collector.md).
     #[serde(default)]
     pub partners: crate::partners::Partners,
+    /// Which traffic classes are stored but excluded from attribution and the read API
+    /// (`[sites.traffic]`, default `exclude = ["bot", "automation"]`; see `crate::traffic`).
+    #[serde(default)]
+    pub traffic: crate::traffic::TrafficConfig,
 }
 
 /// The demo's partners: impact's partner ID parameter, one named affiliate, and the demo
@@ -193,6 +197,11 @@ impl Config {
                     .map(|(c, p)| (c.to_string(), p.to_string()))
                     .collect(),
                 partners: demo_partners(),
+                // The demo and its browser tests run in automated browsers: the demo site
+                // counts automation (a staging site's choice), and keeps bots out.
+                traffic: crate::traffic::TrafficConfig {
+                    exclude: vec![crate::traffic::Traffic::Bot],
+                },
             }],
         }
     }
@@ -232,6 +241,7 @@ impl Config {
                 }
             }
             s.partners.check(&s.id, &s.promo_codes).map_err(ConfigError)?;
+            s.traffic.check(&s.id).map_err(ConfigError)?;
             if let Some(k) = &s.server_key {
                 if k.len() < 16 || !k.bytes().all(|b| b.is_ascii_graphic()) {
                     return Err(ConfigError(format!(

@@ -30,6 +30,7 @@ use crate::partners::Partner;
 use crate::ratelimit::RateLimiter;
 use crate::statics::Files;
 use crate::store::{Store, StoredConversion};
+use crate::traffic::{self, Exclude, Traffic};
 use crate::writer::{WriteError, Writer};
 
 /// The largest batch body accepted.
@@ -303,10 +304,18 @@ async fn ingest(
         }
     }
     if !events.is_empty() {
-        let statuses = s.writer.write(&batch.site, now, events).await.map_err(|e| match e {
-            WriteError::Closed => AppError::Unavailable,
-            WriteError::Store(e) => AppError::from(e),
-        })?;
+        // One browser sent the batch: its user agent and the tag's webdriver flag class it all.
+        let traffic = traffic::classify(header_str(&parts.headers, header::USER_AGENT), batch.webdriver);
+        let statuses = s
+            .writer
+            .write(&batch.site, now, events, traffic)
+            .await
+            .map_err(|e| match e {
+                WriteError::Closed => AppError::Unavailable,
+                WriteError::Store(e) => AppError::from(e),
+            })?;
+        let stored = statuses.iter().filter(|st| **st == Status::Accepted).count() as u64;
+        s.metrics.flagged(traffic, stored);
         for (slot, status) in slots.into_iter().zip(statuses) {
             outcomes[slot].status = status;
         }
@@ -437,6 +446,7 @@ struct ConversionOut {
     attribution: Option<CreditOut>,
     touchpoints: Vec<TouchOut>,
     promo: Option<PromoOut>,
+    traffic: &'static str,
     #[serde(flatten)]
     settlement: Option<crate::s2s::Settlement>,
 }
@@ -486,6 +496,7 @@ struct TouchOut {
     at: u64,
     path: String,
     cross_device: bool,
+    traffic: &'static str,
     #[serde(flatten)]
     partner: PartnerOut,
 }
@@ -500,14 +511,16 @@ fn raw(text: String) -> Result<Box<RawValue>, AppError> {
     RawValue::from_string(text).map_err(|e| AppError::Internal(format!("stored JSON: {e}")))
 }
 
-/// Attributes one stored conversion (blocking: it reads the store).
+/// Attributes one stored conversion (blocking: it reads the store), without the touches whose
+/// traffic class is in `exclude`.
 fn attribute(
     store: &dyn Store,
     site: &Site,
     c: &StoredConversion,
     model: Model,
+    exclude: Exclude,
 ) -> Result<attribution::Attribution, AppError> {
-    attribute_with(store, site, c, model, &[])
+    attribute_with(store, site, c, model, &[], exclude)
 }
 
 /// [`attribute`], with clicks the merchant's server passed for the order as candidates too.
@@ -517,6 +530,7 @@ fn attribute_with(
     c: &StoredConversion,
     model: Model,
     clicks: &[crate::store::Touch],
+    exclude: Exclude,
 ) -> Result<attribution::Attribution, AppError> {
     let mut touches = match &c.visitor {
         Some(v) => store
@@ -529,7 +543,14 @@ fn attribute_with(
         .promo_code
         .as_deref()
         .and_then(|code| site.promo_partner(code).map(|p| (code, p)));
-    Ok(attribution::attribute(c.at, site.window_ms(), model, &touches, promo))
+    Ok(attribution::attribute(
+        c.at,
+        site.window_ms(),
+        model,
+        &touches,
+        promo,
+        exclude,
+    ))
 }
 
 fn conversion_out(site: &Site, c: StoredConversion, a: attribution::Attribution) -> Result<ConversionOut, AppError> {
@@ -576,9 +597,11 @@ fn conversion_out(site: &Site, c: StoredConversion, a: attribution::Attribution)
                 at: t.at,
                 path: t.path,
                 cross_device: t.cross_device,
+                traffic: t.traffic.as_str(),
             })
             .collect(),
         promo: a.promo.map(|(code, partner)| PromoOut { code, partner }),
+        traffic: c.traffic.as_str(),
         settlement: None,
     })
 }
@@ -637,25 +660,42 @@ async fn get_conversions(
             .ok_or(AppError::bad("limit", "must be 1 to 10000"))?,
         None => 1000,
     };
+    // The site's excluded traffic classes are left out unless `traffic=all` asks for everything.
+    let exclude = match q.get("traffic").map(String::as_str) {
+        None => site.traffic.excluded(),
+        Some("all") => Exclude::NONE,
+        Some(_) => {
+            return Err(AppError::bad(
+                "traffic",
+                "must be all (or absent: the site's exclusions apply)",
+            ))
+        }
+    };
     let state = s.clone();
     let site_id = site_id.clone();
     let out = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, AppError> {
         let site = state.config.site(&site_id).ok_or(AppError::NotFound("site", "site"))?;
         let store = state.store.as_ref();
-        let rows = crate::s2s::merged(store, &site_id, since, limit)?;
+        let rows = crate::s2s::merged(store, &site_id, since, limit, exclude)?;
         let mut list = Vec::with_capacity(rows.len());
         let mut totals = crate::s2s::Totals::default();
         for m in rows {
-            let a = attribute_with(store, site, &m.shown, model, &m.clicks)?;
+            let a = attribute_with(store, site, &m.shown, model, &m.clicks, exclude)?;
             let settlement = crate::s2s::settle(&m, store.adjustments(&site_id, &m.shown.order_id)?);
             let mut out = conversion_out(site, m.shown, a)?;
             totals.add(credit_key(&out), &settlement);
             out.settlement = Some(settlement);
             list.push(out);
         }
+        let excluded: Vec<&str> = Traffic::ALL
+            .into_iter()
+            .filter(|t| exclude.contains(*t))
+            .map(Traffic::as_str)
+            .collect();
         serde_json::to_value(serde_json::json!({
             "site": site_id,
             "model": model.as_str(),
+            "excluded": excluded,
             "conversions": list,
             "totals": totals.json(),
         }))
@@ -724,28 +764,44 @@ async fn click_answer(
             return Ok(None);
         };
         let mut credited = Vec::new();
+        // Conversions this click would have earned had the site not excluded the conversion's
+        // or the click's traffic class: stored, but not credited (the partner sees why).
+        let mut flagged = Vec::new();
         for c in store.conversions_near_click(&id, site, 200).map_err(AppError::from)? {
             let Some(conf) = state.config.site(&c.site) else {
                 continue;
             };
-            let a = attribute(store, conf, &c, Model::LastClick)?;
-            if let Some(Credit::Click(_, t)) = &a.credit {
-                if t.value == id {
-                    // Only this click's own facts: the order, never the visitor or other clicks.
-                    let partner = PartnerOut::from(conf.partners.of_click(t));
-                    let mut one = serde_json::json!({
-                        "site": c.site, "at": c.at, "model": "last_click", "crossDevice": t.cross_device,
-                        "partner": partner.partner, "partnerName": partner.partner_name,
-                        "partnerVia": partner.partner_via,
-                    });
-                    if orders {
-                        one["orderId"] = c.order_id.into();
-                        one["amount"] = c.amount.into();
-                        one["currency"] = c.currency.into();
-                    }
-                    credited.push(one);
-                }
+            let exclude = conf.traffic.excluded();
+            let mine = |a: &attribution::Attribution| match &a.credit {
+                Some(Credit::Click(_, t)) if t.value == id => Some(t.clone()),
+                _ => None,
+            };
+            let credit = if exclude.contains(c.traffic) {
+                None
+            } else {
+                mine(&attribute(store, conf, &c, Model::LastClick, exclude)?)
+            };
+            let (t, list) = match credit {
+                Some(t) => (t, &mut credited),
+                None => match mine(&attribute(store, conf, &c, Model::LastClick, Exclude::NONE)?) {
+                    Some(t) if exclude.contains(c.traffic) || exclude.contains(t.traffic) => (t, &mut flagged),
+                    _ => continue,
+                },
+            };
+            // Only this click's own facts: the order, never the visitor or other clicks.
+            let partner = PartnerOut::from(conf.partners.of_click(&t));
+            let mut one = serde_json::json!({
+                "site": c.site, "at": c.at, "model": "last_click", "crossDevice": t.cross_device,
+                "partner": partner.partner, "partnerName": partner.partner_name,
+                "partnerVia": partner.partner_via,
+                "traffic": c.traffic.as_str(), "clickTraffic": t.traffic.as_str(),
+            });
+            if orders {
+                one["orderId"] = c.order_id.into();
+                one["amount"] = c.amount.into();
+                one["currency"] = c.currency.into();
             }
+            list.push(one);
         }
         let page_views: u64 = seen.pages.iter().map(|p| p.views).sum();
         Ok(Some(serde_json::json!({
@@ -761,6 +817,7 @@ async fn click_answer(
             })).collect::<Vec<_>>(),
             "orderDetails": orders,
             "conversions": credited,
+            "flagged": flagged,
         })))
     })
     .await

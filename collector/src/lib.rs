@@ -15,6 +15,7 @@ pub mod s2s;
 pub mod server;
 pub mod statics;
 pub mod store;
+pub mod traffic;
 pub mod writer;
 
 use std::future::Future;

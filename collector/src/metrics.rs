@@ -16,6 +16,7 @@ use prometheus_client::registry::Registry;
 use utt::core::wire::Status;
 
 use crate::store::Store;
+use crate::traffic::Traffic;
 use crate::writer::WriterStats;
 
 pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -53,6 +54,7 @@ pub struct Metrics {
     registry: Registry,
     events: Family<Labels<2>, Counter>,
     answers: Family<Labels<2>, Counter>,
+    flagged: Family<Labels<1>, Counter>,
     latency: Family<Labels<1>, Histogram, fn() -> Histogram>,
 }
 
@@ -71,6 +73,15 @@ impl Metrics {
             "utt_events",
             "Events answered, by event type and outcome.",
             events.clone(),
+        );
+        let flagged = Family::<Labels<1>, Counter>::default();
+        for class in [Traffic::Bot, Traffic::Automation] {
+            drop(flagged.get_or_create(&[("class", class.as_str())]));
+        }
+        registry.register(
+            "utt_flagged_events",
+            "Events stored as bot or automation traffic (kept out of attribution where the site excludes the class), by class.",
+            flagged.clone(),
         );
         let answers = Family::<Labels<2>, Counter>::default();
         registry.register(
@@ -92,6 +103,7 @@ impl Metrics {
             registry,
             events,
             answers,
+            flagged,
             latency,
         }
     }
@@ -110,6 +122,18 @@ impl Metrics {
         self.events
             .get_or_create(&[("type", kind), ("status", status.as_str())])
             .get()
+    }
+
+    /// Counts `n` events stored with a flagged traffic class (a human class is not counted).
+    pub fn flagged(&self, class: Traffic, n: u64) {
+        if class != Traffic::Human && n > 0 {
+            self.flagged.get_or_create(&[("class", class.as_str())]).inc_by(n);
+        }
+    }
+
+    /// The count of events stored with a flagged class.
+    pub fn flagged_count(&self, class: Traffic) -> u64 {
+        self.flagged.get_or_create(&[("class", class.as_str())]).get()
     }
 
     /// Records one answer under its route label (`other` for a route not in [`ROUTES`]):
@@ -208,7 +232,13 @@ mod tests {
         fn append(&self, _: &[&Batch]) -> Result<Vec<Status>, StoreError> {
             Ok(Vec::new())
         }
-        fn conversions(&self, _: &str, _: u64, _: usize) -> Result<Vec<crate::store::StoredConversion>, StoreError> {
+        fn conversions(
+            &self,
+            _: &str,
+            _: u64,
+            _: usize,
+            _: crate::traffic::Exclude,
+        ) -> Result<Vec<crate::store::StoredConversion>, StoreError> {
             Ok(Vec::new())
         }
         fn touches(&self, _: &str, _: &str, _: u64, _: u64) -> Result<Vec<crate::store::Touch>, StoreError> {

@@ -241,6 +241,7 @@ mod tests {
             path: "/".into(),
             landing: landing.into(),
             cross_device: false,
+            traffic: crate::traffic::Traffic::Human,
         }
     }
 

@@ -20,6 +20,7 @@ use crate::error::AppError;
 use crate::http::{check_content_type, key_matches, query, read_body, utf8, AppState, MAX_BODY, MAX_TIMESTAMP};
 use crate::money::Money;
 use crate::store::{Adjusted, Adjustment, AdjustmentKind, ServerOrder, Store, StoredConversion, Touch};
+use crate::traffic::{Exclude, Traffic};
 
 /// The largest adjustment body accepted.
 pub const MAX_ADJUSTMENT_BODY: usize = 8 * 1024;
@@ -138,6 +139,8 @@ fn stored_click(v: &Json, at: u64) -> Result<Touch, AppError> {
         path: String::new(),
         // No landing URL came with it: its partner is found by click ID (`partners.clicks`).
         landing: String::new(),
+        // The merchant's server vouches for the clicks it passes.
+        traffic: Traffic::Human,
         cross_device: false,
     })
 }
@@ -177,6 +180,7 @@ pub async fn post_conversion(
                 landing: crate::store::derived::utm_query(&c.utm),
                 path: c.path,
                 cross_device: false,
+                traffic: Traffic::Human,
             }));
         }
         Some(_) => return Err(AppError::bad("cookie", "must be a string")),
@@ -200,6 +204,7 @@ pub async fn post_conversion(
         }),
         items: crate::store::items_json(&order),
         custom: order.custom.as_ref().map(|c| c.to_text()),
+        traffic: Traffic::Human,
     };
     let confirmed = ServerOrder {
         conversion,
@@ -306,10 +311,18 @@ pub struct Merged {
 
 /// The site's conversions at or after `since`, oldest first, at most `limit`: browser
 /// conversions (each with its server confirmation, if any) and confirmations the browser never
-/// reported, each order once.
-pub fn merged(store: &dyn Store, site: &str, since: u64, limit: usize) -> Result<Vec<Merged>, AppError> {
+/// reported, each order once. A browser conversion whose traffic class is in `exclude` is left
+/// out with its confirmation: the browser's class stands for the order (a test order the
+/// merchant's server also confirmed is still a test order).
+pub fn merged(
+    store: &dyn Store,
+    site: &str,
+    since: u64,
+    limit: usize,
+    exclude: Exclude,
+) -> Result<Vec<Merged>, AppError> {
     let mut out = Vec::new();
-    for c in store.conversions(site, since, limit)? {
+    for c in store.conversions(site, since, limit, exclude)? {
         let m = match store.server_order(site, &c.order_id)? {
             Some(o) => Merged {
                 browser_amount: c.amount.clone(),
@@ -317,6 +330,7 @@ pub fn merged(store: &dyn Store, site: &str, since: u64, limit: usize) -> Result
                     event_id: c.event_id,
                     at: c.at,
                     visitor: c.visitor.or(o.conversion.visitor.clone()),
+                    traffic: c.traffic,
                     ..o.conversion
                 },
                 confirmed: true,

@@ -149,11 +149,17 @@ impl Writer {
 
     /// Stores a site's valid events durably; resolves once they are committed, with one status
     /// per event.
-    pub async fn write(&self, site: &str, received: u64, events: Vec<Event>) -> Result<Vec<Status>, WriteError> {
+    pub async fn write(
+        &self,
+        site: &str,
+        received: u64,
+        events: Vec<Event>,
+        traffic: crate::traffic::Traffic,
+    ) -> Result<Vec<Status>, WriteError> {
         let n = events.len() as u64;
         // The canonical JSON and the derived rows are made here, on the request's thread, and
         // the decoded events freed here too, not by the writer.
-        let batch = Batch::new(site, received, events);
+        let batch = Batch::classified(site, received, events, traffic);
         let (reply, answer) = oneshot::channel();
         self.stats.queued.fetch_add(n, Ordering::Relaxed);
         if self.tx.send(Job::Write(batch, reply)).await.is_err() {
@@ -365,8 +371,14 @@ mod tests {
             self.appends.lock().unwrap().push((firsts, result.is_ok()));
             result
         }
-        fn conversions(&self, site: &str, since: u64, limit: usize) -> Result<Vec<StoredConversion>, StoreError> {
-            self.inner.conversions(site, since, limit)
+        fn conversions(
+            &self,
+            site: &str,
+            since: u64,
+            limit: usize,
+            exclude: crate::traffic::Exclude,
+        ) -> Result<Vec<StoredConversion>, StoreError> {
+            self.inner.conversions(site, since, limit, exclude)
         }
         fn touches(&self, site: &str, visitor: &str, from: u64, to: u64) -> Result<Vec<Touch>, StoreError> {
             self.inner.touches(site, visitor, from, to)
@@ -440,7 +452,7 @@ mod tests {
         let writer = Arc::new(Writer::start(store.clone()));
         let send = |events: Vec<Event>| {
             let writer = writer.clone();
-            tokio::spawn(async move { writer.write("demo", T0, events).await })
+            tokio::spawn(async move { writer.write("demo", T0, events, crate::traffic::Traffic::Human).await })
         };
 
         // A first batch holds the writer at the gate while three more queue up behind it.

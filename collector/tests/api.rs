@@ -307,7 +307,7 @@ async fn write_keys_and_origins() {
     let e = event(1, Some("v1"), T0, vec![], pageview());
     let keyed = |k: &str| {
         let refs = [e.as_str()];
-        utt::core::wire::write_batch("demo", Some(k), T0, &refs)
+        utt::core::wire::write_batch("demo", Some(k), T0, false, &refs)
     };
     let ct = ("content-type", "text/plain");
     // (origin, body, status, allowed origin echoed)
@@ -656,7 +656,7 @@ async fn click_api_shows_orders_only_with_the_read_key_and_only_to_the_sites_ori
     assert_eq!(
         v["conversions"],
         serde_json::json!([{"site": "demo", "at": 1764150060000u64, "model": "last_click", "crossDevice": false,
-            "partner": null, "partnerName": null, "partnerVia": null}])
+            "partner": null, "partnerName": null, "partnerVia": null, "traffic": "human", "clickTraffic": "human"}])
     );
     for secret in ["ORD-1001", "129.90", "EUR"] {
         assert!(!v.to_string().contains(secret), "{secret} without the key: {v}");

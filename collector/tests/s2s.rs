@@ -25,7 +25,7 @@ fn config() -> Config {
 
 async fn browser(h: &Harness, events: &[String]) -> Answer {
     let refs: Vec<&str> = events.iter().map(String::as_str).collect();
-    h.post(&wire::write_batch("demo", Some(WRITE), T0, &refs)).await
+    h.post(&wire::write_batch("demo", Some(WRITE), T0, false, &refs)).await
 }
 
 async fn server(h: &Harness, path: &str, key: &str, body: &str) -> Answer {

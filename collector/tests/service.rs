@@ -285,7 +285,13 @@ async fn the_environment_configures_the_binary() {
     }
     // The configured site, not the demo's.
     let id = uuid(7);
-    let body = wire::write_batch("envsite", None, T0, &[&event(7, Some("v"), T0, vec![], pageview())]);
+    let body = wire::write_batch(
+        "envsite",
+        None,
+        T0,
+        false,
+        &[&event(7, Some("v"), T0, vec![], pageview())],
+    );
     let a = c.post("/v1/events", "text/plain", body.as_bytes()).await.unwrap();
     assert_eq!(a.status, 200, "{}", a.body);
     let demo = batch(&[event(8, Some("v"), T0, vec![], pageview())]);

@@ -14,6 +14,7 @@ use utt_collector::store::import::{import_sqlite, Imported};
 use utt_collector::store::postgres::PostgresStore;
 use utt_collector::store::sqlite::SqliteStore;
 use utt_collector::store::{Adjusted, Adjustment, AdjustmentKind, Batch, ServerOrder, Store, StoredConversion, Touch};
+use utt_collector::traffic::{Exclude, Traffic};
 
 /// A store of each kind, with what keeps it alive.
 struct Opened {
@@ -56,7 +57,87 @@ contract!(
     a_partly_duplicate_batch_derives_as_if_each_event_came_once,
     a_store_that_commits_passes_its_checks,
     server_confirmations_dedupe_with_browser_conversions_in_both_orders,
+    flagged_traffic_is_stored_with_its_class_and_left_out_on_request,
 );
+
+/// A batch's traffic class is stored with its events: the conversions it sent and the touches it
+/// derived carry it (a touch takes the least class of its sightings), and a read of conversions leaves out
+/// the excluded classes, the limit counting only what is kept.
+fn flagged_traffic_is_stored_with_its_class_and_left_out_on_request(store: &dyn Store) {
+    let d = devices(8000);
+    // The phone (the click's carrier) is an automated browser; the laptop that converts is not.
+    store
+        .append(&[&Batch::classified("demo", 1, d[..4].to_vec(), Traffic::Automation)])
+        .unwrap();
+    store.append(&[&Batch::new("demo", 2, d[4..].to_vec())]).unwrap();
+    // A crawler converts later, carrying its own click.
+    let bot = decode(&event(
+        8100,
+        Some("crawler"),
+        T0 + 10,
+        vec![click("irclickid", "impact", "I-BOT", T0 + 5)],
+        conversion("O-BOT", None),
+    ));
+    store
+        .append(&[&Batch::classified("demo", 3, vec![bot], Traffic::Bot)])
+        .unwrap();
+    let t = store.touches("demo", &visitor_id("laptop"), 0, T0).unwrap();
+    assert_eq!(
+        t.iter().map(|t| (t.value.as_str(), t.traffic)).collect::<Vec<_>>(),
+        [("I1", Traffic::Automation)]
+    );
+    let t = store.touches("demo", &visitor_id("crawler"), 0, T0 + 10).unwrap();
+    assert_eq!(
+        t.iter().map(|t| (t.value.as_str(), t.traffic)).collect::<Vec<_>>(),
+        [("I-BOT", Traffic::Bot)]
+    );
+    let orders = |exclude, limit| -> Vec<(String, Traffic)> {
+        store
+            .conversions("demo", 0, limit, exclude)
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.order_id, c.traffic))
+            .collect()
+    };
+    let both = [
+        ("O-LAPTOP".to_string(), Traffic::Human),
+        ("O-BOT".to_string(), Traffic::Bot),
+    ];
+    assert_eq!(orders(Exclude::NONE, 10), both);
+    assert_eq!(orders(Exclude::FLAGGED, 10), both[..1]);
+    assert_eq!(orders(Exclude::of(&[Traffic::Automation]), 10), both);
+    // The limit applies after the exclusion: a page of bots does not hide a later human.
+    let first = orders(Exclude::of(&[Traffic::Human]), 1);
+    assert_eq!(first, both[1..]);
+    let near = store.conversions_near_click("I-BOT", Some("demo"), 10).unwrap();
+    assert_eq!(
+        near.iter()
+            .map(|c| (c.order_id.as_str(), c.traffic))
+            .collect::<Vec<_>>(),
+        [("O-BOT", Traffic::Bot)]
+    );
+    // The same touch seen again takes the least class (human < bot < automation), whatever
+    // the order: from a bot it is a bot's, from a human browser it is human.
+    let mut again = d[1].clone();
+    for (n, class) in [
+        (8200, Traffic::Bot),
+        (8201, Traffic::Automation),
+        (8202, Traffic::Human),
+    ] {
+        again.id = uuid(n);
+        again.at += 1;
+        store
+            .append(&[&Batch::classified("demo", 4, vec![again.clone()], class)])
+            .unwrap();
+        let t = store.touches("demo", &visitor_id("phone"), 0, T0).unwrap();
+        let want = if class == Traffic::Human {
+            Traffic::Human
+        } else {
+            Traffic::Bot
+        };
+        assert_eq!(t.iter().map(|t| t.traffic).collect::<Vec<_>>(), [want]);
+    }
+}
 
 /// A confirmation of an order by the merchant's server.
 fn confirmation(order_id: &str, amount: &str, at: u64) -> ServerOrder {
@@ -74,6 +155,7 @@ fn confirmation(order_id: &str, amount: &str, at: u64) -> ServerOrder {
             customer_status: None,
             items: "[]".into(),
             custom: None,
+            traffic: Traffic::Human,
         },
         received: at,
         clicks: vec![Touch {
@@ -84,6 +166,7 @@ fn confirmation(order_id: &str, amount: &str, at: u64) -> ServerOrder {
             path: String::new(),
             landing: "utm_source=partner".into(),
             cross_device: false,
+            traffic: Traffic::Human,
         }],
     }
 }
@@ -140,7 +223,7 @@ fn server_confirmations_dedupe_with_browser_conversions_in_both_orders(store: &d
     );
     // Each order once: the browser's two conversions, the server's confirmations beside them.
     let browser_orders: Vec<String> = store
-        .conversions("demo", 0, 10)
+        .conversions("demo", 0, 10, Exclude::NONE)
         .unwrap()
         .into_iter()
         .map(|c| c.order_id)
@@ -335,7 +418,7 @@ fn conversions_in_time_order(store: &dyn Store) {
     let mut elsewhere = orders[0].clone();
     elsewhere.id = uuid(3100);
     store.append(&[&Batch::new("other", 1, vec![elsewhere])]).unwrap();
-    let got = store.conversions("demo", 0, 100).unwrap();
+    let got = store.conversions("demo", 0, 100, Exclude::NONE).unwrap();
     let ids: Vec<&str> = got.iter().map(|c| c.order_id.as_str()).collect();
     assert_eq!(ids, ["O4", "O3", "O2", "O1", "O0"]);
     assert!(got.iter().all(|c| c.site == "demo"));
@@ -346,14 +429,14 @@ fn conversions_in_time_order(store: &dyn Store) {
     );
     assert_eq!(c.visitor.as_deref(), Some(visitor_id("buyer").as_str()));
     let since: Vec<String> = store
-        .conversions("demo", T0 + 2000, 2)
+        .conversions("demo", T0 + 2000, 2, Exclude::NONE)
         .unwrap()
         .into_iter()
         .map(|c| c.order_id)
         .collect();
     assert_eq!(since, ["O2", "O1"]);
-    assert_eq!(store.conversions("other", 0, 10).unwrap().len(), 1);
-    assert!(store.conversions("nobody", 0, 10).unwrap().is_empty());
+    assert_eq!(store.conversions("other", 0, 10, Exclude::NONE).unwrap().len(), 1);
+    assert!(store.conversions("nobody", 0, 10, Exclude::NONE).unwrap().is_empty());
 }
 
 /// Touches, identities and page counts answer the journey and click reads: the converting
@@ -424,7 +507,14 @@ fn answers(store: &dyn Store, events: &[(String, Event)]) -> Vec<String> {
     sites.sort();
     sites.dedup();
     for site in &sites {
-        out.push(format!("{:?}", store.conversions(site, 0, 1000).unwrap()));
+        out.push(format!(
+            "{:?}",
+            store.conversions(site, 0, 1000, Exclude::NONE).unwrap()
+        ));
+        out.push(format!(
+            "{:?}",
+            store.conversions(site, 0, 1000, Exclude::FLAGGED).unwrap()
+        ));
     }
     for (site, e) in events {
         out.push(format!("{:?}", store.event(&e.id).unwrap()));
@@ -486,10 +576,19 @@ fn an_event_id_is_kept_once_per_site_on_postgres() {
 
 fn store_traffic(store: &dyn Store) -> Vec<(String, Event)> {
     let mut seen = Vec::new();
-    for group in traffic() {
+    for (g, group) in traffic().into_iter().enumerate() {
+        // Some batches are flagged (an automated browser on the other site, a bot on the demo
+        // site), so the class travels through every cross-store read, the rebuild and the move.
         let batches: Vec<Batch> = group
             .iter()
-            .map(|(site, events)| Batch::new(site, T0, events.clone()))
+            .map(|(site, events)| {
+                let class = match (g, site.as_str()) {
+                    (1, "other") => Traffic::Automation,
+                    (3, "demo") => Traffic::Bot,
+                    _ => Traffic::Human,
+                };
+                Batch::classified(site, T0, events.clone(), class)
+            })
             .collect();
         store.append(&batches.iter().collect::<Vec<_>>()).unwrap();
         for (site, events) in group {
@@ -622,7 +721,9 @@ fn a_sqlite_database_moves_to_postgres() {
     let from = sqlite();
     let events = store_traffic(from.store.as_ref());
     // Confirmations and adjustments are no events: they move too.
-    let order = from.store.conversions("demo", 0, 1).unwrap()[0].order_id.clone();
+    let order = from.store.conversions("demo", 0, 1, Exclude::NONE).unwrap()[0]
+        .order_id
+        .clone();
     assert_eq!(
         from.store.confirm(&confirmation(&order, "12.00", T0)).unwrap(),
         Status::Accepted

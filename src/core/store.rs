@@ -95,6 +95,7 @@ pub fn load<S: Store>(mode: StorageMode, cookie: &S, local: &S) -> (Loaded, bool
         consent: read(cookie, keys::CONSENT, mode.cookie(), &mut cookie_broken)
             .or_else(|| read(local, keys::CONSENT, mode.local(), &mut local_broken)),
         gpc: false,
+        webdriver: false,
     };
     (loaded, cookie_broken, local_broken)
 }

@@ -75,6 +75,9 @@ pub struct Loaded {
     pub consent: Option<String>,
     /// The browser's Global Privacy Control signal.
     pub gpc: bool,
+    /// The browser reports that automation drives it (`navigator.webdriver`): every batch
+    /// says so, and the collector classifies its events as automation.
+    pub webdriver: bool,
 }
 
 /// What a command did.
@@ -136,6 +139,8 @@ pub struct Tracker {
     dropped: u64,
     /// The visitor said no on this page: links are no longer decorated.
     declined: bool,
+    /// [`Loaded::webdriver`].
+    webdriver: bool,
     orders: Vec<String>,
     orders_dirty: bool,
     // What only the debug build keeps, for its state and the console (the production tag,
@@ -213,6 +218,7 @@ impl Tracker {
             held: Vec::new(),
             dropped: 0,
             declined,
+            webdriver: loaded.webdriver,
             orders,
             orders_dirty: false,
             #[cfg(not(lean))]
@@ -617,6 +623,7 @@ impl Tracker {
             &self.config.site,
             self.config.write_key.as_deref(),
             now,
+            self.webdriver,
             &self.queue.bodies(&ids),
         );
         Some(Outgoing {
@@ -636,6 +643,7 @@ impl Tracker {
             &self.config.site,
             self.config.write_key.as_deref(),
             now,
+            self.webdriver,
             &self.queue.bodies(&ids),
         );
         self.log_send(now, "beacon", ids.len(), 0, Settled::default());

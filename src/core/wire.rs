@@ -2,7 +2,7 @@
 //! sends and the collector answers. The golden fixtures under `tests/fixtures/` pin it, and
 //! both the tag's and the collector's tests check them.
 //!
-//! A batch is `{"v":1,"site":…,"key":…?,"sentAt":ms,"events":[…]}`. Every event has an `id`
+//! A batch is `{"v":1,"site":…,"key":…?,"sentAt":ms,"webdriver":true?,"events":[…]}`. Every event has an `id`
 //! (a time-ordered UUIDv7 made in the browser, the idempotency key), a `type`, the time `at`,
 //! the `visitor` and `session` IDs (absent while consent is denied), the page `url` and
 //! `referrer`, the `clicks` in force, and the fields of its type. `docs/wire-format.md`
@@ -432,14 +432,18 @@ pub fn type_name(k: &Kind) -> &'static str {
 }
 
 /// Writes a batch around events that are already wire JSON (the queue stores them that way,
-/// so a retry sends exactly the bytes that were persisted).
-pub fn write_batch(site: &str, key: Option<&str>, sent_at: u64, events: &[&str]) -> String {
+/// so a retry sends exactly the bytes that were persisted). `webdriver`: the browser reports
+/// that automation drives it (`navigator.webdriver`); written only when true.
+pub fn write_batch(site: &str, key: Option<&str>, sent_at: u64, webdriver: bool, events: &[&str]) -> String {
     let mut out = String::from("{\"v\":1");
     field_str(&mut out, "site", site);
     if let Some(k) = key {
         field_str(&mut out, "key", k);
     }
     field_u64(&mut out, "sentAt", sent_at);
+    if webdriver {
+        out.push_str(",\"webdriver\":true");
+    }
     out.push_str(",\"events\":[");
     for (i, e) in events.iter().enumerate() {
         if i > 0 {
@@ -473,6 +477,9 @@ pub struct Batch {
     pub key: Option<String>,
     /// When the tag sent it (the tag's clock).
     pub sent_at: u64,
+    /// The browser reports that automation drives it (`navigator.webdriver`); false when the
+    /// member is absent (a tag from before it).
+    pub webdriver: bool,
     /// Each event in order: decoded, or refused with the event ID when one could be read.
     pub events: Vec<Result<Event, (Option<String>, Refused)>>,
 }

@@ -22,10 +22,11 @@ const said = async (a) => {
   if (a.status == 'error') console.warn('[utt] ' + a.error);
   return a;
 };
-// The page as the tag needs it: href, referrer, Global Privacy Control, user agent, title
-// (last: it may hold a newline).
+// The page as the tag needs it: href, referrer, flags (1: Global Privacy Control, 2:
+// navigator.webdriver, automation drives the browser), user agent, title (last: it may hold a
+// newline).
 const page = (n = navigator) =>
-  [location.href, document.referrer, n.globalPrivacyControl ? 1 : 0, n.userAgent, document.title].join('\n');
+  [location.href, document.referrer, !!n.globalPrivacyControl + 2 * !!n.webdriver, n.userAgent, document.title].join('\n');
 const guard = (f, d) => {
   try {
     return f();

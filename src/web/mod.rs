@@ -291,12 +291,14 @@ fn random_u32(rng: &mut Crypto) -> u32 {
     u32::from_le_bytes(b)
 }
 
-/// The page as the loader saw it: `href\nreferrer\ngpc\nuserAgent\ntitle` (the title last: it
-/// is the only part that may itself hold a newline).
+/// The page as the loader saw it: `href\nreferrer\nflags\nuserAgent\ntitle` (the title last:
+/// it is the only part that may itself hold a newline). `flags` is a digit: 1 for Global
+/// Privacy Control, plus 2 when `navigator.webdriver` is true.
 struct PageText<'a> {
     url: &'a str,
     referrer: &'a str,
     gpc: bool,
+    webdriver: bool,
     ua: &'a str,
     title: &'a str,
 }
@@ -305,12 +307,14 @@ impl<'a> PageText<'a> {
     fn read(text: &'a str) -> PageText<'a> {
         let (url, rest) = split_byte(text, b'\n').unwrap_or((text, ""));
         let (referrer, rest) = split_byte(rest, b'\n').unwrap_or((rest, ""));
-        let (gpc, rest) = split_byte(rest, b'\n').unwrap_or((rest, ""));
+        let (flags, rest) = split_byte(rest, b'\n').unwrap_or((rest, ""));
         let (ua, title) = split_byte(rest, b'\n').unwrap_or((rest, ""));
+        let flags = flags.as_bytes().first().map_or(0, |b| b.wrapping_sub(b'0'));
         PageText {
             url,
             referrer,
-            gpc: gpc == "1",
+            gpc: flags & 1 != 0,
+            webdriver: flags & 2 != 0,
             ua,
             title,
         }
@@ -335,7 +339,7 @@ static SHELL: Mutex<Option<Shell>> = Mutex::new(None);
 /// Does operation `op` (see [`ops`]) with the text argument `arg`, on the page whose `window`
 /// is `global` (the loader passes `globalThis`: reading it from Rust would cost a lazily
 /// initialised global and the futures code that comes with it) and described by `page`
-/// (`href\nreferrer\ngpc\nuserAgent\ntitle`). Answers text; never throws. The state is made on
+/// (`href\nreferrer\nflags\nuserAgent\ntitle`). Answers text; never throws. The state is made on
 /// the first call and does nothing until `init`.
 #[wasm_bindgen(js_name = tagOp)]
 pub fn op(global: Option<Window>, op: u32, arg: &str, page: &str) -> String {
@@ -514,6 +518,7 @@ impl Shell {
                 let (c, l) = pick(config.storage, &env.cookie, &env.local, &self.memory);
                 let (mut loaded, cb, lb) = store::load(config.storage, &c, &l);
                 loaded.gpc = p.gpc;
+                loaded.webdriver = p.webdriver;
                 let mut t = Tracker::start(config, p.page(), loaded, now, &mut env.crypto);
                 t.storage_failed(cb, lb);
                 let mut a = answer(true, "ready", Some(("version", VERSION)));

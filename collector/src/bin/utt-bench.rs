@@ -206,7 +206,7 @@ fn template(events: usize, ends_in_conversion: bool, start_ms: u64) -> Template 
         texts.push(s);
     }
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let text = wire::write_batch("demo", None, start_ms, &refs);
+    let text = wire::write_batch("demo", None, start_ms, false, &refs);
     let mut slots = Vec::new();
     let mut from = 0;
     while let Some(i) = text[from..].find(MARK) {

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use utt::core::wire::{Event, Kind};
 
 use super::{url_path, StoreError};
+use crate::traffic::Traffic;
 
 /// A click carried by a visitor's events, merged over a batch: first and last event time.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +31,9 @@ pub struct TouchRow {
     pub first: u64,
     /// The latest event carrying it (ms).
     pub last: u64,
+    /// The class of the traffic that carried it: human if any event carrying it was human,
+    /// else bot if any was, else automation (a merge independent of the order).
+    pub traffic: Traffic,
 }
 
 /// Page views carrying a click ID on one path, merged over a batch.
@@ -71,8 +75,9 @@ pub struct Derived {
 }
 
 impl Derived {
-    /// Derives the rows of some events of one site, merging repeated keys.
-    pub fn of<'a>(events: impl IntoIterator<Item = &'a Event>) -> Derived {
+    /// Derives the rows of some events of one site, all of one traffic class, merging repeated
+    /// keys.
+    pub fn of<'a>(events: impl IntoIterator<Item = &'a Event>, traffic: Traffic) -> Derived {
         let mut d = Derived::default();
         let mut touch_at: Rows<(&str, &str, &str, u64)> = Rows::default();
         let mut page_at: Rows<(&str, &str)> = Rows::default();
@@ -102,6 +107,7 @@ impl Derived {
                                 landing: String::new(),
                                 first: e.at,
                                 last: e.at,
+                                traffic,
                             });
                             from_url.push(false);
                             utm.push(&c.utm);
@@ -214,9 +220,10 @@ impl Derived {
     /// them, so the derived tables can be brought up to date after the acknowledgement.
     pub fn encode(&self, site: &str, out: &mut Vec<u8>) {
         let (s, n) = (put_text, put_u64);
-        // A length no site has: this section's touches carry their landing (written since
-        // partners were added; a section without it, pending from an older collector, has none).
-        out.extend_from_slice(&LANDING_MARK);
+        // A length no site has: this section's touches carry their landing and traffic class
+        // (a section marked LANDING_MARK, pending from an older collector, has no class; one
+        // without a mark has neither).
+        out.extend_from_slice(&TRAFFIC_MARK);
         s(out, site);
         for len in [self.touches.len(), self.pages.len(), self.identities.len()] {
             n(out, len as u64);
@@ -228,6 +235,7 @@ impl Derived {
             for v in [t.click_at, t.first, t.last] {
                 n(out, v);
             }
+            out.push(t.traffic.code());
         }
         for p in &self.pages {
             s(out, &p.value);
@@ -248,7 +256,8 @@ impl Derived {
         let mut r = ByteReader(bytes);
         let mut out = Vec::new();
         while !r.0.is_empty() {
-            let landings = r.0.starts_with(&LANDING_MARK);
+            let classes = r.0.starts_with(&TRAFFIC_MARK);
+            let landings = classes || r.0.starts_with(&LANDING_MARK);
             if landings {
                 r.take(LANDING_MARK.len())?;
             }
@@ -259,6 +268,14 @@ impl Derived {
                 let (visitor, param, value, network, path) = (r.s()?, r.s()?, r.s()?, r.s()?, r.s()?);
                 let landing = if landings { r.s()? } else { String::new() };
                 let (click_at, first, last) = (r.n()?, r.n()?, r.n()?);
+                let traffic = if classes {
+                    match r.take(1)?[0] {
+                        c @ 0..=2 => Traffic::from_code(i64::from(c)),
+                        _ => return Err(StoreError("pending rows: unknown traffic class".into())),
+                    }
+                } else {
+                    Traffic::Human
+                };
                 d.touches.push(TouchRow {
                     visitor,
                     param,
@@ -269,6 +286,7 @@ impl Derived {
                     landing,
                     first,
                     last,
+                    traffic,
                 });
             }
             for _ in 0..pages {
@@ -301,14 +319,18 @@ impl Derived {
 }
 
 /// Begins a pending-log section whose touches carry their landing: a site length of `u32::MAX`,
-/// which no site has.
+/// which no site has (written by collectors from before bot filtering).
 const LANDING_MARK: [u8; 4] = [0xff; 4];
+
+/// Begins a pending-log section whose touches carry their landing and traffic class.
+const TRAFFIC_MARK: [u8; 4] = [0xfe, 0xff, 0xff, 0xff];
 
 /// Derives a stream of stored events (a rebuild's), in chunks: consecutive events of one site
 /// derive together, and every `chunk` events the sites' rows are handed back to be written.
 pub struct Chunks {
     chunk: usize,
     site: String,
+    traffic: Traffic,
     events: Vec<Event>,
     parts: Vec<(String, Derived)>,
     in_chunk: usize,
@@ -320,20 +342,22 @@ impl Chunks {
         Chunks {
             chunk,
             site: String::new(),
+            traffic: Traffic::Human,
             events: Vec::new(),
             parts: Vec::new(),
             in_chunk: 0,
         }
     }
 
-    /// Adds an event of a site; the rows of a full chunk, to write now.
-    pub fn push(&mut self, site: &str, event: Event) -> Option<Vec<(String, Derived)>> {
-        if site != self.site {
+    /// Adds an event of a site, of a traffic class; the rows of a full chunk, to write now.
+    pub fn push(&mut self, site: &str, traffic: Traffic, event: Event) -> Option<Vec<(String, Derived)>> {
+        if site != self.site || traffic != self.traffic {
             if !self.events.is_empty() {
                 let events = std::mem::take(&mut self.events);
-                self.parts.push((self.site.clone(), Derived::of(&events)));
+                self.parts.push((self.site.clone(), Derived::of(&events, self.traffic)));
             }
             self.site = site.to_string();
+            self.traffic = traffic;
         }
         self.events.push(event);
         self.in_chunk += 1;
@@ -348,7 +372,7 @@ impl Chunks {
     pub fn finish(&mut self) -> Vec<(String, Derived)> {
         if !self.events.is_empty() {
             let events = std::mem::take(&mut self.events);
-            self.parts.push((self.site.clone(), Derived::of(&events)));
+            self.parts.push((self.site.clone(), Derived::of(&events, self.traffic)));
         }
         std::mem::take(&mut self.parts)
     }
@@ -414,7 +438,8 @@ impl<'a> ByteReader<'a> {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Merged {
     /// Touches by (visitor, site, param, value, click time): the first row's network, path and
-    /// (if not empty) landing, the earliest first and the latest last sighting.
+    /// (if not empty) landing, the earliest first and the latest last sighting, and the least
+    /// traffic class (human if any sighting was human).
     pub touches: Vec<(String, TouchRow)>,
     /// Page counts by (value, site, path): views added up, the latest view.
     pub pages: Vec<(String, PageRow)>,
@@ -440,6 +465,9 @@ impl Merged {
             |(_, kept), (_, later)| {
                 kept.first = kept.first.min(later.first);
                 kept.last = kept.last.max(later.last);
+                // Human if any sighting was: a merge that does not depend on the order, so a
+                // rebuild (which may read the events in another order) derives the same class.
+                kept.traffic = kept.traffic.min(later.traffic);
                 if kept.landing.is_empty() {
                     kept.landing = later.landing;
                 }
@@ -548,15 +576,18 @@ mod tests {
     /// The journey's derived rows for two sites, and a third with identities only.
     fn parts() -> Vec<(String, Derived)> {
         let events = journey();
-        let all = Derived::of(&events);
+        let all = Derived::of(&events, Traffic::Human);
+        let bots = Derived::of(&events[1..], Traffic::Automation);
+        assert!(bots.touches.iter().all(|t| t.traffic == Traffic::Automation));
         assert!(!all.touches.is_empty() && !all.pages.is_empty() && !all.identities.is_empty());
         let idents = Derived {
             identities: all.identities.clone(),
             ..Derived::default()
         };
         vec![
-            ("demo".into(), Derived::of(&events[..2])),
+            ("demo".into(), Derived::of(&events[..2], Traffic::Human)),
             ("shop-é".into(), all.clone()),
+            ("bots".into(), bots),
             ("demo".into(), all),
             ("demo".into(), Derived::default()),
             ("x".into(), idents),
@@ -591,13 +622,59 @@ mod tests {
         huge[5..13].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(Derived::decode(&huge).is_err());
         let mut kind = Vec::new();
-        parts[4].1.encode("x", &mut kind);
+        parts[5].1.encode("x", &mut kind);
         kind[1 + 4 + 24] = 7;
         assert!(Derived::decode(&kind).is_err());
         let mut text = Vec::new();
         parts[1].1.encode("s", &mut text);
         text[4] = 0xff;
         assert!(Derived::decode(&text).is_err());
+    }
+
+    /// A pending-log section written by a collector from before bot filtering (its mark says
+    /// landings, no class) still reads: its touches are human. An unknown class byte is refused.
+    #[test]
+    fn pending_rows_from_before_bot_filtering_read_as_human() {
+        let mut old = LANDING_MARK.to_vec();
+        put_text(&mut old, "demo");
+        for n in [1, 0, 0] {
+            put_u64(&mut old, n);
+        }
+        for v in [
+            "visitor",
+            "irclickid",
+            "Xy12abc",
+            "impact",
+            "/landing",
+            "utm_source=partner",
+        ] {
+            put_text(&mut old, v);
+        }
+        for n in [10, 11, 12] {
+            put_u64(&mut old, n);
+        }
+        let read = Derived::decode(&old).unwrap();
+        let t = &read[0].1.touches[0];
+        assert_eq!(
+            (t.value.as_str(), t.landing.as_str(), t.last, t.traffic),
+            ("Xy12abc", "utm_source=partner", 12, Traffic::Human)
+        );
+        // The same touch in today's format carries its class; a class byte past automation is refused.
+        let mut new = Vec::new();
+        Derived {
+            touches: vec![TouchRow {
+                traffic: Traffic::Automation,
+                ..t.clone()
+            }],
+            ..Derived::default()
+        }
+        .encode("demo", &mut new);
+        assert_eq!(
+            Derived::decode(&new).unwrap()[0].1.touches[0].traffic,
+            Traffic::Automation
+        );
+        *new.last_mut().unwrap() = 3;
+        assert!(Derived::decode(&new).is_err());
     }
 
     /// Merging many batches' rows leaves what writing them one after another does (the store's
@@ -608,7 +685,7 @@ mod tests {
         use std::collections::BTreeMap;
         let mut parts = parts();
         // The same touch and page again, later and earlier, on another path.
-        let mut later = parts[2].1.clone();
+        let mut later = parts[3].1.clone();
         for t in &mut later.touches {
             t.first += 10;
             t.last += 5_000;
@@ -643,6 +720,7 @@ mod tests {
                 let row = touches.entry(key).or_insert_with(|| (site.clone(), t.clone()));
                 row.1.first = row.1.first.min(t.first);
                 row.1.last = row.1.last.max(t.last);
+                row.1.traffic = row.1.traffic.min(t.traffic);
             }
             for p in &d.pages {
                 let key = (p.value.clone(), site.clone(), p.path.clone());

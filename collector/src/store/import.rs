@@ -4,6 +4,7 @@
 //! store's own rules. Appending is idempotent: an import run again, or over events the target
 //! already has, stores nothing twice and says how many were already there.
 
+use crate::traffic::Traffic;
 use std::path::Path;
 
 use utt::core::wire::{Event, Status};
@@ -34,7 +35,7 @@ pub fn import_sqlite(from: &Path, to: &dyn Store) -> Result<Imported, StoreError
     let mut out = Imported::default();
     // Consecutive events of one site and arrival time make one batch, as they came.
     let mut batches: Vec<Batch> = Vec::new();
-    let mut current: Option<(String, u64, Vec<Event>)> = None;
+    let mut current: Option<(String, u64, Traffic, Vec<Event>)> = None;
     let mut pending = 0usize;
     let flush = |batches: &mut Vec<Batch>, out: &mut Imported| -> Result<(), StoreError> {
         if batches.is_empty() {
@@ -50,28 +51,28 @@ pub fn import_sqlite(from: &Path, to: &dyn Store) -> Result<Imported, StoreError
         batches.clear();
         Ok(())
     };
-    super::sqlite::export(from, |site, received, event| {
+    super::sqlite::export(from, |site, received, traffic, event| {
         out.read += 1;
         match &mut current {
-            Some((s, r, events)) if s == site && *r == received => events.push(event),
+            Some((s, r, t, events)) if s == site && *r == received && *t == traffic => events.push(event),
             _ => {
-                if let Some((s, r, events)) = current.replace((site.to_string(), received, vec![event])) {
-                    batches.push(Batch::new(&s, r, events));
+                if let Some((s, r, t, events)) = current.replace((site.to_string(), received, traffic, vec![event])) {
+                    batches.push(Batch::classified(&s, r, events, t));
                 }
             }
         }
         pending += 1;
         if pending >= GROUP {
-            if let Some((s, r, events)) = current.take() {
-                batches.push(Batch::new(&s, r, events));
+            if let Some((s, r, t, events)) = current.take() {
+                batches.push(Batch::classified(&s, r, events, t));
             }
             flush(&mut batches, &mut out)?;
             pending = 0;
         }
         Ok(())
     })?;
-    if let Some((s, r, events)) = current.take() {
-        batches.push(Batch::new(&s, r, events));
+    if let Some((s, r, t, events)) = current.take() {
+        batches.push(Batch::classified(&s, r, events, t));
     }
     flush(&mut batches, &mut out)?;
     // Confirmations and adjustments are no events: copied as they are, after the events, so

@@ -7,6 +7,8 @@ use std::fmt;
 use utt::core::click::Click;
 use utt::core::wire::{Event, Kind, Order, Status};
 
+use crate::traffic::{Exclude, Traffic};
+
 pub mod derived;
 pub mod import;
 pub mod orders;
@@ -138,13 +140,20 @@ pub struct Batch {
     pub records: Vec<Record>,
     /// What they add to the derived tables, if all are stored.
     pub derived: Derived,
+    /// The class of the batch's traffic (`crate::traffic::classify`): one browser sent it.
+    pub traffic: Traffic,
 }
 
 impl Batch {
     /// Prepares a request's valid events for the writer: derives their rows, writes their
     /// canonical JSON, and frees what the writer does not need (here, on the request's thread).
     pub fn new(site: &str, received: u64, events: Vec<Event>) -> Batch {
-        let derived = Derived::of(&events);
+        Batch::classified(site, received, events, Traffic::Human)
+    }
+
+    /// [`Batch::new`] for a batch of a traffic class (`crate::traffic::classify`).
+    pub fn classified(site: &str, received: u64, events: Vec<Event>, traffic: Traffic) -> Batch {
+        let derived = Derived::of(&events, traffic);
         let mut records: Vec<Record> = Vec::with_capacity(events.len());
         // Every event carries every click in force, so a batch repeats the same click list: it
         // is written once, copied into the JSON of the events that follow with the same clicks,
@@ -170,6 +179,7 @@ impl Batch {
             site: site.to_string(),
             records,
             derived,
+            traffic,
         }
     }
 }
@@ -193,6 +203,9 @@ pub struct Touch {
     pub landing: String,
     /// True when it was seen on another visitor linked by identity, not the converting one.
     pub cross_device: bool,
+    /// The class of the traffic that carried it, human if any of it was (a bot's click earns no
+    /// credit).
+    pub traffic: Traffic,
 }
 
 /// A stored conversion, as the read API needs it.
@@ -222,6 +235,8 @@ pub struct StoredConversion {
     pub items: String,
     /// The custom fields as a JSON object, if any.
     pub custom: Option<String>,
+    /// The class of the traffic that sent it (a confirmation by the merchant's server: human).
+    pub traffic: Traffic,
 }
 
 /// Where a click ID landed, once per distinct (param, time) seen.
@@ -352,8 +367,15 @@ pub trait Store: Send + Sync {
     /// site and order ID for conversions). On error nothing of the group is stored.
     fn append(&self, batches: &[&Batch]) -> Result<Vec<Status>, StoreError>;
 
-    /// The site's conversions at or after `since` (ms), oldest first, at most `limit`.
-    fn conversions(&self, site: &str, since: u64, limit: usize) -> Result<Vec<StoredConversion>, StoreError>;
+    /// The site's conversions at or after `since` (ms), oldest first, at most `limit`, leaving
+    /// out those whose traffic class is in `exclude`.
+    fn conversions(
+        &self,
+        site: &str,
+        since: u64,
+        limit: usize,
+        exclude: Exclude,
+    ) -> Result<Vec<StoredConversion>, StoreError>;
 
     /// The clicks seen between `from` and `to` (ms, inclusive) for a visitor and for every other
     /// visitor sharing an identity (email hash or customer ID) with it, the latter marked

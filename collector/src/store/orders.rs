@@ -66,6 +66,7 @@ impl ServerOrder {
                 path: r.path,
                 landing: r.landing,
                 cross_device: false,
+                traffic: crate::traffic::Traffic::Human,
             })
             .collect())
     }

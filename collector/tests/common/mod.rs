@@ -228,12 +228,13 @@ impl Harness {
         Answer::new(&parts, &axum::body::to_bytes(body, usize::MAX).await.unwrap())
     }
 
-    /// POSTs a batch as the tag does (text/plain).
+    /// POSTs a batch as the tag does (text/plain, from a browser's user agent: without one the
+    /// collector classes the batch as a bot's).
     pub async fn post(&self, body: &str) -> Answer {
         self.send(
             "POST",
             "/v1/events",
-            &[("content-type", "text/plain;charset=UTF-8")],
+            &[("content-type", "text/plain;charset=UTF-8"), ("user-agent", BROWSER_UA)],
             body,
         )
         .await
@@ -378,6 +379,7 @@ impl Remote {
     pub async fn post(&self, path: &str, content_type: &str, body: &[u8]) -> Result<Answer, Failed> {
         let req = Request::post(format!("{}{path}", self.base))
             .header("content-type", content_type)
+            .header("user-agent", BROWSER_UA)
             .body(Full::new(Bytes::copy_from_slice(body)))?;
         self.send(req).await
     }
@@ -425,6 +427,10 @@ pub const DAY: u64 = 86_400_000;
 pub const T0: u64 = 1_764_150_000_000;
 
 /// A UUID-shaped event ID from a number.
+/// A desktop Chrome's user agent: what the tag's requests carry.
+pub const BROWSER_UA: &str =
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+
 pub fn uuid(n: u64) -> String {
     format!("019ac0f1-0000-7000-8000-{n:012x}")
 }
@@ -530,5 +536,5 @@ pub fn identify(email_hash: Option<&str>, customer_id: Option<&str>) -> Kind {
 /// A demo batch of wire events.
 pub fn batch(events: &[String]) -> String {
     let refs: Vec<&str> = events.iter().map(String::as_str).collect();
-    wire::write_batch("demo", None, T0, &refs)
+    wire::write_batch("demo", None, T0, false, &refs)
 }

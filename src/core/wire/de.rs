@@ -59,6 +59,13 @@ pub fn read_batch(text: &str) -> Result<Batch, Invalid> {
     }
     let key = opt_str(b.key.take(), "key", limits::MAX_SHORT)?;
     let sent_at = number(&b.sent_at).ok_or(bad("sentAt", "must be a millisecond timestamp"))?;
+    // The browser said it is driven by automation (`navigator.webdriver`); a tag from before
+    // the member sends none.
+    let webdriver = match b.webdriver {
+        None | Some(Leaf::Null) => false,
+        Some(Leaf::Bool(w)) => w,
+        Some(_) => return Err(bad("webdriver", "must be true or false")),
+    };
     let Some(Shaped::Is(list)) = b.events.take() else {
         return Err(bad("events", "must be an array"));
     };
@@ -72,6 +79,7 @@ pub fn read_batch(text: &str) -> Result<Batch, Invalid> {
         site,
         key,
         sent_at,
+        webdriver,
         events: list,
     })
 }
@@ -178,6 +186,8 @@ enum Leaf<'a> {
     Num(&'a str),
     /// An array or object read as text ([`Raw`]), parsed by `core::json`.
     Tree(Json),
+    /// `true` or `false`, read as [`Raw`].
+    Bool(bool),
     /// A boolean, or an array or object where a string was expected.
     Other,
 }
@@ -208,6 +218,8 @@ impl<'a> Leaf<'a> {
             Some(b'n') => Leaf::Null,
             Some(b'-' | b'0'..=b'9') => Leaf::Num(raw),
             Some(b'[' | b'{') => Leaf::Tree(json::parse_at(raw, ctx.depth)?),
+            Some(b't') => Leaf::Bool(true),
+            Some(b'f') => Leaf::Bool(false),
             _ => Leaf::Other,
         })
     }
@@ -248,6 +260,7 @@ struct RawBatch<'a> {
     site: Option<Leaf<'a>>,
     key: Option<Leaf<'a>>,
     sent_at: Option<Leaf<'a>>,
+    webdriver: Option<Leaf<'a>>,
     /// Each event is checked as soon as it is read.
     events: Option<Shaped<Vec<Checked>>>,
     ids: Ids,
@@ -260,6 +273,7 @@ impl<'de> Members<'de> for RawBatch<'de> {
             "site" => self.site = Some(map.next_value_seed(Text(ctx))?),
             "key" => self.key = Some(map.next_value_seed(Text(ctx))?),
             "sentAt" => self.sent_at = Some(map.next_value_seed(Raw(ctx))?),
+            "webdriver" => self.webdriver = Some(map.next_value_seed(Raw(ctx))?),
             "events" => {
                 let ids = &mut self.ids;
                 self.events = Some(map.next_value_seed(List::each(ctx, |e| batch_event(e, ids)))?);

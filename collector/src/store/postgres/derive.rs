@@ -25,11 +25,12 @@ pub struct Rebuilt {
     pub identities: u64,
 }
 
-const UPSERT_TOUCHES: &str = "INSERT INTO touches (site, visitor, param, value, click_at, network, path, first_seen, last_seen, landing) \
-     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::text[]) \
+const UPSERT_TOUCHES: &str = "INSERT INTO touches (site, visitor, param, value, click_at, network, path, first_seen, last_seen, landing, traffic) \
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::text[], $11::integer[]) \
      ON CONFLICT (site, visitor, param, value, click_at) DO UPDATE SET \
      first_seen = least(touches.first_seen, excluded.first_seen), last_seen = greatest(touches.last_seen, excluded.last_seen), \
-     landing = CASE WHEN touches.landing = '' THEN excluded.landing ELSE touches.landing END";
+     landing = CASE WHEN touches.landing = '' THEN excluded.landing ELSE touches.landing END, \
+     traffic = least(touches.traffic, excluded.traffic)";
 
 const UPSERT_PAGES: &str = "INSERT INTO click_pages (site, value, path, views, last_at) \
      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) \
@@ -50,6 +51,7 @@ pub async fn write(
     }
     let m = Merged::of(parts);
     if !m.touches.is_empty() {
+        let mut k: Vec<i32> = Vec::with_capacity(m.touches.len());
         let (mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h, mut i, mut j) = (
             vec![],
             vec![],
@@ -73,10 +75,11 @@ pub async fn write(
             h.push(int(t.first));
             i.push(int(t.last));
             j.push(t.landing.as_str());
+            k.push(i32::from(t.traffic.code()));
         }
         let st = client.prepare_cached(UPSERT_TOUCHES).await.map_err(pg)?;
         client
-            .execute(&st, &[&a, &b, &c, &d, &e, &f, &g, &h, &i, &j])
+            .execute(&st, &[&a, &b, &c, &d, &e, &f, &g, &h, &i, &j, &k])
             .await
             .map_err(pg)?;
     }
@@ -125,7 +128,7 @@ pub async fn rebuild(client: &mut Client) -> Result<Rebuilt, StoreError> {
     let mut out = Rebuilt::default();
     let rows = tx
         .query_raw(
-            "SELECT site, body FROM events ORDER BY received, site, id",
+            "SELECT site, body, traffic FROM events ORDER BY received, site, id",
             std::iter::empty::<&str>(),
         )
         .await
@@ -137,7 +140,8 @@ pub async fn rebuild(client: &mut Client) -> Result<Rebuilt, StoreError> {
         let event = utt::core::wire::read_event(body)
             .map_err(|e| StoreError(format!("a stored event of {site}: {}: {}", e.field, e.reason)))?;
         out.events += 1;
-        if let Some(parts) = chunks.push(site, event) {
+        let traffic = crate::traffic::Traffic::from_code(i64::from(row.get::<_, i32>(2)));
+        if let Some(parts) = chunks.push(site, traffic, event) {
             write(&tx, parts).await?;
         }
     }

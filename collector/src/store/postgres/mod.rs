@@ -260,8 +260,14 @@ impl Store for PostgresStore {
         })
     }
 
-    fn conversions(&self, site: &str, since: u64, limit: usize) -> Result<Vec<StoredConversion>, StoreError> {
-        self.block(async { read::conversions(&self.client().await?, site, since, limit).await })
+    fn conversions(
+        &self,
+        site: &str,
+        since: u64,
+        limit: usize,
+        exclude: crate::traffic::Exclude,
+    ) -> Result<Vec<StoredConversion>, StoreError> {
+        self.block(async { read::conversions(&self.client().await?, site, since, limit, exclude).await })
     }
 
     fn touches(&self, site: &str, visitor: &str, from: u64, to: u64) -> Result<Vec<Touch>, StoreError> {

@@ -8,6 +8,7 @@ use tokio_postgres::Row;
 use super::write::int;
 use super::{pg, Client};
 use crate::store::{ClickSeen, Counts, Landing, PageSeen, StoreError, StoredConversion, Touch};
+use crate::traffic::{Exclude, Traffic};
 
 const CONVERSION_COLUMNS: &str = "c.site, c.event_id, c.order_id, c.at, c.visitor, c.amount, c.currency, c.discount, \
      c.promo_code, c.customer_status, c.items, c.custom";
@@ -29,6 +30,15 @@ pub(super) fn conversion_row(r: &Row) -> StoredConversion {
         customer_status: r.get(9),
         items: r.get(10),
         custom: r.get(11),
+        traffic: Traffic::Human,
+    }
+}
+
+/// [`conversion_row`] followed by the conversion's traffic class.
+fn classified_row(r: &Row) -> StoredConversion {
+    StoredConversion {
+        traffic: Traffic::from_code(i64::from(r.get::<_, i32>(12))),
+        ..conversion_row(r)
     }
 }
 
@@ -37,19 +47,25 @@ pub async fn conversions(
     site: &str,
     since: u64,
     limit: usize,
+    exclude: Exclude,
 ) -> Result<Vec<StoredConversion>, StoreError> {
     let sql = format!(
-        "SELECT {CONVERSION_COLUMNS} FROM conversions c WHERE c.site = $1 AND c.at >= $2 ORDER BY c.at, c.order_id LIMIT $3"
+        "SELECT {CONVERSION_COLUMNS}, c.traffic FROM conversions c WHERE c.site = $1 AND c.at >= $2 \
+         AND (($4::integer >> c.traffic) & 1) = 0 ORDER BY c.at, c.order_id LIMIT $3"
     );
     let st = c.prepare_cached(&sql).await.map_err(pg)?;
-    let rows = c.query(&st, &[&site, &int(since), &(limit as i64)]).await.map_err(pg)?;
-    Ok(rows.iter().map(conversion_row).collect())
+    let mask = exclude.mask() as i32;
+    let rows = c
+        .query(&st, &[&site, &int(since), &(limit as i64), &mask])
+        .await
+        .map_err(pg)?;
+    Ok(rows.iter().map(classified_row).collect())
 }
 
 pub async fn touches(c: &Client, site: &str, visitor: &str, from: u64, to: u64) -> Result<Vec<Touch>, StoreError> {
     let st = c
         .prepare_cached(
-            "SELECT param, network, value, click_at, path, visitor <> $2, landing FROM touches \
+            "SELECT param, network, value, click_at, path, visitor <> $2, landing, traffic FROM touches \
              WHERE site = $1 AND click_at BETWEEN $3 AND $4 AND visitor IN ( \
                SELECT $2::text UNION \
                SELECT i2.visitor FROM identities i1 JOIN identities i2 \
@@ -73,6 +89,7 @@ pub async fn touches(c: &Client, site: &str, visitor: &str, from: u64, to: u64) 
             path: r.get(4),
             cross_device: r.get(5),
             landing: r.get(6),
+            traffic: Traffic::from_code(i64::from(r.get::<_, i32>(7))),
         })
         .collect())
 }
@@ -138,13 +155,13 @@ pub async fn near_click(
            SELECT i2.site, i2.visitor, k.since FROM carriers k \
              JOIN identities i1 ON i1.site = k.site AND i1.visitor = k.visitor \
              JOIN identities i2 ON i2.site = i1.site AND i2.kind = i1.kind AND i2.value = i1.value) \
-         SELECT DISTINCT {CONVERSION_COLUMNS} FROM linked l \
+         SELECT DISTINCT {CONVERSION_COLUMNS}, c.traffic FROM linked l \
            JOIN conversions c ON c.site = l.site AND c.visitor = l.visitor AND c.at >= l.since \
          ORDER BY c.at, c.site, c.order_id LIMIT $3"
     );
     let st = c.prepare_cached(&sql).await.map_err(pg)?;
     let rows = c.query(&st, &[&value, &site, &(limit as i64)]).await.map_err(pg)?;
-    Ok(rows.iter().map(conversion_row).collect())
+    Ok(rows.iter().map(classified_row).collect())
 }
 
 pub async fn event(c: &Client, id: &str) -> Result<Option<String>, StoreError> {

@@ -118,6 +118,14 @@ CREATE TABLE adjustments (
 );
 CREATE INDEX adjustments_order ON adjustments (site, order_id, at);
 ",
+    // 4: bot filtering. Each event, conversion and touch keeps the class of the traffic that
+    // sent it (`crate::traffic::Traffic::code`: 0 human, 1 bot, 2 automation); rows stored
+    // before are human.
+    "
+ALTER TABLE events ADD COLUMN traffic integer NOT NULL DEFAULT 0;
+ALTER TABLE conversions ADD COLUMN traffic integer NOT NULL DEFAULT 0;
+ALTER TABLE touches ADD COLUMN traffic integer NOT NULL DEFAULT 0;
+",
 ];
 
 /// The schema version this collector writes.

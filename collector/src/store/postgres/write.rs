@@ -53,14 +53,14 @@ impl From<StoreError> for Failed {
     }
 }
 
-const INSERT_EVENTS: &str = "INSERT INTO events (site, id, type, at, visitor, received, body) \
-     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::text[]) \
+const INSERT_EVENTS: &str = "INSERT INTO events (site, id, type, at, visitor, received, body, traffic) \
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::text[], $8::integer[]) \
      ON CONFLICT DO NOTHING RETURNING site, id";
 
 const INSERT_CONVERSIONS: &str = "INSERT INTO conversions (site, order_id, event_id, at, visitor, amount, currency, \
-     discount, promo_code, customer_status, items, custom) \
+     discount, promo_code, customer_status, items, custom, traffic) \
      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], \
-     $8::text[], $9::text[], $10::text[], $11::text[], $12::text[]) \
+     $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::integer[]) \
      ON CONFLICT DO NOTHING RETURNING site, order_id";
 
 const DELETE_EVENTS: &str = "DELETE FROM events WHERE (site, id) IN (SELECT * FROM unnest($1::text[], $2::text[]))";
@@ -89,8 +89,8 @@ async fn try_append(client: &mut Client, batches: &[&Batch]) -> Result<Vec<Statu
 
     let tx = client.transaction().await?;
     let ins_events = tx.prepare_cached(INSERT_EVENTS).await?;
-    let (mut sites, mut ids, mut kinds, mut ats, mut visitors, mut received, mut bodies) =
-        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut sites, mut ids, mut kinds, mut ats, mut visitors, mut received, mut bodies, mut traffic) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     for &i in &order {
         let (e, r) = (&all[i], rec(&all[i]));
         sites.push(site(e));
@@ -100,11 +100,12 @@ async fn try_append(client: &mut Client, batches: &[&Batch]) -> Result<Vec<Statu
         visitors.push(r.visitor.as_deref());
         received.push(int(r.received));
         bodies.push(r.body.as_str());
+        traffic.push(i32::from(batches[e.0].traffic.code()));
     }
     let rows = tx
         .query(
             &ins_events,
-            &[&sites, &ids, &kinds, &ats, &visitors, &received, &bodies],
+            &[&sites, &ids, &kinds, &ats, &visitors, &received, &bodies, &traffic],
         )
         .await?;
     let fresh: HashSet<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
@@ -130,7 +131,10 @@ async fn try_append(client: &mut Client, batches: &[&Batch]) -> Result<Vec<Statu
         key(i).cmp(&key(j))
     });
     if !conv.is_empty() {
-        let columns = ConversionColumns::of(conv.iter().map(|&i| (site(&all[i]), rec(&all[i]))));
+        let columns = ConversionColumns::of(
+            conv.iter()
+                .map(|&i| (site(&all[i]), batches[all[i].0].traffic, rec(&all[i]))),
+        );
         let ins = tx.prepare_cached(INSERT_CONVERSIONS).await?;
         let rows = tx.query(&ins, &columns.params()).await?;
         let stored: HashSet<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
@@ -177,7 +181,7 @@ async fn try_append(client: &mut Client, batches: &[&Batch]) -> Result<Vec<Statu
             for (r, _) in b.records.iter().zip(mine).filter(|(_, s)| **s == Status::Accepted) {
                 events.push(r.event()?);
             }
-            parts.push((b.site.clone(), Derived::of(&events)));
+            parts.push((b.site.clone(), Derived::of(&events, b.traffic)));
         }
     }
     derive::write(&tx, parts).await?;
@@ -200,12 +204,15 @@ struct ConversionColumns<'a> {
     status: Vec<Option<&'static str>>,
     items: Vec<&'a str>,
     custom: Vec<Option<String>>,
+    traffic: Vec<i32>,
 }
 
 impl<'a> ConversionColumns<'a> {
-    fn of(records: impl Iterator<Item = (&'a str, &'a crate::store::Record)>) -> ConversionColumns<'a> {
+    fn of(
+        records: impl Iterator<Item = (&'a str, crate::traffic::Traffic, &'a crate::store::Record)>,
+    ) -> ConversionColumns<'a> {
         let mut c = ConversionColumns::default();
-        for (site, r) in records {
+        for (site, traffic, r) in records {
             let Some(o) = &r.order else { continue };
             c.site.push(site);
             c.order_id.push(&o.order_id);
@@ -222,11 +229,12 @@ impl<'a> ConversionColumns<'a> {
             }));
             c.items.push(r.items.as_deref().unwrap_or("[]"));
             c.custom.push(o.custom.as_ref().map(|c| c.to_text()));
+            c.traffic.push(i32::from(traffic.code()));
         }
         c
     }
 
-    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 12] {
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 13] {
         [
             &self.site,
             &self.order_id,
@@ -240,6 +248,7 @@ impl<'a> ConversionColumns<'a> {
             &self.status,
             &self.items,
             &self.custom,
+            &self.traffic,
         ]
     }
 }

@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS touches (
     first_seen INTEGER NOT NULL,
     last_seen INTEGER NOT NULL,
     landing TEXT NOT NULL DEFAULT '',
+    traffic INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (site, visitor, param, value, click_at)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS touches_value ON touches (value);
@@ -173,16 +174,28 @@ pub(super) fn register_merge(conn: &Connection) -> rusqlite::Result<()> {
     )
 }
 
-/// Gives a derived file made before partners were added its touches' `landing` column (empty
-/// for the rows it holds until `utt-collector rebuild` derives them again).
+/// Gives a derived file made before partners were added its touches' `landing` column, and one
+/// made before bot filtering their `traffic` column (empty, and human, for the rows it holds
+/// until `--rebuild-derived` derives them again).
 pub(super) fn add_landing(conn: &Connection) -> rusqlite::Result<()> {
-    let has: i64 = conn.query_row(
-        "SELECT count(*) FROM pragma_table_info('touches') WHERE name = 'landing'",
-        [],
-        |r| r.get(0),
-    )?;
-    if has == 0 {
-        conn.execute_batch("ALTER TABLE touches ADD COLUMN landing TEXT NOT NULL DEFAULT '';")?;
+    for (column, ddl) in [
+        (
+            "landing",
+            "ALTER TABLE touches ADD COLUMN landing TEXT NOT NULL DEFAULT '';",
+        ),
+        (
+            "traffic",
+            "ALTER TABLE touches ADD COLUMN traffic INTEGER NOT NULL DEFAULT 0;",
+        ),
+    ] {
+        let has: i64 = conn.query_row(
+            "SELECT count(*) FROM pragma_table_info('touches') WHERE name = ?1",
+            [column],
+            |r| r.get(0),
+        )?;
+        if has == 0 {
+            conn.execute_batch(ddl)?;
+        }
     }
     Ok(())
 }
@@ -546,11 +559,12 @@ fn apply(src: &Connection, dst: &mut Connection, after: u64) -> Result<Option<(u
 /// view counts), identities keep their first sighting.
 pub(super) fn write(tx: &rusqlite::Transaction<'_>, m: &Merged) -> rusqlite::Result<()> {
     let mut up_touch = tx.prepare_cached(
-        "INSERT INTO touches (site, visitor, param, value, click_at, network, path, first_seen, last_seen, landing) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+        "INSERT INTO touches (site, visitor, param, value, click_at, network, path, first_seen, last_seen, landing, traffic) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
          ON CONFLICT (site, visitor, param, value, click_at) DO UPDATE SET \
          first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen), \
-         landing = CASE WHEN landing = '' THEN excluded.landing ELSE landing END",
+         landing = CASE WHEN landing = '' THEN excluded.landing ELSE landing END, \
+         traffic = min(traffic, excluded.traffic)",
     )?;
     for (site, t) in &m.touches {
         up_touch.execute(params![
@@ -563,7 +577,8 @@ pub(super) fn write(tx: &rusqlite::Transaction<'_>, m: &Merged) -> rusqlite::Res
             t.path,
             int(t.first),
             int(t.last),
-            t.landing
+            t.landing,
+            t.traffic.code()
         ])?;
     }
     let mut up_page = tx.prepare_cached(

@@ -182,8 +182,14 @@ impl Store for SqliteStore {
         self.append_group(batches)
     }
 
-    fn conversions(&self, site: &str, since: u64, limit: usize) -> Result<Vec<StoredConversion>, StoreError> {
-        self.conversions_since(site, since, limit)
+    fn conversions(
+        &self,
+        site: &str,
+        since: u64,
+        limit: usize,
+        exclude: crate::traffic::Exclude,
+    ) -> Result<Vec<StoredConversion>, StoreError> {
+        self.conversions_since(site, since, limit, exclude)
     }
 
     fn touches(&self, site: &str, visitor: &str, from: u64, to: u64) -> Result<Vec<Touch>, StoreError> {

@@ -6,15 +6,18 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::schema::open;
 use super::{derive, err, int, SqliteStore};
 use crate::store::{ClickSeen, Counts, Landing, PageSeen, StoreError, StoredConversion, Touch, CLICKS_REF};
+use crate::traffic::{Exclude, Traffic};
 
 pub(super) const CONVERSION_COLUMNS: &str =
     "c.site, c.event_id, c.order_id, c.at, c.visitor, c.amount, c.currency, c.discount, \
      c.promo_code, c.customer_status, c.items, c.custom";
 
-/// The site's conversions since a time (`conversions_at` index).
+/// The site's conversions since a time (`conversions_at` index), without the excluded traffic
+/// classes (`?4`, a bit per class), with their class last.
 pub(super) fn conversions_sql() -> String {
     format!(
-        "SELECT {CONVERSION_COLUMNS} FROM conversions c WHERE c.site = ?1 AND c.at >= ?2 ORDER BY c.at, c.order_id LIMIT ?3"
+        "SELECT {CONVERSION_COLUMNS}, c.traffic FROM conversions c WHERE c.site = ?1 AND c.at >= ?2 \
+         AND ((?4 >> c.traffic) & 1) = 0 ORDER BY c.at, c.order_id LIMIT ?3"
     )
 }
 
@@ -22,7 +25,7 @@ pub(super) fn conversions_sql() -> String {
 /// then identities by visitor and by value). CROSS JOIN fixes the join order (SQLite does not
 /// reorder it), so the site's identities are never scanned.
 pub(super) const TOUCHES_SQL: &str =
-    "SELECT param, network, value, click_at, path, visitor <> ?2, landing FROM touches \
+    "SELECT param, network, value, click_at, path, visitor <> ?2, landing, traffic FROM touches \
                  WHERE site = ?1 AND click_at BETWEEN ?3 AND ?4 AND visitor IN ( \
                    SELECT ?2 UNION \
                    SELECT i2.visitor FROM identities i1 CROSS JOIN identities i2 \
@@ -53,7 +56,7 @@ pub(super) fn near_click_sql() -> String {
                    SELECT i2.site, i2.visitor, k.since FROM carriers k \
                      CROSS JOIN identities i1 ON i1.site = k.site AND i1.visitor = k.visitor \
                      CROSS JOIN identities i2 ON i2.site = i1.site AND i2.kind = i1.kind AND i2.value = i1.value) \
-                 SELECT DISTINCT {CONVERSION_COLUMNS} FROM linked l \
+                 SELECT DISTINCT {CONVERSION_COLUMNS}, c.traffic FROM linked l \
                    CROSS JOIN conversions c ON c.site = l.site AND c.visitor = l.visitor AND c.at >= l.since \
                  ORDER BY c.at LIMIT ?3"
     )
@@ -102,10 +105,11 @@ impl SqliteStore {
         site: &str,
         since: u64,
         limit: usize,
+        exclude: Exclude,
     ) -> Result<Vec<StoredConversion>, StoreError> {
         self.read(|c| {
             let mut st = c.prepare_cached(&conversions_sql())?;
-            let rows = st.query_map(params![site, int(since), limit as i64], conversion_row)?;
+            let rows = st.query_map(params![site, int(since), limit as i64, exclude.mask()], classified_row)?;
             rows.collect()
         })
     }
@@ -122,6 +126,7 @@ impl SqliteStore {
                     path: r.get(4)?,
                     cross_device: r.get(5)?,
                     landing: r.get(6)?,
+                    traffic: Traffic::from_code(r.get(7)?),
                 })
             })?;
             rows.collect()
@@ -180,7 +185,7 @@ impl SqliteStore {
     ) -> Result<Vec<StoredConversion>, StoreError> {
         self.read_derived(|c| {
             let mut st = c.prepare_cached(&near_click_sql())?;
-            let rows = st.query_map(params![value, site, limit as i64], conversion_row)?;
+            let rows = st.query_map(params![value, site, limit as i64], classified_row)?;
             rows.collect()
         })
     }
@@ -239,5 +244,14 @@ pub(super) fn conversion_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredCo
         customer_status: r.get(9)?,
         items: r.get(10)?,
         custom: r.get(11)?,
+        traffic: Traffic::Human,
+    })
+}
+
+/// [`conversion_row`] followed by the conversion's traffic class.
+fn classified_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredConversion> {
+    Ok(StoredConversion {
+        traffic: Traffic::from_code(r.get(12)?),
+        ..conversion_row(r)?
     })
 }

@@ -15,6 +15,7 @@ use super::err;
 use super::read::split_clicks_ref;
 use super::schema::{open, suffixed, wal_path};
 use crate::store::{Chunks, Derived, Merged, StoreError};
+use crate::traffic::Traffic;
 
 /// Events derived per transaction of the new file (decoded, they take about 2 KB each).
 const CHUNK: usize = 10_000;
@@ -178,9 +179,9 @@ fn shm_path(db: &Path) -> PathBuf {
 /// what they derive into `dst`, [`CHUNK`] events per transaction.
 fn derive_all(main: &Connection, dst: &mut Connection, out: &mut Rebuilt) -> Result<(), StoreError> {
     let mut chunks = Chunks::new(CHUNK);
-    each_event(main, |site, _, event| {
+    each_event(main, |site, _, traffic, event| {
         out.events += 1;
-        match chunks.push(site, event) {
+        match chunks.push(site, traffic, event) {
             Some(parts) => write_chunk(dst, parts),
             None => Ok(()),
         }
@@ -188,14 +189,14 @@ fn derive_all(main: &Connection, dst: &mut Connection, out: &mut Rebuilt) -> Res
     write_chunk(dst, chunks.finish())
 }
 
-/// Calls `each` with every stored event of `main` (its site, when it was received, the event),
-/// read back from the body log in the order the events were stored.
+/// Calls `each` with every stored event of `main` (its site, when it was received, its traffic
+/// class, the event), read back from the body log in the order the events were stored.
 fn each_event(
     main: &Connection,
-    mut each: impl FnMut(&str, u64, Event) -> Result<(), StoreError>,
+    mut each: impl FnMut(&str, u64, Traffic, Event) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     let mut st = main
-        .prepare("SELECT site, body_id, body_at, body_len, received FROM events ORDER BY body_id, body_at")
+        .prepare("SELECT site, body_id, body_at, body_len, received, traffic FROM events ORDER BY body_id, body_at")
         .map_err(err)?;
     let mut rows = st.query([]).map_err(err)?;
     let mut blob: (i64, Vec<u8>) = (0, Vec::new());
@@ -219,16 +220,20 @@ fn each_event(
             ))
         })?;
         let event = read(&text).map_err(|e| StoreError(format!("body log {body_id} at {at}: {e}")))?;
-        each(&s, received.max(0) as u64, event)?;
+        let traffic = Traffic::from_code(r.get(5).map_err(err)?);
+        each(&s, received.max(0) as u64, traffic, event)?;
     }
     Ok(())
 }
 
-/// Reads every event stored in the SQLite database `db` (its site, when it was received, the
-/// event), in the order they were stored, for a move to another store. It reads one consistent
+/// Reads every event stored in the SQLite database `db` (its site, when it was received, its
+/// traffic class, the event), in the order they were stored, for a move to another store. It reads one consistent
 /// snapshot and may run while a collector writes to the database: events stored after it
 /// began are not in it.
-pub fn export(db: &Path, each: impl FnMut(&str, u64, Event) -> Result<(), StoreError>) -> Result<(), StoreError> {
+pub fn export(
+    db: &Path,
+    each: impl FnMut(&str, u64, Traffic, Event) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
     if !db.is_file() {
         return Err(StoreError(format!("{} does not exist", db.display())));
     }

@@ -95,11 +95,19 @@ CREATE TABLE adjustments (
 CREATE INDEX adjustments_order ON adjustments (site, order_id, at);
 ";
 
+/// Version 3: bot filtering. Each event and conversion keeps the class of the traffic that
+/// sent it (`crate::traffic::Traffic::code`: 0 human, 1 bot, 2 automation); rows stored before
+/// are human.
+const TRAFFIC: &str = "
+ALTER TABLE events ADD COLUMN traffic INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE conversions ADD COLUMN traffic INTEGER NOT NULL DEFAULT 0;
+";
+
 /// The main file's migrations, in order: version `i + 1` is `MIGRATIONS[i]`, applied once and
 /// recorded in `utt_schema`. Version 1 is the schema files had before versions were recorded
 /// (every statement `IF NOT EXISTS`, so such a file is brought to version 1 unchanged). A
 /// released migration is never edited, only followed by a new one.
-pub(super) const MIGRATIONS: &[&str] = &[SCHEMA, SERVER_ORDERS];
+pub(super) const MIGRATIONS: &[&str] = &[SCHEMA, SERVER_ORDERS, TRAFFIC];
 
 /// Brings the main file's schema up to the last migration, in one transaction. A file made by a
 /// newer collector (a higher version) is refused.

@@ -2,6 +2,7 @@
 use super::*;
 use crate::store::tests::journey;
 use crate::store::Derived;
+use crate::traffic::Traffic;
 use rusqlite::params;
 use utt::core::wire;
 
@@ -202,7 +203,7 @@ fn fresh_dir(tag: &str) -> PathBuf {
 /// The pending rows `append` would write for the events, as site `demo`.
 fn journey_rows(events: &[wire::Event]) -> Vec<u8> {
     let mut rows = Vec::new();
-    Derived::of(events).encode("demo", &mut rows);
+    Derived::of(events, Traffic::Human).encode("demo", &mut rows);
     rows
 }
 
@@ -242,13 +243,13 @@ fn derived_tables(store: &SqliteStore) -> Vec<Vec<Vec<rusqlite::types::Value>>> 
         .read_derived(|c| {
             let mut out = Vec::new();
             for sql in [
-                "SELECT site, visitor, param, value, click_at, network, path, first_seen, last_seen FROM touches ORDER BY 1, 2, 3, 4, 5",
-                "SELECT site, value, pages, '', '', '', '', '', '' FROM click_pages ORDER BY 1, 2",
-                "SELECT site, kind, value, visitor, at, '', '', '', '' FROM identities ORDER BY 1, 2, 3, 4",
+                "SELECT site, visitor, param, value, click_at, network, path, first_seen, last_seen, traffic FROM touches ORDER BY 1, 2, 3, 4, 5",
+                "SELECT site, value, pages, '', '', '', '', '', '', '' FROM click_pages ORDER BY 1, 2",
+                "SELECT site, kind, value, visitor, at, '', '', '', '', '' FROM identities ORDER BY 1, 2, 3, 4",
             ] {
                 let mut st = c.prepare(sql)?;
                 let rows = st.query_map([], |r| {
-                    (0..9).map(|i| r.get::<_, rusqlite::types::Value>(i)).collect::<rusqlite::Result<Vec<_>>>()
+                    (0..10).map(|i| r.get::<_, rusqlite::types::Value>(i)).collect::<rusqlite::Result<Vec<_>>>()
                 })?;
                 out.push(rows.collect::<rusqlite::Result<Vec<_>>>()?);
             }
@@ -376,7 +377,9 @@ fn the_derived_file_is_rebuilt_from_the_events() {
     let db = dir.join("utt.db");
     let store = SqliteStore::open(&db).unwrap();
     // The journey in one batch, then again as new events in batches of two, so that page
-    // counts and sightings merge across batches and commits; a second site too.
+    // counts and sightings merge across batches and commits; a second site too. The later
+    // batches are flagged (a bot's on the demo site, whose touches stay human by the earlier
+    // batch; an automated browser's on the other), so the rebuild must derive the classes too.
     store.append(&[&Batch::new("demo", 1, journey())]).unwrap();
     let mut again = journey_again("aaaaaaaa");
     for e in &mut again {
@@ -386,13 +389,29 @@ fn the_derived_file_is_rebuilt_from_the_events() {
     for (pair, copy) in again.chunks(2).zip(elsewhere.chunks(2)) {
         store
             .append(&[
-                &Batch::new("demo", 2, pair.to_vec()),
-                &Batch::new("other", 2, copy.to_vec()),
+                &Batch::classified("demo", 2, pair.to_vec(), Traffic::Bot),
+                &Batch::classified("other", 2, copy.to_vec(), Traffic::Automation),
             ])
             .unwrap();
     }
     let want = derived_tables(&store);
     assert!(want.iter().all(|t| !t.is_empty()), "{want:?}");
+    let class = |site: &str| -> Vec<rusqlite::types::Value> {
+        want[0]
+            .iter()
+            .filter(|r| r[0] == rusqlite::types::Value::Text(site.into()))
+            .map(|r| r[9].clone())
+            .collect()
+    };
+    let (human, automation) = (rusqlite::types::Value::Integer(0), rusqlite::types::Value::Integer(2));
+    assert!(
+        !class("demo").is_empty() && class("demo").iter().all(|c| *c == human),
+        "{want:?}"
+    );
+    assert!(
+        !class("other").is_empty() && class("other").iter().all(|c| *c == automation),
+        "{want:?}"
+    );
     let e = rebuild::rebuild(&db, 7).expect_err("refused while the store is open");
     assert!(e.0.contains("stop the collector"), "{e}");
     store.close().unwrap();

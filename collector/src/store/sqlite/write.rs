@@ -64,14 +64,14 @@ impl SqliteStore {
         {
             let mut ins_event = tx
                 .prepare_cached(
-                    "INSERT INTO events (id, site, type, at, visitor, received, body_id, body_at, body_len) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (id) DO NOTHING",
+                    "INSERT INTO events (id, site, type, at, visitor, received, body_id, body_at, body_len, traffic) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (id) DO NOTHING",
                 )
                 .map_err(err)?;
             let mut ins_conv = tx
                 .prepare_cached(
                     "INSERT INTO conversions (site, order_id, event_id, at, visitor, amount, currency, discount, \
-                     promo_code, customer_status, items, custom) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+                     promo_code, customer_status, items, custom, traffic) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
                      ON CONFLICT (site, order_id) DO NOTHING",
                 )
                 .map_err(err)?;
@@ -104,7 +104,8 @@ impl SqliteStore {
                             int(r.received),
                             body_id,
                             log.len() as i64,
-                            entry_len as i64
+                            entry_len as i64,
+                            b.traffic.code()
                         ])
                         .map_err(err)?;
                     if fresh == 0 {
@@ -130,6 +131,7 @@ impl SqliteStore {
                                 status,
                                 r.items.as_deref().unwrap_or("[]"),
                                 o.custom.as_ref().map(|c| c.to_text()),
+                                b.traffic.code(),
                             ])
                             .map_err(err)?;
                         if fresh == 0 {
@@ -173,7 +175,7 @@ impl SqliteStore {
                     for (r, _) in b.records.iter().zip(mine).filter(|(_, s)| **s == Status::Accepted) {
                         fresh.push(r.event()?);
                     }
-                    Derived::of(&fresh).encode(&b.site, &mut rows);
+                    Derived::of(&fresh, b.traffic).encode(&b.site, &mut rows);
                 }
             }
             if !log.is_empty() {
