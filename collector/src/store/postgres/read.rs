@@ -9,7 +9,8 @@ use super::write::int;
 use super::{pg, Client};
 use crate::store::{ClickSeen, Counts, Landing, PageSeen, StoreError, StoredConversion, Touch};
 
-const CONVERSION_COLUMNS: &str = "c.site, c.event_id, c.order_id, c.at, c.visitor, c.amount, c.currency, c.discount, \
+pub(super) const CONVERSION_COLUMNS: &str =
+    "c.site, c.event_id, c.order_id, c.at, c.visitor, c.amount, c.currency, c.discount, \
      c.promo_code, c.customer_status, c.items, c.custom";
 
 /// The most page paths the click API answers with: the most recently viewed.
