@@ -24,9 +24,10 @@ pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 pub const TYPES: [&str; 6] = ["pageview", "conversion", "identify", "event", "consent", "unknown"];
 const STATUSES: [Status; 3] = [Status::Accepted, Status::Duplicate, Status::Rejected];
 /// Routes as labelled (the matched route pattern; everything else is `other`).
-pub const ROUTES: [&str; 8] = [
+pub const ROUTES: [&str; 9] = [
     "/v1/events",
     "/v1/conversions",
+    "/v1/postbacks",
     "/v1/clicks/{click_id}",
     "/v1/cookie",
     "/healthz",
@@ -54,7 +55,11 @@ pub struct Metrics {
     events: Family<Labels<2>, Counter>,
     answers: Family<Labels<2>, Counter>,
     latency: Family<Labels<1>, Histogram, fn() -> Histogram>,
+    postbacks: Family<Labels<1>, Counter>,
 }
+
+/// Postback attempts as labelled by outcome.
+pub const POSTBACK_OUTCOMES: [&str; 3] = ["delivered", "retry", "failed"];
 
 impl Metrics {
     /// The registry, with the writer's and the store's figures read at each scrape.
@@ -87,12 +92,22 @@ impl Metrics {
             "Time to answer a request, by route.",
             latency.clone(),
         );
+        let postbacks = Family::<Labels<1>, Counter>::default();
+        for outcome in POSTBACK_OUTCOMES {
+            drop(postbacks.get_or_create(&[("outcome", outcome)]));
+        }
+        registry.register(
+            "utt_postback_attempts",
+            "Partner postback attempts, by outcome: delivered, retry (failed, tried again later), failed (given up).",
+            postbacks.clone(),
+        );
         registry.register_collector(Box::new(Scraped { writer, store }));
         Metrics {
             registry,
             events,
             answers,
             latency,
+            postbacks,
         }
     }
 
@@ -110,6 +125,11 @@ impl Metrics {
         self.events
             .get_or_create(&[("type", kind), ("status", status.as_str())])
             .get()
+    }
+
+    /// Counts one postback attempt by its outcome (one of [`POSTBACK_OUTCOMES`]).
+    pub fn postback(&self, outcome: &'static str) {
+        self.postbacks.get_or_create(&[("outcome", outcome)]).inc();
     }
 
     /// Records one answer under its route label (`other` for a route not in [`ROUTES`]):
@@ -181,6 +201,10 @@ impl Collector for Scraped {
             help,
             &ConstGauge::new(self.store.size_bytes()),
         )?;
+        // A store without an outbox (a test double) has none pending.
+        let pending = self.store.postbacks_pending().unwrap_or(0);
+        let help = "Partner postbacks planned and not yet delivered or given up.";
+        one(&mut e, "utt_postbacks_pending", help, &ConstGauge::new(pending))?;
         let derive = self.store.derive_status();
         let help = "Acknowledged events whose derived rows (touches, page counts, identities) are not written yet.";
         one(&mut e, "utt_derive_lag_events", help, &ConstGauge::new(derive.lag))?;
@@ -289,6 +313,8 @@ mod tests {
             "utt_derive_lag_events 3\n",
             "utt_derive_failures_total 2\n",
             "utt_derive_failing 1\n",
+            "utt_postbacks_pending 0\n",
+            "utt_postback_attempts_total{outcome=\"retry\"} 0\n",
         ];
         for line in want {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
