@@ -131,7 +131,7 @@ impl Receiver {
                 Ok(l) => break l,
                 Err(e) if Instant::now() < deadline => {
                     eprintln!("binding {addr} again: {e}");
-                    tokio::task::yield_now().await;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
                 Err(e) => panic!("binding {addr}: {e}"),
             }
@@ -565,6 +565,35 @@ async fn a_wrong_signature_is_detected() {
     let (t, v1) = g.signature.split_once(',').unwrap();
     let t: u64 = t.strip_prefix("t=").unwrap().parse().unwrap();
     assert!(!verify(SECRET, &format!("t={},{v1}", t + 1), &g.body));
+    sender.stop(Duration::from_secs(5)).await;
+}
+
+/// An `https://` postback is spoken TLS to (rustls): a plain-HTTP server on that port cannot
+/// answer it, and the attempt fails in the handshake (retried, as a network error is).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_urls_are_sent_over_tls() {
+    let rx = Receiver::on(free_port(), SECRET).await;
+    let mut c = config(rx.addr, SECRET);
+    let e = &mut c.sites[0].postbacks[0];
+    e.url = e.url.replace("http://", "https://");
+    let h = Harness::with_config(c);
+    let sender = send::start(&h.state).unwrap();
+    let a = server(&h, "/v1/conversions?site=demo", &order("T", "1.00", None, true)).await;
+    assert_eq!(a.statuses(), ["accepted"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let row = loop {
+        let rows = list(&h, "&order=T").await;
+        if let Some(r) = rows.first().filter(|r| r["attempts"].as_u64() >= Some(1)) {
+            break r.clone();
+        }
+        assert!(Instant::now() < deadline, "no attempt: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(row["status"], "pending", "{row}");
+    let error = row["lastError"].as_str().unwrap();
+    // rustls read the plain-HTTP server's "HTTP/1.1 400" where a TLS record should be.
+    assert!(error.contains("InvalidContentType"), "{error}");
+    assert!(rx.taken().is_empty() && rx.hits().is_empty(), "{:?}", rx.hits());
     sender.stop(Duration::from_secs(5)).await;
 }
 
