@@ -278,6 +278,22 @@ async fn settled(h: &Harness, order: &str, kind: &str, status: &str) -> Value {
     }
 }
 
+/// The first delivery of an order, once at least `attempts` attempts of it were recorded.
+async fn tried(h: &Harness, order: &str, attempts: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = list(h, &format!("&order={order}")).await;
+        if let Some(r) = rows.first().filter(|r| r["attempts"].as_u64() >= Some(attempts)) {
+            return r.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not {attempts} attempts of {order}: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn scenario(h: Harness, addr: SocketAddr) {
     let sender = send::start(&h.state).expect("a site has postbacks");
     let store = h.state.store.clone();
@@ -287,17 +303,7 @@ async fn scenario(h: Harness, addr: SocketAddr) {
     // retried (connection refused), with the error shown.
     let a = server(&h, "/v1/conversions?site=demo", &order("A", "45.00", None, true)).await;
     assert_eq!(a.statuses(), ["accepted"]);
-    let row = {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let rows = list(&h, "&order=A").await;
-            if let Some(r) = rows.first().filter(|r| r["attempts"].as_u64() >= Some(2)) {
-                break r.clone();
-            }
-            assert!(Instant::now() < deadline, "no failed attempts: {rows:?}");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
+    let row = tried(&h, "A", 2).await;
     assert_eq!(row["status"], "pending", "{row}");
     assert_eq!(
         (row["kind"].as_str(), row["partner"].as_str()),
@@ -580,15 +586,7 @@ async fn https_urls_are_sent_over_tls() {
     let sender = send::start(&h.state).unwrap();
     let a = server(&h, "/v1/conversions?site=demo", &order("T", "1.00", None, true)).await;
     assert_eq!(a.statuses(), ["accepted"]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let row = loop {
-        let rows = list(&h, "&order=T").await;
-        if let Some(r) = rows.first().filter(|r| r["attempts"].as_u64() >= Some(1)) {
-            break r.clone();
-        }
-        assert!(Instant::now() < deadline, "no attempt: {rows:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let row = tried(&h, "T", 1).await;
     assert_eq!(row["status"], "pending", "{row}");
     let error = row["lastError"].as_str().unwrap();
     // rustls read the plain-HTTP server's "HTTP/1.1 400" where a TLS record should be.
