@@ -407,9 +407,16 @@ impl Hub {
         self.wake.notify_one();
     }
 
-    /// The hints waiting, oldest first.
-    pub fn take(&self) -> Vec<Hint> {
-        std::mem::take(&mut *self.hints.lock().unwrap_or_else(|p| p.into_inner()))
+    /// At most `max` of the hints waiting, oldest first; when more wait, the sender is woken
+    /// again for them.
+    pub fn take(&self, max: usize) -> Vec<Hint> {
+        let mut h = self.hints.lock().unwrap_or_else(|p| p.into_inner());
+        let n = h.len().min(max);
+        let taken: Vec<Hint> = h.drain(..n).collect();
+        if !h.is_empty() {
+            self.wake.notify_one();
+        }
+        taken
     }
 }
 

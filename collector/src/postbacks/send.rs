@@ -23,6 +23,9 @@ use crate::store::{Attempted, PostbackRow};
 
 type Https = hyper_rustls::HttpsConnector<HttpConnector>;
 
+/// The most hints planned between two claims.
+const HINTS_AT_ONCE: usize = 32;
+
 /// The most of an answer's body kept in a delivery's `lastError`.
 const SNIPPET: usize = 200;
 
@@ -224,7 +227,9 @@ async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
             break;
         }
         let now = (state.clock)();
-        let hints = state.postbacks.take();
+        // A burst of orders is planned a slice at a time, with claims and sends in between,
+        // so the first postbacks go out while the rest are being decided.
+        let hints = state.postbacks.take(HINTS_AT_ONCE);
         let sweep = now >= next_sweep;
         if sweep {
             next_sweep = now + policy.sweep_ms;
