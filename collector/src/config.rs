@@ -22,6 +22,9 @@ pub struct Config {
     /// Connection timeouts, the connection cap and the drain at shutdown.
     #[serde(default)]
     pub server: Server,
+    /// The partner postbacks' retry policy and sender limits (`[postbacks]`).
+    #[serde(default)]
+    pub postbacks: crate::postbacks::Policy,
     /// The sites this collector accepts events for.
     pub sites: Vec<Site>,
 }
@@ -142,6 +145,9 @@ pub struct Site {
     /// (`[sites.traffic]`, default `exclude = ["bot", "automation"]`; see `crate::traffic`).
     #[serde(default)]
     pub traffic: crate::traffic::TrafficConfig,
+    /// Partners' postback URLs (`[[sites.postbacks]]`, see docs/collector.md).
+    #[serde(default)]
+    pub postbacks: Vec<crate::postbacks::Endpoint>,
 }
 
 /// The demo's partners: impact's partner ID parameter, one named affiliate, and the demo
@@ -184,6 +190,7 @@ impl Config {
             trust_forwarded: false,
             rate_limit: RateLimit::default(),
             server: Server::default(),
+            postbacks: crate::postbacks::Policy::default(),
             sites: vec![Site {
                 id: "demo".into(),
                 allowed_origins: vec!["http://127.0.0.1:*".into(), "http://localhost:*".into()],
@@ -202,6 +209,7 @@ impl Config {
                 traffic: crate::traffic::TrafficConfig {
                     exclude: vec![crate::traffic::Traffic::Bot],
                 },
+                postbacks: Vec::new(),
             }],
         }
     }
@@ -219,6 +227,7 @@ impl Config {
             return Err(ConfigError("config: at least one site is required".into()));
         }
         self.server.check()?;
+        self.postbacks.check().map_err(ConfigError)?;
         for (i, s) in self.sites.iter().enumerate() {
             let ok_id = !s.id.is_empty()
                 && s.id.len() <= 128
@@ -242,6 +251,7 @@ impl Config {
             }
             s.partners.check(&s.id, &s.promo_codes).map_err(ConfigError)?;
             s.traffic.check(&s.id).map_err(ConfigError)?;
+            crate::postbacks::check(s).map_err(ConfigError)?;
             if let Some(k) = &s.server_key {
                 if k.len() < 16 || !k.bytes().all(|b| b.is_ascii_graphic()) {
                     return Err(ConfigError(format!(
@@ -291,6 +301,11 @@ impl Site {
     /// The attribution window in milliseconds.
     pub fn window_ms(&self) -> u64 {
         u64::from(self.window_days) * 86_400_000
+    }
+
+    /// The postback registered for a partner, if any.
+    pub fn postback(&self, partner: &str) -> Option<&crate::postbacks::Endpoint> {
+        self.postbacks.iter().find(|e| e.partner == partner)
     }
 
     /// The partner a promo code credits: codes match ignoring ASCII case and surrounding spaces.
@@ -434,6 +449,97 @@ mod tests {
         ];
         for (text, want) in bad {
             let err = Config::from_toml(text).unwrap_err().0;
+            assert!(err.contains(want), "{text:?} gave {err:?}");
+        }
+    }
+
+    #[test]
+    fn postbacks_are_checked() {
+        let site = |postbacks: &str| {
+            format!(
+                "[[sites]]\nid = \"shop\"\nallowed_origins = []\n[sites.promo_codes]\nX = \"anna\"\n\
+                 [sites.partners]\nparams = {{ impact = \"irpid\" }}\n{postbacks}"
+            )
+        };
+        let one = |partner: &str, url: &str, secret: &str, extra: &str| {
+            format!("[[sites.postbacks]]\npartner = \"{partner}\"\nurl = \"{url}\"\nsecret = \"{secret}\"\n{extra}")
+        };
+        let secret = "0123456789abcdef";
+        let good = site(&one("anna", "https://p.example/pb?o={orderId}&a={amount}", secret, ""));
+        let c = Config::from_toml(&format!("[postbacks]\ntimeout_ms = 500\n{good}")).unwrap();
+        let s = c.site("shop").unwrap();
+        assert_eq!(s.postback("anna").unwrap().on, ["conversion", "adjustment"]);
+        assert!(s.postback("bob").is_none());
+        assert_eq!(c.postbacks.timeout_ms, 500);
+        assert_eq!(c.postbacks.give_up_after_ms, 72 * 3_600_000);
+        // An unmapped partner parameter's identity is a partner too.
+        Config::from_toml(&site(&one("impact:42", "http://10.0.0.1:8080/x", secret, ""))).unwrap();
+
+        let bad = [
+            (
+                site(&one("anna", "https://p.example/?o={order}", secret, "")),
+                "config: site \"shop\": postbacks[0].url has an unknown placeholder {order}",
+            ),
+            (
+                site(&one("anna", "https://p.example/?o={orderId", secret, "")),
+                "postbacks[0].url has a '{'",
+            ),
+            (
+                site(&one("anna", "ftp://p.example/", secret, "")),
+                "postbacks[0].url must be an http:// or https://",
+            ),
+            (
+                site(&one("anna", "https:///nohost", secret, "")),
+                "postbacks[0].url must be",
+            ),
+            (
+                site(&one("anna", "https://p.example/", "short", "")),
+                "postbacks[0].secret must be at least 16",
+            ),
+            (
+                site(&one("bob", "https://p.example/", secret, "")),
+                "postbacks[0].partner \"bob\" is a partner no mapping",
+            ),
+            (
+                site(&one("awin:1", "https://p.example/", secret, "")),
+                "postbacks[0].partner \"awin:1\"",
+            ),
+            (
+                site(&one("anna", "https://p.example/", secret, "on = [\"refund\"]")),
+                "postbacks[0].on must list",
+            ),
+            (
+                site(&one("anna", "https://p.example/", secret, "on = []")),
+                "postbacks[0].on must list",
+            ),
+            (
+                site(&format!(
+                    "{}{}",
+                    one("anna", "https://p.example/", secret, ""),
+                    one("anna", "https://q.example/", secret, "")
+                )),
+                "postbacks[1].partner \"anna\" has two postbacks",
+            ),
+            (
+                site(&one("anna", "https://p.example/", secret, "secrett = \"x\"")),
+                "unknown field `secrett`",
+            ),
+            (
+                format!("[postbacks]\ngive_up_after_ms = 0\n{good}"),
+                "postbacks.give_up_after_ms must be",
+            ),
+            (
+                format!("[postbacks]\ninitial_backoff_ms = 5000\nmax_backoff_ms = 1000\n{good}"),
+                "initial_backoff_ms must not exceed",
+            ),
+            (
+                format!("[postbacks]\nmax_in_flight = 0\n{good}"),
+                "postbacks.max_in_flight must be",
+            ),
+            (format!("[postbacks]\nretries = 3\n{good}"), "unknown field `retries`"),
+        ];
+        for (text, want) in bad {
+            let err = Config::from_toml(&text).unwrap_err().0;
             assert!(err.contains(want), "{text:?} gave {err:?}");
         }
     }

@@ -56,6 +56,8 @@ pub struct Shared {
     pub statics: Vec<PathBuf>,
     /// The clock (ms since the epoch) for the times the collector records; tests may replace it.
     pub clock: fn() -> u64,
+    /// Partner postbacks: the planner's hints and the sender's wake-up.
+    pub postbacks: crate::postbacks::Hub,
 }
 
 /// The handle handlers receive.
@@ -74,6 +76,7 @@ impl Shared {
         let writer = Writer::start(store.clone());
         Arc::new(Shared {
             limiter: RateLimiter::new(config.rate_limit),
+            postbacks: crate::postbacks::Hub::new(&config),
             metrics: Metrics::new(writer.stats().clone(), store.clone()),
             writer,
             config,
@@ -102,6 +105,10 @@ pub fn app(state: AppState) -> Router {
             post(crate::s2s::post_adjustment),
         )
         .route("/v1/clicks/{click_id}", get(get_click).layer(CompressionLayer::new()))
+        .route(
+            "/v1/postbacks",
+            get(crate::postbacks::get_postbacks).layer(CompressionLayer::new()),
+        )
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(move |req: Request| files.clone().serve(req))
@@ -275,6 +282,8 @@ async fn ingest(
     let mut kinds: Vec<&'static str> = Vec::with_capacity(batch.events.len());
     let mut events = Vec::with_capacity(batch.events.len());
     let mut slots = Vec::with_capacity(batch.events.len());
+    // Conversions of a site with postbacks: (outcome slot, order ID), for the planner.
+    let mut orders: Vec<(usize, String)> = Vec::new();
     for item in batch.events {
         let event = match item {
             Ok(e) if e.at > MAX_TIMESTAMP || e.clicks.iter().any(|c| c.at > MAX_TIMESTAMP) => {
@@ -285,6 +294,11 @@ async fn ingest(
         match event {
             Ok(e) => {
                 kinds.push(wire::type_name(&e.kind));
+                if let wire::Kind::Conversion(o) = &e.kind {
+                    if s.postbacks.wanted(&site.id) {
+                        orders.push((outcomes.len(), o.order_id.clone()));
+                    }
+                }
                 slots.push(outcomes.len());
                 outcomes.push(Outcome {
                     id: Some(e.id.clone()),
@@ -318,6 +332,12 @@ async fn ingest(
         s.metrics.flagged(traffic, stored);
         for (slot, status) in slots.into_iter().zip(statuses) {
             outcomes[slot].status = status;
+        }
+    }
+    for (slot, order_id) in orders {
+        if outcomes[slot].status == Status::Accepted {
+            s.postbacks
+                .hint(&site.id, crate::store::PostbackKind::Conversion, &order_id, "");
         }
     }
     for (o, kind) in outcomes.iter().zip(&kinds) {
@@ -421,7 +441,7 @@ fn read_access(site: &Site, headers: &HeaderMap) -> Result<bool, AppError> {
 }
 
 /// The site's read key, required.
-fn read_key(site: &Site, headers: &HeaderMap) -> Result<(), AppError> {
+pub(crate) fn read_key(site: &Site, headers: &HeaderMap) -> Result<(), AppError> {
     if read_access(site, headers)? {
         Ok(())
     } else {
@@ -524,7 +544,7 @@ fn attribute(
 }
 
 /// [`attribute`], with clicks the merchant's server passed for the order as candidates too.
-fn attribute_with(
+pub(crate) fn attribute_with(
     store: &dyn Store,
     site: &Site,
     c: &StoredConversion,
@@ -620,7 +640,7 @@ fn credit_key(c: &ConversionOut) -> serde_json::Value {
     })
 }
 
-fn json_response<T: Serialize>(value: &T) -> Result<Response, AppError> {
+pub(crate) fn json_response<T: Serialize>(value: &T) -> Result<Response, AppError> {
     let text = serde_json::to_string(value).map_err(|e| AppError::Internal(e.to_string()))?;
     Ok(([(header::CONTENT_TYPE, "application/json")], text).into_response())
 }
@@ -633,24 +653,25 @@ pub(crate) fn query(
         .map_err(|_| AppError::bad("query", "must be URL-encoded UTF-8 name=value pairs"))
 }
 
-async fn get_conversions(
-    State(s): State<AppState>,
-    q: Result<Query<HashMap<String, String>>, QueryRejection>,
-    headers: HeaderMap,
-) -> Result<Response, AppError> {
-    let q = query(q)?;
-    let site_id = q.get("site").ok_or(AppError::bad("site", "is required"))?;
-    let site = s.config.site(site_id).ok_or(AppError::NotFound("site", "site"))?;
-    read_key(site, &headers)?;
+/// The site a read endpoint's `?site=` names, with its read key checked.
+pub(crate) fn read_site<'a>(
+    s: &'a Shared,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<&'a Site, AppError> {
+    let id = q.get("site").ok_or(AppError::bad("site", "is required"))?;
+    let site = s.config.site(id).ok_or(AppError::NotFound("site", "site"))?;
+    read_key(site, headers)?;
+    Ok(site)
+}
+
+/// A read endpoint's `since` (ms, default 0) and `limit` (1 to 10000, default 1000).
+pub(crate) fn since_and_limit(q: &HashMap<String, String>) -> Result<(u64, usize), AppError> {
     let since = match q.get("since") {
         Some(v) => v
             .parse::<u64>()
             .map_err(|_| AppError::bad("since", "must be a millisecond timestamp"))?,
         None => 0,
-    };
-    let model = match q.get("model") {
-        Some(m) => Model::parse(m).ok_or(AppError::bad("model", "must be last_click or first_click"))?,
-        None => Model::LastClick,
     };
     let limit = match q.get("limit") {
         Some(v) => v
@@ -659,6 +680,22 @@ async fn get_conversions(
             .filter(|n| (1..=10_000).contains(n))
             .ok_or(AppError::bad("limit", "must be 1 to 10000"))?,
         None => 1000,
+    };
+    Ok((since, limit))
+}
+
+async fn get_conversions(
+    State(s): State<AppState>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let q = query(q)?;
+    let site = read_site(&s, &q, &headers)?;
+    let site_id = &site.id;
+    let (since, limit) = since_and_limit(&q)?;
+    let model = match q.get("model") {
+        Some(m) => Model::parse(m).ok_or(AppError::bad("model", "must be last_click or first_click"))?,
+        None => Model::LastClick,
     };
     // The site's excluded traffic classes are left out unless `traffic=all` asks for everything.
     let exclude = match q.get("traffic").map(String::as_str) {

@@ -10,6 +10,7 @@ pub mod http;
 pub mod metrics;
 pub mod money;
 pub mod partners;
+pub mod postbacks;
 pub mod ratelimit;
 pub mod s2s;
 pub mod server;
@@ -34,7 +35,13 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    let sender = postbacks::send::start(&state);
     server::run(listener, app(state.clone()), state.config.server, shutdown).await;
+    // Attempts in flight get a moment to finish and be recorded; an attempt cut off is sent
+    // again after its lease, by this collector restarted or by another.
+    if let Some(sender) = sender {
+        sender.stop(std::time::Duration::from_secs(2)).await;
+    }
     state.writer.close().await;
     let store = state.store.clone();
     let closed = tokio::task::spawn_blocking(move || store.close()).await;

@@ -25,9 +25,10 @@ pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 pub const TYPES: [&str; 6] = ["pageview", "conversion", "identify", "event", "consent", "unknown"];
 const STATUSES: [Status; 3] = [Status::Accepted, Status::Duplicate, Status::Rejected];
 /// Routes as labelled (the matched route pattern; everything else is `other`).
-pub const ROUTES: [&str; 8] = [
+pub const ROUTES: [&str; 9] = [
     "/v1/events",
     "/v1/conversions",
+    "/v1/postbacks",
     "/v1/clicks/{click_id}",
     "/v1/cookie",
     "/healthz",
@@ -56,7 +57,11 @@ pub struct Metrics {
     answers: Family<Labels<2>, Counter>,
     flagged: Family<Labels<1>, Counter>,
     latency: Family<Labels<1>, Histogram, fn() -> Histogram>,
+    postbacks: Family<Labels<1>, Counter>,
 }
+
+/// Postback attempts as labelled by outcome.
+pub const POSTBACK_OUTCOMES: [&str; 3] = ["delivered", "retry", "failed"];
 
 impl Metrics {
     /// The registry, with the writer's and the store's figures read at each scrape.
@@ -98,6 +103,15 @@ impl Metrics {
             "Time to answer a request, by route.",
             latency.clone(),
         );
+        let postbacks = Family::<Labels<1>, Counter>::default();
+        for outcome in POSTBACK_OUTCOMES {
+            drop(postbacks.get_or_create(&[("outcome", outcome)]));
+        }
+        registry.register(
+            "utt_postback_attempts",
+            "Partner postback attempts, by outcome: delivered, retry (failed, tried again later), failed (given up).",
+            postbacks.clone(),
+        );
         registry.register_collector(Box::new(Scraped { writer, store }));
         Metrics {
             registry,
@@ -105,6 +119,7 @@ impl Metrics {
             answers,
             flagged,
             latency,
+            postbacks,
         }
     }
 
@@ -134,6 +149,11 @@ impl Metrics {
     /// The count of events stored with a flagged class.
     pub fn flagged_count(&self, class: Traffic) -> u64 {
         self.flagged.get_or_create(&[("class", class.as_str())]).get()
+    }
+
+    /// Counts one postback attempt by its outcome (one of [`POSTBACK_OUTCOMES`]).
+    pub fn postback(&self, outcome: &'static str) {
+        self.postbacks.get_or_create(&[("outcome", outcome)]).inc();
     }
 
     /// Records one answer under its route label (`other` for a route not in [`ROUTES`]):
@@ -205,6 +225,10 @@ impl Collector for Scraped {
             help,
             &ConstGauge::new(self.store.size_bytes()),
         )?;
+        // A store without an outbox (a test double) has none pending.
+        let pending = self.store.postbacks_pending().unwrap_or(0);
+        let help = "Partner postbacks planned and not yet delivered or given up.";
+        one(&mut e, "utt_postbacks_pending", help, &ConstGauge::new(pending))?;
         let derive = self.store.derive_status();
         let help = "Acknowledged events whose derived rows (touches, page counts, identities) are not written yet.";
         one(&mut e, "utt_derive_lag_events", help, &ConstGauge::new(derive.lag))?;
@@ -319,6 +343,8 @@ mod tests {
             "utt_derive_lag_events 3\n",
             "utt_derive_failures_total 2\n",
             "utt_derive_failing 1\n",
+            "utt_postbacks_pending 0\n",
+            "utt_postback_attempts_total{outcome=\"retry\"} 0\n",
         ];
         for line in want {
             assert!(text.contains(line), "missing {line:?} in\n{text}");

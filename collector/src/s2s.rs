@@ -216,6 +216,10 @@ pub async fn post_conversion(
         .await
         .map_err(|e| AppError::Internal(e.to_string()))??;
     s.metrics.event("server_conversion", status);
+    if status == Status::Accepted {
+        s.postbacks
+            .hint(&site.id, crate::store::PostbackKind::Conversion, &order.order_id, "");
+    }
     Ok(outcome(order.order_id, status))
 }
 
@@ -273,7 +277,7 @@ pub async fn post_adjustment(
     }
     let a = Adjustment {
         site: site.id.clone(),
-        order_id,
+        order_id: order_id.clone(),
         adjustment_id: adjustment_id.clone(),
         kind,
         amount,
@@ -291,6 +295,14 @@ pub async fn post_adjustment(
         Adjusted::UnknownOrder => return Err(AppError::NotFound("order", "orderId")),
     };
     s.metrics.event("adjustment", status);
+    if status == Status::Accepted {
+        s.postbacks.hint(
+            &site.id,
+            crate::store::PostbackKind::Adjustment,
+            &order_id,
+            &adjustment_id,
+        );
+    }
     Ok(outcome(adjustment_id, status))
 }
 
@@ -323,56 +335,64 @@ pub fn merged(
 ) -> Result<Vec<Merged>, AppError> {
     let mut out = Vec::new();
     for c in store.conversions(site, since, limit, exclude)? {
-        let m = match store.server_order(site, &c.order_id)? {
-            Some(o) => Merged {
-                browser_amount: c.amount.clone(),
-                shown: StoredConversion {
-                    event_id: c.event_id,
-                    at: c.at,
-                    visitor: c.visitor.or(o.conversion.visitor.clone()),
-                    traffic: c.traffic,
-                    ..o.conversion
-                },
-                confirmed: true,
-                from_browser: true,
-                clicks: o.clicks,
-            },
-            None => Merged {
-                shown: c,
-                confirmed: false,
-                browser_amount: None,
-                from_browser: true,
-                clicks: Vec::new(),
-            },
-        };
-        out.push(m);
+        let o = store.server_order(site, &c.order_id)?;
+        out.extend(merge_one(Some(c), o));
     }
     for o in store.server_only_orders(site, since, limit)? {
-        out.push(Merged {
-            shown: o.conversion,
-            confirmed: true,
-            browser_amount: None,
-            from_browser: false,
-            clicks: o.clicks,
-        });
+        out.extend(merge_one(None, Some(o)));
     }
     out.sort_by(|a, b| (a.shown.at, &a.shown.order_id).cmp(&(b.shown.at, &b.shown.order_id)));
     out.truncate(limit);
     Ok(out)
 }
 
+/// One order as the read API shows it, from the browser's conversion and the server's
+/// confirmation of it (either may be missing; `None` when both are).
+pub fn merge_one(browser: Option<StoredConversion>, server: Option<ServerOrder>) -> Option<Merged> {
+    Some(match (browser, server) {
+        (Some(c), Some(o)) => Merged {
+            browser_amount: c.amount.clone(),
+            shown: StoredConversion {
+                event_id: c.event_id,
+                at: c.at,
+                visitor: c.visitor.or(o.conversion.visitor.clone()),
+                traffic: c.traffic,
+                ..o.conversion
+            },
+            confirmed: true,
+            from_browser: true,
+            clicks: o.clicks,
+        },
+        (Some(c), None) => Merged {
+            shown: c,
+            confirmed: false,
+            browser_amount: None,
+            from_browser: true,
+            clicks: Vec::new(),
+        },
+        (None, Some(o)) => Merged {
+            shown: o.conversion,
+            confirmed: true,
+            browser_amount: None,
+            from_browser: false,
+            clicks: o.clicks,
+        },
+        (None, None) => return None,
+    })
+}
+
 /// One adjustment as the read API shows it.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AdjustmentOut {
-    adjustment_id: String,
+    pub(crate) adjustment_id: String,
     #[serde(rename = "type")]
     kind: &'static str,
     amount: Option<String>,
     reason: String,
     at: u64,
     /// What it changed the net amount by (negative for a refund).
-    change: String,
+    pub(crate) change: String,
 }
 
 /// A conversion's money: gross (its amount), the adjustments in order, their total, and net.

@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,19 +12,6 @@ use common::*;
 use utt::core::wire::{self, Status};
 use utt_collector::store::sqlite::SqliteStore;
 use utt_collector::store::Store;
-
-/// Starts the binary on a free port and reads the address it prints.
-fn spawn(db: &Path, config: &Path) -> (Child, SocketAddr) {
-    listening(
-        Command::new(env!("CARGO_BIN_EXE_utt-collector"))
-            .args(["--listen", "127.0.0.1:0", "--db"])
-            .arg(db)
-            .arg("--config")
-            .arg(config)
-            .env("UTT_LOG", "warn")
-            .stderr(Stdio::inherit()),
-    )
-}
 
 #[tokio::test]
 async fn acknowledged_events_survive_kill_9() {
@@ -41,7 +26,7 @@ async fn acknowledged_events_survive_kill_9() {
     // Kill at a different point of the load each round: once this many events were acknowledged
     // in the round (so the kill always lands in the middle of ingest, however slow the machine).
     for kill_after in [50u64, 400, 1500] {
-        let (mut child, addr) = spawn(&db, &config);
+        let (mut child, addr) = spawn_collector(&db, &config);
         acked_so_far.store(0, Ordering::Relaxed);
         let mut tasks = Vec::new();
         for _ in 0..4 {
@@ -109,7 +94,7 @@ async fn acknowledged_events_survive_kill_9() {
     );
 
     // Restart on the same database: the read API lists every acknowledged order.
-    let (mut child, addr) = spawn(&db, &config);
+    let (mut child, addr) = spawn_collector(&db, &config);
     let c = Remote::new(addr);
     let a = c.get("/v1/conversions?site=demo&limit=10000").await.unwrap();
     assert_eq!(a.status, 200);

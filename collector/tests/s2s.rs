@@ -29,14 +29,7 @@ async fn browser(h: &Harness, events: &[String]) -> Answer {
 }
 
 async fn server(h: &Harness, path: &str, key: &str, body: &str) -> Answer {
-    let auth = format!("Bearer {key}");
-    h.send(
-        "POST",
-        path,
-        &[("content-type", "application/json"), ("authorization", &auth)],
-        body,
-    )
-    .await
+    h.post_json(path, key, body).await
 }
 
 /// The `_utt` cookie of a visitor carrying one click, as the tag writes it.

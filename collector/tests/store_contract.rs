@@ -642,7 +642,7 @@ fn every_growing_table_is_keyed_by_site() {
     );
     assert_eq!(
         tables,
-        "adjustments,click_pages,conversions,events,health,identities,server_orders,touches,utt_schema"
+        "adjustments,click_pages,conversions,events,health,identities,postback_plans,postbacks,server_orders,touches,utt_schema"
     );
     let unkeyed = psql(
         &url,

@@ -12,12 +12,14 @@ use crate::traffic::{Exclude, Traffic};
 pub mod derived;
 pub mod import;
 pub mod orders;
+pub mod postbacks;
 pub mod postgres;
 pub mod sqlite;
 
 pub(crate) use derived::{put_text, put_u64, ByteReader};
 pub use derived::{Chunks, Derived, IdentityRow, Merged, PageRow, TouchRow};
 pub use orders::{Adjusted, Adjustment, AdjustmentKind, OrdersExport, ServerOrder};
+pub use postbacks::{Attempted, Delivery, Plan, PostbackKind, PostbackQuery, PostbackRow, PostbackStatus, Unplanned};
 
 /// One decoded event ready to store: what the tag sent, re-written as canonical wire JSON, and
 /// the few fields the writer indexes. The decoded event itself is freed on the request's
@@ -352,6 +354,11 @@ impl StoreError {
         StoreError("this store keeps no server confirmations or adjustments".into())
     }
 
+    /// A store that keeps no postback outbox (a test double).
+    pub fn no_postbacks() -> StoreError {
+        StoreError("this store keeps no postback outbox".into())
+    }
+
     /// Whether this is an [`StoreError::unavailable`] error.
     pub fn is_unavailable(&self) -> bool {
         self.0.starts_with(Self::UNAVAILABLE)
@@ -466,6 +473,60 @@ pub trait Store: Send + Sync {
     /// Every confirmation and adjustment of the store, site by site (for `--import-sqlite`).
     fn export_orders(&self) -> Result<OrdersExport, StoreError> {
         Err(StoreError::no_orders())
+    }
+
+    /// The site's browser conversion of an order, if there is one.
+    fn order_conversion(&self, _site: &str, _order_id: &str) -> Result<Option<StoredConversion>, StoreError> {
+        Err(StoreError::no_postbacks())
+    }
+
+    /// The postback decision made for a conversion or adjustment (`adjustment_id` empty for a
+    /// conversion): `None` when none was made yet, else the partner it credited, if any.
+    fn planned(
+        &self,
+        _site: &str,
+        _kind: PostbackKind,
+        _order_id: &str,
+        _adjustment_id: &str,
+    ) -> Result<Option<Option<String>>, StoreError> {
+        Err(StoreError::no_postbacks())
+    }
+
+    /// The site's conversions (browser or server) and adjustments received at or after `since`
+    /// (ms; a browser conversion by its own time) that have no postback decision yet, at most
+    /// `limit`, conversions first.
+    fn unplanned(&self, _site: &str, _since: u64, _limit: usize) -> Result<Vec<Unplanned>, StoreError> {
+        Err(StoreError::no_postbacks())
+    }
+
+    /// Records a postback decision and its delivery, if any, in one durable transaction; `false`
+    /// (and nothing stored) when a decision for the same conversion or adjustment was already
+    /// there: the first decision stands.
+    fn plan_postback(&self, _plan: &Plan, _delivery: Option<&Delivery>) -> Result<bool, StoreError> {
+        Err(StoreError::no_postbacks())
+    }
+
+    /// Claims at most `limit` pending deliveries due at `now` (ms), oldest due first, by moving
+    /// their next attempt to `lease_until`, and returns them. An adjustment waits while its
+    /// order's conversion postback is pending. On a shared database two collectors never claim
+    /// the same delivery at once.
+    fn claim_postbacks(&self, _now: u64, _lease_until: u64, _limit: usize) -> Result<Vec<PostbackRow>, StoreError> {
+        Err(StoreError::no_postbacks())
+    }
+
+    /// Records an attempt of a pending delivery (one that is no longer pending is left alone).
+    fn attempted(&self, _site: &str, _id: &str, _outcome: &Attempted) -> Result<(), StoreError> {
+        Err(StoreError::no_postbacks())
+    }
+
+    /// The site's deliveries, oldest first.
+    fn postbacks(&self, _site: &str, _query: &PostbackQuery) -> Result<Vec<PostbackRow>, StoreError> {
+        Err(StoreError::no_postbacks())
+    }
+
+    /// Pending deliveries, all sites (for `/metrics`).
+    fn postbacks_pending(&self) -> Result<u64, StoreError> {
+        Err(StoreError::no_postbacks())
     }
 
     /// Flushes and closes what can be closed (the WAL is checkpointed); called once at shutdown.

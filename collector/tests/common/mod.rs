@@ -97,6 +97,20 @@ pub fn listening(cmd: &mut Command) -> (Child, SocketAddr) {
     (child, addr)
 }
 
+/// Starts the `utt-collector` binary on a free port over the database `db` with the
+/// configuration file `config` (its warnings on the test's stderr), and reads its address.
+pub fn spawn_collector(db: &Path, config: &Path) -> (Child, SocketAddr) {
+    listening(
+        Command::new(env!("CARGO_BIN_EXE_utt-collector"))
+            .args(["--listen", "127.0.0.1:0", "--db"])
+            .arg(db)
+            .arg("--config")
+            .arg(config)
+            .env("UTT_LOG", "warn")
+            .stderr(Stdio::inherit()),
+    )
+}
+
 /// Opens a connection and sends `bytes`: a request, or the start of one.
 pub async fn send_raw(addr: SocketAddr, bytes: &[u8]) -> TcpStream {
     let mut s = TcpStream::connect(addr).await.unwrap();
@@ -226,6 +240,18 @@ impl Harness {
             .unwrap();
         let (parts, body) = resp.into_parts();
         Answer::new(&parts, &axum::body::to_bytes(body, usize::MAX).await.unwrap())
+    }
+
+    /// POSTs a JSON body with `Authorization: Bearer <key>`, as a merchant's server does.
+    pub async fn post_json(&self, path: &str, key: &str, body: &str) -> Answer {
+        let auth = format!("Bearer {key}");
+        self.send(
+            "POST",
+            path,
+            &[("content-type", "application/json"), ("authorization", &auth)],
+            body,
+        )
+        .await
     }
 
     /// POSTs a batch as the tag does (text/plain, from a browser's user agent: without one the
@@ -398,7 +424,8 @@ impl Remote {
         self.send(req).await
     }
 
-    async fn send(&self, req: Request<Full<Bytes>>) -> Result<Answer, Failed> {
+    /// Sends a request (its URI absolute, e.g. `http://127.0.0.1:PORT/path`).
+    pub async fn send(&self, req: Request<Full<Bytes>>) -> Result<Answer, Failed> {
         let (parts, body) = self.client.request(req).await?.into_parts();
         Ok(Answer::new(&parts, &body.collect().await?.to_bytes()))
     }

@@ -16,12 +16,13 @@ use tokio_postgres::NoTls;
 use utt::core::wire::Status;
 
 use crate::store::{
-    Adjusted, Adjustment, Batch, ClickSeen, Counts, OrdersExport, ServerOrder, Store, StoreError, StoredConversion,
-    Touch,
+    Adjusted, Adjustment, Attempted, Batch, ClickSeen, Counts, Delivery, OrdersExport, Plan, PostbackKind,
+    PostbackQuery, PostbackRow, ServerOrder, Store, StoreError, StoredConversion, Touch, Unplanned,
 };
 
 mod derive;
 mod orders;
+mod postbacks;
 mod read;
 pub mod schema;
 mod write;
@@ -355,6 +356,44 @@ impl Store for PostgresStore {
 
     fn export_orders(&self) -> Result<OrdersExport, StoreError> {
         self.block(async { orders::all(&self.client().await?).await })
+    }
+
+    fn order_conversion(&self, site: &str, order_id: &str) -> Result<Option<StoredConversion>, StoreError> {
+        self.block(async { postbacks::order_conversion(&self.client().await?, site, order_id).await })
+    }
+
+    fn planned(
+        &self,
+        site: &str,
+        kind: PostbackKind,
+        order_id: &str,
+        adjustment_id: &str,
+    ) -> Result<Option<Option<String>>, StoreError> {
+        self.block(async { postbacks::planned(&self.client().await?, site, kind, order_id, adjustment_id).await })
+    }
+
+    fn unplanned(&self, site: &str, since: u64, limit: usize) -> Result<Vec<Unplanned>, StoreError> {
+        self.block(async { postbacks::unplanned(&self.client().await?, site, since, limit).await })
+    }
+
+    fn plan_postback(&self, plan: &Plan, delivery: Option<&Delivery>) -> Result<bool, StoreError> {
+        self.block(async { postbacks::plan(&mut self.client().await?, plan, delivery).await })
+    }
+
+    fn claim_postbacks(&self, now: u64, lease_until: u64, limit: usize) -> Result<Vec<PostbackRow>, StoreError> {
+        self.block(async { postbacks::claim(&self.client().await?, now, lease_until, limit).await })
+    }
+
+    fn attempted(&self, site: &str, id: &str, outcome: &Attempted) -> Result<(), StoreError> {
+        self.block(async { postbacks::attempted(&self.client().await?, site, id, outcome).await })
+    }
+
+    fn postbacks(&self, site: &str, query: &PostbackQuery) -> Result<Vec<PostbackRow>, StoreError> {
+        self.block(async { postbacks::list(&self.client().await?, site, query).await })
+    }
+
+    fn postbacks_pending(&self) -> Result<u64, StoreError> {
+        self.block(async { postbacks::pending(&self.client().await?).await })
     }
 
     fn close(&self) -> Result<(), StoreError> {

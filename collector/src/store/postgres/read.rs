@@ -10,7 +10,8 @@ use super::{pg, Client};
 use crate::store::{ClickSeen, Counts, Landing, PageSeen, StoreError, StoredConversion, Touch};
 use crate::traffic::{Exclude, Traffic};
 
-const CONVERSION_COLUMNS: &str = "c.site, c.event_id, c.order_id, c.at, c.visitor, c.amount, c.currency, c.discount, \
+pub(super) const CONVERSION_COLUMNS: &str =
+    "c.site, c.event_id, c.order_id, c.at, c.visitor, c.amount, c.currency, c.discount, \
      c.promo_code, c.customer_status, c.items, c.custom";
 
 /// The most page paths the click API answers with: the most recently viewed.
@@ -35,7 +36,7 @@ pub(super) fn conversion_row(r: &Row) -> StoredConversion {
 }
 
 /// [`conversion_row`] followed by the conversion's traffic class.
-fn classified_row(r: &Row) -> StoredConversion {
+pub(super) fn classified_row(r: &Row) -> StoredConversion {
     StoredConversion {
         traffic: Traffic::from_code(i64::from(r.get::<_, i32>(12))),
         ..conversion_row(r)

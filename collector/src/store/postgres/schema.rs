@@ -126,6 +126,40 @@ ALTER TABLE events ADD COLUMN traffic integer NOT NULL DEFAULT 0;
 ALTER TABLE conversions ADD COLUMN traffic integer NOT NULL DEFAULT 0;
 ALTER TABLE touches ADD COLUMN traffic integer NOT NULL DEFAULT 0;
 ",
+    // 5: partner postbacks: one decision per conversion and adjustment (`postback_plans`), the
+    // deliveries to send (`postbacks`, the outbox; a pending one is due at `next_at`, claimed
+    // with `FOR UPDATE SKIP LOCKED`), keyed by site first; adjustments found by arrival.
+    "
+CREATE TABLE postback_plans (
+    site text NOT NULL,
+    kind text NOT NULL,
+    order_id text NOT NULL,
+    adjustment_id text NOT NULL,
+    partner text,
+    planned_at bigint NOT NULL,
+    PRIMARY KEY (site, kind, order_id, adjustment_id)
+);
+CREATE TABLE postbacks (
+    site text NOT NULL,
+    id text NOT NULL,
+    kind text NOT NULL,
+    order_id text NOT NULL,
+    adjustment_id text,
+    partner text NOT NULL,
+    body text NOT NULL,
+    status text NOT NULL,
+    attempts integer NOT NULL,
+    last_error text,
+    created_at bigint NOT NULL,
+    next_at bigint,
+    delivered_at bigint,
+    PRIMARY KEY (site, id)
+);
+CREATE INDEX postbacks_due ON postbacks (next_at) WHERE status = 'pending';
+CREATE INDEX postbacks_created ON postbacks (site, created_at);
+CREATE INDEX postbacks_order ON postbacks (site, order_id);
+CREATE INDEX adjustments_received ON adjustments (site, received);
+",
 ];
 
 /// The schema version this collector writes.

@@ -11,12 +11,13 @@ use rusqlite::Connection;
 use utt::core::wire::Status;
 
 use crate::store::{
-    Adjusted, Adjustment, Batch, ClickSeen, Counts, DeriveStatus, OrdersExport, ServerOrder, Store, StoreError,
-    StoredConversion, Touch,
+    Adjusted, Adjustment, Attempted, Batch, ClickSeen, Counts, Delivery, DeriveStatus, OrdersExport, Plan,
+    PostbackKind, PostbackQuery, PostbackRow, ServerOrder, Store, StoreError, StoredConversion, Touch, Unplanned,
 };
 
 mod derive;
 mod orders;
+mod postbacks;
 mod read;
 mod rebuild;
 mod schema;
@@ -275,6 +276,44 @@ impl Store for SqliteStore {
 
     fn export_orders(&self) -> Result<OrdersExport, StoreError> {
         self.all_orders()
+    }
+
+    fn order_conversion(&self, site: &str, order_id: &str) -> Result<Option<StoredConversion>, StoreError> {
+        self.order_conversion_of(site, order_id)
+    }
+
+    fn planned(
+        &self,
+        site: &str,
+        kind: PostbackKind,
+        order_id: &str,
+        adjustment_id: &str,
+    ) -> Result<Option<Option<String>>, StoreError> {
+        self.planned_of(site, kind, order_id, adjustment_id)
+    }
+
+    fn unplanned(&self, site: &str, since: u64, limit: usize) -> Result<Vec<Unplanned>, StoreError> {
+        self.unplanned_of(site, since, limit)
+    }
+
+    fn plan_postback(&self, plan: &Plan, delivery: Option<&Delivery>) -> Result<bool, StoreError> {
+        self.plan(plan, delivery)
+    }
+
+    fn claim_postbacks(&self, now: u64, lease_until: u64, limit: usize) -> Result<Vec<PostbackRow>, StoreError> {
+        self.claim(now, lease_until, limit)
+    }
+
+    fn attempted(&self, site: &str, id: &str, outcome: &Attempted) -> Result<(), StoreError> {
+        self.record_attempt(site, id, outcome)
+    }
+
+    fn postbacks(&self, site: &str, query: &PostbackQuery) -> Result<Vec<PostbackRow>, StoreError> {
+        self.postbacks_of(site, query)
+    }
+
+    fn postbacks_pending(&self) -> Result<u64, StoreError> {
+        self.pending_postbacks()
     }
 
     fn close(&self) -> Result<(), StoreError> {

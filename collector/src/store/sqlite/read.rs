@@ -249,7 +249,7 @@ pub(super) fn conversion_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredCo
 }
 
 /// [`conversion_row`] followed by the conversion's traffic class.
-fn classified_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredConversion> {
+pub(super) fn classified_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredConversion> {
     Ok(StoredConversion {
         traffic: Traffic::from_code(r.get(12)?),
         ..conversion_row(r)?

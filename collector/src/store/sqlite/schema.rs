@@ -103,11 +103,47 @@ ALTER TABLE events ADD COLUMN traffic INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE conversions ADD COLUMN traffic INTEGER NOT NULL DEFAULT 0;
 ";
 
+/// Version 4: partner postbacks. `postback_plans` holds one decision per conversion and per
+/// adjustment (the partner credited, if any), `postbacks` the deliveries to send (the outbox),
+/// both keyed by site first; a pending delivery is due at `next_at` (`postbacks_due`), and
+/// adjustments are found by arrival for the planner's sweep (`adjustments_received`).
+const POSTBACKS: &str = "
+CREATE TABLE postback_plans (
+    site TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    order_id TEXT NOT NULL,
+    adjustment_id TEXT NOT NULL,
+    partner TEXT,
+    planned_at INTEGER NOT NULL,
+    PRIMARY KEY (site, kind, order_id, adjustment_id)
+);
+CREATE TABLE postbacks (
+    site TEXT NOT NULL,
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    order_id TEXT NOT NULL,
+    adjustment_id TEXT,
+    partner TEXT NOT NULL,
+    body TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    last_error TEXT,
+    created_at INTEGER NOT NULL,
+    next_at INTEGER,
+    delivered_at INTEGER,
+    PRIMARY KEY (site, id)
+);
+CREATE INDEX postbacks_due ON postbacks (next_at) WHERE status = 'pending';
+CREATE INDEX postbacks_created ON postbacks (site, created_at);
+CREATE INDEX postbacks_order ON postbacks (site, order_id);
+CREATE INDEX adjustments_received ON adjustments (site, received);
+";
+
 /// The main file's migrations, in order: version `i + 1` is `MIGRATIONS[i]`, applied once and
 /// recorded in `utt_schema`. Version 1 is the schema files had before versions were recorded
 /// (every statement `IF NOT EXISTS`, so such a file is brought to version 1 unchanged). A
 /// released migration is never edited, only followed by a new one.
-pub(super) const MIGRATIONS: &[&str] = &[SCHEMA, SERVER_ORDERS, TRAFFIC];
+pub(super) const MIGRATIONS: &[&str] = &[SCHEMA, SERVER_ORDERS, TRAFFIC, POSTBACKS];
 
 /// Brings the main file's schema up to the last migration, in one transaction. A file made by a
 /// newer collector (a higher version) is refused.
