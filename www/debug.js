@@ -57,6 +57,43 @@ function facts(el, pairs) {
   fill(el, pairs.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
 }
 
+/** An order as the click API gives it: its ID and amount with the site's read key, else its time. */
+const orderLabel = (c) => (c.orderId === undefined ? when(c.at) : `${c.orderId} (${c.amount ?? '?'} ${c.currency ?? ''})`);
+
+/** What the collector's traffic classes mean, for a partner reading why a click earned nothing. */
+const CLASSES = {
+  automation: 'a browser driven by automation software (WebDriver, Playwright, Puppeteer, Selenium) or a headless browser',
+  bot: 'a crawler, monitor, link previewer or HTTP library, or a request without a browser\'s user agent',
+};
+
+/** A class other than `human` (a collector from before bot filtering names none). */
+const notHuman = (t) => typeof t === 'string' && t !== 'human';
+
+/** Why the site did not credit a conversion this click would have earned (a `flagged` entry). */
+function whyFlagged(f) {
+  const order = notHuman(f.traffic);
+  const click = notHuman(f.clickTraffic);
+  if (order && click && f.traffic === f.clickTraffic) return `the order and the click came from traffic classed ${f.traffic}, which this site excludes`;
+  if (order && click) return `the order came from traffic classed ${f.traffic} and the click from traffic classed ${f.clickTraffic}; this site excludes at least one of these classes`;
+  if (order) return `the order came from traffic classed ${f.traffic}, which this site excludes`;
+  if (click) return `the click came from traffic classed ${f.clickTraffic}, which this site excludes`;
+  return 'its traffic class is one this site excludes';
+}
+
+/** What the collector's record says about traffic that is not a person's: the click's class, and why any conversion was not credited. */
+function trafficNotes(b) {
+  const flagged = Array.isArray(b.flagged) ? b.flagged : [];
+  const classes = [...new Set([...b.conversions, ...flagged].map((c) => c.clickTraffic).filter(notHuman))];
+  return [
+    classes.map((t) => h('div', { className: 'click-traffic' },
+      h('span', { className: 'badge warn' }, t),
+      ` This click came from traffic classed ${t}: ${CLASSES[t] ?? 'not a person\'s browser'}.`)),
+    flagged.map((f) => h('div', { className: 'flagged' },
+      h('span', { className: 'badge no' }, 'not credited'),
+      ` ${orderLabel(f)}. Not credited: ${whyFlagged(f)}.`)),
+  ];
+}
+
 function recordSummary(rec) {
   if (rec.status === 404) return h('span', { className: 'badge warn' }, 'not seen yet');
   if (rec.status !== 200) return h('span', { className: 'badge no' }, `error ${rec.status}: ${rec.body?.error ?? ''}`);
@@ -65,8 +102,12 @@ function recordSummary(rec) {
     h('span', { className: 'badge ok' }, 'received'),
     h('div', {}, `first seen ${when(b.firstSeen)}`),
     h('div', {}, `${b.pageViews} page view(s) on ${b.pages.length} page(s)`),
-    h('div', {}, `${b.conversions.length} conversion(s) credited`,
-      b.conversions.length ? `: ${b.conversions.map((c) => (c.orderId === undefined ? when(c.at) : `${c.orderId} (${c.amount ?? '?'} ${c.currency ?? ''})`)).join(', ')}` : ''));
+    h('div', { className: 'credited' }, `${b.conversions.length} conversion(s) credited`,
+      b.conversions.length ? `: ${b.conversions.map((c) => {
+        const counted = [...new Set([c.traffic, c.clickTraffic].filter(notHuman))];
+        return counted.length ? `${orderLabel(c)}, from traffic classed ${counted.join(' and ')}, which this site counts` : orderLabel(c);
+      }).join('; ')}` : ''),
+    trafficNotes(b));
 }
 
 /** Redraws every panel from the chosen tag's state and the collector's records. */

@@ -4,13 +4,14 @@
 // a partner click and a conversion, on two sites of one collector: `prod` keeps the default
 // exclusions (bot and automation), so its order is stored but neither listed nor credited;
 // `staging` counts automation (`exclude = ["bot"]`, how a site marks its own test traffic), so
-// its order is listed and credited. Assertions on what the collector stored and answers.
+// its order is listed and credited. Assertions on what the collector stored and answers, and
+// on what the partner debug page, opened in the same automated browser, shows of it.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { useWorld, visitor, tagReady, delivered, eventually, unique, metricValue } from './support.mjs';
+import { useWorld, visitor, tagReady, delivered, eventually, unique, metricValue, artifact, ROOT } from './support.mjs';
 
 const CONFIG = `
 [[sites]]
@@ -24,12 +25,17 @@ allowed_origins = ["http://localhost:*", "http://127.0.0.1:*"]
 exclude = ["bot"]
 `;
 
+/** The site named in a page's query, and the tag's configuration for it. */
+function siteInit(req) {
+  const q = new URL(req.url, 'http://x').searchParams;
+  return { q, init: { site: q.get('site'), collector: world.collectorUrl } };
+}
+
 // A merchant's page with the snippet for the site named in its query, and a conversion when it
 // names an order.
 function page(req, res) {
-  const q = new URL(req.url, 'http://x').searchParams;
+  const { q, init } = siteInit(req);
   const snippet = readFileSync(join(world.dist, 'snippet.js'), 'utf8').split('\n')[0];
-  const init = { site: q.get('site'), collector: world.collectorUrl };
   const order = q.get('order');
   const conversion = order ? `utt("conversion",${JSON.stringify({ orderId: order, amount: '42.00', currency: 'EUR' })});` : '';
   res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
@@ -39,14 +45,29 @@ utt("init",${JSON.stringify(init)});${conversion}</script>
 </head><body><h1>Shop</h1></body></html>`);
 }
 
-const world = useWorld({ config: CONFIG, routes: { 'GET /page.html': page } });
+// The shop's partner debug page (www/debug.html, unchanged) as the site named in the query
+// deploys it: with that site's `init` instead of the demo's (site "demo", which this collector
+// does not serve).
+function debugPage(req, res) {
+  const { init } = siteInit(req);
+  const html = readFileSync(join(ROOT, 'www', 'debug.html'), 'utf8');
+  const line = /^utt\("init",\{.*\}\);$/m;
+  if (!line.test(html)) throw new Error('www/debug.html has no utt("init",{…}); line to give the site');
+  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+  res.end(html.replace(line, () => `utt("init",${JSON.stringify(init)});`));
+}
+
+const world = useWorld({ config: CONFIG, routes: { 'GET /page.html': page, 'GET /debug.html': debugPage } });
 
 const getJson = async (path) => {
   const res = await fetch(world.collectorUrl + path);
   return { status: res.status, body: await res.json() };
 };
 
-/** Lands on a partner click and converts, on `site`, in a new automated browser context. */
+/**
+ * Lands on a partner click and converts, on `site`, in a new automated browser context; answers
+ * the IDs and that context's tab, which the caller closes.
+ */
 async function clickAndConvert(site) {
   const clickId = unique('BOTCLICK');
   const orderId = unique('BOTORDER');
@@ -60,8 +81,20 @@ async function clickAndConvert(site) {
   assert.ok(seen.batches.length > 0);
   for (const b of seen.batches) assert.equal(JSON.parse(b).webdriver, true, b);
   assert.deepEqual(seen.errors, []);
-  await context.close();
-  return { clickId, orderId };
+  return { clickId, orderId, context, tab, seen };
+}
+
+/**
+ * Opens the partner debug page of `site` in the converting browser and waits until the
+ * collector's record of `clickId` there has `text`; answers that record's text.
+ */
+async function debugRecord(tab, site, clickId, text) {
+  await tab.goto(`${world.base}/debug.html?site=${site}`);
+  await tab.waitForSelector('body[data-ready]');
+  const cell = tab.locator(`tr.click[data-value="${clickId}"] .collector`);
+  // The page redraws itself every few seconds: wait for the record, not for a time.
+  await cell.filter({ hasText: text }).waitFor();
+  return cell.textContent();
 }
 
 /** The conversions of `site` with this order ID (`traffic=all` or the site's default). */
@@ -73,7 +106,7 @@ async function orders(site, orderId, all) {
 
 test('an automated browser\'s conversion on a site with the default exclusions is stored but not reported or credited', { timeout: 90_000 }, async () => {
   const before = metricValue(await world.api.metrics(), 'utt_flagged_events_total{class="automation"}');
-  const { clickId, orderId } = await clickAndConvert('prod');
+  const { clickId, orderId, context, tab, seen } = await clickAndConvert('prod');
   // Stored (traffic=all shows it, with its class and its click's)…
   const c = await eventually('the order stored', async () => (await orders('prod', orderId, true))[0]);
   assert.equal(c.traffic, 'automation');
@@ -89,10 +122,21 @@ test('an automated browser\'s conversion on a site with the default exclusions i
   assert.equal(status, 200, JSON.stringify(body));
   assert.deepEqual(body.conversions, []);
   assert.deepEqual(body.flagged.map((f) => [f.orderId, f.traffic, f.clickTraffic]), [[orderId, 'automation', 'automation']]);
+
+  // The partner's debug page, opened in that browser, shows the same: the click's class, and
+  // the order it earned nothing for, with why.
+  const text = await debugRecord(tab, 'prod', clickId, 'Not credited');
+  assert.ok(text.includes('0 conversion(s) credited'), text);
+  assert.ok(text.includes('This click came from traffic classed automation: a browser driven by automation software'), text);
+  assert.ok(text.includes(`${orderId} (42.00 EUR). Not credited: the order and the click came from traffic classed automation, which this site excludes.`), text);
+  assert.equal(await tab.locator(`tr.click[data-value="${clickId}"] .collector .flagged`).count(), 1);
+  await tab.screenshot({ path: artifact('debug-page-flagged.png'), fullPage: true });
+  assert.deepEqual(seen.errors, []);
+  await context.close();
 });
 
 test('a site that counts automation (its own test traffic) reports and credits the same journey', { timeout: 90_000 }, async () => {
-  const { clickId, orderId } = await clickAndConvert('staging');
+  const { clickId, orderId, context, tab, seen } = await clickAndConvert('staging');
   const c = await eventually('the order listed', async () => (await orders('staging', orderId, false))[0]);
   assert.equal(c.traffic, 'automation');
   assert.equal(c.attribution?.clickId, clickId);
@@ -100,4 +144,13 @@ test('a site that counts automation (its own test traffic) reports and credits t
   const { body } = await getJson(`/v1/clicks/${clickId}?site=staging`);
   assert.deepEqual(body.flagged, []);
   assert.deepEqual(body.conversions.map((x) => [x.orderId, x.traffic]), [[orderId, 'automation']]);
+
+  // The debug page shows it credited, and says the site counts the class.
+  const text = await debugRecord(tab, 'staging', clickId, '1 conversion(s) credited');
+  assert.ok(text.includes(`1 conversion(s) credited: ${orderId} (42.00 EUR), from traffic classed automation, which this site counts`), text);
+  assert.ok(text.includes('This click came from traffic classed automation'), text);
+  assert.ok(!text.includes('Not credited'), text);
+  await tab.screenshot({ path: artifact('debug-page-counted.png'), fullPage: true });
+  assert.deepEqual(seen.errors, []);
+  await context.close();
 });
