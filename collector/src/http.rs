@@ -101,6 +101,10 @@ pub fn app(state: AppState) -> Router {
             post(crate::s2s::post_adjustment),
         )
         .route("/v1/clicks/{click_id}", get(get_click).layer(CompressionLayer::new()))
+        .route(
+            "/v1/report",
+            get(crate::report_api::get_report).layer(CompressionLayer::new()),
+        )
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(move |req: Request| files.clone().serve(req))
@@ -412,7 +416,7 @@ fn read_access(site: &Site, headers: &HeaderMap) -> Result<bool, AppError> {
 }
 
 /// The site's read key, required.
-fn read_key(site: &Site, headers: &HeaderMap) -> Result<(), AppError> {
+pub(crate) fn read_key(site: &Site, headers: &HeaderMap) -> Result<(), AppError> {
     if read_access(site, headers)? {
         Ok(())
     } else {
@@ -423,27 +427,27 @@ fn read_key(site: &Site, headers: &HeaderMap) -> Result<(), AppError> {
 /// One conversion as the read API shows it.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct ConversionOut {
+pub(crate) struct ConversionOut {
     event_id: Option<String>,
     order_id: String,
-    at: u64,
+    pub(crate) at: u64,
     amount: Option<String>,
-    currency: Option<String>,
+    pub(crate) currency: Option<String>,
     discount: Option<String>,
     promo_code: Option<String>,
     customer_status: Option<String>,
     items: Box<RawValue>,
     custom: Option<Box<RawValue>>,
-    attribution: Option<CreditOut>,
+    pub(crate) attribution: Option<CreditOut>,
     touchpoints: Vec<TouchOut>,
     promo: Option<PromoOut>,
     #[serde(flatten)]
-    settlement: Option<crate::s2s::Settlement>,
+    pub(crate) settlement: Option<crate::s2s::Settlement>,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct CreditOut {
+pub(crate) struct CreditOut {
     model: &'static str,
     network: Option<String>,
     param: Option<String>,
@@ -451,16 +455,16 @@ struct CreditOut {
     click_at: Option<u64>,
     cross_device: bool,
     #[serde(flatten)]
-    partner: PartnerOut,
+    pub(crate) partner: PartnerOut,
 }
 
 /// The partner a click or promo code names (`crate::partners`): its ID (`null` when nothing
 /// maps), display name (`null` also for an unmapped partner parameter) and how it was found.
 #[derive(Serialize, Default)]
 #[serde(rename_all = "camelCase")]
-struct PartnerOut {
-    partner: Option<String>,
-    partner_name: Option<String>,
+pub(crate) struct PartnerOut {
+    pub(crate) partner: Option<String>,
+    pub(crate) partner_name: Option<String>,
     partner_via: Option<&'static str>,
 }
 
@@ -532,6 +536,25 @@ fn attribute_with(
     Ok(attribution::attribute(c.at, site.window_ms(), model, &touches, promo))
 }
 
+/// Attributes and settles conversions read by [`crate::s2s::merged`]: the rows of
+/// `GET /v1/conversions` and what the report sums (blocking: it reads the store).
+pub(crate) fn attributed(
+    store: &dyn Store,
+    site: &Site,
+    rows: Vec<crate::s2s::Merged>,
+    model: Model,
+) -> Result<Vec<ConversionOut>, AppError> {
+    rows.into_iter()
+        .map(|m| {
+            let a = attribute_with(store, site, &m.shown, model, &m.clicks)?;
+            let settlement = crate::s2s::settle(&m, store.adjustments(&site.id, &m.shown.order_id)?);
+            let mut out = conversion_out(site, m.shown, a)?;
+            out.settlement = Some(settlement);
+            Ok(out)
+        })
+        .collect()
+}
+
 fn conversion_out(site: &Site, c: StoredConversion, a: attribution::Attribution) -> Result<ConversionOut, AppError> {
     let attribution = a.credit.map(|credit| match credit {
         Credit::Click(m, t) => CreditOut {
@@ -597,7 +620,7 @@ fn credit_key(c: &ConversionOut) -> serde_json::Value {
     })
 }
 
-fn json_response<T: Serialize>(value: &T) -> Result<Response, AppError> {
+pub(crate) fn json_response<T: Serialize>(value: &T) -> Result<Response, AppError> {
     let text = serde_json::to_string(value).map_err(|e| AppError::Internal(e.to_string()))?;
     Ok(([(header::CONTENT_TYPE, "application/json")], text).into_response())
 }
@@ -608,6 +631,14 @@ pub(crate) fn query(
 ) -> Result<HashMap<String, String>, AppError> {
     q.map(|Query(q)| q)
         .map_err(|_| AppError::bad("query", "must be URL-encoded UTF-8 name=value pairs"))
+}
+
+/// The `model` parameter of the read API and the report (last click by default).
+pub(crate) fn model_param(q: &HashMap<String, String>) -> Result<Model, AppError> {
+    match q.get("model") {
+        Some(m) => Model::parse(m).ok_or(AppError::bad("model", "must be last_click or first_click")),
+        None => Ok(Model::LastClick),
+    }
 }
 
 async fn get_conversions(
@@ -625,10 +656,7 @@ async fn get_conversions(
             .map_err(|_| AppError::bad("since", "must be a millisecond timestamp"))?,
         None => 0,
     };
-    let model = match q.get("model") {
-        Some(m) => Model::parse(m).ok_or(AppError::bad("model", "must be last_click or first_click"))?,
-        None => Model::LastClick,
-    };
+    let model = model_param(&q)?;
     let limit = match q.get("limit") {
         Some(v) => v
             .parse::<usize>()
@@ -643,15 +671,12 @@ async fn get_conversions(
         let site = state.config.site(&site_id).ok_or(AppError::NotFound("site", "site"))?;
         let store = state.store.as_ref();
         let rows = crate::s2s::merged(store, &site_id, since, limit)?;
-        let mut list = Vec::with_capacity(rows.len());
+        let list = attributed(store, site, rows, model)?;
         let mut totals = crate::s2s::Totals::default();
-        for m in rows {
-            let a = attribute_with(store, site, &m.shown, model, &m.clicks)?;
-            let settlement = crate::s2s::settle(&m, store.adjustments(&site_id, &m.shown.order_id)?);
-            let mut out = conversion_out(site, m.shown, a)?;
-            totals.add(credit_key(&out), &settlement);
-            out.settlement = Some(settlement);
-            list.push(out);
+        for out in &list {
+            if let Some(settlement) = &out.settlement {
+                totals.add(credit_key(out), settlement);
+            }
         }
         serde_json::to_value(serde_json::json!({
             "site": site_id,

@@ -11,6 +11,8 @@ pub mod metrics;
 pub mod money;
 pub mod partners;
 pub mod ratelimit;
+pub mod report;
+mod report_api;
 pub mod s2s;
 pub mod server;
 pub mod statics;

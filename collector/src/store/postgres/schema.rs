@@ -118,6 +118,8 @@ CREATE TABLE adjustments (
 );
 CREATE INDEX adjustments_order ON adjustments (site, order_id, at);
 ",
+    // 4: the report's clicks of a site by time (store/postgres/report.rs).
+    "CREATE INDEX touches_at ON touches (site, click_at);",
 ];
 
 /// The schema version this collector writes.

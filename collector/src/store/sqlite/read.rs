@@ -68,6 +68,19 @@ pub(super) fn split_clicks_ref(entry: &[u8]) -> Option<(&[u8], i64, i64, &[u8])>
     Some((&entry[..a], at.parse().ok()?, len.parse().ok()?, &entry[n + 1..]))
 }
 
+/// A touch as [`TOUCHES_SQL`] selects it (and the report's clicks).
+pub(super) fn touch_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Touch> {
+    Ok(Touch {
+        param: r.get(0)?,
+        network: r.get(1)?,
+        value: r.get(2)?,
+        at: r.get::<_, i64>(3)? as u64,
+        path: r.get(4)?,
+        cross_device: r.get(5)?,
+        landing: r.get(6)?,
+    })
+}
+
 impl SqliteStore {
     /// A read of the derived tables: waits until what was acknowledged before it is derived.
     pub(super) fn read_derived<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
@@ -113,17 +126,7 @@ impl SqliteStore {
     pub(super) fn touches_of(&self, site: &str, visitor: &str, from: u64, to: u64) -> Result<Vec<Touch>, StoreError> {
         self.read_derived(|c| {
             let mut st = c.prepare_cached(TOUCHES_SQL)?;
-            let rows = st.query_map(params![site, visitor, int(from), int(to)], |r| {
-                Ok(Touch {
-                    param: r.get(0)?,
-                    network: r.get(1)?,
-                    value: r.get(2)?,
-                    at: r.get::<_, i64>(3)? as u64,
-                    path: r.get(4)?,
-                    cross_device: r.get(5)?,
-                    landing: r.get(6)?,
-                })
-            })?;
+            let rows = st.query_map(params![site, visitor, int(from), int(to)], touch_row)?;
             rows.collect()
         })
     }

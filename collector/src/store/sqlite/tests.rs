@@ -73,6 +73,7 @@ fn read_queries_use_indexes() {
         CLICK_SQL.into(),
         PAGES_SQL.into(),
         near_click_sql(),
+        report::CLICKS_SQL.into(),
     ];
     store
         .read(|c| {
