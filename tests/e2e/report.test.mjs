@@ -288,6 +288,38 @@ test('the report by partner equals the read API, with its chart, orders and CSV'
   assert.ok(partnersCsv.includes(`"'=HYPERLINK(""http://evil.example"",""click"")"`), 'quoted and prefixed');
   assert.ok(partnersCsv.includes(',-25.25,'), 'a negative amount stays a number');
 
+  // The postback column, as agreed with GET /v1/postbacks (answered here by the test, as a
+  // collector that delivers postbacks would): counts by partner of the range's orders only.
+  const asked = [];
+  const postbacksUrl = (url) => url.pathname === '/v1/postbacks';
+  const pb = (orderId, partner, status, kind = 'conversion') => ({
+    id: crypto.randomUUID(), kind, orderId, adjustmentId: kind === 'adjustment' ? 'RF-9' : null, partner, status,
+    attempts: 1, lastError: status === 'failed' ? 'HTTP 500' : null, createdAt: at(2), nextAttemptAt: null, deliveredAt: null,
+  });
+  await page.route(postbacksUrl, (route) => {
+    asked.push([new URL(route.request().url()).searchParams.toString(), route.request().headers().authorization]);
+    return route.fulfill({
+      contentType: 'application/json',
+      body: JSON.stringify({
+        site: SITE,
+        postbacks: [pb('R-2', 'outdoor-blog', 'delivered'), pb('R-2', 'outdoor-blog', 'pending', 'adjustment'),
+          pb('R-1', 'demo-affiliate', 'failed'), pb('R-0', 'demo-affiliate', 'delivered')],
+      }),
+    });
+  });
+  await submitted(page, SITE, READ);
+  const column = (await cells(page, '#partners-table tbody tr')).map((r) => `${r[0]}: ${r[8]}`);
+  assert.deepEqual(column, [
+    'Demo Affiliate: 0 delivered, 0 pending, 1 failed',
+    `${FORMULA_NAME}: 1 delivered, 1 pending, 0 failed`,
+    `${HOSTILE_NAME}: 0 delivered, 0 pending, 0 failed`,
+    'no partner: —',
+    'Total: 1 delivered, 1 pending, 1 failed',
+    'Total: ',
+  ]);
+  assert.deepEqual(asked, [[`site=${SITE}&since=${api.fromMs}&limit=10000`, `Bearer ${READ}`]]);
+  await page.unroute(postbacksUrl);
+
   // Another model and a reload: the tab remembers the site and key.
   await page.selectOption('#model', 'first_click');
   await page.waitForFunction(() => document.getElementById('status').textContent.includes('first click'));
