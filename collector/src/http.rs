@@ -109,6 +109,10 @@ pub fn app(state: AppState) -> Router {
             "/v1/postbacks",
             get(crate::postbacks::get_postbacks).layer(CompressionLayer::new()),
         )
+        .route(
+            "/v1/report",
+            get(crate::report_api::get_report).layer(CompressionLayer::new()),
+        )
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(move |req: Request| files.clone().serve(req))
@@ -452,28 +456,28 @@ pub(crate) fn read_key(site: &Site, headers: &HeaderMap) -> Result<(), AppError>
 /// One conversion as the read API shows it.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct ConversionOut {
+pub(crate) struct ConversionOut {
     event_id: Option<String>,
     order_id: String,
-    at: u64,
+    pub(crate) at: u64,
     amount: Option<String>,
-    currency: Option<String>,
+    pub(crate) currency: Option<String>,
     discount: Option<String>,
     promo_code: Option<String>,
     customer_status: Option<String>,
     items: Box<RawValue>,
     custom: Option<Box<RawValue>>,
-    attribution: Option<CreditOut>,
+    pub(crate) attribution: Option<CreditOut>,
     touchpoints: Vec<TouchOut>,
     promo: Option<PromoOut>,
     traffic: &'static str,
     #[serde(flatten)]
-    settlement: Option<crate::s2s::Settlement>,
+    pub(crate) settlement: Option<crate::s2s::Settlement>,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct CreditOut {
+pub(crate) struct CreditOut {
     model: &'static str,
     network: Option<String>,
     param: Option<String>,
@@ -481,16 +485,16 @@ struct CreditOut {
     click_at: Option<u64>,
     cross_device: bool,
     #[serde(flatten)]
-    partner: PartnerOut,
+    pub(crate) partner: PartnerOut,
 }
 
 /// The partner a click or promo code names (`crate::partners`): its ID (`null` when nothing
 /// maps), display name (`null` also for an unmapped partner parameter) and how it was found.
 #[derive(Serialize, Default)]
 #[serde(rename_all = "camelCase")]
-struct PartnerOut {
-    partner: Option<String>,
-    partner_name: Option<String>,
+pub(crate) struct PartnerOut {
+    pub(crate) partner: Option<String>,
+    pub(crate) partner_name: Option<String>,
     partner_via: Option<&'static str>,
 }
 
@@ -573,6 +577,26 @@ pub(crate) fn attribute_with(
     ))
 }
 
+/// Attributes and settles conversions read by [`crate::s2s::merged`]: the rows of
+/// `GET /v1/conversions` and what the report sums (blocking: it reads the store).
+pub(crate) fn attributed(
+    store: &dyn Store,
+    site: &Site,
+    rows: Vec<crate::s2s::Merged>,
+    model: Model,
+    exclude: Exclude,
+) -> Result<Vec<ConversionOut>, AppError> {
+    rows.into_iter()
+        .map(|m| {
+            let a = attribute_with(store, site, &m.shown, model, &m.clicks, exclude)?;
+            let settlement = crate::s2s::settle(&m, store.adjustments(&site.id, &m.shown.order_id)?);
+            let mut out = conversion_out(site, m.shown, a)?;
+            out.settlement = Some(settlement);
+            Ok(out)
+        })
+        .collect()
+}
+
 fn conversion_out(site: &Site, c: StoredConversion, a: attribution::Attribution) -> Result<ConversionOut, AppError> {
     let attribution = a.credit.map(|credit| match credit {
         Credit::Click(m, t) => CreditOut {
@@ -653,6 +677,27 @@ pub(crate) fn query(
         .map_err(|_| AppError::bad("query", "must be URL-encoded UTF-8 name=value pairs"))
 }
 
+/// The `traffic` parameter of the read API and the report: the site's excluded traffic classes
+/// are left out unless `traffic=all` asks for everything.
+pub(crate) fn traffic_param(q: &HashMap<String, String>, site: &Site) -> Result<Exclude, AppError> {
+    match q.get("traffic").map(String::as_str) {
+        None => Ok(site.traffic.excluded()),
+        Some("all") => Ok(Exclude::NONE),
+        Some(_) => Err(AppError::bad(
+            "traffic",
+            "must be all (or absent: the site's exclusions apply)",
+        )),
+    }
+}
+
+/// The `model` parameter of the read API and the report (last click by default).
+pub(crate) fn model_param(q: &HashMap<String, String>) -> Result<Model, AppError> {
+    match q.get("model") {
+        Some(m) => Model::parse(m).ok_or(AppError::bad("model", "must be last_click or first_click")),
+        None => Ok(Model::LastClick),
+    }
+}
+
 /// The site a read endpoint's `?site=` names, with its read key checked.
 pub(crate) fn read_site<'a>(
     s: &'a Shared,
@@ -693,36 +738,20 @@ async fn get_conversions(
     let site = read_site(&s, &q, &headers)?;
     let site_id = &site.id;
     let (since, limit) = since_and_limit(&q)?;
-    let model = match q.get("model") {
-        Some(m) => Model::parse(m).ok_or(AppError::bad("model", "must be last_click or first_click"))?,
-        None => Model::LastClick,
-    };
-    // The site's excluded traffic classes are left out unless `traffic=all` asks for everything.
-    let exclude = match q.get("traffic").map(String::as_str) {
-        None => site.traffic.excluded(),
-        Some("all") => Exclude::NONE,
-        Some(_) => {
-            return Err(AppError::bad(
-                "traffic",
-                "must be all (or absent: the site's exclusions apply)",
-            ))
-        }
-    };
+    let model = model_param(&q)?;
+    let exclude = traffic_param(&q, site)?;
     let state = s.clone();
     let site_id = site_id.clone();
     let out = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, AppError> {
         let site = state.config.site(&site_id).ok_or(AppError::NotFound("site", "site"))?;
         let store = state.store.as_ref();
         let rows = crate::s2s::merged(store, &site_id, since, limit, exclude)?;
-        let mut list = Vec::with_capacity(rows.len());
+        let list = attributed(store, site, rows, model, exclude)?;
         let mut totals = crate::s2s::Totals::default();
-        for m in rows {
-            let a = attribute_with(store, site, &m.shown, model, &m.clicks, exclude)?;
-            let settlement = crate::s2s::settle(&m, store.adjustments(&site_id, &m.shown.order_id)?);
-            let mut out = conversion_out(site, m.shown, a)?;
-            totals.add(credit_key(&out), &settlement);
-            out.settlement = Some(settlement);
-            list.push(out);
+        for out in &list {
+            if let Some(settlement) = &out.settlement {
+                totals.add(credit_key(out), settlement);
+            }
         }
         let excluded: Vec<&str> = Traffic::ALL
             .into_iter()

@@ -12,6 +12,8 @@ pub mod money;
 pub mod partners;
 pub mod postbacks;
 pub mod ratelimit;
+pub mod report;
+mod report_api;
 pub mod s2s;
 pub mod server;
 pub mod statics;

@@ -35,6 +35,15 @@ impl Money {
         })
     }
 
+    /// Reads what [`Money::text`] writes: a wire decimal, or one with a leading `-` (a net
+    /// amount or an adjustments total); `None` for anything else.
+    pub fn parse_signed(text: &str) -> Option<Money> {
+        match text.strip_prefix('-') {
+            Some(abs) => Money::parse(abs).map(|m| Money::ZERO.minus(m)),
+            None => Money::parse(text),
+        }
+    }
+
     /// The sum (written with the larger number of fraction digits).
     pub fn plus(self, other: Money) -> Money {
         Money {
@@ -86,5 +95,12 @@ mod tests {
         assert_eq!(Money::parse("-1"), None);
         assert_eq!(Money::parse("1e3"), None);
         assert_eq!(Money::parse("1."), None);
+        // What `text` writes reads back, negative amounts included.
+        for t in ["-119.9", "-5.00", "0", "129.90", "-0.00000001"] {
+            assert_eq!(Money::parse_signed(t).unwrap().text(), t);
+        }
+        assert_eq!(Money::parse_signed("--1"), None);
+        assert_eq!(Money::parse_signed("-"), None);
+        assert_eq!(Money::parse_signed("+1"), None);
     }
 }

@@ -459,7 +459,8 @@ impl Totals {
     /// Counts one conversion under its credit (`key`: the credit's identifying fields and the
     /// currency).
     pub fn add(&mut self, key: serde_json::Value, s: &Settlement) {
-        let m = |t: &Option<String>| t.as_deref().and_then(Money::parse).unwrap_or(Money::ZERO);
+        // Adjustment totals and net amounts may be negative.
+        let m = |t: &Option<String>| t.as_deref().and_then(Money::parse_signed).unwrap_or(Money::ZERO);
         let (gross, adj, net) = (m(&s.gross), m(&s.adjustment_total), m(&s.net));
         match self.rows.iter_mut().find(|r| r.0 == key) {
             Some(r) => {

@@ -476,6 +476,17 @@ fn derived_rows_answer_the_click_and_journey_reads(store: &dyn Store) {
     let near = store.conversions_near_click("I1", None, 10).unwrap();
     assert_eq!(near.len(), 1);
     assert_eq!(near[0].order_id, "O-LAPTOP");
+
+    // The report's clicks: the site's distinct clicks landed in [from, to).
+    let at = |from: u64, to: u64| -> Vec<(String, u64)> {
+        let c = store.clicks("demo", from, to, 10).unwrap();
+        c.into_iter().map(|t| (t.value, t.at)).collect()
+    };
+    assert_eq!(at(0, T0), [("I1".to_string(), T0 - DAY)]);
+    assert_eq!(at(T0 - DAY, T0 - DAY + 1).len(), 1, "from is included");
+    assert!(at(0, T0 - DAY).is_empty(), "to is excluded");
+    assert!(at(T0 - DAY + 1, T0).is_empty());
+    assert!(store.clicks("other", 0, T0, 10).unwrap().is_empty());
 }
 
 /// A retried batch (some events already stored) adds the derived rows of its new events only.
@@ -515,6 +526,8 @@ fn answers(store: &dyn Store, events: &[(String, Event)]) -> Vec<String> {
             "{:?}",
             store.conversions(site, 0, 1000, Exclude::FLAGGED).unwrap()
         ));
+        out.push(format!("{:?}", store.clicks(site, 0, i64::MAX as u64, 1000).unwrap()));
+        out.push(format!("{:?}", store.clicks(site, 0, i64::MAX as u64, 2).unwrap()));
     }
     for (site, e) in events {
         out.push(format!("{:?}", store.event(&e.id).unwrap()));

@@ -129,7 +129,7 @@ pub fn run(args: &[String]) -> Result {
         format!("  2. Browse and buy in the shop:       {base}/"),
         "     promo codes: SPRING10 (partner influencer-anna), WELCOME5 (partner newsletter-partner)".into(),
         format!("  3. See what the tag captured:        {base}/debug.html"),
-        format!("  4. See the partner credit:           {base}/report.html"),
+        format!("  4. See the partner credit:           {base}/report.html?site=demo (the demo site has no read key)"),
         String::new(),
         format!("  collector API: {base}/v1/conversions?site=demo  {base}/v1/clicks/DEMO-PARTNER-1  {base}/metrics"),
         format!("  database:      {shown_db} (kept between runs; `cargo xtask demo --fresh` starts empty)"),

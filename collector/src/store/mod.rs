@@ -470,6 +470,14 @@ pub trait Store: Send + Sync {
         Err(StoreError::no_orders())
     }
 
+    /// The site's distinct clicks (parameter, click ID and click time) that landed at or after
+    /// `from` and before `to` (ms), by click time, at most `limit`: what the report counts per
+    /// partner. `landing` and `path` are those of one visitor who carried the click (the
+    /// greatest landing and the least path, so both stores pick the same).
+    fn clicks(&self, _site: &str, _from: u64, _to: u64, _limit: usize) -> Result<Vec<Touch>, StoreError> {
+        Err(StoreError("this store keeps no clicks for reports".into()))
+    }
+
     /// Every confirmation and adjustment of the store, site by site (for `--import-sqlite`).
     fn export_orders(&self) -> Result<OrdersExport, StoreError> {
         Err(StoreError::no_orders())

@@ -24,6 +24,7 @@ mod derive;
 mod orders;
 mod postbacks;
 mod read;
+mod report;
 pub mod schema;
 mod write;
 
@@ -344,6 +345,10 @@ impl Store for PostgresStore {
 
     fn server_only_orders(&self, site: &str, since: u64, limit: usize) -> Result<Vec<ServerOrder>, StoreError> {
         self.block(async { orders::server_only(&self.client().await?, site, since, limit).await })
+    }
+
+    fn clicks(&self, site: &str, from: u64, to: u64, limit: usize) -> Result<Vec<Touch>, StoreError> {
+        self.block(async { report::clicks(&self.client().await?, site, from, to, limit).await })
     }
 
     fn adjust(&self, adjustment: &Adjustment) -> Result<Adjusted, StoreError> {

@@ -80,19 +80,21 @@ pub async fn touches(c: &Client, site: &str, visitor: &str, from: u64, to: u64) 
         .query(&st, &[&site, &visitor, &int(from), &int(to)])
         .await
         .map_err(pg)?;
-    Ok(rows
-        .iter()
-        .map(|r| Touch {
-            param: r.get(0),
-            network: r.get(1),
-            value: r.get(2),
-            at: r.get::<_, i64>(3) as u64,
-            path: r.get(4),
-            cross_device: r.get(5),
-            landing: r.get(6),
-            traffic: Traffic::from_code(i64::from(r.get::<_, i32>(7))),
-        })
-        .collect())
+    Ok(rows.iter().map(touch_row).collect())
+}
+
+/// A touch as [`touches`] selects it (and the report's clicks).
+pub(super) fn touch_row(r: &Row) -> Touch {
+    Touch {
+        param: r.get(0),
+        network: r.get(1),
+        value: r.get(2),
+        at: r.get::<_, i64>(3) as u64,
+        path: r.get(4),
+        cross_device: r.get(5),
+        landing: r.get(6),
+        traffic: Traffic::from_code(i64::from(r.get::<_, i32>(7))),
+    }
 }
 
 pub async fn click(c: &Client, value: &str, site: Option<&str>) -> Result<Option<ClickSeen>, StoreError> {

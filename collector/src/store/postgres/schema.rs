@@ -160,6 +160,8 @@ CREATE INDEX postbacks_created ON postbacks (site, created_at);
 CREATE INDEX postbacks_order ON postbacks (site, order_id);
 CREATE INDEX adjustments_received ON adjustments (site, received);
 ",
+    // 6: the report's clicks of a site by time (store/postgres/report.rs).
+    "CREATE INDEX touches_at ON touches (site, click_at);",
 ];
 
 /// The schema version this collector writes.

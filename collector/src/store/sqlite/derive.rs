@@ -38,6 +38,8 @@ CREATE TABLE IF NOT EXISTS touches (
     PRIMARY KEY (site, visitor, param, value, click_at)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS touches_value ON touches (value);
+-- The report's clicks of a site by time (store/sqlite/report.rs).
+CREATE INDEX IF NOT EXISTS touches_at ON touches (site, click_at);
 CREATE TABLE IF NOT EXISTS identities (
     site TEXT NOT NULL,
     kind TEXT NOT NULL,

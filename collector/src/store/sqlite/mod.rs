@@ -20,6 +20,7 @@ mod orders;
 mod postbacks;
 mod read;
 mod rebuild;
+mod report;
 mod schema;
 mod write;
 
@@ -264,6 +265,10 @@ impl Store for SqliteStore {
 
     fn server_only_orders(&self, site: &str, since: u64, limit: usize) -> Result<Vec<ServerOrder>, StoreError> {
         self.server_only(site, since, limit)
+    }
+
+    fn clicks(&self, site: &str, from: u64, to: u64, limit: usize) -> Result<Vec<Touch>, StoreError> {
+        self.clicks_between(site, from, to, limit)
     }
 
     fn adjust(&self, adjustment: &Adjustment) -> Result<Adjusted, StoreError> {

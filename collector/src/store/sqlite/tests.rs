@@ -74,6 +74,7 @@ fn read_queries_use_indexes() {
         CLICK_SQL.into(),
         PAGES_SQL.into(),
         near_click_sql(),
+        report::CLICKS_SQL.into(),
     ];
     store
         .read(|c| {
@@ -89,13 +90,19 @@ fn read_queries_use_indexes() {
                     .iter()
                     .filter(|l| {
                         l.starts_with("SCAN ")
-                            && !["SCAN CONSTANT ROW", "SCAN carriers", "SCAN k", "SCAN l"].contains(&l.as_str())
+                            && !["SCAN CONSTANT ROW", "SCAN carriers", "SCAN k", "SCAN l", "SCAN v"]
+                                .contains(&l.as_str())
                     })
                     .collect();
                 assert!(scans.is_empty(), "{q}\n{plan:#?}");
                 // An index, or the primary key of a `WITHOUT ROWID` table (which is one).
                 let by_index = |l: &String| l.contains("INDEX") || l.contains("USING PRIMARY KEY");
                 assert!(plan.iter().any(by_index), "{q}\n{plan:#?}");
+                // The report's index (the site's touches by time) serves the report only: a
+                // journey's or a click's read takes the visitor's or the click's own rows.
+                if !q.contains("GROUP BY param, network, value, click_at") {
+                    assert!(!plan.iter().any(|l| l.contains("touches_at")), "{q}\n{plan:#?}");
+                }
             }
             Ok(())
         })
