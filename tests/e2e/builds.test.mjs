@@ -52,10 +52,15 @@ async function journey(world, clickId, email) {
         .replace(/"(at|sentAt|receivedAt|clickAt|convertedAt)":\d+/g, '"$1":0')
     );
   // Each event once (a page-hide beacon and the next page's fetch may both carry it: the
-  // collector deduplicates by ID), in the order the tag made them.
+  // collector deduplicates by ID), compared as a set in a canonical order: which of two events
+  // made within the same moment comes first (the thank-you page's page view, or its conversion
+  // queued before the tag had started) depends on how fast each build's files load, not on what
+  // the tag decided.
   const byId = new Map();
   for (const e of seen.batches.flatMap((b) => JSON.parse(b).events)) if (!byId.has(e.id)) byId.set(e.id, e);
-  const events = [...byId.values()].sort((x, y) => x.at - y.at).map((e) => norm(JSON.stringify(e)));
+  const events = [...byId.values()]
+    .map((e) => norm(JSON.stringify(e)))
+    .sort((x, y) => JSON.stringify(x).localeCompare(JSON.stringify(y)));
   return { state, events, stored: stored.map((s) => norm(JSON.stringify(s))), refusals };
 }
 
