@@ -80,14 +80,23 @@ function whyFlagged(f) {
   return 'its traffic class is one this site excludes';
 }
 
-/** What the collector's record says about traffic that is not a person's: the click's class, and why any conversion was not credited. */
+/**
+ * What the collector's record says about traffic that is not a person's: the click's class, whether
+ * the site excludes it, and why any conversion was not credited. The click's class is the
+ * record's own `traffic` (with orders or without); a collector from before it names the class
+ * only on the conversions it lists (`clickTraffic`), and does not say whether the site excludes it.
+ */
 function trafficNotes(b) {
   const flagged = Array.isArray(b.flagged) ? b.flagged : [];
-  const classes = [...new Set([...b.conversions, ...flagged].map((c) => c.clickTraffic).filter(notHuman))];
+  const own = 'traffic' in b;
+  const classes = own ? [b.traffic].filter(notHuman)
+    : [...new Set([...b.conversions, ...flagged].map((c) => c.clickTraffic).filter(notHuman))];
   return [
     classes.map((t) => h('div', { className: 'click-traffic' },
       h('span', { className: 'badge warn' }, t),
-      ` This click came from traffic classed ${t}: ${CLASSES[t] ?? 'not a person\'s browser'}.`)),
+      ` This click came from traffic classed ${t}: ${CLASSES[t] ?? 'not a person\'s browser'}.`,
+      own && b.excluded === true && h('strong', { className: 'click-excluded' }, ` This site excludes ${t} traffic: this click earns no credit.`),
+      own && b.excluded === false && ` This site counts ${t} traffic.`)),
     flagged.map((f) => h('div', { className: 'flagged' },
       h('span', { className: 'badge no' }, 'not credited'),
       ` ${orderLabel(f)}. Not credited: ${whyFlagged(f)}.`)),

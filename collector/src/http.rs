@@ -821,6 +821,7 @@ async fn click_answer(
     // Order IDs and amounts are the site's business: only with its read key. Without it, the
     // partner's debug check still sees that its click converted, and when.
     let orders = read_access(site, headers)?;
+    let site_excludes = site.traffic.excluded();
     let state = s.clone();
     let id = click_id.clone();
     let out = tokio::task::spawn_blocking(move || -> Result<Option<serde_json::Value>, AppError> {
@@ -874,6 +875,10 @@ async fn click_answer(
             "clickId": id,
             "firstSeen": seen.first_seen,
             "lastSeen": seen.last_seen,
+            // The click's own class (its touches' least), and whether this site excludes it:
+            // then it earns no credit, with or without orders (`null` when it left no touch).
+            "traffic": seen.traffic.map(Traffic::as_str),
+            "excluded": seen.traffic.map(|t| site_excludes.contains(t)),
             "landings": seen.landings.iter().map(|l| serde_json::json!({
                 "site": l.site, "network": l.network, "param": l.param, "at": l.at, "path": l.path,
             })).collect::<Vec<_>>(),

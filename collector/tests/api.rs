@@ -598,6 +598,27 @@ async fn click_debug_api_shows_only_that_click() {
     assert_eq!(v["pages"][0]["path"], "/product/42");
     assert_eq!(v["firstSeen"], 1764150000000u64);
     assert_eq!(v["lastSeen"], 1764150060000u64);
+    // The click's own class, and that the site counts it.
+    assert_eq!((&v["traffic"], &v["excluded"]), (&"human".into(), &false.into()));
+    // Exactly these members: anything more is a fact the partner was not meant to see.
+    let mut members: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    members.sort_unstable();
+    assert_eq!(
+        members,
+        [
+            "clickId",
+            "conversions",
+            "excluded",
+            "firstSeen",
+            "flagged",
+            "landings",
+            "lastSeen",
+            "orderDetails",
+            "pageViews",
+            "pages",
+            "traffic"
+        ]
+    );
     let orders = each(&v["conversions"], "orderId");
     assert_eq!(orders, ["ORD-1001"]);
     let text = v.to_string();

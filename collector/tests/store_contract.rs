@@ -109,6 +109,28 @@ fn flagged_traffic_is_stored_with_its_class_and_left_out_on_request(store: &dyn 
     // The limit applies after the exclusion: a page of bots does not hide a later human.
     let first = orders(Exclude::of(&[Traffic::Human]), 1);
     assert_eq!(first, both[1..]);
+    // The click read names each click's own class, read from its touches: the phone's click
+    // an automated browser's, the crawler's a bot's (on every site and on its own).
+    let class = |value: &str, site| store.click(value, site).unwrap().and_then(|c| c.traffic);
+    assert_eq!(class("I1", Some("demo")), Some(Traffic::Automation));
+    assert_eq!(class("I-BOT", Some("demo")), Some(Traffic::Bot));
+    assert_eq!(class("I-BOT", None), Some(Traffic::Bot));
+    // A click seen only by page views without a visitor ID left no touch: no class.
+    let anonymous = decode(&event(
+        8300,
+        None,
+        T0 + 20,
+        vec![click("irclickid", "impact", "I-ANON", T0 + 20)],
+        pageview(),
+    ));
+    store
+        .append(&[&Batch::classified("demo", 5, vec![anonymous], Traffic::Bot)])
+        .unwrap();
+    let seen = store
+        .click("I-ANON", Some("demo"))
+        .unwrap()
+        .expect("its page view is seen");
+    assert_eq!((seen.pages.len(), seen.traffic), (1, None));
     let near = store.conversions_near_click("I-BOT", Some("demo"), 10).unwrap();
     assert_eq!(
         near.iter()
@@ -119,7 +141,7 @@ fn flagged_traffic_is_stored_with_its_class_and_left_out_on_request(store: &dyn 
     // The same touch seen again takes the least class (human < bot < automation), whatever
     // the order: from a bot it is a bot's, from a human browser it is human.
     let mut again = d[1].clone();
-    for (n, class) in [
+    for (n, sent) in [
         (8200, Traffic::Bot),
         (8201, Traffic::Automation),
         (8202, Traffic::Human),
@@ -127,16 +149,28 @@ fn flagged_traffic_is_stored_with_its_class_and_left_out_on_request(store: &dyn 
         again.id = uuid(n);
         again.at += 1;
         store
-            .append(&[&Batch::classified("demo", 4, vec![again.clone()], class)])
+            .append(&[&Batch::classified("demo", 4, vec![again.clone()], sent)])
             .unwrap();
         let t = store.touches("demo", &visitor_id("phone"), 0, T0).unwrap();
-        let want = if class == Traffic::Human {
+        let want = if sent == Traffic::Human {
             Traffic::Human
         } else {
             Traffic::Bot
         };
         assert_eq!(t.iter().map(|t| t.traffic).collect::<Vec<_>>(), [want]);
+        // The click is classed as its touches are: it has the phone's touch only.
+        assert_eq!(class("I1", Some("demo")), Some(want));
     }
+    // Another visitor's touch of the same click, on another site: each site's answer has its
+    // own touches' least class, and the answer across sites the least of all.
+    let mut elsewhere = d[0].clone();
+    elsewhere.id = uuid(8400);
+    store
+        .append(&[&Batch::classified("other", 6, vec![elsewhere], Traffic::Automation)])
+        .unwrap();
+    assert_eq!(class("I1", Some("other")), Some(Traffic::Automation));
+    assert_eq!(class("I1", Some("demo")), Some(Traffic::Human));
+    assert_eq!(class("I1", None), Some(Traffic::Human));
 }
 
 /// A confirmation of an order by the merchant's server.

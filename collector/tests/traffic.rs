@@ -188,8 +188,11 @@ async fn the_click_api_shows_a_flagged_conversion_as_not_credited() {
         flagged[0]["orderId"], "O-C-WEBDRIVER",
         "the demo config has no read key"
     );
+    // The click's own class, beside its times, and that this site excludes it.
+    assert_eq!((&v["traffic"], &v["excluded"]), (&"automation".into(), &true.into()));
     // A site that counts automation: credited.
     let (_, v) = h.get_json("/v1/clicks/C-DEMO?site=demo").await;
+    assert_eq!((&v["traffic"], &v["excluded"]), (&"automation".into(), &false.into()));
     assert_eq!(v["flagged"], serde_json::json!([]));
     assert_eq!(v["conversions"][0]["traffic"], "automation");
     assert_eq!(v["conversions"][0]["orderId"], "O-C-DEMO");
@@ -225,4 +228,69 @@ fn sites_choose_what_they_exclude() {
     }
     // The demo counts automation (its browser tests are automated) and keeps bots out.
     assert_eq!(Config::demo().sites[0].traffic.exclude, [Traffic::Bot]);
+}
+
+/// A click without orders still names its own class: a partner checking a link from an
+/// automated browser or a crawler sees that the site excludes it before any order is placed.
+#[tokio::test]
+async fn the_click_api_names_a_clicks_class_without_orders() {
+    let h = harness();
+    let landing = |n: u64, webdriver: bool, click_id: &str, visitor: &str| {
+        let e = event(
+            n,
+            Some(visitor),
+            T0,
+            vec![click("irclickid", "impact", click_id, T0)],
+            pageview(),
+        );
+        wire::write_batch("shop", None, T0, webdriver, &[&e])
+    };
+    let crawler = "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)";
+    for (n, ua, webdriver, id) in [
+        (1, BROWSER_UA, false, "L-HUMAN"),
+        (2, BROWSER_UA, true, "L-WEBDRIVER"),
+        (3, crawler, false, "L-CRAWLER"),
+    ] {
+        let a = post_as(&h, ua, &landing(n, webdriver, id, &format!("v{n}"))).await;
+        assert_eq!(a.statuses(), ["accepted"], "{}", a.body);
+    }
+    for (id, class, excluded) in [
+        ("L-HUMAN", "human", false),
+        ("L-WEBDRIVER", "automation", true),
+        ("L-CRAWLER", "bot", true),
+    ] {
+        let (status, v) = h.get_json(&format!("/v1/clicks/{id}?site=shop")).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(
+            (&v["traffic"], &v["excluded"]),
+            (&class.into(), &excluded.into()),
+            "{id}: {v}"
+        );
+        assert_eq!(
+            (&v["conversions"], &v["flagged"]),
+            (&serde_json::json!([]), &serde_json::json!([]))
+        );
+    }
+    // A human visitor opens the automated browser's link too: the click is human now (its
+    // touches' least class), as attribution classes it.
+    let a = post_as(&h, BROWSER_UA, &landing(4, false, "L-WEBDRIVER", "v4")).await;
+    assert_eq!(a.statuses(), ["accepted"], "{}", a.body);
+    let (_, v) = h.get_json("/v1/clicks/L-WEBDRIVER?site=shop").await;
+    assert_eq!((&v["traffic"], &v["excluded"]), (&"human".into(), &false.into()), "{v}");
+    // Without a visitor ID (consent denied) a click leaves no touch: no class to name.
+    let e = event(
+        5,
+        None,
+        T0,
+        vec![click("irclickid", "impact", "L-ANON", T0)],
+        pageview(),
+    );
+    let a = post_as(&h, BROWSER_UA, &wire::write_batch("shop", None, T0, false, &[&e])).await;
+    assert_eq!(a.statuses(), ["accepted"], "{}", a.body);
+    let (status, v) = h.get_json("/v1/clicks/L-ANON?site=shop").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        (&v["traffic"], &v["excluded"], &v["pageViews"]),
+        (&serde_json::Value::Null, &serde_json::Value::Null, &1.into())
+    );
 }

@@ -5,7 +5,8 @@
 // exclusions (bot and automation), so its order is stored but neither listed nor credited;
 // `staging` counts automation (`exclude = ["bot"]`, how a site marks its own test traffic), so
 // its order is listed and credited. Assertions on what the collector stored and answers, and
-// on what the partner debug page, opened in the same automated browser, shows of it.
+// on what the partner debug page, opened in the same automated browser, shows of it; and a
+// landing without an order, whose click the debug page names automation, excluded on `prod`.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -128,6 +129,7 @@ test('an automated browser\'s conversion on a site with the default exclusions i
   const text = await debugRecord(tab, 'prod', clickId, 'Not credited');
   assert.ok(text.includes('0 conversion(s) credited'), text);
   assert.ok(text.includes('This click came from traffic classed automation: a browser driven by automation software'), text);
+  assert.ok(text.includes('This site excludes automation traffic: this click earns no credit.'), text);
   assert.ok(text.includes(`${orderId} (42.00 EUR). Not credited: the order and the click came from traffic classed automation, which this site excludes.`), text);
   assert.equal(await tab.locator(`tr.click[data-value="${clickId}"] .collector .flagged`).count(), 1);
   await tab.screenshot({ path: artifact('debug-page-flagged.png'), fullPage: true });
@@ -149,8 +151,34 @@ test('a site that counts automation (its own test traffic) reports and credits t
   const text = await debugRecord(tab, 'staging', clickId, '1 conversion(s) credited');
   assert.ok(text.includes(`1 conversion(s) credited: ${orderId} (42.00 EUR), from traffic classed automation, which this site counts`), text);
   assert.ok(text.includes('This click came from traffic classed automation'), text);
-  assert.ok(!text.includes('Not credited'), text);
+  assert.ok(text.includes('This site counts automation traffic.'), text);
+  assert.ok(!text.includes('Not credited') && !text.includes('earns no credit'), text);
   await tab.screenshot({ path: artifact('debug-page-counted.png'), fullPage: true });
+  assert.deepEqual(seen.errors, []);
+  await context.close();
+});
+
+test('a click with no order (a landing only) is named automation, and excluded, on the site that excludes it', { timeout: 90_000 }, async () => {
+  const clickId = unique('BOTLANDING');
+  const { context, page: tab, seen } = await visitor(world);
+  await tab.goto(`${world.base}/page.html?site=prod&irclickid=${clickId}`);
+  await tagReady(tab);
+  await delivered(tab);
+  // The click API names the click's own class, without any conversion to carry it.
+  const { status, body } = await eventually('the landing stored', async () => {
+    const r = await getJson(`/v1/clicks/${clickId}?site=prod`);
+    return r.status === 200 && r;
+  });
+  assert.equal(status, 200);
+  assert.deepEqual([body.traffic, body.excluded, body.conversions, body.flagged], ['automation', true, [], []]);
+
+  // The debug page, in that browser, says so: the class, and that this site gives it no credit.
+  const text = await debugRecord(tab, 'prod', clickId, 'earns no credit');
+  assert.ok(text.includes('0 conversion(s) credited'), text);
+  assert.ok(text.includes('This click came from traffic classed automation: a browser driven by automation software'), text);
+  assert.ok(text.includes('This site excludes automation traffic: this click earns no credit.'), text);
+  assert.ok(!text.includes('Not credited'), text);
+  await tab.screenshot({ path: artifact('debug-page-landing-excluded.png'), fullPage: true });
   assert.deepEqual(seen.errors, []);
   await context.close();
 });

@@ -278,14 +278,25 @@ pub struct ClickSeen {
     pub last_seen: u64,
     /// Its landings.
     pub landings: Vec<Landing>,
+    /// The click's own traffic class: the least of its touches' (human if any visitor that
+    /// carried it was human), as attribution classes each touch; `None` when it left no touch
+    /// (only page views without a visitor ID, which no conversion can credit).
+    pub traffic: Option<Traffic>,
     /// Page views carrying it, per path.
     pub pages: Vec<PageSeen>,
 }
 
 impl ClickSeen {
-    /// What was seen for a click from its landings (with the earliest and latest sighting among
-    /// them) and its page views, most recent first; `None` when there is neither.
-    pub fn of(landings: Vec<Landing>, first_seen: u64, last_seen: u64, pages: Vec<PageSeen>) -> Option<ClickSeen> {
+    /// What was seen for a click from its landings (with the earliest and latest sighting and
+    /// the least traffic class among its touches) and its page views, most recent first; `None`
+    /// when there is neither.
+    pub fn of(
+        landings: Vec<Landing>,
+        first_seen: u64,
+        last_seen: u64,
+        traffic: Option<Traffic>,
+        pages: Vec<PageSeen>,
+    ) -> Option<ClickSeen> {
         if landings.is_empty() && pages.is_empty() {
             return None;
         }
@@ -302,6 +313,7 @@ impl ClickSeen {
             first_seen,
             last_seen,
             landings,
+            traffic,
             pages,
         })
     }

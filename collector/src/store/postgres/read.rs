@@ -100,7 +100,8 @@ pub(super) fn touch_row(r: &Row) -> Touch {
 pub async fn click(c: &Client, value: &str, site: Option<&str>) -> Result<Option<ClickSeen>, StoreError> {
     let st = c
         .prepare_cached(
-            "SELECT site, param, network, click_at, path, min(first_seen), max(last_seen) FROM touches \
+            "SELECT site, param, network, click_at, path, min(first_seen), max(last_seen), \
+             (SELECT min(traffic) FROM touches WHERE value = $1 AND ($2::text IS NULL OR site = $2)) FROM touches \
              WHERE value = $1 AND ($2::text IS NULL OR site = $2) GROUP BY site, param, network, click_at, path \
              ORDER BY click_at, site, param, network, path LIMIT 100",
         )
@@ -110,9 +111,11 @@ pub async fn click(c: &Client, value: &str, site: Option<&str>) -> Result<Option
     let mut first_seen = u64::MAX;
     let mut last_seen = 0;
     let mut landings = Vec::new();
+    let mut traffic = None;
     for r in &rows {
         first_seen = first_seen.min(r.get::<_, i64>(5) as u64);
         last_seen = last_seen.max(r.get::<_, i64>(6) as u64);
+        traffic = Some(Traffic::from_code(i64::from(r.get::<_, i32>(7))));
         landings.push(Landing {
             site: r.get(0),
             param: r.get(1),
@@ -140,7 +143,7 @@ pub async fn click(c: &Client, value: &str, site: Option<&str>) -> Result<Option
             last_at: r.get::<_, i64>(3) as u64,
         })
         .collect();
-    Ok(ClickSeen::of(landings, first_seen, last_seen, pages))
+    Ok(ClickSeen::of(landings, first_seen, last_seen, traffic, pages))
 }
 
 pub async fn near_click(

@@ -37,9 +37,10 @@ pub(super) const TOUCHES_SQL: &str =
                    AND +t.click_at BETWEEN ?3 AND ?4 \
                  ORDER BY t.click_at";
 
-/// One click ID's landings (`touches_value` index).
-pub(super) const CLICK_SQL: &str =
-    "SELECT site, param, network, click_at, path, min(first_seen), max(last_seen) FROM touches \
+/// One click ID's landings (`touches_value` index), each row with the least traffic class of
+/// all its touches (the subquery runs once, and is not bounded by the landings' limit).
+pub(super) const CLICK_SQL: &str = "SELECT site, param, network, click_at, path, min(first_seen), max(last_seen), \
+                 (SELECT min(traffic) FROM touches WHERE value = ?1 AND (?2 IS NULL OR site = ?2)) FROM touches \
                  WHERE value = ?1 AND (?2 IS NULL OR site = ?2) GROUP BY site, param, network, click_at, path \
                  ORDER BY click_at LIMIT 100";
 
@@ -146,10 +147,12 @@ impl SqliteStore {
             let mut first_seen = u64::MAX;
             let mut last_seen = 0;
             let mut landings = Vec::new();
+            let mut traffic = None;
             let mut rows = st.query(params![value, site])?;
             while let Some(r) = rows.next()? {
                 first_seen = first_seen.min(r.get::<_, i64>(5)? as u64);
                 last_seen = last_seen.max(r.get::<_, i64>(6)? as u64);
+                traffic = Some(Traffic::from_code(r.get(7)?));
                 landings.push(Landing {
                     site: r.get(0)?,
                     param: r.get(1)?,
@@ -180,7 +183,7 @@ impl SqliteStore {
                     .then_with(|| (&x.site, &x.path).cmp(&(&y.site, &y.path)))
             });
             pages.truncate(PAGES_SHOWN);
-            Ok(ClickSeen::of(landings, first_seen, last_seen, pages))
+            Ok(ClickSeen::of(landings, first_seen, last_seen, traffic, pages))
         })
     }
 
