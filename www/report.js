@@ -11,6 +11,7 @@ const $ = (id) => document.getElementById(id);
 const SVG = 'http://www.w3.org/2000/svg';
 const STORED = 'utt-report';
 const MAX_ORDERS = 10000;
+const MAX_POSTBACK_PAGES = 20;
 const COLORS = ['#2f6fb0', '#d9822b', '#3c9a5f', '#b0413e', '#7a5bb5', '#1f9aa5', '#b58b1f', '#c2569b'];
 const NO_PARTNER_COLOR = '#8a8f98';
 
@@ -72,17 +73,48 @@ async function read(site, key, params) {
   const all = conv.body.conversions;
   const orders = all.filter((c) => c.at < r.toMs).sort((a, b) => b.at - a.at || (a.orderId < b.orderId ? -1 : 1));
   const truncated = all.length === MAX_ORDERS && all.every((c) => c.at < r.toMs);
-  // Postback deliveries, when this collector delivers them (404 until it does).
-  const pb = await getJson(`/v1/postbacks?${new URLSearchParams({ site, since: String(r.fromMs), limit: String(MAX_ORDERS) })}`, key);
+  // Postback deliveries, when this collector delivers them (an older one answers 404).
+  const pb = await deliveries(site, key, r.fromMs);
   let postbacks = null;
   let postbackNote = '';
-  if (pb.status === 200) {
+  if (pb.refused?.status === 404) {
+    // No postbacks on this collector: the column shows "—".
+  } else if (pb.refused) {
+    postbackNote = `Postback status unavailable: ${refusal(pb.refused, site, key)}`;
+  } else {
     const inRange = new Set(orders.map((o) => o.orderId));
-    postbacks = pb.body.postbacks.filter((p) => inRange.has(p.orderId));
-  } else if (pb.status !== 404) {
-    postbackNote = `Postback status unavailable: ${refusal(pb, site, key)}`;
+    postbacks = pb.list.filter((p) => inRange.has(p.orderId));
+    if (!pb.complete) {
+      postbackNote = `Postbacks: only the first ${pb.list.length} deliveries planned since ${timeIn(r.fromMs, r.offsetMinutes)} are counted.`;
+    }
   }
   return { report: r, orders, truncated, postbacks, postbackNote };
+}
+
+/**
+ * The site's postback deliveries planned since `since` (ms): `GET /v1/postbacks`, oldest first,
+ * page after page. A delivery is planned once its order has arrived, so those of the range's
+ * orders are all planned after the range began; but an order's refund may be posted back months
+ * later, after thousands of other deliveries, so one page is not enough. Each next page starts at
+ * the last one's planning time (inclusive: deliveries planned in the same millisecond across the
+ * boundary are not lost; the repeated ones are dropped by ID). Up to MAX_POSTBACK_PAGES pages.
+ */
+async function deliveries(site, key, since) {
+  const byId = new Map();
+  let from = since;
+  for (let n = 0; n < MAX_POSTBACK_PAGES; n++) {
+    const q = new URLSearchParams({ site, since: String(from), limit: String(MAX_ORDERS) });
+    const page = await getJson(`/v1/postbacks?${q}`, key);
+    if (page.status !== 200) return { refused: page };
+    const rows = page.body.postbacks;
+    for (const p of rows) byId.set(p.id, p);
+    if (rows.length < MAX_ORDERS) return { list: [...byId.values()], complete: true };
+    const last = rows.at(-1).createdAt;
+    // A whole page planned within one millisecond: the API cannot page past it.
+    if (last === from) break;
+    from = last;
+  }
+  return { list: [...byId.values()], complete: false };
 }
 
 // ---------------------------------------------------------------- rows (the table and the CSV)
@@ -333,7 +365,7 @@ function render(data) {
   fill($('orders'), orows.length
     ? table('orders-table', ORDER_HEAD, ORDER_NUM, orows, (r) => ({ className: 'order', dataset: { order: r.order, partner: r.partner ?? '' } }))
     : h('p', { className: 'muted' }, 'No orders in this range.'),
-  data.truncated ? h('p', { className: 'muted' }, `Only the first ${MAX_ORDERS} orders of the range are listed; the rows above count them all.`) : null);
+  data.truncated ? h('p', { className: 'muted' }, `Only the first ${MAX_ORDERS} orders of the range are listed; the rows above count them all, but their postbacks only those of the listed orders.`) : null);
   const name = (what) => `${what}-${data.site.replace(/[^A-Za-z0-9_-]/g, '_')}-${report.from}-to-${report.to}.csv`;
   $('csv-partners').onclick = () => download(name('partners'), csv(PARTNER_HEAD, prows));
   $('csv-orders').onclick = () => download(name('orders'), csv(ORDER_HEAD, orows));

@@ -5,12 +5,18 @@
 // partly refunded, one in another currency, and a month-old journey outside the range. The test
 // computes the expected numbers itself from `GET /v1/conversions` and from what it seeded, and
 // checks the page's table, chart and CSV downloads against them and against `GET /v1/report`.
-// Screenshots go to test-artifacts/.
+// Three partners have postbacks to a receiver the test runs on 127.0.0.1 that verifies their
+// signatures: one answers 200 (delivered), one 400 (failed at once), one 503 (pending, retried);
+// the page's postback column must equal the counts of the real `GET /v1/postbacks` answer for
+// the range's orders. Screenshots go to test-artifacts/.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { useWorld, visitor, artifact } from './support.mjs';
+import { createServer } from 'node:http';
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { after } from 'node:test';
+import { useWorld, visitor, artifact, eventually } from './support.mjs';
 
 const SITE = 'outfitters';
 const READ = 'report-read-key-0001';
@@ -18,12 +24,83 @@ const SERVER = 'report-server-key-0001';
 const HOSTILE_NAME = 'Anna <img src=x onerror=alert(1)>';
 const FORMULA_NAME = '=HYPERLINK("http://evil.example","click")';
 
+// ---------------------------------------------------------------- the partners' postback receiver
+
+/** Each partner's postback secret, and how its receiver answers. */
+const POSTBACKS = {
+  'demo-affiliate': { secret: 'pb-secret-demo-affiliate-0001', answer: 200, status: 'delivered' },
+  'outdoor-blog': { secret: 'pb-secret-outdoor-blog-000002', answer: 400, status: 'failed' },
+  'influencer-anna': { secret: 'pb-secret-influencer-anna-03', answer: 503, status: 'pending' },
+};
+
+/**
+ * Whether `header` (`t=<s>,v1=<hex>`) is a valid `Utt-Signature` of `body` (the raw bytes) with
+ * `secret`: HMAC-SHA256 over "<t>.<body>", compared in constant time, `t` within 5 minutes.
+ */
+function signed(secret, header, body) {
+  const parts = Object.fromEntries(String(header ?? '').split(',').map((p) => [p.slice(0, p.indexOf('=')), p.slice(p.indexOf('=') + 1)]));
+  if (!/^\d+$/.test(parts.t ?? '') || Math.abs(Date.now() / 1000 - Number(parts.t)) > 300) return false;
+  if (!/^[0-9a-f]{64}$/.test(parts.v1 ?? '')) return false;
+  const want = createHmac('sha256', secret).update(`${parts.t}.`).update(body).digest();
+  return timingSafeEqual(want, Buffer.from(parts.v1, 'hex'));
+}
+
+/**
+ * A partner's endpoint on 127.0.0.1: `POST /pb/<partner>?order=…&kind=…` records the request
+ * (its `Idempotency-Key`, whether the signature is valid with that partner's secret, the body)
+ * and answers as POSTBACKS says.
+ */
+async function startReceiver() {
+  const got = [];
+  const server = createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      const url = new URL(req.url, 'http://receiver');
+      const partner = decodeURIComponent(url.pathname.replace(/^\/pb\//, ''));
+      const secret = POSTBACKS[partner]?.secret;
+      got.push({
+        partner, method: req.method, key: req.headers['idempotency-key'], signature: req.headers['utt-signature'],
+        valid: secret !== undefined && signed(secret, req.headers['utt-signature'], body),
+        order: url.searchParams.get('order'), kind: url.searchParams.get('kind'), body: body.toString('utf8'),
+      });
+      const status = POSTBACKS[partner]?.answer ?? 404;
+      res.writeHead(status, { 'content-type': 'text/plain' }).end(status === 400 ? 'unknown campaign' : 'noted');
+    });
+  });
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    got,
+    close: () => new Promise((ok) => {
+      server.close(ok);
+      server.closeAllConnections();
+    }),
+  };
+}
+
+const receiver = await startReceiver();
+after(() => receiver.close());
+
+const postbackEntries = Object.entries(POSTBACKS).map(([partner, { secret }]) => `
+[[sites.postbacks]]
+partner = "${partner}"
+url = "${receiver.url}/pb/${partner}?order={orderId}&kind={kind}"
+secret = "${secret}"
+`).join('');
+
 const world = useWorld({
   sameOrigin: true,
   config: `
 [rate_limit]
 per_second = 0
 burst = 0
+
+[postbacks]
+initial_backoff_ms = 50
+poll_ms = 20
+sweep_ms = 300
 
 [[sites]]
 id = "${SITE}"
@@ -41,7 +118,7 @@ params = { impact = "irpid" }
 demo-affiliate = "Demo Affiliate"
 influencer-anna = ${JSON.stringify(HOSTILE_NAME)}
 outdoor-blog = ${JSON.stringify(FORMULA_NAME)}
-`,
+${postbackEntries}`,
 });
 
 const DAY = 86_400_000;
@@ -109,6 +186,19 @@ async function read(path) {
   return res.json();
 }
 
+/**
+ * The site's postback deliveries once the seeded orders' have each reached the status their
+ * receiver makes (delivered, failed; pending after at least one attempt at the 503 receiver).
+ */
+function settledPostbacks() {
+  return eventually('the postbacks delivered, refused and retried', async () => {
+    const list = (await read(`/v1/postbacks?site=${SITE}&limit=10000`)).postbacks;
+    const done = list.length === 5 && list.every((p) => p.status === POSTBACKS[p.partner]?.status && p.attempts >= 1);
+    if (!done) throw new Error(JSON.stringify(list));
+    return list;
+  }, { timeout: 30_000 });
+}
+
 // ---------------------------------------------------------------- the test's own arithmetic
 
 /** Exact decimal sums, as the collector promises them (the larger number of fraction digits). */
@@ -174,6 +264,15 @@ function parseCsv(text) {
   return rows;
 }
 
+/** The by-partner table's postback column, as `name: cell` per row. */
+const postbackColumn = (rows) => rows.map((r) => `${r[0]}: ${r[8]}`);
+
+/** That column for the seeded partners' [delivered, pending, failed] counts and the total's. */
+function columnSaying(demo, blog, anna, total) {
+  const say = ([d, p, f]) => `${d} delivered, ${p} pending, ${f} failed`;
+  return [`Demo Affiliate: ${say(demo)}`, `${FORMULA_NAME}: ${say(blog)}`, `${HOSTILE_NAME}: ${say(anna)}`, 'no partner: —', `Total: ${say(total)}`, 'Total: '];
+}
+
 async function downloaded(page, button) {
   const [file] = await Promise.all([page.waitForEvent('download'), page.click(button)]);
   return { name: file.suggestedFilename(), text: await readFile(await file.path(), 'utf8') };
@@ -196,7 +295,56 @@ test('the report by partner equals the read API, with its chart, orders and CSV'
   const r2 = conversions.find((c) => c.orderId === 'R-2');
   assert.deepEqual([r2.confirmed, r2.gross, r2.adjustmentTotal, r2.net], [true, '75.00', '-25.25', '49.75']);
 
+  // Real postbacks: each credited order (and R-2's refund) to its partner's receiver, R-4
+  // (nobody's) to none; R-0 too, though outside the range.
+  const deliveries = await settledPostbacks();
+  assert.deepEqual(deliveries.map((d) => `${d.kind} ${d.orderId} ${d.adjustmentId ?? '-'} ${d.partner} ${d.status}`).sort(), [
+    'adjustment R-2 RF-9 outdoor-blog failed',
+    'conversion R-0 - demo-affiliate delivered',
+    'conversion R-1 - demo-affiliate delivered',
+    'conversion R-2 - outdoor-blog failed',
+    'conversion R-3 - influencer-anna pending',
+  ]);
+  for (const d of deliveries) {
+    const reqs = receiver.got.filter((g) => g.key === d.id);
+    const what = `${d.kind} ${d.orderId} to ${d.partner}`;
+    // Delivered and refused ones were sent once; the one the receiver answers 503 is retried
+    // (at least as often as the collector counted when it was read), each time the same bytes.
+    if (d.status === 'pending') assert.ok(reqs.length >= d.attempts, `${what}: ${reqs.length} request(s), ${d.attempts} attempt(s)`);
+    else assert.equal(reqs.length, 1, `${what} was received once`);
+    assert.equal(new Set(reqs.map((g) => g.body)).size, 1, `${what}: every attempt sends the same body`);
+    for (const g of reqs) {
+      assert.ok(g.valid, `${what}: a valid signature (${g.signature})`);
+      assert.deepEqual([g.method, g.partner, g.order, g.kind], ['POST', d.partner, d.orderId, d.kind]);
+      const body = JSON.parse(g.body);
+      assert.deepEqual([body.deliveryId, body.kind, body.site, body.orderId, body.adjustmentId, body.partner],
+        [d.id, d.kind, SITE, d.orderId, d.adjustmentId, d.partner]);
+    }
+    if (d.status === 'failed') assert.match(d.lastError, /^HTTP 400: unknown campaign/);
+  }
+  assert.deepEqual(receiver.got.filter((g) => !deliveries.some((d) => d.id === g.key)), [], 'nothing else was posted');
+  const first = receiver.got[0];
+  assert.equal(signed(POSTBACKS[first.partner].secret, first.signature, Buffer.from(`${first.body} `)), false, 'the check refuses another body');
+  const body = (kind, order) => JSON.parse(receiver.got.find((g) => g.kind === kind && g.order === order).body);
+  assert.deepEqual([body('conversion', 'R-1').amount, body('conversion', 'R-1').currency, body('conversion', 'R-1').clickId], ['120.00', 'EUR', 'CA1']);
+  assert.deepEqual([body('adjustment', 'R-2').amount, body('adjustment', 'R-2').adjustmentType, body('adjustment', 'R-2').netAmount], ['-25.25', 'refund', '49.75']);
+  assert.deepEqual([body('conversion', 'R-3').amount, body('conversion', 'R-3').network, body('conversion', 'R-3').clickId], ['59.90', null, null]);
+
+  // What the postback column must say: the deliveries of the range's orders, by partner.
+  const inRange = new Set(conversions.map((c) => c.orderId));
+  const postbackCell = (id, total = false) => {
+    if (!total && id === '') return '—';
+    const n = { delivered: 0, pending: 0, failed: 0 };
+    for (const d of deliveries) if (inRange.has(d.orderId) && (total || d.partner === id)) n[d.status] += 1;
+    return `${n.delivered} delivered, ${n.pending} pending, ${n.failed} failed`;
+  };
+
   const { context, page, seen } = await visitor(world);
+  const asked = [];
+  page.on('request', (req) => {
+    const url = new URL(req.url());
+    if (url.pathname === '/v1/postbacks') asked.push([url.searchParams.toString(), req.headers().authorization]);
+  });
   await page.goto(`${world.base}/report.html`);
   await page.waitForSelector('body[data-ready]');
   assert.equal(await page.inputValue('#site'), '', 'no site is assumed');
@@ -227,17 +375,20 @@ test('the report by partner equals the read API, with its chart, orders and CSV'
     lines.forEach((cur, i) => {
       const s = cur && own.get(`${id}|${cur}`);
       expected.push([names[id], id, i ? '' : String(SEEDED_CLICKS[id] ?? 0), String(s ? s.n : 0), cur ?? '',
-        s ? show(s.gross) : '', s ? show(s.adj) : '', s ? show(s.net) : '', i ? '' : '—']);
+        s ? show(s.gross) : '', s ? show(s.adj) : '', s ? show(s.net) : '', i ? '' : postbackCell(id)]);
     });
   }
   const all = sums(conversions.map((c) => ({ ...c, attribution: null })));
   ['EUR', 'USD'].forEach((cur, i) => {
     const s = all.get(`|${cur}`);
-    expected.push(['Total', '', i ? '' : '5', String(s.n), cur, show(s.gross), show(s.adj), show(s.net), i ? '' : '—']);
+    expected.push(['Total', '', i ? '' : '5', String(s.n), cur, show(s.gross), show(s.adj), show(s.net), i ? '' : postbackCell('', true)]);
   });
   assert.deepEqual(table, expected);
-  assert.deepEqual(table.find((r) => r[1] === 'outdoor-blog'), [FORMULA_NAME, 'outdoor-blog', '2', '1', 'EUR', '75.00', '-25.25', '49.75', '—']);
-  assert.deepEqual(table.at(-2), ['Total', '', '5', '3', 'EUR', '254.90', '-25.25', '229.65', '—']);
+  assert.deepEqual(table.find((r) => r[1] === 'outdoor-blog'), [FORMULA_NAME, 'outdoor-blog', '2', '1', 'EUR', '75.00', '-25.25', '49.75', '0 delivered, 0 pending, 2 failed']);
+  assert.deepEqual(table.at(-2), ['Total', '', '5', '3', 'EUR', '254.90', '-25.25', '229.65', '1 delivered, 1 pending, 2 failed']);
+  // The postback column: R-0's delivery (outside the range) is not counted; nobody's orders have none.
+  assert.deepEqual(postbackColumn(table), columnSaying([1, 0, 0], [0, 0, 2], [0, 1, 0], [1, 1, 2]));
+  assert.deepEqual(asked, [[`site=${SITE}&since=${api.fromMs}&limit=10000`, `Bearer ${READ}`]]);
   assert.deepEqual(api.partners.map((p) => p.partner), ['demo-affiliate', 'outdoor-blog', 'influencer-anna', null]);
   // Data stays text: the hostile partner name is shown, never made an element.
   assert.equal(await page.locator('#report img').count(), 0);
@@ -288,36 +439,35 @@ test('the report by partner equals the read API, with its chart, orders and CSV'
   assert.ok(partnersCsv.includes(`"'=HYPERLINK(""http://evil.example"",""click"")"`), 'quoted and prefixed');
   assert.ok(partnersCsv.includes(',-25.25,'), 'a negative amount stays a number');
 
-  // The postback column, as agreed with GET /v1/postbacks (answered here by the test, as a
-  // collector that delivers postbacks would): counts by partner of the range's orders only.
-  const asked = [];
+  // More deliveries since the range began than one answer holds (10000, answered here by the
+  // test): the page asks again from the last one's planning time, and counts a delivery seen on
+  // both pages once.
   const postbacksUrl = (url) => url.pathname === '/v1/postbacks';
-  const pb = (orderId, partner, status, kind = 'conversion') => ({
-    id: crypto.randomUUID(), kind, orderId, adjustmentId: kind === 'adjustment' ? 'RF-9' : null, partner, status,
-    attempts: 1, lastError: status === 'failed' ? 'HTTP 500' : null, createdAt: at(2), nextAttemptAt: null, deliveredAt: null,
+  const T = api.fromMs + 9_998;
+  const pb = (n, orderId, partner, status, createdAt, kind = 'conversion') => ({
+    id: n.toString(16).padStart(32, '0'), kind, orderId, adjustmentId: kind === 'adjustment' ? 'RF-9' : null, partner, status,
+    attempts: 1, lastError: status === 'failed' ? 'HTTP 500' : null, createdAt, nextAttemptAt: null, deliveredAt: null,
   });
+  const filler = Array.from({ length: 9_998 }, (_, i) => pb(1_000 + i, 'R-0', 'demo-affiliate', 'delivered', api.fromMs + i));
+  const boundary = [pb(1, 'R-1', 'demo-affiliate', 'delivered', T), pb(2, 'R-2', 'outdoor-blog', 'failed', T)];
+  const pages = {
+    [api.fromMs]: [...filler, ...boundary],
+    [T]: [...boundary, pb(3, 'R-2', 'outdoor-blog', 'pending', T + 1, 'adjustment'), pb(4, 'R-3', 'influencer-anna', 'failed', T + 5)],
+  };
+  asked.length = 0;
   await page.route(postbacksUrl, (route) => {
-    asked.push([new URL(route.request().url()).searchParams.toString(), route.request().headers().authorization]);
-    return route.fulfill({
-      contentType: 'application/json',
-      body: JSON.stringify({
-        site: SITE,
-        postbacks: [pb('R-2', 'outdoor-blog', 'delivered'), pb('R-2', 'outdoor-blog', 'pending', 'adjustment'),
-          pb('R-1', 'demo-affiliate', 'failed'), pb('R-0', 'demo-affiliate', 'delivered')],
-      }),
-    });
+    const rows = pages[new URL(route.request().url()).searchParams.get('since')];
+    return route.fulfill({ status: rows ? 200 : 500, contentType: 'application/json', body: JSON.stringify(rows ? { site: SITE, postbacks: rows } : { error: 'unexpected' }) });
   });
   await submitted(page, SITE, READ);
-  const column = (await cells(page, '#partners-table tbody tr')).map((r) => `${r[0]}: ${r[8]}`);
-  assert.deepEqual(column, [
-    'Demo Affiliate: 0 delivered, 0 pending, 1 failed',
-    `${FORMULA_NAME}: 1 delivered, 1 pending, 0 failed`,
-    `${HOSTILE_NAME}: 0 delivered, 0 pending, 0 failed`,
-    'no partner: —',
-    'Total: 1 delivered, 1 pending, 1 failed',
-    'Total: ',
-  ]);
-  assert.deepEqual(asked, [[`site=${SITE}&since=${api.fromMs}&limit=10000`, `Bearer ${READ}`]]);
+  const column = async () => postbackColumn(await cells(page, '#partners-table tbody tr'));
+  assert.deepEqual(await column(), columnSaying([1, 0, 0], [0, 1, 1], [0, 0, 1], [1, 1, 2]));
+  assert.deepEqual(asked.map(([q]) => q), [`site=${SITE}&since=${api.fromMs}&limit=10000`, `site=${SITE}&since=${T}&limit=10000`]);
+  // A collector without postbacks (one from before them answers 404): "—" throughout.
+  await page.unroute(postbacksUrl);
+  await page.route(postbacksUrl, (route) => route.fulfill({ status: 404, contentType: 'application/json', body: '{"error":"not found"}' }));
+  await submitted(page, SITE, READ);
+  assert.deepEqual((await column()).map((r) => r.slice(r.lastIndexOf(': ') + 2)), ['—', '—', '—', '—', '—', '']);
   await page.unroute(postbacksUrl);
 
   // Another model and a reload: the tab remembers the site and key.
