@@ -84,6 +84,8 @@ async function read(site, key, params) {
   } else {
     const inRange = new Set(orders.map((o) => o.orderId));
     postbacks = pb.list.filter((p) => inRange.has(p.orderId));
+    // The partners the site posts back to (a collector that does not say: every partner may be).
+    postbacks.partners = pb.partners;
     if (!pb.complete) {
       postbackNote = `Postbacks: only the first ${pb.list.length} deliveries planned since ${timeIn(r.fromMs, r.offsetMinutes)} are counted.`;
     }
@@ -101,20 +103,22 @@ async function read(site, key, params) {
  */
 async function deliveries(site, key, since) {
   const byId = new Map();
+  let partners = null;
   let from = since;
   for (let n = 0; n < MAX_POSTBACK_PAGES; n++) {
     const q = new URLSearchParams({ site, since: String(from), limit: String(MAX_ORDERS) });
     const page = await getJson(`/v1/postbacks?${q}`, key);
     if (page.status !== 200) return { refused: page };
     const rows = page.body.postbacks;
+    if (Array.isArray(page.body.partners)) partners = page.body.partners;
     for (const p of rows) byId.set(p.id, p);
-    if (rows.length < MAX_ORDERS) return { list: [...byId.values()], complete: true };
+    if (rows.length < MAX_ORDERS) return { list: [...byId.values()], partners, complete: true };
     const last = rows.at(-1).createdAt;
     // A whole page planned within one millisecond: the API cannot page past it.
     if (last === from) break;
     from = last;
   }
-  return { list: [...byId.values()], complete: false };
+  return { list: [...byId.values()], partners, complete: false };
 }
 
 // ---------------------------------------------------------------- rows (the table and the CSV)
@@ -124,6 +128,7 @@ const PARTNER_NUM = new Set([2, 3, 5, 6, 7]);
 
 function postbackCell(postbacks, partner, total) {
   if (postbacks === null || (!total && partner === null)) return '—';
+  if (!total && postbacks.partners && !postbacks.partners.includes(partner)) return 'no postback';
   const n = { delivered: 0, pending: 0, failed: 0 };
   for (const p of postbacks) if (total || p.partner === partner) n[p.status] = (n[p.status] ?? 0) + 1;
   return `${n.delivered} delivered, ${n.pending} pending, ${n.failed} failed`;

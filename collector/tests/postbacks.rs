@@ -254,6 +254,11 @@ async fn list(h: &Harness, query: &str) -> Vec<Value> {
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     let v: Value = serde_json::from_str(&a.body).unwrap();
     assert_eq!(v["site"], "demo");
+    assert_eq!(
+        v["partners"],
+        serde_json::json!(["influencer-anna"]),
+        "the partners posted back to"
+    );
     v["postbacks"].as_array().unwrap().clone()
 }
 

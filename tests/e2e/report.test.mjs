@@ -469,6 +469,16 @@ test('the report by partner equals the read API, with its chart, orders and CSV'
   await submitted(page, SITE, READ);
   assert.deepEqual((await column()).map((r) => r.slice(r.lastIndexOf(': ') + 2)), ['—', '—', '—', '—', '—', '']);
   await page.unroute(postbacksUrl);
+  // A partner the site has no postback for says so, rather than "0 delivered" (the answer names
+  // the partners the site posts back to).
+  await page.route(postbacksUrl, (route) => route.fulfill({
+    status: 200, contentType: 'application/json',
+    body: JSON.stringify({ site: SITE, partners: ['demo-affiliate', 'outdoor-blog'], postbacks: [] }),
+  }));
+  await submitted(page, SITE, READ);
+  const none = '0 delivered, 0 pending, 0 failed';
+  assert.deepEqual(await column(), [`Demo Affiliate: ${none}`, `${FORMULA_NAME}: ${none}`, `${HOSTILE_NAME}: no postback`, 'no partner: —', `Total: ${none}`, 'Total: ']);
+  await page.unroute(postbacksUrl);
 
   // Another model and a reload: the tab remembers the site and key.
   await page.selectOption('#model', 'first_click');

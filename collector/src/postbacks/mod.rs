@@ -502,7 +502,10 @@ pub async fn get_postbacks(
         .await
         .map_err(|e| AppError::Internal(e.to_string()))??;
     let list: Vec<PostbackOut> = rows.into_iter().map(PostbackOut::from).collect();
-    crate::http::json_response(&serde_json::json!({ "site": site.id, "postbacks": list }))
+    // The partners this site posts back to, so a report can tell "none configured" from "none sent".
+    let mut partners: Vec<&str> = site.postbacks.iter().map(|e| e.partner.as_str()).collect();
+    partners.sort_unstable();
+    crate::http::json_response(&serde_json::json!({ "site": site.id, "partners": partners, "postbacks": list }))
 }
 
 #[cfg(test)]
