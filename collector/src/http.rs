@@ -562,7 +562,26 @@ pub(crate) fn attribute_with(
             .map_err(AppError::from)?,
         None => Vec::new(),
     };
-    touches.extend_from_slice(clicks);
+    // A click the server passes that the visitor's own touches already hold (the `_utt`
+    // cookie's copy of a stored landing) is that touch, with the class its batch had: the
+    // server's copy, read as human, would otherwise survive the exclusion of an automated
+    // browser's or a bot's landing and take its credit.
+    // (It still says the click is the visitor's own when the stored touch came from a linked
+    // device.)
+    let stored = touches.len();
+    for t in clicks {
+        let mut known = false;
+        for s in touches[..stored]
+            .iter_mut()
+            .filter(|s| s.param == t.param && s.value == t.value && s.at == t.at)
+        {
+            s.cross_device &= t.cross_device;
+            known = true;
+        }
+        if !known {
+            touches.push(t.clone());
+        }
+    }
     let promo = c
         .promo_code
         .as_deref()
