@@ -764,7 +764,7 @@ async fn get_conversions(
     let out = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, AppError> {
         let site = state.config.site(&site_id).ok_or(AppError::NotFound("site", "site"))?;
         let store = state.store.as_ref();
-        let rows = crate::s2s::merged(store, &site_id, since, limit, exclude)?;
+        let rows = crate::s2s::merged(store, &site_id, since, None, limit, exclude)?;
         let list = attributed(store, site, rows, model, exclude)?;
         let mut totals = crate::s2s::Totals::default();
         for out in &list {

@@ -75,10 +75,9 @@ pub async fn get_report(
                 }
             })
             .collect();
-        // Conversions from `from` on, oldest first: those before `to` are the range's, and one
-        // more than the bound says whether the range holds more.
-        let mut rows = crate::s2s::merged(store, &site_id, from, MAX_CONVERSIONS + 1, exclude)?;
-        rows.retain(|m| m.shown.at < to);
+        // The range's conversions, oldest first: one more than the bound says whether the
+        // range holds more.
+        let rows = crate::s2s::merged(store, &site_id, from, Some(to), MAX_CONVERSIONS + 1, exclude)?;
         if rows.len() > MAX_CONVERSIONS {
             return Err(too_many("conversions", MAX_CONVERSIONS));
         }
