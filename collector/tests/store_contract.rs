@@ -109,6 +109,22 @@ fn flagged_traffic_is_stored_with_its_class_and_left_out_on_request(store: &dyn 
     // The limit applies after the exclusion: a page of bots does not hide a later human.
     let first = orders(Exclude::of(&[Traffic::Human]), 1);
     assert_eq!(first, both[1..]);
+    // The report's clicks leave out the excluded classes before the limit too.
+    let clicks = |exclude, limit| -> Vec<(String, Traffic)> {
+        store
+            .clicks("demo", 0, T0 + 100, limit, exclude)
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.value, t.traffic))
+            .collect()
+    };
+    let all = [
+        ("I1".to_string(), Traffic::Automation),
+        ("I-BOT".to_string(), Traffic::Bot),
+    ];
+    assert_eq!(clicks(Exclude::NONE, 10), all);
+    assert_eq!(clicks(Exclude::FLAGGED, 10), []);
+    assert_eq!(clicks(Exclude::of(&[Traffic::Automation]), 1), all[1..]);
     // The click read names each click's own class, read from its touches: the phone's click
     // an automated browser's, the crawler's a bot's (on every site and on its own).
     let class = |value: &str, site| store.click(value, site).unwrap().and_then(|c| c.traffic);
@@ -171,6 +187,7 @@ fn flagged_traffic_is_stored_with_its_class_and_left_out_on_request(store: &dyn 
     assert_eq!(class("I1", Some("other")), Some(Traffic::Automation));
     assert_eq!(class("I1", Some("demo")), Some(Traffic::Human));
     assert_eq!(class("I1", None), Some(Traffic::Human));
+    assert_eq!(clicks(Exclude::FLAGGED, 10), [("I1".to_string(), Traffic::Human)]);
 }
 
 /// A confirmation of an order by the merchant's server.
@@ -513,14 +530,14 @@ fn derived_rows_answer_the_click_and_journey_reads(store: &dyn Store) {
 
     // The report's clicks: the site's distinct clicks landed in [from, to).
     let at = |from: u64, to: u64| -> Vec<(String, u64)> {
-        let c = store.clicks("demo", from, to, 10).unwrap();
+        let c = store.clicks("demo", from, to, 10, Exclude::NONE).unwrap();
         c.into_iter().map(|t| (t.value, t.at)).collect()
     };
     assert_eq!(at(0, T0), [("I1".to_string(), T0 - DAY)]);
     assert_eq!(at(T0 - DAY, T0 - DAY + 1).len(), 1, "from is included");
     assert!(at(0, T0 - DAY).is_empty(), "to is excluded");
     assert!(at(T0 - DAY + 1, T0).is_empty());
-    assert!(store.clicks("other", 0, T0, 10).unwrap().is_empty());
+    assert!(store.clicks("other", 0, T0, 10, Exclude::NONE).unwrap().is_empty());
 }
 
 /// A retried batch (some events already stored) adds the derived rows of its new events only.
@@ -560,8 +577,18 @@ fn answers(store: &dyn Store, events: &[(String, Event)]) -> Vec<String> {
             "{:?}",
             store.conversions(site, 0, 1000, Exclude::FLAGGED).unwrap()
         ));
-        out.push(format!("{:?}", store.clicks(site, 0, i64::MAX as u64, 1000).unwrap()));
-        out.push(format!("{:?}", store.clicks(site, 0, i64::MAX as u64, 2).unwrap()));
+        out.push(format!(
+            "{:?}",
+            store.clicks(site, 0, i64::MAX as u64, 1000, Exclude::NONE).unwrap()
+        ));
+        out.push(format!(
+            "{:?}",
+            store.clicks(site, 0, i64::MAX as u64, 2, Exclude::NONE).unwrap()
+        ));
+        out.push(format!(
+            "{:?}",
+            store.clicks(site, 0, i64::MAX as u64, 2, Exclude::FLAGGED).unwrap()
+        ));
     }
     for (site, e) in events {
         out.push(format!("{:?}", store.event(&e.id).unwrap()));
