@@ -855,3 +855,70 @@ fn a_sqlite_database_moves_to_postgres() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--db must be a postgres:// URL"));
 }
+
+/// A class code this collector does not know (a newer collector's, in a shared database) is
+/// read as automation (`Traffic::from_code`), and the reads that exclude classes in SQL treat it
+/// the same: left out wherever automation is.
+fn an_unknown_class_code_is_excluded_as_automation(store: &dyn Store, set_code: &dyn Fn(i64)) {
+    let e = decode(&event(
+        9000,
+        Some("newer"),
+        T0,
+        vec![click("irclickid", "impact", "I-NEW", T0 - 5)],
+        conversion("O-NEW", None),
+    ));
+    store.append(&[&Batch::new("demo", 1, vec![e])]).unwrap();
+    // A read of the derived rows waits for them (SQLite derives them behind the append).
+    assert_eq!(store.clicks("demo", 0, T0 + 1, 10, Exclude::NONE).unwrap().len(), 1);
+    set_code(3);
+    let orders = |exclude| -> Vec<(String, Traffic)> {
+        let c = store.conversions("demo", 0, 10, exclude).unwrap();
+        c.into_iter().map(|c| (c.order_id, c.traffic)).collect()
+    };
+    let clicks = |exclude| -> Vec<(String, Traffic)> {
+        let c = store.clicks("demo", 0, T0 + 1, 10, exclude).unwrap();
+        c.into_iter().map(|t| (t.value, t.traffic)).collect()
+    };
+    assert_eq!(orders(Exclude::NONE), [("O-NEW".to_string(), Traffic::Automation)]);
+    assert_eq!(clicks(Exclude::NONE), [("I-NEW".to_string(), Traffic::Automation)]);
+    for exclude in [Exclude::FLAGGED, Exclude::of(&[Traffic::Automation])] {
+        assert_eq!(orders(exclude), [], "{exclude:?}");
+        assert_eq!(clicks(exclude), [], "{exclude:?}");
+    }
+    assert_eq!(orders(Exclude::of(&[Traffic::Bot])).len(), 1);
+    assert_eq!(clicks(Exclude::of(&[Traffic::Bot])).len(), 1);
+}
+
+#[test]
+fn an_unknown_class_code_is_excluded_as_automation_on_sqlite() {
+    let opened = sqlite();
+    let set_code = |code: i64| {
+        for (file, table) in [("utt.db", "conversions"), ("utt.db-derived", "touches")] {
+            let db = rusqlite::Connection::open(opened.dir.join(file)).unwrap();
+            db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+            db.execute(&format!("UPDATE {table} SET traffic = ?1"), [code]).unwrap();
+        }
+    };
+    an_unknown_class_code_is_excluded_as_automation(opened.store.as_ref(), &set_code);
+}
+
+#[test]
+fn an_unknown_class_code_is_excluded_as_automation_on_postgres() {
+    let url = pg::database("contract");
+    let store = PostgresStore::open(&url).unwrap();
+    let set_code = |code: i64| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(connection);
+            for table in ["conversions", "touches"] {
+                let sql = format!("UPDATE {table} SET traffic = {code}");
+                db.execute(&sql, &[]).await.unwrap();
+            }
+        });
+    };
+    an_unknown_class_code_is_excluded_as_automation(&store, &set_code);
+}
