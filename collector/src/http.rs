@@ -894,8 +894,11 @@ async fn click_answer(
             "clickId": id,
             "firstSeen": seen.first_seen,
             "lastSeen": seen.last_seen,
-            // The click's own class (its touches' least), and whether this site excludes it:
-            // then it earns no credit, with or without orders (`null` when it left no touch).
+            // The click's own class: its best sighting (the least class of its touches, across
+            // all visitors), and whether this site excludes it: then it earns no credit, with
+            // or without orders (`null` when it left no touch). Attribution classes each
+            // visitor's own touch instead: when a person and an automated browser both carried
+            // the click, it reads human here and the automated browser's order is still flagged.
             "traffic": seen.traffic.map(Traffic::as_str),
             "excluded": seen.traffic.map(|t| site_excludes.contains(t)),
             "landings": seen.landings.iter().map(|l| serde_json::json!({
