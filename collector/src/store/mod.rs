@@ -278,8 +278,9 @@ pub struct ClickSeen {
     pub last_seen: u64,
     /// Its landings.
     pub landings: Vec<Landing>,
-    /// The click's own traffic class: the least of its touches' (human if any visitor that
-    /// carried it was human), as attribution classes each touch; `None` when it left no touch
+    /// The click's own traffic class: its best sighting, the least of its touches' (human if
+    /// any visitor that carried it was human; attribution classes each visitor's own touch
+    /// instead); `None` when it left no touch
     /// (only page views without a visitor ID, which no conversion can credit).
     pub traffic: Option<Traffic>,
     /// Page views carrying it, per path.
