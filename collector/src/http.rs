@@ -562,7 +562,26 @@ pub(crate) fn attribute_with(
             .map_err(AppError::from)?,
         None => Vec::new(),
     };
-    touches.extend_from_slice(clicks);
+    // A click the server passes that the visitor's own touches already hold (the `_utt`
+    // cookie's copy of a stored landing) is that touch, with the class its batch had: the
+    // server's copy, read as human, would otherwise survive the exclusion of an automated
+    // browser's or a bot's landing and take its credit.
+    // (It still says the click is the visitor's own when the stored touch came from a linked
+    // device.)
+    let stored = touches.len();
+    for t in clicks {
+        let mut known = false;
+        for s in touches[..stored]
+            .iter_mut()
+            .filter(|s| s.param == t.param && s.value == t.value && s.at == t.at)
+        {
+            s.cross_device &= t.cross_device;
+            known = true;
+        }
+        if !known {
+            touches.push(t.clone());
+        }
+    }
     let promo = c
         .promo_code
         .as_deref()
@@ -745,7 +764,7 @@ async fn get_conversions(
     let out = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, AppError> {
         let site = state.config.site(&site_id).ok_or(AppError::NotFound("site", "site"))?;
         let store = state.store.as_ref();
-        let rows = crate::s2s::merged(store, &site_id, since, limit, exclude)?;
+        let rows = crate::s2s::merged(store, &site_id, since, None, limit, exclude)?;
         let list = attributed(store, site, rows, model, exclude)?;
         let mut totals = crate::s2s::Totals::default();
         for out in &list {
@@ -875,8 +894,11 @@ async fn click_answer(
             "clickId": id,
             "firstSeen": seen.first_seen,
             "lastSeen": seen.last_seen,
-            // The click's own class (its touches' least), and whether this site excludes it:
-            // then it earns no credit, with or without orders (`null` when it left no touch).
+            // The click's own class: its best sighting (the least class of its touches, across
+            // all visitors), and whether this site excludes it: then it earns no credit, with
+            // or without orders (`null` when it left no touch). Attribution classes each
+            // visitor's own touch instead: when a person and an automated browser both carried
+            // the click, it reads human here and the automated browser's order is still flagged.
             "traffic": seen.traffic.map(Traffic::as_str),
             "excluded": seen.traffic.map(|t| site_excludes.contains(t)),
             "landings": seen.landings.iter().map(|l| serde_json::json!({

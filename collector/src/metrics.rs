@@ -25,10 +25,12 @@ pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 pub const TYPES: [&str; 6] = ["pageview", "conversion", "identify", "event", "consent", "unknown"];
 const STATUSES: [Status; 3] = [Status::Accepted, Status::Duplicate, Status::Rejected];
 /// Routes as labelled (the matched route pattern; everything else is `other`).
-pub const ROUTES: [&str; 9] = [
+pub const ROUTES: [&str; 11] = [
     "/v1/events",
     "/v1/conversions",
+    "/v1/conversions/{order_id}/adjustments",
     "/v1/postbacks",
+    "/v1/report",
     "/v1/clicks/{click_id}",
     "/v1/cookie",
     "/healthz",

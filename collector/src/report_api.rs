@@ -57,13 +57,13 @@ pub async fn get_report(
         let site = state.config.site(&site_id).ok_or(AppError::NotFound("site", "site"))?;
         let store = state.store.as_ref();
         let (from, to) = (range.from_ms(), range.to_ms());
-        let touches = store.clicks(&site_id, from, to, MAX_CLICKS + 1)?;
+        // The store leaves the excluded clicks out before its limit: they count toward nothing.
+        let touches = store.clicks(&site_id, from, to, MAX_CLICKS + 1, exclude)?;
         if touches.len() > MAX_CLICKS {
             return Err(too_many("clicks", MAX_CLICKS));
         }
         let clicks: Vec<Click> = touches
             .iter()
-            .filter(|t| !exclude.contains(t.traffic))
             .map(|t| {
                 let p = site.partners.of_click(t);
                 Click {
@@ -75,10 +75,9 @@ pub async fn get_report(
                 }
             })
             .collect();
-        // Conversions from `from` on, oldest first: those before `to` are the range's, and one
-        // more than the bound says whether the range holds more.
-        let mut rows = crate::s2s::merged(store, &site_id, from, MAX_CONVERSIONS + 1, exclude)?;
-        rows.retain(|m| m.shown.at < to);
+        // The range's conversions, oldest first: one more than the bound says whether the
+        // range holds more.
+        let rows = crate::s2s::merged(store, &site_id, from, Some(to), MAX_CONVERSIONS + 1, exclude)?;
         if rows.len() > MAX_CONVERSIONS {
             return Err(too_many("conversions", MAX_CONVERSIONS));
         }

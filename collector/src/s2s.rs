@@ -321,25 +321,34 @@ pub struct Merged {
     pub clicks: Vec<Touch>,
 }
 
-/// The site's conversions at or after `since`, oldest first, at most `limit`: browser
-/// conversions (each with its server confirmation, if any) and confirmations the browser never
-/// reported, each order once. A browser conversion whose traffic class is in `exclude` is left
-/// out with its confirmation: the browser's class stands for the order (a test order the
-/// merchant's server also confirmed is still a test order).
+/// The site's conversions at or after `since` (and before `until`, when given), oldest first,
+/// at most `limit`: browser conversions (each with its server confirmation, if any) and
+/// confirmations the browser never reported, each order once. A browser conversion whose
+/// traffic class is in `exclude` is left out with its confirmation: the browser's class stands
+/// for the order (a test order the merchant's server also confirmed is still a test order).
+/// Rows at or after `until` are cut before their confirmations are looked up.
 pub fn merged(
     store: &dyn Store,
     site: &str,
     since: u64,
+    until: Option<u64>,
     limit: usize,
     exclude: Exclude,
 ) -> Result<Vec<Merged>, AppError> {
+    let before = |at: u64| until.is_none_or(|u| at < u);
     let mut out = Vec::new();
     for c in store.conversions(site, since, limit, exclude)? {
+        // Oldest first: the first row at or after `until` ends the range.
+        if !before(c.at) {
+            break;
+        }
         let o = store.server_order(site, &c.order_id)?;
         out.extend(merge_one(Some(c), o));
     }
     for o in store.server_only_orders(site, since, limit)? {
-        out.extend(merge_one(None, Some(o)));
+        if before(o.conversion.at) {
+            out.extend(merge_one(None, Some(o)));
+        }
     }
     out.sort_by(|a, b| (a.shown.at, &a.shown.order_id).cmp(&(b.shown.at, &b.shown.order_id)));
     out.truncate(limit);
@@ -485,5 +494,122 @@ impl Totals {
                 key
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Batch, ClickSeen, Counts, StoreError};
+    use std::sync::Mutex;
+
+    /// Browser conversions at 10, 20, …, 100 ms and server-only orders at 15 and 95 ms, which
+    /// records the orders it is asked to look up.
+    #[derive(Default)]
+    struct Orders {
+        looked_up: Mutex<Vec<String>>,
+    }
+
+    fn order(id: &str, at: u64) -> StoredConversion {
+        StoredConversion {
+            site: "demo".into(),
+            event_id: format!("e-{id}"),
+            order_id: id.into(),
+            at,
+            visitor: None,
+            amount: None,
+            currency: None,
+            discount: None,
+            promo_code: None,
+            customer_status: None,
+            items: "[]".into(),
+            custom: None,
+            traffic: Traffic::Human,
+        }
+    }
+
+    impl Store for Orders {
+        fn append(&self, _: &[&Batch]) -> Result<Vec<Status>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn conversions(
+            &self,
+            _: &str,
+            since: u64,
+            limit: usize,
+            _: Exclude,
+        ) -> Result<Vec<StoredConversion>, StoreError> {
+            let all = (1..=10).map(|n| order(&format!("B{n}"), n * 10));
+            Ok(all.filter(|c| c.at >= since).take(limit).collect())
+        }
+        fn server_order(&self, _: &str, order_id: &str) -> Result<Option<ServerOrder>, StoreError> {
+            self.looked_up.lock().unwrap().push(order_id.to_string());
+            Ok(None)
+        }
+        fn server_only_orders(&self, _: &str, since: u64, limit: usize) -> Result<Vec<ServerOrder>, StoreError> {
+            let all = [("S15", 15), ("S95", 95)].map(|(id, at)| ServerOrder {
+                conversion: StoredConversion {
+                    event_id: String::new(),
+                    ..order(id, at)
+                },
+                received: at,
+                clicks: Vec::new(),
+            });
+            Ok(all
+                .into_iter()
+                .filter(|o| o.conversion.at >= since)
+                .take(limit)
+                .collect())
+        }
+        fn touches(&self, _: &str, _: &str, _: u64, _: u64) -> Result<Vec<Touch>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn click(&self, _: &str, _: Option<&str>) -> Result<Option<ClickSeen>, StoreError> {
+            Ok(None)
+        }
+        fn conversions_near_click(
+            &self,
+            _: &str,
+            _: Option<&str>,
+            _: usize,
+        ) -> Result<Vec<StoredConversion>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn event(&self, _: &str) -> Result<Option<String>, StoreError> {
+            Ok(None)
+        }
+        fn counts(&self) -> Result<Counts, StoreError> {
+            Ok(Counts::default())
+        }
+        fn size_bytes(&self) -> u64 {
+            0
+        }
+        fn close(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    fn ids(rows: &[Merged]) -> Vec<&str> {
+        rows.iter().map(|m| m.shown.order_id.as_str()).collect()
+    }
+
+    /// The report's range [20, 50): only its orders, and only its browser conversions'
+    /// confirmations looked up (not every conversion after the range's end).
+    #[test]
+    fn a_bounded_read_looks_up_only_the_ranges_orders() {
+        let store = Orders::default();
+        let rows = merged(&store, "demo", 20, Some(50), 1000, Exclude::NONE).unwrap();
+        assert_eq!(ids(&rows), ["B2", "B3", "B4"]);
+        assert_eq!(*store.looked_up.lock().unwrap(), ["B2", "B3", "B4"]);
+        // Unbounded (GET /v1/conversions): everything from `since` on, up to the limit.
+        let store = Orders::default();
+        let rows = merged(&store, "demo", 20, None, 1000, Exclude::NONE).unwrap();
+        assert_eq!(
+            ids(&rows),
+            ["B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "S95", "B10"]
+        );
+        assert_eq!(store.looked_up.lock().unwrap().len(), 9);
+        let rows = merged(&Orders::default(), "demo", 10, Some(20), 1000, Exclude::NONE).unwrap();
+        assert_eq!(ids(&rows), ["B1", "S15"]);
     }
 }

@@ -827,6 +827,20 @@ async fn health_and_metrics() {
         .parse()
         .unwrap();
     assert!(size > 0);
+    // Every API route is labelled by its pattern (whatever its answer), none as `other`.
+    for (method, uri) in [
+        ("GET", "/v1/report?site=demo"),
+        ("GET", "/v1/postbacks?site=demo"),
+        ("POST", "/v1/conversions/O-1/adjustments?site=demo"),
+    ] {
+        h.send(method, uri, &[], "").await;
+    }
+    let a = h.send("GET", "/metrics", &[], "").await;
+    for route in ["/v1/report", "/v1/postbacks", "/v1/conversions/{order_id}/adjustments"] {
+        let line = format!("utt_http_request_duration_seconds_count{{route=\"{route}\"}} 1\n");
+        assert!(a.body.contains(&line), "missing {line:?} in\n{}", a.body);
+    }
+    assert!(!a.body.contains("route=\"other\",class=\"4xx\"} 1"), "{}", a.body);
 }
 
 /// A deriver that cannot write keeps the collector in service (events are still stored) but

@@ -384,3 +384,94 @@ async fn a_site_without_server_key_refuses_server_conversions() {
     assert_eq!(error(&a).1, "authorization");
     assert!(error(&a).2.contains("no server_key"), "{}", a.body);
 }
+
+/// The credited click ID of each order a read-key `GET` lists, and the classes of its
+/// touchpoints.
+async fn credits(h: &Harness, query: &str) -> Vec<(String, String, Vec<String>)> {
+    let a = h
+        .send(
+            "GET",
+            &format!("/v1/conversions?site=demo{query}"),
+            &[("authorization", &format!("Bearer {READ}"))],
+            "",
+        )
+        .await;
+    let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    v["conversions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .map(|c| {
+            (
+                c["orderId"].as_str().unwrap().to_string(),
+                c["attribution"]["clickId"].as_str().unwrap_or("-").to_string(),
+                c["touchpoints"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t["traffic"].as_str().unwrap().to_string())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// A Playwright run on the production site lands on a click (the tag flags the batch as an
+/// automated browser's) and the merchant's server confirms the order with its `_utt` cookie
+/// before the browser's beacon arrives: the cookie's copy of the click is the stored touch,
+/// still automation, so the order earns no credit where automation is excluded. A human's
+/// landing confirmed the same way is credited.
+async fn a_server_confirmation_keeps_the_landings_class(h: Harness) {
+    let conv = "/v1/conversions?site=demo";
+    for (visitor, webdriver, click_id, order) in [("qa", true, "Q1", "QA"), ("hana", false, "H1", "HU")] {
+        let e = event(
+            if webdriver { 1 } else { 2 },
+            Some(visitor),
+            T0 - DAY,
+            vec![click("irclickid", "impact", click_id, T0 - DAY)],
+            pageview(),
+        );
+        let a = h
+            .post(&wire::write_batch("demo", Some(WRITE), T0, webdriver, &[&e]))
+            .await;
+        assert_eq!(a.statuses(), ["accepted"], "{}", a.body);
+        let body = format!(
+            r#"{{"order":{{"orderId":"{order}","amount":"10.00","currency":"EUR"}},"at":{},"cookie":"{}"}}"#,
+            T0,
+            cookie(visitor, click_id, T0 - DAY)
+        );
+        assert_eq!(server(&h, conv, SERVER, &body).await.statuses(), ["accepted"]);
+    }
+    let (human, automation) = (vec!["human".to_string()], vec!["automation".to_string()]);
+    // The default (bots and automation excluded): the QA order is listed (the server's order
+    // has no class of its own) but credits no one.
+    assert_eq!(
+        credits(&h, "").await,
+        [
+            ("HU".into(), "H1".into(), human.clone()),
+            ("QA".into(), "-".into(), vec![]),
+        ]
+    );
+    // traffic=all: the click is there, with its landing's class.
+    assert_eq!(
+        credits(&h, "&traffic=all").await,
+        [
+            ("HU".into(), "H1".into(), human),
+            ("QA".into(), "Q1".into(), automation)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_server_confirmation_keeps_the_landings_class_on_sqlite() {
+    let mut c = config();
+    c.sites[0].traffic = utt_collector::traffic::TrafficConfig::default();
+    a_server_confirmation_keeps_the_landings_class(Harness::with_config(c)).await;
+}
+
+#[tokio::test]
+async fn a_server_confirmation_keeps_the_landings_class_on_postgres() {
+    let mut c = config();
+    c.sites[0].traffic = utt_collector::traffic::TrafficConfig::default();
+    a_server_confirmation_keeps_the_landings_class(Harness::postgres_with(c)).await;
+}

@@ -109,6 +109,22 @@ fn flagged_traffic_is_stored_with_its_class_and_left_out_on_request(store: &dyn 
     // The limit applies after the exclusion: a page of bots does not hide a later human.
     let first = orders(Exclude::of(&[Traffic::Human]), 1);
     assert_eq!(first, both[1..]);
+    // The report's clicks leave out the excluded classes before the limit too.
+    let clicks = |exclude, limit| -> Vec<(String, Traffic)> {
+        store
+            .clicks("demo", 0, T0 + 100, limit, exclude)
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.value, t.traffic))
+            .collect()
+    };
+    let all = [
+        ("I1".to_string(), Traffic::Automation),
+        ("I-BOT".to_string(), Traffic::Bot),
+    ];
+    assert_eq!(clicks(Exclude::NONE, 10), all);
+    assert_eq!(clicks(Exclude::FLAGGED, 10), []);
+    assert_eq!(clicks(Exclude::of(&[Traffic::Automation]), 1), all[1..]);
     // The click read names each click's own class, read from its touches: the phone's click
     // an automated browser's, the crawler's a bot's (on every site and on its own).
     let class = |value: &str, site| store.click(value, site).unwrap().and_then(|c| c.traffic);
@@ -171,6 +187,7 @@ fn flagged_traffic_is_stored_with_its_class_and_left_out_on_request(store: &dyn 
     assert_eq!(class("I1", Some("other")), Some(Traffic::Automation));
     assert_eq!(class("I1", Some("demo")), Some(Traffic::Human));
     assert_eq!(class("I1", None), Some(Traffic::Human));
+    assert_eq!(clicks(Exclude::FLAGGED, 10), [("I1".to_string(), Traffic::Human)]);
 }
 
 /// A confirmation of an order by the merchant's server.
@@ -513,14 +530,14 @@ fn derived_rows_answer_the_click_and_journey_reads(store: &dyn Store) {
 
     // The report's clicks: the site's distinct clicks landed in [from, to).
     let at = |from: u64, to: u64| -> Vec<(String, u64)> {
-        let c = store.clicks("demo", from, to, 10).unwrap();
+        let c = store.clicks("demo", from, to, 10, Exclude::NONE).unwrap();
         c.into_iter().map(|t| (t.value, t.at)).collect()
     };
     assert_eq!(at(0, T0), [("I1".to_string(), T0 - DAY)]);
     assert_eq!(at(T0 - DAY, T0 - DAY + 1).len(), 1, "from is included");
     assert!(at(0, T0 - DAY).is_empty(), "to is excluded");
     assert!(at(T0 - DAY + 1, T0).is_empty());
-    assert!(store.clicks("other", 0, T0, 10).unwrap().is_empty());
+    assert!(store.clicks("other", 0, T0, 10, Exclude::NONE).unwrap().is_empty());
 }
 
 /// A retried batch (some events already stored) adds the derived rows of its new events only.
@@ -560,8 +577,18 @@ fn answers(store: &dyn Store, events: &[(String, Event)]) -> Vec<String> {
             "{:?}",
             store.conversions(site, 0, 1000, Exclude::FLAGGED).unwrap()
         ));
-        out.push(format!("{:?}", store.clicks(site, 0, i64::MAX as u64, 1000).unwrap()));
-        out.push(format!("{:?}", store.clicks(site, 0, i64::MAX as u64, 2).unwrap()));
+        out.push(format!(
+            "{:?}",
+            store.clicks(site, 0, i64::MAX as u64, 1000, Exclude::NONE).unwrap()
+        ));
+        out.push(format!(
+            "{:?}",
+            store.clicks(site, 0, i64::MAX as u64, 2, Exclude::NONE).unwrap()
+        ));
+        out.push(format!(
+            "{:?}",
+            store.clicks(site, 0, i64::MAX as u64, 2, Exclude::FLAGGED).unwrap()
+        ));
     }
     for (site, e) in events {
         out.push(format!("{:?}", store.event(&e.id).unwrap()));
@@ -827,4 +854,71 @@ fn a_sqlite_database_moves_to_postgres() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--db must be a postgres:// URL"));
+}
+
+/// A class code this collector does not know (a newer collector's, in a shared database) is
+/// read as automation (`Traffic::from_code`), and the reads that exclude classes in SQL treat it
+/// the same: left out wherever automation is.
+fn an_unknown_class_code_is_excluded_as_automation(store: &dyn Store, set_code: &dyn Fn(i64)) {
+    let e = decode(&event(
+        9000,
+        Some("newer"),
+        T0,
+        vec![click("irclickid", "impact", "I-NEW", T0 - 5)],
+        conversion("O-NEW", None),
+    ));
+    store.append(&[&Batch::new("demo", 1, vec![e])]).unwrap();
+    // A read of the derived rows waits for them (SQLite derives them behind the append).
+    assert_eq!(store.clicks("demo", 0, T0 + 1, 10, Exclude::NONE).unwrap().len(), 1);
+    set_code(3);
+    let orders = |exclude| -> Vec<(String, Traffic)> {
+        let c = store.conversions("demo", 0, 10, exclude).unwrap();
+        c.into_iter().map(|c| (c.order_id, c.traffic)).collect()
+    };
+    let clicks = |exclude| -> Vec<(String, Traffic)> {
+        let c = store.clicks("demo", 0, T0 + 1, 10, exclude).unwrap();
+        c.into_iter().map(|t| (t.value, t.traffic)).collect()
+    };
+    assert_eq!(orders(Exclude::NONE), [("O-NEW".to_string(), Traffic::Automation)]);
+    assert_eq!(clicks(Exclude::NONE), [("I-NEW".to_string(), Traffic::Automation)]);
+    for exclude in [Exclude::FLAGGED, Exclude::of(&[Traffic::Automation])] {
+        assert_eq!(orders(exclude), [], "{exclude:?}");
+        assert_eq!(clicks(exclude), [], "{exclude:?}");
+    }
+    assert_eq!(orders(Exclude::of(&[Traffic::Bot])).len(), 1);
+    assert_eq!(clicks(Exclude::of(&[Traffic::Bot])).len(), 1);
+}
+
+#[test]
+fn an_unknown_class_code_is_excluded_as_automation_on_sqlite() {
+    let opened = sqlite();
+    let set_code = |code: i64| {
+        for (file, table) in [("utt.db", "conversions"), ("utt.db-derived", "touches")] {
+            let db = rusqlite::Connection::open(opened.dir.join(file)).unwrap();
+            db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+            db.execute(&format!("UPDATE {table} SET traffic = ?1"), [code]).unwrap();
+        }
+    };
+    an_unknown_class_code_is_excluded_as_automation(opened.store.as_ref(), &set_code);
+}
+
+#[test]
+fn an_unknown_class_code_is_excluded_as_automation_on_postgres() {
+    let url = pg::database("contract");
+    let store = PostgresStore::open(&url).unwrap();
+    let set_code = |code: i64| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(connection);
+            for table in ["conversions", "touches"] {
+                let sql = format!("UPDATE {table} SET traffic = {code}");
+                db.execute(&sql, &[]).await.unwrap();
+            }
+        });
+    };
+    an_unknown_class_code_is_excluded_as_automation(&store, &set_code);
 }

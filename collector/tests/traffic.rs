@@ -271,8 +271,9 @@ async fn the_click_api_names_a_clicks_class_without_orders() {
             (&serde_json::json!([]), &serde_json::json!([]))
         );
     }
-    // A human visitor opens the automated browser's link too: the click is human now (its
-    // touches' least class), as attribution classes it.
+    // A human visitor opens the automated browser's link too: the click is human now (its best
+    // sighting, the least class of its touches across visitors). Attribution still classes each
+    // visitor's own touch: an order of the automated browser would stay flagged.
     let a = post_as(&h, BROWSER_UA, &landing(4, false, "L-WEBDRIVER", "v4")).await;
     assert_eq!(a.statuses(), ["accepted"], "{}", a.body);
     let (_, v) = h.get_json("/v1/clicks/L-WEBDRIVER?site=shop").await;

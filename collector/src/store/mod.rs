@@ -278,8 +278,9 @@ pub struct ClickSeen {
     pub last_seen: u64,
     /// Its landings.
     pub landings: Vec<Landing>,
-    /// The click's own traffic class: the least of its touches' (human if any visitor that
-    /// carried it was human), as attribution classes each touch; `None` when it left no touch
+    /// The click's own traffic class: its best sighting, the least of its touches' (human if
+    /// any visitor that carried it was human; attribution classes each visitor's own touch
+    /// instead); `None` when it left no touch
     /// (only page views without a visitor ID, which no conversion can credit).
     pub traffic: Option<Traffic>,
     /// Page views carrying it, per path.
@@ -485,8 +486,16 @@ pub trait Store: Send + Sync {
     /// The site's distinct clicks (parameter, click ID and click time) that landed at or after
     /// `from` and before `to` (ms), by click time, at most `limit`: what the report counts per
     /// partner. `landing` and `path` are those of one visitor who carried the click (the
-    /// greatest landing and the least path, so both stores pick the same).
-    fn clicks(&self, _site: &str, _from: u64, _to: u64, _limit: usize) -> Result<Vec<Touch>, StoreError> {
+    /// greatest landing and the least path, so both stores pick the same). A click whose class
+    /// (its touches' least) is in `exclude` is left out before the limit counts.
+    fn clicks(
+        &self,
+        _site: &str,
+        _from: u64,
+        _to: u64,
+        _limit: usize,
+        _exclude: crate::traffic::Exclude,
+    ) -> Result<Vec<Touch>, StoreError> {
         Err(StoreError("this store keeps no clicks for reports".into()))
     }
 

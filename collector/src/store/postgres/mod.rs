@@ -347,8 +347,15 @@ impl Store for PostgresStore {
         self.block(async { orders::server_only(&self.client().await?, site, since, limit).await })
     }
 
-    fn clicks(&self, site: &str, from: u64, to: u64, limit: usize) -> Result<Vec<Touch>, StoreError> {
-        self.block(async { report::clicks(&self.client().await?, site, from, to, limit).await })
+    fn clicks(
+        &self,
+        site: &str,
+        from: u64,
+        to: u64,
+        limit: usize,
+        exclude: crate::traffic::Exclude,
+    ) -> Result<Vec<Touch>, StoreError> {
+        self.block(async { report::clicks(&self.client().await?, site, from, to, limit, exclude).await })
     }
 
     fn adjust(&self, adjustment: &Adjustment) -> Result<Adjusted, StoreError> {

@@ -52,7 +52,7 @@ pub async fn conversions(
 ) -> Result<Vec<StoredConversion>, StoreError> {
     let sql = format!(
         "SELECT {CONVERSION_COLUMNS}, c.traffic FROM conversions c WHERE c.site = $1 AND c.at >= $2 \
-         AND (($4::integer >> c.traffic) & 1) = 0 ORDER BY c.at, c.order_id LIMIT $3"
+         AND (($4::integer >> least(c.traffic, 2)) & 1) = 0 ORDER BY c.at, c.order_id LIMIT $3"
     );
     let st = c.prepare_cached(&sql).await.map_err(pg)?;
     let mask = exclude.mask() as i32;

@@ -267,8 +267,15 @@ impl Store for SqliteStore {
         self.server_only(site, since, limit)
     }
 
-    fn clicks(&self, site: &str, from: u64, to: u64, limit: usize) -> Result<Vec<Touch>, StoreError> {
-        self.clicks_between(site, from, to, limit)
+    fn clicks(
+        &self,
+        site: &str,
+        from: u64,
+        to: u64,
+        limit: usize,
+        exclude: crate::traffic::Exclude,
+    ) -> Result<Vec<Touch>, StoreError> {
+        self.clicks_between(site, from, to, limit, exclude)
     }
 
     fn adjust(&self, adjustment: &Adjustment) -> Result<Adjusted, StoreError> {

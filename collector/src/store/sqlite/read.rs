@@ -13,11 +13,12 @@ pub(super) const CONVERSION_COLUMNS: &str =
      c.promo_code, c.customer_status, c.items, c.custom";
 
 /// The site's conversions since a time (`conversions_at` index), without the excluded traffic
-/// classes (`?4`, a bit per class), with their class last.
+/// classes (`?4`, a bit per class; a code above 2, unknown here, counts as automation, as
+/// `Traffic::from_code` reads it), with their class last.
 pub(super) fn conversions_sql() -> String {
     format!(
         "SELECT {CONVERSION_COLUMNS}, c.traffic FROM conversions c WHERE c.site = ?1 AND c.at >= ?2 \
-         AND ((?4 >> c.traffic) & 1) = 0 ORDER BY c.at, c.order_id LIMIT ?3"
+         AND ((?4 >> min(c.traffic, 2)) & 1) = 0 ORDER BY c.at, c.order_id LIMIT ?3"
     )
 }
 
