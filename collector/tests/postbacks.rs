@@ -202,6 +202,8 @@ fn policy() -> Policy {
         poll_ms: 20,
         sweep_ms: 300,
         max_in_flight: 4,
+        // Short: orders credited to nobody are decided soon after they arrive.
+        undecided_grace_ms: 200,
     }
 }
 
@@ -411,7 +413,7 @@ async fn scenario(h: Harness, addr: SocketAddr) {
     assert_eq!(a.statuses(), ["accepted"]);
     let decided = tokio::task::spawn_blocking({
         let (store, site) = (store.clone(), site.clone());
-        move || utt_collector::postbacks::plan::conversion(store.as_ref(), &site, "P", T0)
+        move || utt_collector::postbacks::plan::conversion(store.as_ref(), &site, "P", T0, 0)
     })
     .await
     .unwrap()
@@ -568,6 +570,53 @@ async fn postbacks_on_sqlite() {
 async fn postbacks_on_postgres() {
     let addr = free_port();
     scenario(Harness::postgres_with(config(addr, SECRET)), addr).await;
+}
+
+/// The merchant's server confirms an order without cookie or click first (credited to nobody),
+/// then the browser's conversion arrives, its visitor carrying Anna's click: within the grace
+/// the "nobody" is not stored, so the browser's report decides, and Anna gets her postback.
+async fn server_first_then_browser_click(h: Harness, addr: SocketAddr) {
+    let rx = Receiver::on(addr, SECRET).await;
+    let sender = send::start(&h.state).expect("a site has postbacks");
+    let store = h.state.store.clone();
+    let a = server(&h, "/v1/conversions?site=demo", &order("G", "30.00", None, false)).await;
+    assert_eq!(a.statuses(), ["accepted"]);
+    let clicked = vec![click("irclickid", "impact", "PB1", T0 - DAY)];
+    let a = h
+        .post(&batch(&[
+            event(11, Some("gus"), T0 - DAY, clicked, pageview()),
+            event(12, Some("gus"), T0, vec![], conversion("G", None)),
+        ]))
+        .await;
+    assert_eq!(a.statuses(), ["accepted", "accepted"]);
+    let decided = until("the decision about G", || {
+        store.planned("demo", PostbackKind::Conversion, "G", "").unwrap()
+    })
+    .await;
+    assert_eq!(decided.as_deref(), Some("influencer-anna"));
+    settled(&h, "G", "conversion", "delivered").await;
+    let b = rx.bodies("G");
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_eq!((&b[0]["clickId"], &b[0]["confirmed"]), (&"PB1".into(), &true.into()));
+    sender.stop(Duration::from_secs(5)).await;
+}
+
+fn with_grace(addr: SocketAddr) -> Config {
+    let mut c = config(addr, SECRET);
+    c.postbacks.undecided_grace_ms = 600_000;
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_click_after_a_bare_confirmation_is_posted_back_on_sqlite() {
+    let addr = free_port();
+    server_first_then_browser_click(Harness::with_config(with_grace(addr)), addr).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_click_after_a_bare_confirmation_is_posted_back_on_postgres() {
+    let addr = free_port();
+    server_first_then_browser_click(Harness::postgres_with(with_grace(addr)), addr).await;
 }
 
 /// A receiver holding another secret refuses the delivery (401: failed, with the answer), and

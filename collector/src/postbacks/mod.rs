@@ -76,6 +76,11 @@ pub struct Policy {
     pub sweep_ms: u64,
     /// Deliveries sent at the same time by one collector.
     pub max_in_flight: usize,
+    /// How long after an order arrived a decision that nobody is credited stays provisional:
+    /// within it nothing is stored, so the order's other report (a browser conversion whose
+    /// visitor has the partner's click, after a server confirmation without cookie or click)
+    /// still decides; after it, the sweep stores "nobody".
+    pub undecided_grace_ms: u64,
 }
 
 impl Default for Policy {
@@ -88,6 +93,7 @@ impl Default for Policy {
             poll_ms: 1_000,
             sweep_ms: 60_000,
             max_in_flight: 16,
+            undecided_grace_ms: 600_000,
         }
     }
 }
@@ -103,6 +109,7 @@ impl Policy {
             ("timeout_ms", self.timeout_ms, 300_000),
             ("poll_ms", self.poll_ms, 3_600_000),
             ("sweep_ms", self.sweep_ms, day),
+            ("undecided_grace_ms", self.undecided_grace_ms, day),
         ];
         for (key, value, max) in ms {
             if value == 0 || value > max {

@@ -275,6 +275,7 @@ async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
 /// arrived within the give-up age. A failure is logged; the next sweep tries again.
 fn plan_all(state: &AppState, hints: Vec<super::Hint>, sweep: bool, now: u64) {
     let store = state.store.as_ref();
+    let grace = state.config.postbacks.undecided_grace_ms;
     for h in hints {
         let Some(site) = state.config.site(&h.site) else {
             continue;
@@ -284,7 +285,7 @@ fn plan_all(state: &AppState, hints: Vec<super::Hint>, sweep: bool, now: u64) {
             order_id: h.order_id,
             adjustment_id: h.adjustment_id,
         };
-        if let Err(e) = plan::one(store, site, &u, now) {
+        if let Err(e) = plan::one(store, site, &u, now, grace) {
             tracing::warn!(error = %e, site = %site.id, order = %u.order_id, "planning a postback (the sweep tries again)");
         }
     }
@@ -292,7 +293,7 @@ fn plan_all(state: &AppState, hints: Vec<super::Hint>, sweep: bool, now: u64) {
         let since = now.saturating_sub(state.config.postbacks.give_up_after_ms);
         for id in state.postbacks.sites() {
             let Some(site) = state.config.site(id) else { continue };
-            match plan::sweep(store, site, since, now) {
+            match plan::sweep(store, site, since, now, grace) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(site = %id, decided = n, "postbacks: decided about orders found undecided"),
                 Err(e) => tracing::warn!(error = %e, site = %id, "postbacks: sweeping undecided orders"),
