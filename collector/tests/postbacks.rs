@@ -619,6 +619,68 @@ async fn a_browser_click_after_a_bare_confirmation_is_posted_back_on_postgres() 
     server_first_then_browser_click(Harness::postgres_with(with_grace(addr)), addr).await;
 }
 
+/// Deliveries this collector has no configuration for (another collector's, during a rolling
+/// configuration change on one database): a partner without a postback here is retried, not
+/// failed; a site without postbacks here is not even claimed.
+async fn unconfigured_deliveries_are_left(h: Harness) {
+    use utt_collector::store::{Delivery, Plan, PostbackQuery};
+    let store = h.state.store.clone();
+    let now = utt_collector::http::system_clock();
+    for (site, partner) in [("demo", "bob"), ("elsewhere", "influencer-anna")] {
+        let plan = Plan {
+            site: site.into(),
+            kind: PostbackKind::Conversion,
+            order_id: "U".into(),
+            adjustment_id: String::new(),
+            partner: Some(partner.into()),
+            planned_at: now,
+        };
+        let d = Delivery {
+            site: site.into(),
+            id: format!("{site}-U"),
+            kind: PostbackKind::Conversion,
+            order_id: "U".into(),
+            adjustment_id: None,
+            partner: partner.into(),
+            // A newer collector's body, with a field this one does not know.
+            body: format!(
+                r#"{{"deliveryId":"{site}-U","kind":"conversion","site":"{site}","orderId":"U","adjustmentId":null,"partner":"{partner}","network":null,"clickId":null,"amount":"1.00","currency":"EUR","eventTime":{T0},"confirmed":true,"adjustmentType":null,"netAmount":null,"futureField":1}}"#
+            ),
+            created_at: now,
+        };
+        assert!(store.plan_postback(&plan, Some(&d)).unwrap());
+    }
+    let sender = send::start(&h.state).expect("a site has postbacks");
+    let row = tried(&h, "U", 2).await;
+    assert_eq!(row["status"], "pending", "{row}");
+    assert!(
+        row["lastError"].as_str().unwrap().contains("no postback configured"),
+        "{row}"
+    );
+    let q = PostbackQuery {
+        limit: 10,
+        ..PostbackQuery::default()
+    };
+    let other = store.postbacks("elsewhere", &q).unwrap();
+    assert_eq!(other.len(), 1);
+    assert_eq!(
+        other[0].attempts, 0,
+        "another site's delivery is not claimed: {other:?}"
+    );
+    assert_eq!(other[0].next_at, Some(now), "nor leased: {other:?}");
+    sender.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unconfigured_deliveries_are_left_on_sqlite() {
+    unconfigured_deliveries_are_left(Harness::with_config(config(free_port(), SECRET))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unconfigured_deliveries_are_left_on_postgres() {
+    unconfigured_deliveries_are_left(Harness::postgres_with(config(free_port(), SECRET))).await;
+}
+
 /// A receiver holding another secret refuses the delivery (401: failed, with the answer), and
 /// what it got verifies with the right secret only, and only untampered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

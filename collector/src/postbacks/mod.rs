@@ -177,8 +177,10 @@ pub const PLACEHOLDERS: [&str; 10] = [
 const VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// The body of a postback, frozen when it is planned: every attempt sends these same bytes.
+/// Fields it does not know are ignored when read back: a newer collector's body stays sendable
+/// by an older one (the bytes sent are the stored ones).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Payload {
     /// The delivery's ID, also its `Idempotency-Key`.
     pub delivery_id: String,
@@ -540,6 +542,14 @@ mod tests {
             let e = expand(t, &p).unwrap_err();
             assert!(e.contains(want), "{t}: {e}");
         }
+    }
+
+    #[test]
+    fn a_newer_body_is_still_read() {
+        let mut v = serde_json::to_value(sample()).unwrap();
+        v["aFieldOfLater"] = "x".into();
+        let p: Payload = serde_json::from_value(v).expect("unknown fields are ignored");
+        assert_eq!(p, sample());
     }
 
     #[test]

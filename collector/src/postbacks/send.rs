@@ -151,8 +151,9 @@ async fn deliver(client: Client<Https, Full<Bytes>>, state: AppState, row: Postb
     let now_after = |s: &AppState| (s.clock)();
     let outcome = match attempt(&client, &state, &row).await {
         Ok(answer) => judge(&state.config.postbacks, &row, answer, now_after(&state)),
-        // Nothing was sent: the configuration no longer allows it.
-        Err(why) => Attempted::Failed(why),
+        // Nothing was sent: this collector's configuration does not allow it (an older or newer
+        // one during a rolling change may): retried like no answer, until the give-up age.
+        Err(why) => judge(&state.config.postbacks, &row, Err(why), now_after(&state)),
     };
     let label = match &outcome {
         Attempted::Delivered(_) => "delivered",
@@ -243,7 +244,16 @@ async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
         if free > 0 {
             let s = state.clone();
             let lease = now + policy.lease_ms();
-            let claimed = blocking(move || s.store.claim_postbacks(now, lease, free)).await;
+            let claimed = blocking(move || {
+                let claim = crate::store::Claim {
+                    sites: s.postbacks.sites(),
+                    now,
+                    lease_until: lease,
+                    limit: free,
+                };
+                s.store.claim_postbacks(&claim)
+            })
+            .await;
             match claimed {
                 Some(Ok(rows)) => {
                     for row in rows {

@@ -385,8 +385,8 @@ impl Store for PostgresStore {
         self.block(async { postbacks::plan(&mut self.client().await?, plan, delivery).await })
     }
 
-    fn claim_postbacks(&self, now: u64, lease_until: u64, limit: usize) -> Result<Vec<PostbackRow>, StoreError> {
-        self.block(async { postbacks::claim(&self.client().await?, now, lease_until, limit).await })
+    fn claim_postbacks(&self, claim: &crate::store::Claim<'_>) -> Result<Vec<PostbackRow>, StoreError> {
+        self.block(async { postbacks::claim(&self.client().await?, claim).await })
     }
 
     fn attempted(&self, site: &str, id: &str, outcome: &Attempted) -> Result<(), StoreError> {

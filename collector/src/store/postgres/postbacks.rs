@@ -10,8 +10,8 @@ use super::read::{classified_row, CONVERSION_COLUMNS};
 use super::write::int;
 use super::{pg, Client};
 use crate::store::{
-    Attempted, Delivery, Plan, PostbackKind, PostbackQuery, PostbackRow, PostbackStatus, StoreError, StoredConversion,
-    Unplanned,
+    Attempted, Claim, Delivery, Plan, PostbackKind, PostbackQuery, PostbackRow, PostbackStatus, StoreError,
+    StoredConversion, Unplanned,
 };
 
 /// What a read of `postbacks` selects, in [`postback_row`]'s order.
@@ -132,17 +132,23 @@ pub async fn plan(c: &mut Client, plan: &Plan, delivery: Option<&Delivery>) -> R
     Ok(true)
 }
 
-pub async fn claim(c: &Client, now: u64, lease_until: u64, limit: usize) -> Result<Vec<PostbackRow>, StoreError> {
+pub async fn claim(c: &Client, claim: &Claim<'_>) -> Result<Vec<PostbackRow>, StoreError> {
+    let Claim {
+        sites,
+        now,
+        lease_until,
+        limit,
+    } = *claim;
     let sql = format!(
         "UPDATE postbacks p SET next_at = $2 FROM ( \
-           SELECT q.site, q.id FROM postbacks q WHERE q.status = 'pending' AND q.next_at <= $1 \
+           SELECT q.site, q.id FROM postbacks q WHERE q.status = 'pending' AND q.next_at <= $1 AND q.site = ANY($4) \
            AND NOT (q.kind = 'adjustment' AND EXISTS (SELECT 1 FROM postbacks c WHERE c.site = q.site \
              AND c.order_id = q.order_id AND c.kind = 'conversion' AND c.status = 'pending')) \
            ORDER BY q.next_at LIMIT $3 FOR UPDATE SKIP LOCKED) d \
          WHERE p.site = d.site AND p.id = d.id RETURNING {POSTBACK_COLUMNS}"
     );
     let rows = c
-        .query(&sql, &[&int(now), &int(lease_until), &(limit as i64)])
+        .query(&sql, &[&int(now), &int(lease_until), &(limit as i64), &sites])
         .await
         .map_err(pg)?;
     Ok(rows.iter().map(postback_row).collect())

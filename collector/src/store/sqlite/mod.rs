@@ -305,8 +305,8 @@ impl Store for SqliteStore {
         self.plan(plan, delivery)
     }
 
-    fn claim_postbacks(&self, now: u64, lease_until: u64, limit: usize) -> Result<Vec<PostbackRow>, StoreError> {
-        self.claim(now, lease_until, limit)
+    fn claim_postbacks(&self, claim: &crate::store::Claim<'_>) -> Result<Vec<PostbackRow>, StoreError> {
+        self.claim(claim)
     }
 
     fn attempted(&self, site: &str, id: &str, outcome: &Attempted) -> Result<(), StoreError> {

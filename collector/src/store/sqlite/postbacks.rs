@@ -8,8 +8,8 @@ use rusqlite::{params, OptionalExtension};
 use super::read::{classified_row, CONVERSION_COLUMNS};
 use super::{int, SqliteStore};
 use crate::store::{
-    Attempted, Delivery, Plan, PostbackKind, PostbackQuery, PostbackRow, PostbackStatus, StoreError, StoredConversion,
-    Unplanned,
+    Attempted, Claim, Delivery, Plan, PostbackKind, PostbackQuery, PostbackRow, PostbackStatus, StoreError,
+    StoredConversion, Unplanned,
 };
 
 /// What a read of `postbacks` selects, in [`postback_row`]'s order.
@@ -140,12 +140,17 @@ impl SqliteStore {
         })
     }
 
-    pub(super) fn claim(&self, now: u64, lease_until: u64, limit: usize) -> Result<Vec<PostbackRow>, StoreError> {
+    pub(super) fn claim(&self, claim: &Claim<'_>) -> Result<Vec<PostbackRow>, StoreError> {
+        let (now, lease_until, limit) = (claim.now, claim.lease_until, claim.limit);
+        // The sites, as a JSON array for `json_each`.
+        let sites = serde_json::to_string(claim.sites).map_err(|e| StoreError(e.to_string()))?;
         // The sender looks every `poll_ms`: usually nothing is due, found on a reader without
         // taking the writer's connection.
         let due: bool = self.read(|c| {
-            c.prepare_cached(&format!("SELECT EXISTS (SELECT 1 FROM postbacks p WHERE {DUE})"))?
-                .query_row([int(now)], |r| r.get(0))
+            c.prepare_cached(&format!(
+                "SELECT EXISTS (SELECT 1 FROM postbacks p WHERE {DUE} AND p.site IN (SELECT value FROM json_each(?2)))"
+            ))?
+            .query_row(params![int(now), sites], |r| r.get(0))
         })?;
         if !due {
             return Ok(Vec::new());
@@ -153,10 +158,11 @@ impl SqliteStore {
         self.write_one(|tx| {
             let mut st = tx.prepare_cached(&format!(
                 "UPDATE postbacks SET next_at = ?2 WHERE (site, id) IN \
-                 (SELECT p.site, p.id FROM postbacks p WHERE {DUE} ORDER BY p.next_at LIMIT ?3) \
+                 (SELECT p.site, p.id FROM postbacks p WHERE {DUE} \
+                 AND p.site IN (SELECT value FROM json_each(?4)) ORDER BY p.next_at LIMIT ?3) \
                  RETURNING {POSTBACK_COLUMNS}"
             ))?;
-            let rows = st.query_map(params![int(now), int(lease_until), limit as i64], postback_row)?;
+            let rows = st.query_map(params![int(now), int(lease_until), limit as i64, sites], postback_row)?;
             rows.collect()
         })
     }
