@@ -272,34 +272,35 @@ pub fn one(store: &dyn Store, site: &Site, u: &Unplanned, now: u64, grace_ms: u6
     }
 }
 
-/// Decides about every conversion and adjustment of the site's that has no decision yet and
-/// arrived at or after `since` (ms), oldest first. One that fails is logged and left for the
-/// next sweep; the sweep stops at a batch where nothing could be decided (orders still within
-/// their grace, at the newest end). Returns how many were decided.
-pub fn sweep(store: &dyn Store, site: &Site, since: u64, now: u64, grace_ms: u64) -> Result<usize, PlanError> {
-    const BATCH: usize = 500;
-    let mut done = 0;
-    loop {
-        let todo = store.unplanned(&site.id, since, BATCH)?;
-        let mut decided = 0;
-        for u in &todo {
-            match one(store, site, u, now, grace_ms) {
-                Ok(()) => {
-                    if store
-                        .planned(&site.id, u.kind, &u.order_id, &u.adjustment_id)?
-                        .is_some()
-                    {
-                        decided += 1;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, site = %site.id, order = %u.order_id, "planning a postback (the next sweep tries again)")
+/// Decides about at most `max` conversions and adjustments of the site's that have no decision
+/// yet and arrived at or after `since` (ms), oldest first: one slice of a sweep. One that fails
+/// is logged and left for the next sweep. Returns how many were decided, and whether the sweep
+/// should go on with another slice (a full slice of which some were decided: those that could
+/// not be, orders still within their grace, are the newest and come last).
+pub fn sweep(
+    store: &dyn Store,
+    site: &Site,
+    since: u64,
+    now: u64,
+    grace_ms: u64,
+    max: usize,
+) -> Result<(usize, bool), PlanError> {
+    let todo = store.unplanned(&site.id, since, max)?;
+    let mut decided = 0;
+    for u in &todo {
+        match one(store, site, u, now, grace_ms) {
+            Ok(()) => {
+                if store
+                    .planned(&site.id, u.kind, &u.order_id, &u.adjustment_id)?
+                    .is_some()
+                {
+                    decided += 1;
                 }
             }
-        }
-        done += decided;
-        if todo.len() < BATCH || decided == 0 {
-            return Ok(done);
+            Err(e) => {
+                tracing::warn!(error = %e, site = %site.id, order = %u.order_id, "planning a postback (the next sweep tries again)")
+            }
         }
     }
+    Ok((decided, todo.len() == max && decided > 0))
 }

@@ -221,8 +221,10 @@ async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
     let client = client();
     let slots = Arc::new(Semaphore::new(policy.max_in_flight));
     let mut sending = JoinSet::new();
-    // The first sweep runs at once: what a stopped collector left undecided.
+    // The first sweep runs at once: what a stopped collector left undecided. A sweep goes a
+    // slice at a time too, one per turn, until a turn finds nothing more to decide.
     let mut next_sweep = 0u64;
+    let mut sweeping = false;
     loop {
         if *stopped.borrow() {
             break;
@@ -231,18 +233,24 @@ async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
         // A burst of orders is planned a slice at a time, with claims and sends in between,
         // so the first postbacks go out while the rest are being decided.
         let hints = state.postbacks.take(HINTS_AT_ONCE);
-        let sweep = now >= next_sweep;
-        if sweep {
+        if now >= next_sweep {
             next_sweep = now + policy.sweep_ms;
+            sweeping = true;
         }
-        if !hints.is_empty() || sweep {
+        if !hints.is_empty() || sweeping {
             let s = state.clone();
-            blocking(move || plan_all(&s, hints, sweep, now)).await;
+            let sweep = sweeping;
+            sweeping = blocking(move || plan_all(&s, hints, sweep, now)).await.unwrap_or(false);
+            if sweeping {
+                state.postbacks.wake.notify_one();
+            }
         }
         while sending.try_join_next().is_some() {}
         let free = slots.available_permits();
         if free > 0 {
             let s = state.clone();
+            // Planning may have taken a while: the claim and its lease count from now.
+            let now = (state.clock)();
             let lease = now + policy.lease_ms();
             let claimed = blocking(move || {
                 let claim = crate::store::Claim {
@@ -281,9 +289,13 @@ async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
     while sending.join_next().await.is_some() {}
 }
 
-/// Plans the hinted conversions and adjustments and, when `sweep`, everything undecided that
-/// arrived within the give-up age. A failure is logged; the next sweep tries again.
-fn plan_all(state: &AppState, hints: Vec<super::Hint>, sweep: bool, now: u64) {
+/// The most undecided orders and adjustments a sweep decides about per site and turn.
+const SWEEP_AT_ONCE: usize = 64;
+
+/// Plans the hinted conversions and adjustments and, when `sweep`, a slice of what is undecided
+/// and arrived within the give-up age; returns whether the sweep has more to do. A failure is
+/// logged; the next sweep tries again.
+fn plan_all(state: &AppState, hints: Vec<super::Hint>, sweep: bool, now: u64) -> bool {
     let store = state.store.as_ref();
     let grace = state.config.postbacks.undecided_grace_ms;
     for h in hints {
@@ -299,17 +311,22 @@ fn plan_all(state: &AppState, hints: Vec<super::Hint>, sweep: bool, now: u64) {
             tracing::warn!(error = %e, site = %site.id, order = %u.order_id, "planning a postback (the sweep tries again)");
         }
     }
+    let mut more = false;
     if sweep {
         let since = now.saturating_sub(state.config.postbacks.give_up_after_ms);
         for id in state.postbacks.sites() {
             let Some(site) = state.config.site(id) else { continue };
-            match plan::sweep(store, site, since, now, grace) {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(site = %id, decided = n, "postbacks: decided about orders found undecided"),
+            match plan::sweep(store, site, since, now, grace, SWEEP_AT_ONCE) {
+                Ok((0, _)) => {}
+                Ok((n, rest)) => {
+                    more |= rest;
+                    tracing::info!(site = %id, decided = n, "postbacks: decided about orders found undecided")
+                }
                 Err(e) => tracing::warn!(error = %e, site = %id, "postbacks: sweeping undecided orders"),
             }
         }
     }
+    more
 }
 
 #[cfg(test)]
