@@ -319,6 +319,18 @@ pub fn check(site: &Site) -> Result<(), String> {
             return Err(at(i, "partner", &format!("{p:?} has two postbacks")));
         }
         let url = expand(&e.url, &sample()).map_err(|why| at(i, "url", &why))?;
+        // A value in the scheme, user, host or port would let a click ID choose where the
+        // signed postback goes.
+        let head = e.url.split_once("://").map_or("", |(scheme, rest)| {
+            &e.url[..scheme.len() + 3 + rest.find(['/', '?', '#']).unwrap_or(rest.len())]
+        });
+        if head.contains(['{', '}']) {
+            return Err(at(
+                i,
+                "url",
+                "must not have a placeholder before its path (in its scheme, host or port)",
+            ));
+        }
         let uri: Result<hyper::Uri, _> = url.parse();
         let ok = uri
             .is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty()));
