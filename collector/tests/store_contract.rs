@@ -13,7 +13,9 @@ use utt::core::wire::{self, Event, Status};
 use utt_collector::store::import::{import_sqlite, Imported};
 use utt_collector::store::postgres::PostgresStore;
 use utt_collector::store::sqlite::SqliteStore;
-use utt_collector::store::{Adjusted, Adjustment, AdjustmentKind, Batch, ServerOrder, Store, StoredConversion, Touch};
+use utt_collector::store::{
+    Adjusted, Adjustment, AdjustmentKind, Batch, PostbackKind, ServerOrder, Store, StoredConversion, Touch, Unplanned,
+};
 use utt_collector::traffic::{Exclude, Traffic};
 
 /// A store of each kind, with what keeps it alive.
@@ -58,7 +60,32 @@ contract!(
     a_store_that_commits_passes_its_checks,
     server_confirmations_dedupe_with_browser_conversions_in_both_orders,
     flagged_traffic_is_stored_with_its_class_and_left_out_on_request,
+    undecided_orders_are_found_oldest_first,
 );
+
+/// The planner's sweep finds the orders and adjustments without a decision oldest first (by
+/// arrival: a confirmation's receipt, a browser conversion's time, an adjustment's receipt).
+fn undecided_orders_are_found_oldest_first(store: &dyn Store) {
+    store.confirm(&confirmation("LATE", "1.00", T0 + 30)).unwrap();
+    store.confirm(&confirmation("EARLY", "1.00", T0 + 10)).unwrap();
+    let browser = decode(&event(1, Some("anna"), T0 + 20, vec![], conversion("MID", None)));
+    store.append(&[&Batch::new("demo", T0 + 20, vec![browser])]).unwrap();
+    assert_eq!(store.adjust(&refund("EARLY", "R1")).unwrap(), Adjusted::Accepted);
+    let found: Vec<(PostbackKind, String)> = store
+        .unplanned("demo", T0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|u: Unplanned| (u.kind, u.order_id))
+        .collect();
+    let c = PostbackKind::Conversion;
+    let want = [
+        (c, "EARLY"),
+        (c, "MID"),
+        (c, "LATE"),
+        (PostbackKind::Adjustment, "EARLY"),
+    ];
+    assert_eq!(found, want.map(|(k, o)| (k, o.to_string())));
+}
 
 /// A batch's traffic class is stored with its events: the conversions it sent and the touches it
 /// derived carry it (a touch takes the least class of its sightings), and a read of conversions leaves out

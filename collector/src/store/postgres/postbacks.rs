@@ -66,16 +66,19 @@ pub async fn planned(
 pub async fn unplanned(c: &Client, site: &str, since: u64, limit: usize) -> Result<Vec<Unplanned>, StoreError> {
     let rows = c
         .query(
-            "SELECT 'conversion', o.order_id, '' FROM ( \
-               SELECT order_id FROM conversions WHERE site = $1 AND at >= $2 \
-               UNION SELECT order_id FROM server_orders WHERE site = $1 AND received >= $2) o \
-             WHERE NOT EXISTS (SELECT 1 FROM postback_plans p WHERE p.site = $1 AND p.kind = 'conversion' \
-               AND p.order_id = o.order_id AND p.adjustment_id = '') \
-             UNION ALL \
-             SELECT 'adjustment', a.order_id, a.adjustment_id FROM adjustments a WHERE a.site = $1 AND a.received >= $2 \
-               AND NOT EXISTS (SELECT 1 FROM postback_plans p WHERE p.site = $1 AND p.kind = 'adjustment' \
-               AND p.order_id = a.order_id AND p.adjustment_id = a.adjustment_id) \
-             LIMIT $3",
+            "SELECT kind, order_id, adjustment_id FROM ( \
+               SELECT 'conversion' AS kind, o.order_id, '' AS adjustment_id, min(o.arrived) AS arrived FROM ( \
+                 SELECT order_id, at AS arrived FROM conversions WHERE site = $1 AND at >= $2 \
+                 UNION ALL SELECT order_id, received FROM server_orders WHERE site = $1 AND received >= $2) o \
+               WHERE NOT EXISTS (SELECT 1 FROM postback_plans p WHERE p.site = $1 AND p.kind = 'conversion' \
+                 AND p.order_id = o.order_id AND p.adjustment_id = '') \
+               GROUP BY o.order_id \
+               UNION ALL \
+               SELECT 'adjustment', a.order_id, a.adjustment_id, a.received FROM adjustments a \
+               WHERE a.site = $1 AND a.received >= $2 \
+                 AND NOT EXISTS (SELECT 1 FROM postback_plans p WHERE p.site = $1 AND p.kind = 'adjustment' \
+                 AND p.order_id = a.order_id AND p.adjustment_id = a.adjustment_id)) u \
+             ORDER BY arrived, kind, order_id, adjustment_id LIMIT $3",
             &[&site, &int(since), &(limit as i64)],
         )
         .await
