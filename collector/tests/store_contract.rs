@@ -14,7 +14,8 @@ use utt_collector::store::import::{import_sqlite, Imported};
 use utt_collector::store::postgres::PostgresStore;
 use utt_collector::store::sqlite::SqliteStore;
 use utt_collector::store::{
-    Adjusted, Adjustment, AdjustmentKind, Batch, PostbackKind, ServerOrder, Store, StoredConversion, Touch, Unplanned,
+    Adjusted, Adjustment, AdjustmentKind, Attempted, Batch, Claim, Delivery, Plan, PostbackKind, PostbackQuery,
+    PostbackStatus, ServerOrder, Store, StoredConversion, Touch, Unplanned,
 };
 use utt_collector::traffic::{Exclude, Traffic};
 
@@ -61,7 +62,65 @@ contract!(
     server_confirmations_dedupe_with_browser_conversions_in_both_orders,
     flagged_traffic_is_stored_with_its_class_and_left_out_on_request,
     undecided_orders_are_found_oldest_first,
+    a_late_outcome_after_a_reclaim_changes_nothing,
 );
+
+/// A collector whose lease ran out records its attempt late, after another collector claimed
+/// the delivery again: the late outcome changes nothing (the lease is the fencing token), the
+/// current holder's is recorded.
+fn a_late_outcome_after_a_reclaim_changes_nothing(store: &dyn Store) {
+    let plan = Plan {
+        site: "demo".into(),
+        kind: PostbackKind::Conversion,
+        order_id: "F".into(),
+        adjustment_id: String::new(),
+        partner: Some("anna".into()),
+        planned_at: T0,
+    };
+    let d = Delivery {
+        site: "demo".into(),
+        id: "d-F".into(),
+        kind: PostbackKind::Conversion,
+        order_id: "F".into(),
+        adjustment_id: None,
+        partner: "anna".into(),
+        body: "{}".into(),
+        created_at: T0,
+    };
+    assert!(store.plan_postback(&plan, Some(&d)).unwrap());
+    let sites = ["demo".to_string()];
+    let claim = |now: u64| {
+        let c = Claim {
+            sites: &sites,
+            now,
+            lease_until: now + 100,
+            limit: 10,
+        };
+        store.claim_postbacks(&c).unwrap()
+    };
+    let first = claim(T0);
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].next_at, Some(T0 + 100));
+    assert!(claim(T0 + 50).is_empty(), "leased");
+    let second = claim(T0 + 100);
+    assert_eq!(second.len(), 1, "due again once the lease ran out");
+    let failed = Attempted::Failed("HTTP 404: late".into());
+    assert!(!store.attempted("demo", "d-F", T0 + 100, &failed).unwrap());
+    let q = PostbackQuery {
+        limit: 10,
+        ..PostbackQuery::default()
+    };
+    let row = store.postbacks("demo", &q).unwrap().remove(0);
+    assert_eq!(
+        (row.status, row.attempts, row.next_at),
+        (PostbackStatus::Pending, 0, Some(T0 + 200))
+    );
+    assert!(store
+        .attempted("demo", "d-F", T0 + 200, &Attempted::Delivered(T0 + 150))
+        .unwrap());
+    let row = store.postbacks("demo", &q).unwrap().remove(0);
+    assert_eq!((row.status, row.attempts), (PostbackStatus::Delivered, 1));
+}
 
 /// The planner's sweep finds the orders and adjustments without a decision oldest first (by
 /// arrival: a confirmation's receipt, a browser conversion's time, an adjustment's receipt).

@@ -173,9 +173,15 @@ async fn deliver(client: Client<Https, Full<Bytes>>, state: AppState, row: Postb
     }
     let store = state.store.clone();
     let (site, id) = (row.delivery.site.clone(), row.delivery.id.clone());
-    let recorded = tokio::task::spawn_blocking(move || store.attempted(&site, &id, &outcome)).await;
+    // The lease this collector claimed it under fences the record: after it ran out, another
+    // collector may have claimed and sent it, and its outcome stands.
+    let lease = row.next_at.unwrap_or_default();
+    let recorded = tokio::task::spawn_blocking(move || store.attempted(&site, &id, lease, &outcome)).await;
     match recorded {
-        Ok(Ok(())) => state.metrics.postback(label),
+        Ok(Ok(true)) => state.metrics.postback(label),
+        Ok(Ok(false)) => {
+            tracing::info!(id = %row.delivery.id, "a postback attempt's outcome came after its lease ran out: not recorded")
+        }
         // Not recorded: the lease runs out and the delivery is sent again (the receiver sees
         // the same Idempotency-Key).
         Ok(Err(e)) => tracing::warn!(error = %e, id = %row.delivery.id, "recording a postback attempt"),

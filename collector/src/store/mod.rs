@@ -537,8 +537,10 @@ pub trait Store: Send + Sync {
         Err(StoreError::no_postbacks())
     }
 
-    /// Records an attempt of a pending delivery (one that is no longer pending is left alone).
-    fn attempted(&self, _site: &str, _id: &str, _outcome: &Attempted) -> Result<(), StoreError> {
+    /// Records an attempt of a delivery claimed with the lease ending at `lease` (its `next_at`
+    /// as claimed, the fencing token); `false`, and nothing changed, when it is no longer pending
+    /// under that lease: delivered, failed, or claimed again after the lease ran out.
+    fn attempted(&self, _site: &str, _id: &str, _lease: u64, _outcome: &Attempted) -> Result<bool, StoreError> {
         Err(StoreError::no_postbacks())
     }
 

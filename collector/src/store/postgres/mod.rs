@@ -389,8 +389,8 @@ impl Store for PostgresStore {
         self.block(async { postbacks::claim(&self.client().await?, claim).await })
     }
 
-    fn attempted(&self, site: &str, id: &str, outcome: &Attempted) -> Result<(), StoreError> {
-        self.block(async { postbacks::attempted(&self.client().await?, site, id, outcome).await })
+    fn attempted(&self, site: &str, id: &str, lease: u64, outcome: &Attempted) -> Result<bool, StoreError> {
+        self.block(async { postbacks::attempted(&self.client().await?, (site, id, lease), outcome).await })
     }
 
     fn postbacks(&self, site: &str, query: &PostbackQuery) -> Result<Vec<PostbackRow>, StoreError> {

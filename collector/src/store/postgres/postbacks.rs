@@ -157,20 +157,31 @@ pub async fn claim(c: &Client, claim: &Claim<'_>) -> Result<Vec<PostbackRow>, St
     Ok(rows.iter().map(postback_row).collect())
 }
 
-pub async fn attempted(c: &Client, site: &str, id: &str, outcome: &Attempted) -> Result<(), StoreError> {
+/// Records an attempt of the delivery (site, ID) claimed until the lease's end.
+pub async fn attempted(c: &Client, claimed: (&str, &str, u64), outcome: &Attempted) -> Result<bool, StoreError> {
+    let (site, id, lease) = claimed;
     let (status, error, next_at, delivered_at) = match outcome {
         Attempted::Delivered(at) => (PostbackStatus::Delivered, None, None, Some(int(*at))),
         Attempted::Retry { error, next_at } => (PostbackStatus::Pending, Some(error), Some(int(*next_at)), None),
         Attempted::Failed(error) => (PostbackStatus::Failed, Some(error), None, None),
     };
-    c.execute(
-        "UPDATE postbacks SET status = $3, attempts = attempts + 1, last_error = coalesce($4, last_error), \
-         next_at = $5, delivered_at = $6 WHERE site = $1 AND id = $2 AND status = 'pending'",
-        &[&site, &id, &status.as_str(), &error, &next_at, &delivered_at],
-    )
-    .await
-    .map_err(pg)?;
-    Ok(())
+    let changed = c
+        .execute(
+            "UPDATE postbacks SET status = $3, attempts = attempts + 1, last_error = coalesce($4, last_error), \
+             next_at = $5, delivered_at = $6 WHERE site = $1 AND id = $2 AND status = 'pending' AND next_at = $7",
+            &[
+                &site,
+                &id,
+                &status.as_str(),
+                &error,
+                &next_at,
+                &delivered_at,
+                &int(lease),
+            ],
+        )
+        .await
+        .map_err(pg)?;
+    Ok(changed == 1)
 }
 
 pub async fn list(c: &Client, site: &str, q: &PostbackQuery) -> Result<Vec<PostbackRow>, StoreError> {

@@ -309,8 +309,8 @@ impl Store for SqliteStore {
         self.claim(claim)
     }
 
-    fn attempted(&self, site: &str, id: &str, outcome: &Attempted) -> Result<(), StoreError> {
-        self.record_attempt(site, id, outcome)
+    fn attempted(&self, site: &str, id: &str, lease: u64, outcome: &Attempted) -> Result<bool, StoreError> {
+        self.record_attempt((site, id, lease), outcome)
     }
 
     fn postbacks(&self, site: &str, query: &PostbackQuery) -> Result<Vec<PostbackRow>, StoreError> {

@@ -170,20 +170,22 @@ impl SqliteStore {
         })
     }
 
-    pub(super) fn record_attempt(&self, site: &str, id: &str, outcome: &Attempted) -> Result<(), StoreError> {
+    /// Records an attempt of the delivery (site, ID) claimed until the lease's end.
+    pub(super) fn record_attempt(&self, claimed: (&str, &str, u64), outcome: &Attempted) -> Result<bool, StoreError> {
+        let (site, id, lease) = claimed;
         let (status, error, next_at, delivered_at) = match outcome {
             Attempted::Delivered(at) => (PostbackStatus::Delivered, None, None, Some(int(*at))),
             Attempted::Retry { error, next_at } => (PostbackStatus::Pending, Some(error), Some(int(*next_at)), None),
             Attempted::Failed(error) => (PostbackStatus::Failed, Some(error), None, None),
         };
-        self.write_one(|tx| {
+        let changed = self.write_one(|tx| {
             tx.execute(
                 "UPDATE postbacks SET status = ?3, attempts = attempts + 1, last_error = coalesce(?4, last_error), \
-                 next_at = ?5, delivered_at = ?6 WHERE site = ?1 AND id = ?2 AND status = 'pending'",
-                params![site, id, status.as_str(), error, next_at, delivered_at],
+                 next_at = ?5, delivered_at = ?6 WHERE site = ?1 AND id = ?2 AND status = 'pending' AND next_at = ?7",
+                params![site, id, status.as_str(), error, next_at, delivered_at, int(lease)],
             )
         })?;
-        Ok(())
+        Ok(changed == 1)
     }
 
     pub(super) fn postbacks_of(&self, site: &str, q: &PostbackQuery) -> Result<Vec<PostbackRow>, StoreError> {
