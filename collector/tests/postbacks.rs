@@ -681,6 +681,45 @@ async fn unconfigured_deliveries_are_left_on_postgres() {
     unconfigured_deliveries_are_left(Harness::postgres_with(config(free_port(), SECRET))).await;
 }
 
+/// A receiver that answers 200 and then stalls its body (a proxy holding the connection): the
+/// delivery counts as delivered on the status, at the first attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2xx_whose_body_stalls_is_delivered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stalled = tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0; 65_536];
+            let _ = s.read(&mut buf).await;
+            let head = "HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nok";
+            s.write_all(head.as_bytes()).await.unwrap();
+            held.push(s);
+        }
+    });
+    let mut c = config(addr, SECRET);
+    c.postbacks.timeout_ms = 300;
+    let h = Harness::with_config(c);
+    let sender = send::start(&h.state).expect("a site has postbacks");
+    let a = server(
+        &h,
+        "/v1/conversions?site=demo",
+        &order("S", "5", Some("SPRING10"), false),
+    )
+    .await;
+    assert_eq!(a.statuses(), ["accepted"]);
+    let row = tried(&h, "S", 1).await;
+    assert_eq!(
+        (row["status"].as_str(), row["attempts"].as_u64()),
+        (Some("delivered"), Some(1)),
+        "{row}"
+    );
+    sender.stop(Duration::from_secs(5)).await;
+    stalled.abort();
+}
+
 /// A receiver holding another secret refuses the delivery (401: failed, with the answer), and
 /// what it got verifies with the right secret only, and only untampered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,7 +67,8 @@ pub struct Policy {
     pub max_backoff_ms: u64,
     /// A delivery still failing this long after it was planned is given up (`failed`).
     pub give_up_after_ms: u64,
-    /// How long one attempt may take (connecting, sending, the answer's head and body).
+    /// How long one attempt may take until the answer's head (connecting, sending, waiting);
+    /// its body, kept for an error's snippet, gets at most 2 s more and counts for nothing.
     pub timeout_ms: u64,
     /// How often the outbox is looked at for due deliveries when nothing wakes the sender.
     pub poll_ms: u64,

@@ -29,6 +29,9 @@ const HINTS_AT_ONCE: usize = 32;
 /// The most of an answer's body kept in a delivery's `lastError`.
 const SNIPPET: usize = 200;
 
+/// The longest wait for an answer's body after its head (for its snippet only).
+const BODY_WAIT_MS: u64 = 2_000;
+
 /// The sender's client: HTTP/1.1 over TCP or TLS (rustls, Mozilla's roots), pooled.
 fn client() -> Client<Https, Full<Bytes>> {
     let mut http = HttpConnector::new();
@@ -131,19 +134,22 @@ async fn attempt(
             .get(hyper::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        // The start of the body is enough for the error; the rest is not waited for.
-        let body = Limited::new(resp.into_body(), 4096).collect().await;
-        let text = body
-            .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
-            .unwrap_or_default();
-        Ok::<_, String>((status, retry_after, text))
+        Ok::<_, String>((status, retry_after, resp.into_body()))
     };
-    Ok(
-        match tokio::time::timeout(Duration::from_millis(policy.timeout_ms), send).await {
-            Ok(r) => r,
-            Err(_) => Err(format!("no answer within {} ms", policy.timeout_ms)),
-        },
-    )
+    // The answer is its status, once the head arrived within the timeout.
+    let (status, retry_after, body) = match tokio::time::timeout(Duration::from_millis(policy.timeout_ms), send).await {
+        Ok(Ok(head)) => head,
+        Ok(Err(e)) => return Ok(Err(e)),
+        Err(_) => return Ok(Err(format!("no answer within {} ms", policy.timeout_ms))),
+    };
+    // The start of the body is enough for the error, read on a short wait of its own: a body
+    // that stalls or breaks changes nothing about the answer.
+    let wait = Duration::from_millis(policy.timeout_ms.min(BODY_WAIT_MS));
+    let text = match tokio::time::timeout(wait, Limited::new(body, 4096).collect()).await {
+        Ok(Ok(b)) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
+        _ => String::new(),
+    };
+    Ok(Ok((status, retry_after, text)))
 }
 
 /// Sends one claimed delivery and records the attempt.
