@@ -811,6 +811,12 @@ fn migrations_run_once_when_collectors_start_together() {
     let store = opened.into_iter().next().unwrap().unwrap();
     let want: Vec<i32> = (1..=utt_collector::store::postgres::schema::version()).collect();
     assert_eq!(store.schema_versions().unwrap(), want);
+    // Version 7: the postback planner's sweep finds server confirmations by arrival.
+    let index = psql(
+        &url,
+        "SELECT indexdef FROM pg_indexes WHERE indexname = 'server_orders_received'",
+    );
+    assert!(index.contains("(site, received)"), "{index:?}");
     // A database from a newer collector is refused, not written.
     psql(&url, "INSERT INTO utt_schema (version) VALUES (999)");
     let e = PostgresStore::open(&url).err().expect("refused");
