@@ -542,6 +542,16 @@ mod tests {
             let err = Config::from_toml(&text).unwrap_err().0;
             assert!(err.contains(want), "{text:?} gave {err:?}");
         }
+        // A click ID must not choose the host (or port, or user) a signed postback goes to.
+        for url in [
+            "https://api.p.example{clickId}/pb",
+            "https://{network}:{orderId}@p.example/",
+            "https://p.example:{amount}",
+        ] {
+            let err = Config::from_toml(&site(&one("anna", url, secret, ""))).unwrap_err().0;
+            let want = "config: site \"shop\": postbacks[0].url must not have a placeholder before its path";
+            assert!(err.starts_with(want), "{url} gave {err:?}");
+        }
     }
 
     #[test]

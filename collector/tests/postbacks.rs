@@ -202,6 +202,8 @@ fn policy() -> Policy {
         poll_ms: 20,
         sweep_ms: 300,
         max_in_flight: 4,
+        // Short: orders credited to nobody are decided soon after they arrive.
+        undecided_grace_ms: 200,
     }
 }
 
@@ -411,7 +413,7 @@ async fn scenario(h: Harness, addr: SocketAddr) {
     assert_eq!(a.statuses(), ["accepted"]);
     let decided = tokio::task::spawn_blocking({
         let (store, site) = (store.clone(), site.clone());
-        move || utt_collector::postbacks::plan::conversion(store.as_ref(), &site, "P", T0)
+        move || utt_collector::postbacks::plan::conversion(store.as_ref(), &site, "P", T0, 0)
     })
     .await
     .unwrap()
@@ -568,6 +570,154 @@ async fn postbacks_on_sqlite() {
 async fn postbacks_on_postgres() {
     let addr = free_port();
     scenario(Harness::postgres_with(config(addr, SECRET)), addr).await;
+}
+
+/// The merchant's server confirms an order without cookie or click first (credited to nobody),
+/// then the browser's conversion arrives, its visitor carrying Anna's click: within the grace
+/// the "nobody" is not stored, so the browser's report decides, and Anna gets her postback.
+async fn server_first_then_browser_click(h: Harness, addr: SocketAddr) {
+    let rx = Receiver::on(addr, SECRET).await;
+    let sender = send::start(&h.state).expect("a site has postbacks");
+    let store = h.state.store.clone();
+    let a = server(&h, "/v1/conversions?site=demo", &order("G", "30.00", None, false)).await;
+    assert_eq!(a.statuses(), ["accepted"]);
+    let clicked = vec![click("irclickid", "impact", "PB1", T0 - DAY)];
+    let a = h
+        .post(&batch(&[
+            event(11, Some("gus"), T0 - DAY, clicked, pageview()),
+            event(12, Some("gus"), T0, vec![], conversion("G", None)),
+        ]))
+        .await;
+    assert_eq!(a.statuses(), ["accepted", "accepted"]);
+    let decided = until("the decision about G", || {
+        store.planned("demo", PostbackKind::Conversion, "G", "").unwrap()
+    })
+    .await;
+    assert_eq!(decided.as_deref(), Some("influencer-anna"));
+    settled(&h, "G", "conversion", "delivered").await;
+    let b = rx.bodies("G");
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_eq!((&b[0]["clickId"], &b[0]["confirmed"]), (&"PB1".into(), &true.into()));
+    sender.stop(Duration::from_secs(5)).await;
+}
+
+fn with_grace(addr: SocketAddr) -> Config {
+    let mut c = config(addr, SECRET);
+    c.postbacks.undecided_grace_ms = 600_000;
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_click_after_a_bare_confirmation_is_posted_back_on_sqlite() {
+    let addr = free_port();
+    server_first_then_browser_click(Harness::with_config(with_grace(addr)), addr).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_click_after_a_bare_confirmation_is_posted_back_on_postgres() {
+    let addr = free_port();
+    server_first_then_browser_click(Harness::postgres_with(with_grace(addr)), addr).await;
+}
+
+/// Deliveries this collector has no configuration for (another collector's, during a rolling
+/// configuration change on one database): a partner without a postback here is retried, not
+/// failed; a site without postbacks here is not even claimed.
+async fn unconfigured_deliveries_are_left(h: Harness) {
+    use utt_collector::store::{Delivery, Plan, PostbackQuery};
+    let store = h.state.store.clone();
+    let now = utt_collector::http::system_clock();
+    for (site, partner) in [("demo", "bob"), ("elsewhere", "influencer-anna")] {
+        let plan = Plan {
+            site: site.into(),
+            kind: PostbackKind::Conversion,
+            order_id: "U".into(),
+            adjustment_id: String::new(),
+            partner: Some(partner.into()),
+            planned_at: now,
+        };
+        let d = Delivery {
+            site: site.into(),
+            id: format!("{site}-U"),
+            kind: PostbackKind::Conversion,
+            order_id: "U".into(),
+            adjustment_id: None,
+            partner: partner.into(),
+            // A newer collector's body, with a field this one does not know.
+            body: format!(
+                r#"{{"deliveryId":"{site}-U","kind":"conversion","site":"{site}","orderId":"U","adjustmentId":null,"partner":"{partner}","network":null,"clickId":null,"amount":"1.00","currency":"EUR","eventTime":{T0},"confirmed":true,"adjustmentType":null,"netAmount":null,"futureField":1}}"#
+            ),
+            created_at: now,
+        };
+        assert!(store.plan_postback(&plan, Some(&d)).unwrap());
+    }
+    let sender = send::start(&h.state).expect("a site has postbacks");
+    let row = tried(&h, "U", 2).await;
+    assert_eq!(row["status"], "pending", "{row}");
+    assert!(
+        row["lastError"].as_str().unwrap().contains("no postback configured"),
+        "{row}"
+    );
+    let q = PostbackQuery {
+        limit: 10,
+        ..PostbackQuery::default()
+    };
+    let other = store.postbacks("elsewhere", &q).unwrap();
+    assert_eq!(other.len(), 1);
+    assert_eq!(
+        other[0].attempts, 0,
+        "another site's delivery is not claimed: {other:?}"
+    );
+    assert_eq!(other[0].next_at, Some(now), "nor leased: {other:?}");
+    sender.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unconfigured_deliveries_are_left_on_sqlite() {
+    unconfigured_deliveries_are_left(Harness::with_config(config(free_port(), SECRET))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unconfigured_deliveries_are_left_on_postgres() {
+    unconfigured_deliveries_are_left(Harness::postgres_with(config(free_port(), SECRET))).await;
+}
+
+/// A receiver that answers 200 and then stalls its body (a proxy holding the connection): the
+/// delivery counts as delivered on the status, at the first attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2xx_whose_body_stalls_is_delivered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stalled = tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0; 65_536];
+            let _ = s.read(&mut buf).await;
+            let head = "HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nok";
+            s.write_all(head.as_bytes()).await.unwrap();
+            held.push(s);
+        }
+    });
+    let mut c = config(addr, SECRET);
+    c.postbacks.timeout_ms = 300;
+    let h = Harness::with_config(c);
+    let sender = send::start(&h.state).expect("a site has postbacks");
+    let a = server(
+        &h,
+        "/v1/conversions?site=demo",
+        &order("S", "5", Some("SPRING10"), false),
+    )
+    .await;
+    assert_eq!(a.statuses(), ["accepted"]);
+    let row = tried(&h, "S", 1).await;
+    assert_eq!(
+        (row["status"].as_str(), row["attempts"].as_u64()),
+        (Some("delivered"), Some(1)),
+        "{row}"
+    );
+    sender.stop(Duration::from_secs(5)).await;
+    stalled.abort();
 }
 
 /// A receiver holding another secret refuses the delivery (401: failed, with the answer), and

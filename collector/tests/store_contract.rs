@@ -13,7 +13,10 @@ use utt::core::wire::{self, Event, Status};
 use utt_collector::store::import::{import_sqlite, Imported};
 use utt_collector::store::postgres::PostgresStore;
 use utt_collector::store::sqlite::SqliteStore;
-use utt_collector::store::{Adjusted, Adjustment, AdjustmentKind, Batch, ServerOrder, Store, StoredConversion, Touch};
+use utt_collector::store::{
+    Adjusted, Adjustment, AdjustmentKind, Attempted, Batch, Claim, Delivery, Plan, PostbackKind, PostbackQuery,
+    PostbackStatus, ServerOrder, Store, StoredConversion, Touch, Unplanned,
+};
 use utt_collector::traffic::{Exclude, Traffic};
 
 /// A store of each kind, with what keeps it alive.
@@ -58,7 +61,90 @@ contract!(
     a_store_that_commits_passes_its_checks,
     server_confirmations_dedupe_with_browser_conversions_in_both_orders,
     flagged_traffic_is_stored_with_its_class_and_left_out_on_request,
+    undecided_orders_are_found_oldest_first,
+    a_late_outcome_after_a_reclaim_changes_nothing,
 );
+
+/// A collector whose lease ran out records its attempt late, after another collector claimed
+/// the delivery again: the late outcome changes nothing (the lease is the fencing token), the
+/// current holder's is recorded.
+fn a_late_outcome_after_a_reclaim_changes_nothing(store: &dyn Store) {
+    let plan = Plan {
+        site: "demo".into(),
+        kind: PostbackKind::Conversion,
+        order_id: "F".into(),
+        adjustment_id: String::new(),
+        partner: Some("anna".into()),
+        planned_at: T0,
+    };
+    let d = Delivery {
+        site: "demo".into(),
+        id: "d-F".into(),
+        kind: PostbackKind::Conversion,
+        order_id: "F".into(),
+        adjustment_id: None,
+        partner: "anna".into(),
+        body: "{}".into(),
+        created_at: T0,
+    };
+    assert!(store.plan_postback(&plan, Some(&d)).unwrap());
+    let sites = ["demo".to_string()];
+    let claim = |now: u64| {
+        let c = Claim {
+            sites: &sites,
+            now,
+            lease_until: now + 100,
+            limit: 10,
+        };
+        store.claim_postbacks(&c).unwrap()
+    };
+    let first = claim(T0);
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].next_at, Some(T0 + 100));
+    assert!(claim(T0 + 50).is_empty(), "leased");
+    let second = claim(T0 + 100);
+    assert_eq!(second.len(), 1, "due again once the lease ran out");
+    let failed = Attempted::Failed("HTTP 404: late".into());
+    assert!(!store.attempted("demo", "d-F", T0 + 100, &failed).unwrap());
+    let q = PostbackQuery {
+        limit: 10,
+        ..PostbackQuery::default()
+    };
+    let row = store.postbacks("demo", &q).unwrap().remove(0);
+    assert_eq!(
+        (row.status, row.attempts, row.next_at),
+        (PostbackStatus::Pending, 0, Some(T0 + 200))
+    );
+    assert!(store
+        .attempted("demo", "d-F", T0 + 200, &Attempted::Delivered(T0 + 150))
+        .unwrap());
+    let row = store.postbacks("demo", &q).unwrap().remove(0);
+    assert_eq!((row.status, row.attempts), (PostbackStatus::Delivered, 1));
+}
+
+/// The planner's sweep finds the orders and adjustments without a decision oldest first (by
+/// arrival: a confirmation's receipt, a browser conversion's time, an adjustment's receipt).
+fn undecided_orders_are_found_oldest_first(store: &dyn Store) {
+    store.confirm(&confirmation("LATE", "1.00", T0 + 30)).unwrap();
+    store.confirm(&confirmation("EARLY", "1.00", T0 + 10)).unwrap();
+    let browser = decode(&event(1, Some("anna"), T0 + 20, vec![], conversion("MID", None)));
+    store.append(&[&Batch::new("demo", T0 + 20, vec![browser])]).unwrap();
+    assert_eq!(store.adjust(&refund("EARLY", "R1")).unwrap(), Adjusted::Accepted);
+    let found: Vec<(PostbackKind, String)> = store
+        .unplanned("demo", T0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|u: Unplanned| (u.kind, u.order_id))
+        .collect();
+    let c = PostbackKind::Conversion;
+    let want = [
+        (c, "EARLY"),
+        (c, "MID"),
+        (c, "LATE"),
+        (PostbackKind::Adjustment, "EARLY"),
+    ];
+    assert_eq!(found, want.map(|(k, o)| (k, o.to_string())));
+}
 
 /// A batch's traffic class is stored with its events: the conversions it sent and the touches it
 /// derived carry it (a touch takes the least class of its sightings), and a read of conversions leaves out
@@ -752,6 +838,12 @@ fn migrations_run_once_when_collectors_start_together() {
     let store = opened.into_iter().next().unwrap().unwrap();
     let want: Vec<i32> = (1..=utt_collector::store::postgres::schema::version()).collect();
     assert_eq!(store.schema_versions().unwrap(), want);
+    // Version 7: the postback planner's sweep finds server confirmations by arrival.
+    let index = psql(
+        &url,
+        "SELECT indexdef FROM pg_indexes WHERE indexname = 'server_orders_received'",
+    );
+    assert!(index.contains("(site, received)"), "{index:?}");
     // A database from a newer collector is refused, not written.
     psql(&url, "INSERT INTO utt_schema (version) VALUES (999)");
     let e = PostgresStore::open(&url).err().expect("refused");

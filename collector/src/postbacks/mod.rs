@@ -67,7 +67,8 @@ pub struct Policy {
     pub max_backoff_ms: u64,
     /// A delivery still failing this long after it was planned is given up (`failed`).
     pub give_up_after_ms: u64,
-    /// How long one attempt may take (connecting, sending, the answer's head and body).
+    /// How long one attempt may take until the answer's head (connecting, sending, waiting);
+    /// its body, kept for an error's snippet, gets at most 2 s more and counts for nothing.
     pub timeout_ms: u64,
     /// How often the outbox is looked at for due deliveries when nothing wakes the sender.
     pub poll_ms: u64,
@@ -76,6 +77,11 @@ pub struct Policy {
     pub sweep_ms: u64,
     /// Deliveries sent at the same time by one collector.
     pub max_in_flight: usize,
+    /// How long after an order arrived a decision that nobody is credited stays provisional:
+    /// within it nothing is stored, so the order's other report (a browser conversion whose
+    /// visitor has the partner's click, after a server confirmation without cookie or click)
+    /// still decides; after it, the sweep stores "nobody".
+    pub undecided_grace_ms: u64,
 }
 
 impl Default for Policy {
@@ -88,6 +94,7 @@ impl Default for Policy {
             poll_ms: 1_000,
             sweep_ms: 60_000,
             max_in_flight: 16,
+            undecided_grace_ms: 600_000,
         }
     }
 }
@@ -103,6 +110,7 @@ impl Policy {
             ("timeout_ms", self.timeout_ms, 300_000),
             ("poll_ms", self.poll_ms, 3_600_000),
             ("sweep_ms", self.sweep_ms, day),
+            ("undecided_grace_ms", self.undecided_grace_ms, day),
         ];
         for (key, value, max) in ms {
             if value == 0 || value > max {
@@ -170,8 +178,10 @@ pub const PLACEHOLDERS: [&str; 10] = [
 const VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// The body of a postback, frozen when it is planned: every attempt sends these same bytes.
+/// Fields it does not know are ignored when read back: a newer collector's body stays sendable
+/// by an older one (the bytes sent are the stored ones).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Payload {
     /// The delivery's ID, also its `Idempotency-Key`.
     pub delivery_id: String,
@@ -310,6 +320,18 @@ pub fn check(site: &Site) -> Result<(), String> {
             return Err(at(i, "partner", &format!("{p:?} has two postbacks")));
         }
         let url = expand(&e.url, &sample()).map_err(|why| at(i, "url", &why))?;
+        // A value in the scheme, user, host or port would let a click ID choose where the
+        // signed postback goes.
+        let head = e.url.split_once("://").map_or("", |(scheme, rest)| {
+            &e.url[..scheme.len() + 3 + rest.find(['/', '?', '#']).unwrap_or(rest.len())]
+        });
+        if head.contains(['{', '}']) {
+            return Err(at(
+                i,
+                "url",
+                "must not have a placeholder before its path (in its scheme, host or port)",
+            ));
+        }
         let uri: Result<hyper::Uri, _> = url.parse();
         let ok = uri
             .is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty()));
@@ -533,6 +555,14 @@ mod tests {
             let e = expand(t, &p).unwrap_err();
             assert!(e.contains(want), "{t}: {e}");
         }
+    }
+
+    #[test]
+    fn a_newer_body_is_still_read() {
+        let mut v = serde_json::to_value(sample()).unwrap();
+        v["aFieldOfLater"] = "x".into();
+        let p: Payload = serde_json::from_value(v).expect("unknown fields are ignored");
+        assert_eq!(p, sample());
     }
 
     #[test]

@@ -47,9 +47,16 @@ struct Credited {
 
 /// The order as the read API shows it, or `None` when the site has no such order.
 fn order(store: &dyn Store, site: &Site, order_id: &str) -> Result<Option<Merged>, PlanError> {
+    Ok(arrived(store, site, order_id)?.map(|(m, _)| m))
+}
+
+/// The order as the read API shows it and when it arrived (ms): its server confirmation's
+/// receipt, else the browser conversion's time.
+fn arrived(store: &dyn Store, site: &Site, order_id: &str) -> Result<Option<(Merged, u64)>, PlanError> {
     let browser = store.order_conversion(&site.id, order_id)?;
     let server = store.server_order(&site.id, order_id)?;
-    Ok(s2s::merge_one(browser, server))
+    let at = server.as_ref().map(|o| o.received).or(browser.as_ref().map(|c| c.at));
+    Ok(s2s::merge_one(browser, server).zip(at))
 }
 
 fn credit(store: &dyn Store, site: &Site, m: &Merged) -> Result<Credited, PlanError> {
@@ -82,16 +89,27 @@ fn credit(store: &dyn Store, site: &Site, m: &Merged) -> Result<Credited, PlanEr
 
 /// Decides about an order's conversion, if not decided yet, and returns the partner it is
 /// credited to (the decision that stands, whoever made it). An order the site does not have is
-/// left undecided.
-pub fn conversion(store: &dyn Store, site: &Site, order_id: &str, now: u64) -> Result<Option<String>, PlanError> {
+/// left undecided, and so is one credited to nobody within `grace_ms` of its arrival: its other
+/// report (the browser's conversion after the server's confirmation) may still credit a
+/// partner, and is planned again when it comes (or by a later sweep).
+pub fn conversion(
+    store: &dyn Store,
+    site: &Site,
+    order_id: &str,
+    now: u64,
+    grace_ms: u64,
+) -> Result<Option<String>, PlanError> {
     let kind = PostbackKind::Conversion;
     if let Some(decided) = store.planned(&site.id, kind, order_id, "")? {
         return Ok(decided);
     }
-    let Some(m) = order(store, site, order_id)? else {
+    let Some((m, arrival)) = arrived(store, site, order_id)? else {
         return Ok(None);
     };
     let c = credit(store, site, &m)?;
+    if c.partner.is_none() && now < arrival.saturating_add(grace_ms) {
+        return Ok(None);
+    }
     let delivery = c
         .partner
         .as_deref()
@@ -161,12 +179,20 @@ pub fn adjustment(
     order_id: &str,
     adjustment_id: &str,
     now: u64,
+    grace_ms: u64,
 ) -> Result<(), PlanError> {
     let kind = PostbackKind::Adjustment;
     if store.planned(&site.id, kind, order_id, adjustment_id)?.is_some() {
         return Ok(());
     }
-    let partner = conversion(store, site, order_id, now)?;
+    let partner = conversion(store, site, order_id, now, grace_ms)?;
+    // The conversion's decision comes first: while it is provisional, so is the adjustment's.
+    if store
+        .planned(&site.id, PostbackKind::Conversion, order_id, "")?
+        .is_none()
+    {
+        return Ok(());
+    }
     let Some(m) = order(store, site, order_id)? else {
         return Ok(());
     };
@@ -238,27 +264,43 @@ pub fn adjustment(
     Ok(())
 }
 
-/// Decides about one conversion or adjustment.
-pub fn one(store: &dyn Store, site: &Site, u: &Unplanned, now: u64) -> Result<(), PlanError> {
+/// Decides about one conversion or adjustment (see [`conversion`] for `grace_ms`).
+pub fn one(store: &dyn Store, site: &Site, u: &Unplanned, now: u64, grace_ms: u64) -> Result<(), PlanError> {
     match u.kind {
-        PostbackKind::Conversion => conversion(store, site, &u.order_id, now).map(drop),
-        PostbackKind::Adjustment => adjustment(store, site, &u.order_id, &u.adjustment_id, now),
+        PostbackKind::Conversion => conversion(store, site, &u.order_id, now, grace_ms).map(drop),
+        PostbackKind::Adjustment => adjustment(store, site, &u.order_id, &u.adjustment_id, now, grace_ms),
     }
 }
 
-/// Decides about every conversion and adjustment of the site's that has no decision yet and
-/// arrived at or after `since` (ms). Returns how many were decided.
-pub fn sweep(store: &dyn Store, site: &Site, since: u64, now: u64) -> Result<usize, PlanError> {
-    const BATCH: usize = 500;
-    let mut done = 0;
-    loop {
-        let todo = store.unplanned(&site.id, since, BATCH)?;
-        for u in &todo {
-            one(store, site, u, now)?;
-        }
-        done += todo.len();
-        if todo.len() < BATCH {
-            return Ok(done);
+/// Decides about at most `max` conversions and adjustments of the site's that have no decision
+/// yet and arrived at or after `since` (ms), oldest first: one slice of a sweep. One that fails
+/// is logged and left for the next sweep. Returns how many were decided, and whether the sweep
+/// should go on with another slice (a full slice of which some were decided: those that could
+/// not be, orders still within their grace, are the newest and come last).
+pub fn sweep(
+    store: &dyn Store,
+    site: &Site,
+    since: u64,
+    now: u64,
+    grace_ms: u64,
+    max: usize,
+) -> Result<(usize, bool), PlanError> {
+    let todo = store.unplanned(&site.id, since, max)?;
+    let mut decided = 0;
+    for u in &todo {
+        match one(store, site, u, now, grace_ms) {
+            Ok(()) => {
+                if store
+                    .planned(&site.id, u.kind, &u.order_id, &u.adjustment_id)?
+                    .is_some()
+                {
+                    decided += 1;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, site = %site.id, order = %u.order_id, "planning a postback (the next sweep tries again)")
+            }
         }
     }
+    Ok((decided, todo.len() == max && decided > 0))
 }

@@ -29,6 +29,9 @@ const HINTS_AT_ONCE: usize = 32;
 /// The most of an answer's body kept in a delivery's `lastError`.
 const SNIPPET: usize = 200;
 
+/// The longest wait for an answer's body after its head (for its snippet only).
+const BODY_WAIT_MS: u64 = 2_000;
+
 /// The sender's client: HTTP/1.1 over TCP or TLS (rustls, Mozilla's roots), pooled.
 fn client() -> Client<Https, Full<Bytes>> {
     let mut http = HttpConnector::new();
@@ -131,19 +134,22 @@ async fn attempt(
             .get(hyper::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        // The start of the body is enough for the error; the rest is not waited for.
-        let body = Limited::new(resp.into_body(), 4096).collect().await;
-        let text = body
-            .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
-            .unwrap_or_default();
-        Ok::<_, String>((status, retry_after, text))
+        Ok::<_, String>((status, retry_after, resp.into_body()))
     };
-    Ok(
-        match tokio::time::timeout(Duration::from_millis(policy.timeout_ms), send).await {
-            Ok(r) => r,
-            Err(_) => Err(format!("no answer within {} ms", policy.timeout_ms)),
-        },
-    )
+    // The answer is its status, once the head arrived within the timeout.
+    let (status, retry_after, body) = match tokio::time::timeout(Duration::from_millis(policy.timeout_ms), send).await {
+        Ok(Ok(head)) => head,
+        Ok(Err(e)) => return Ok(Err(e)),
+        Err(_) => return Ok(Err(format!("no answer within {} ms", policy.timeout_ms))),
+    };
+    // The start of the body is enough for the error, read on a short wait of its own: a body
+    // that stalls or breaks changes nothing about the answer.
+    let wait = Duration::from_millis(policy.timeout_ms.min(BODY_WAIT_MS));
+    let text = match tokio::time::timeout(wait, Limited::new(body, 4096).collect()).await {
+        Ok(Ok(b)) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
+        _ => String::new(),
+    };
+    Ok(Ok((status, retry_after, text)))
 }
 
 /// Sends one claimed delivery and records the attempt.
@@ -151,8 +157,9 @@ async fn deliver(client: Client<Https, Full<Bytes>>, state: AppState, row: Postb
     let now_after = |s: &AppState| (s.clock)();
     let outcome = match attempt(&client, &state, &row).await {
         Ok(answer) => judge(&state.config.postbacks, &row, answer, now_after(&state)),
-        // Nothing was sent: the configuration no longer allows it.
-        Err(why) => Attempted::Failed(why),
+        // Nothing was sent: this collector's configuration does not allow it (an older or newer
+        // one during a rolling change may): retried like no answer, until the give-up age.
+        Err(why) => judge(&state.config.postbacks, &row, Err(why), now_after(&state)),
     };
     let label = match &outcome {
         Attempted::Delivered(_) => "delivered",
@@ -172,9 +179,15 @@ async fn deliver(client: Client<Https, Full<Bytes>>, state: AppState, row: Postb
     }
     let store = state.store.clone();
     let (site, id) = (row.delivery.site.clone(), row.delivery.id.clone());
-    let recorded = tokio::task::spawn_blocking(move || store.attempted(&site, &id, &outcome)).await;
+    // The lease this collector claimed it under fences the record: after it ran out, another
+    // collector may have claimed and sent it, and its outcome stands.
+    let lease = row.next_at.unwrap_or_default();
+    let recorded = tokio::task::spawn_blocking(move || store.attempted(&site, &id, lease, &outcome)).await;
     match recorded {
-        Ok(Ok(())) => state.metrics.postback(label),
+        Ok(Ok(true)) => state.metrics.postback(label),
+        Ok(Ok(false)) => {
+            tracing::info!(id = %row.delivery.id, "a postback attempt's outcome came after its lease ran out: not recorded")
+        }
         // Not recorded: the lease runs out and the delivery is sent again (the receiver sees
         // the same Idempotency-Key).
         Ok(Err(e)) => tracing::warn!(error = %e, id = %row.delivery.id, "recording a postback attempt"),
@@ -220,8 +233,10 @@ async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
     let client = client();
     let slots = Arc::new(Semaphore::new(policy.max_in_flight));
     let mut sending = JoinSet::new();
-    // The first sweep runs at once: what a stopped collector left undecided.
+    // The first sweep runs at once: what a stopped collector left undecided. A sweep goes a
+    // slice at a time too, one per turn, until a turn finds nothing more to decide.
     let mut next_sweep = 0u64;
+    let mut sweeping = false;
     loop {
         if *stopped.borrow() {
             break;
@@ -230,20 +245,35 @@ async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
         // A burst of orders is planned a slice at a time, with claims and sends in between,
         // so the first postbacks go out while the rest are being decided.
         let hints = state.postbacks.take(HINTS_AT_ONCE);
-        let sweep = now >= next_sweep;
-        if sweep {
+        if now >= next_sweep {
             next_sweep = now + policy.sweep_ms;
+            sweeping = true;
         }
-        if !hints.is_empty() || sweep {
+        if !hints.is_empty() || sweeping {
             let s = state.clone();
-            blocking(move || plan_all(&s, hints, sweep, now)).await;
+            let sweep = sweeping;
+            sweeping = blocking(move || plan_all(&s, hints, sweep, now)).await.unwrap_or(false);
+            if sweeping {
+                state.postbacks.wake.notify_one();
+            }
         }
         while sending.try_join_next().is_some() {}
         let free = slots.available_permits();
         if free > 0 {
             let s = state.clone();
+            // Planning may have taken a while: the claim and its lease count from now.
+            let now = (state.clock)();
             let lease = now + policy.lease_ms();
-            let claimed = blocking(move || s.store.claim_postbacks(now, lease, free)).await;
+            let claimed = blocking(move || {
+                let claim = crate::store::Claim {
+                    sites: s.postbacks.sites(),
+                    now,
+                    lease_until: lease,
+                    limit: free,
+                };
+                s.store.claim_postbacks(&claim)
+            })
+            .await;
             match claimed {
                 Some(Ok(rows)) => {
                     for row in rows {
@@ -271,10 +301,15 @@ async fn run(state: AppState, mut stopped: watch::Receiver<bool>) {
     while sending.join_next().await.is_some() {}
 }
 
-/// Plans the hinted conversions and adjustments and, when `sweep`, everything undecided that
-/// arrived within the give-up age. A failure is logged; the next sweep tries again.
-fn plan_all(state: &AppState, hints: Vec<super::Hint>, sweep: bool, now: u64) {
+/// The most undecided orders and adjustments a sweep decides about per site and turn.
+const SWEEP_AT_ONCE: usize = 64;
+
+/// Plans the hinted conversions and adjustments and, when `sweep`, a slice of what is undecided
+/// and arrived within the give-up age; returns whether the sweep has more to do. A failure is
+/// logged; the next sweep tries again.
+fn plan_all(state: &AppState, hints: Vec<super::Hint>, sweep: bool, now: u64) -> bool {
     let store = state.store.as_ref();
+    let grace = state.config.postbacks.undecided_grace_ms;
     for h in hints {
         let Some(site) = state.config.site(&h.site) else {
             continue;
@@ -284,21 +319,26 @@ fn plan_all(state: &AppState, hints: Vec<super::Hint>, sweep: bool, now: u64) {
             order_id: h.order_id,
             adjustment_id: h.adjustment_id,
         };
-        if let Err(e) = plan::one(store, site, &u, now) {
+        if let Err(e) = plan::one(store, site, &u, now, grace) {
             tracing::warn!(error = %e, site = %site.id, order = %u.order_id, "planning a postback (the sweep tries again)");
         }
     }
+    let mut more = false;
     if sweep {
         let since = now.saturating_sub(state.config.postbacks.give_up_after_ms);
         for id in state.postbacks.sites() {
             let Some(site) = state.config.site(id) else { continue };
-            match plan::sweep(store, site, since, now) {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(site = %id, decided = n, "postbacks: decided about orders found undecided"),
+            match plan::sweep(store, site, since, now, grace, SWEEP_AT_ONCE) {
+                Ok((0, _)) => {}
+                Ok((n, rest)) => {
+                    more |= rest;
+                    tracing::info!(site = %id, decided = n, "postbacks: decided about orders found undecided")
+                }
                 Err(e) => tracing::warn!(error = %e, site = %id, "postbacks: sweeping undecided orders"),
             }
         }
     }
+    more
 }
 
 #[cfg(test)]

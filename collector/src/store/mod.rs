@@ -19,7 +19,9 @@ pub mod sqlite;
 pub(crate) use derived::{put_text, put_u64, ByteReader};
 pub use derived::{Chunks, Derived, IdentityRow, Merged, PageRow, TouchRow};
 pub use orders::{Adjusted, Adjustment, AdjustmentKind, OrdersExport, ServerOrder};
-pub use postbacks::{Attempted, Delivery, Plan, PostbackKind, PostbackQuery, PostbackRow, PostbackStatus, Unplanned};
+pub use postbacks::{
+    Attempted, Claim, Delivery, Plan, PostbackKind, PostbackQuery, PostbackRow, PostbackStatus, Unplanned,
+};
 
 /// One decoded event ready to store: what the tag sent, re-written as canonical wire JSON, and
 /// the few fields the writer indexes. The decoded event itself is freed on the request's
@@ -535,16 +537,19 @@ pub trait Store: Send + Sync {
         Err(StoreError::no_postbacks())
     }
 
-    /// Claims at most `limit` pending deliveries due at `now` (ms), oldest due first, by moving
-    /// their next attempt to `lease_until`, and returns them. An adjustment waits while its
-    /// order's conversion postback is pending. On a shared database two collectors never claim
-    /// the same delivery at once.
-    fn claim_postbacks(&self, _now: u64, _lease_until: u64, _limit: usize) -> Result<Vec<PostbackRow>, StoreError> {
+    /// Claims at most `limit` pending deliveries of `sites` due at `now` (ms), oldest due first,
+    /// by moving their next attempt to `lease_until` ([`Claim`]), and returns them. An adjustment waits
+    /// while its order's conversion postback is pending. On a shared database two collectors
+    /// never claim the same delivery at once, and one claims only the sites it sends for (a
+    /// collector with an older configuration leaves a new site's deliveries to the others).
+    fn claim_postbacks(&self, _claim: &Claim<'_>) -> Result<Vec<PostbackRow>, StoreError> {
         Err(StoreError::no_postbacks())
     }
 
-    /// Records an attempt of a pending delivery (one that is no longer pending is left alone).
-    fn attempted(&self, _site: &str, _id: &str, _outcome: &Attempted) -> Result<(), StoreError> {
+    /// Records an attempt of a delivery claimed with the lease ending at `lease` (its `next_at`
+    /// as claimed, the fencing token); `false`, and nothing changed, when it is no longer pending
+    /// under that lease: delivered, failed, or claimed again after the lease ran out.
+    fn attempted(&self, _site: &str, _id: &str, _lease: u64, _outcome: &Attempted) -> Result<bool, StoreError> {
         Err(StoreError::no_postbacks())
     }
 

@@ -153,6 +153,20 @@ pub enum Attempted {
     Failed(String),
 }
 
+/// What a collector claims: at most `limit` deliveries of `sites` due at `now` (ms), leased
+/// until `lease_until`.
+#[derive(Clone, Copy, Debug)]
+pub struct Claim<'a> {
+    /// The sites this collector sends postbacks for.
+    pub sites: &'a [String],
+    /// The time due deliveries are due by (ms).
+    pub now: u64,
+    /// The lease's end (ms): the claimed deliveries' next attempt.
+    pub lease_until: u64,
+    /// The most deliveries claimed.
+    pub limit: usize,
+}
+
 /// An order or adjustment whose postback decision is not made yet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unplanned {

@@ -392,12 +392,12 @@ impl Store for PostgresStore {
         self.block(async { postbacks::plan(&mut self.client().await?, plan, delivery).await })
     }
 
-    fn claim_postbacks(&self, now: u64, lease_until: u64, limit: usize) -> Result<Vec<PostbackRow>, StoreError> {
-        self.block(async { postbacks::claim(&self.client().await?, now, lease_until, limit).await })
+    fn claim_postbacks(&self, claim: &crate::store::Claim<'_>) -> Result<Vec<PostbackRow>, StoreError> {
+        self.block(async { postbacks::claim(&self.client().await?, claim).await })
     }
 
-    fn attempted(&self, site: &str, id: &str, outcome: &Attempted) -> Result<(), StoreError> {
-        self.block(async { postbacks::attempted(&self.client().await?, site, id, outcome).await })
+    fn attempted(&self, site: &str, id: &str, lease: u64, outcome: &Attempted) -> Result<bool, StoreError> {
+        self.block(async { postbacks::attempted(&self.client().await?, (site, id, lease), outcome).await })
     }
 
     fn postbacks(&self, site: &str, query: &PostbackQuery) -> Result<Vec<PostbackRow>, StoreError> {

@@ -10,8 +10,8 @@ use super::read::{classified_row, CONVERSION_COLUMNS};
 use super::write::int;
 use super::{pg, Client};
 use crate::store::{
-    Attempted, Delivery, Plan, PostbackKind, PostbackQuery, PostbackRow, PostbackStatus, StoreError, StoredConversion,
-    Unplanned,
+    Attempted, Claim, Delivery, Plan, PostbackKind, PostbackQuery, PostbackRow, PostbackStatus, StoreError,
+    StoredConversion, Unplanned,
 };
 
 /// What a read of `postbacks` selects, in [`postback_row`]'s order.
@@ -66,16 +66,19 @@ pub async fn planned(
 pub async fn unplanned(c: &Client, site: &str, since: u64, limit: usize) -> Result<Vec<Unplanned>, StoreError> {
     let rows = c
         .query(
-            "SELECT 'conversion', o.order_id, '' FROM ( \
-               SELECT order_id FROM conversions WHERE site = $1 AND at >= $2 \
-               UNION SELECT order_id FROM server_orders WHERE site = $1 AND received >= $2) o \
-             WHERE NOT EXISTS (SELECT 1 FROM postback_plans p WHERE p.site = $1 AND p.kind = 'conversion' \
-               AND p.order_id = o.order_id AND p.adjustment_id = '') \
-             UNION ALL \
-             SELECT 'adjustment', a.order_id, a.adjustment_id FROM adjustments a WHERE a.site = $1 AND a.received >= $2 \
-               AND NOT EXISTS (SELECT 1 FROM postback_plans p WHERE p.site = $1 AND p.kind = 'adjustment' \
-               AND p.order_id = a.order_id AND p.adjustment_id = a.adjustment_id) \
-             LIMIT $3",
+            "SELECT kind, order_id, adjustment_id FROM ( \
+               SELECT 'conversion' AS kind, o.order_id, '' AS adjustment_id, min(o.arrived) AS arrived FROM ( \
+                 SELECT order_id, at AS arrived FROM conversions WHERE site = $1 AND at >= $2 \
+                 UNION ALL SELECT order_id, received FROM server_orders WHERE site = $1 AND received >= $2) o \
+               WHERE NOT EXISTS (SELECT 1 FROM postback_plans p WHERE p.site = $1 AND p.kind = 'conversion' \
+                 AND p.order_id = o.order_id AND p.adjustment_id = '') \
+               GROUP BY o.order_id \
+               UNION ALL \
+               SELECT 'adjustment', a.order_id, a.adjustment_id, a.received FROM adjustments a \
+               WHERE a.site = $1 AND a.received >= $2 \
+                 AND NOT EXISTS (SELECT 1 FROM postback_plans p WHERE p.site = $1 AND p.kind = 'adjustment' \
+                 AND p.order_id = a.order_id AND p.adjustment_id = a.adjustment_id)) u \
+             ORDER BY arrived, kind, order_id, adjustment_id LIMIT $3",
             &[&site, &int(since), &(limit as i64)],
         )
         .await
@@ -132,36 +135,53 @@ pub async fn plan(c: &mut Client, plan: &Plan, delivery: Option<&Delivery>) -> R
     Ok(true)
 }
 
-pub async fn claim(c: &Client, now: u64, lease_until: u64, limit: usize) -> Result<Vec<PostbackRow>, StoreError> {
+pub async fn claim(c: &Client, claim: &Claim<'_>) -> Result<Vec<PostbackRow>, StoreError> {
+    let Claim {
+        sites,
+        now,
+        lease_until,
+        limit,
+    } = *claim;
     let sql = format!(
         "UPDATE postbacks p SET next_at = $2 FROM ( \
-           SELECT q.site, q.id FROM postbacks q WHERE q.status = 'pending' AND q.next_at <= $1 \
+           SELECT q.site, q.id FROM postbacks q WHERE q.status = 'pending' AND q.next_at <= $1 AND q.site = ANY($4) \
            AND NOT (q.kind = 'adjustment' AND EXISTS (SELECT 1 FROM postbacks c WHERE c.site = q.site \
              AND c.order_id = q.order_id AND c.kind = 'conversion' AND c.status = 'pending')) \
            ORDER BY q.next_at LIMIT $3 FOR UPDATE SKIP LOCKED) d \
          WHERE p.site = d.site AND p.id = d.id RETURNING {POSTBACK_COLUMNS}"
     );
     let rows = c
-        .query(&sql, &[&int(now), &int(lease_until), &(limit as i64)])
+        .query(&sql, &[&int(now), &int(lease_until), &(limit as i64), &sites])
         .await
         .map_err(pg)?;
     Ok(rows.iter().map(postback_row).collect())
 }
 
-pub async fn attempted(c: &Client, site: &str, id: &str, outcome: &Attempted) -> Result<(), StoreError> {
+/// Records an attempt of the delivery (site, ID) claimed until the lease's end.
+pub async fn attempted(c: &Client, claimed: (&str, &str, u64), outcome: &Attempted) -> Result<bool, StoreError> {
+    let (site, id, lease) = claimed;
     let (status, error, next_at, delivered_at) = match outcome {
         Attempted::Delivered(at) => (PostbackStatus::Delivered, None, None, Some(int(*at))),
         Attempted::Retry { error, next_at } => (PostbackStatus::Pending, Some(error), Some(int(*next_at)), None),
         Attempted::Failed(error) => (PostbackStatus::Failed, Some(error), None, None),
     };
-    c.execute(
-        "UPDATE postbacks SET status = $3, attempts = attempts + 1, last_error = coalesce($4, last_error), \
-         next_at = $5, delivered_at = $6 WHERE site = $1 AND id = $2 AND status = 'pending'",
-        &[&site, &id, &status.as_str(), &error, &next_at, &delivered_at],
-    )
-    .await
-    .map_err(pg)?;
-    Ok(())
+    let changed = c
+        .execute(
+            "UPDATE postbacks SET status = $3, attempts = attempts + 1, last_error = coalesce($4, last_error), \
+             next_at = $5, delivered_at = $6 WHERE site = $1 AND id = $2 AND status = 'pending' AND next_at = $7",
+            &[
+                &site,
+                &id,
+                &status.as_str(),
+                &error,
+                &next_at,
+                &delivered_at,
+                &int(lease),
+            ],
+        )
+        .await
+        .map_err(pg)?;
+    Ok(changed == 1)
 }
 
 pub async fn list(c: &Client, site: &str, q: &PostbackQuery) -> Result<Vec<PostbackRow>, StoreError> {

@@ -162,6 +162,8 @@ CREATE INDEX adjustments_received ON adjustments (site, received);
 ",
     // 6: the report's clicks of a site by time (store/postgres/report.rs).
     "CREATE INDEX touches_at ON touches (site, click_at);",
+    // 7: server confirmations by arrival, for the postback planner's sweep (`unplanned`).
+    "CREATE INDEX server_orders_received ON server_orders (site, received);",
 ];
 
 /// The schema version this collector writes.

@@ -312,12 +312,12 @@ impl Store for SqliteStore {
         self.plan(plan, delivery)
     }
 
-    fn claim_postbacks(&self, now: u64, lease_until: u64, limit: usize) -> Result<Vec<PostbackRow>, StoreError> {
-        self.claim(now, lease_until, limit)
+    fn claim_postbacks(&self, claim: &crate::store::Claim<'_>) -> Result<Vec<PostbackRow>, StoreError> {
+        self.claim(claim)
     }
 
-    fn attempted(&self, site: &str, id: &str, outcome: &Attempted) -> Result<(), StoreError> {
-        self.record_attempt(site, id, outcome)
+    fn attempted(&self, site: &str, id: &str, lease: u64, outcome: &Attempted) -> Result<bool, StoreError> {
+        self.record_attempt((site, id, lease), outcome)
     }
 
     fn postbacks(&self, site: &str, query: &PostbackQuery) -> Result<Vec<PostbackRow>, StoreError> {

@@ -8,8 +8,8 @@ use rusqlite::{params, OptionalExtension};
 use super::read::{classified_row, CONVERSION_COLUMNS};
 use super::{int, SqliteStore};
 use crate::store::{
-    Attempted, Delivery, Plan, PostbackKind, PostbackQuery, PostbackRow, PostbackStatus, StoreError, StoredConversion,
-    Unplanned,
+    Attempted, Claim, Delivery, Plan, PostbackKind, PostbackQuery, PostbackRow, PostbackStatus, StoreError,
+    StoredConversion, Unplanned,
 };
 
 /// What a read of `postbacks` selects, in [`postback_row`]'s order.
@@ -79,16 +79,19 @@ impl SqliteStore {
     pub(super) fn unplanned_of(&self, site: &str, since: u64, limit: usize) -> Result<Vec<Unplanned>, StoreError> {
         self.read(|c| {
             let mut st = c.prepare_cached(
-                "SELECT 'conversion', order_id, '' FROM ( \
-                   SELECT order_id FROM conversions WHERE site = ?1 AND at >= ?2 \
-                   UNION SELECT order_id FROM server_orders WHERE site = ?1 AND received >= ?2) o \
-                 WHERE NOT EXISTS (SELECT 1 FROM postback_plans p WHERE p.site = ?1 AND p.kind = 'conversion' \
-                   AND p.order_id = o.order_id AND p.adjustment_id = '') \
-                 UNION ALL \
-                 SELECT 'adjustment', a.order_id, a.adjustment_id FROM adjustments a WHERE a.site = ?1 AND a.received >= ?2 \
-                   AND NOT EXISTS (SELECT 1 FROM postback_plans p WHERE p.site = ?1 AND p.kind = 'adjustment' \
-                   AND p.order_id = a.order_id AND p.adjustment_id = a.adjustment_id) \
-                 LIMIT ?3",
+                "SELECT kind, order_id, adjustment_id FROM ( \
+                   SELECT 'conversion' AS kind, o.order_id, '' AS adjustment_id, min(o.arrived) AS arrived FROM ( \
+                     SELECT order_id, at AS arrived FROM conversions WHERE site = ?1 AND at >= ?2 \
+                     UNION ALL SELECT order_id, received FROM server_orders WHERE site = ?1 AND received >= ?2) o \
+                   WHERE NOT EXISTS (SELECT 1 FROM postback_plans p WHERE p.site = ?1 AND p.kind = 'conversion' \
+                     AND p.order_id = o.order_id AND p.adjustment_id = '') \
+                   GROUP BY o.order_id \
+                   UNION ALL \
+                   SELECT 'adjustment', a.order_id, a.adjustment_id, a.received FROM adjustments a \
+                   WHERE a.site = ?1 AND a.received >= ?2 \
+                     AND NOT EXISTS (SELECT 1 FROM postback_plans p WHERE p.site = ?1 AND p.kind = 'adjustment' \
+                     AND p.order_id = a.order_id AND p.adjustment_id = a.adjustment_id)) \
+                 ORDER BY arrived, kind, order_id, adjustment_id LIMIT ?3",
             )?;
             let rows = st.query_map(params![site, int(since), limit as i64], |r| {
                 let kind: String = r.get(0)?;
@@ -140,12 +143,17 @@ impl SqliteStore {
         })
     }
 
-    pub(super) fn claim(&self, now: u64, lease_until: u64, limit: usize) -> Result<Vec<PostbackRow>, StoreError> {
+    pub(super) fn claim(&self, claim: &Claim<'_>) -> Result<Vec<PostbackRow>, StoreError> {
+        let (now, lease_until, limit) = (claim.now, claim.lease_until, claim.limit);
+        // The sites, as a JSON array for `json_each`.
+        let sites = serde_json::to_string(claim.sites).map_err(|e| StoreError(e.to_string()))?;
         // The sender looks every `poll_ms`: usually nothing is due, found on a reader without
         // taking the writer's connection.
         let due: bool = self.read(|c| {
-            c.prepare_cached(&format!("SELECT EXISTS (SELECT 1 FROM postbacks p WHERE {DUE})"))?
-                .query_row([int(now)], |r| r.get(0))
+            c.prepare_cached(&format!(
+                "SELECT EXISTS (SELECT 1 FROM postbacks p WHERE {DUE} AND p.site IN (SELECT value FROM json_each(?2)))"
+            ))?
+            .query_row(params![int(now), sites], |r| r.get(0))
         })?;
         if !due {
             return Ok(Vec::new());
@@ -153,28 +161,31 @@ impl SqliteStore {
         self.write_one(|tx| {
             let mut st = tx.prepare_cached(&format!(
                 "UPDATE postbacks SET next_at = ?2 WHERE (site, id) IN \
-                 (SELECT p.site, p.id FROM postbacks p WHERE {DUE} ORDER BY p.next_at LIMIT ?3) \
+                 (SELECT p.site, p.id FROM postbacks p WHERE {DUE} \
+                 AND p.site IN (SELECT value FROM json_each(?4)) ORDER BY p.next_at LIMIT ?3) \
                  RETURNING {POSTBACK_COLUMNS}"
             ))?;
-            let rows = st.query_map(params![int(now), int(lease_until), limit as i64], postback_row)?;
+            let rows = st.query_map(params![int(now), int(lease_until), limit as i64, sites], postback_row)?;
             rows.collect()
         })
     }
 
-    pub(super) fn record_attempt(&self, site: &str, id: &str, outcome: &Attempted) -> Result<(), StoreError> {
+    /// Records an attempt of the delivery (site, ID) claimed until the lease's end.
+    pub(super) fn record_attempt(&self, claimed: (&str, &str, u64), outcome: &Attempted) -> Result<bool, StoreError> {
+        let (site, id, lease) = claimed;
         let (status, error, next_at, delivered_at) = match outcome {
             Attempted::Delivered(at) => (PostbackStatus::Delivered, None, None, Some(int(*at))),
             Attempted::Retry { error, next_at } => (PostbackStatus::Pending, Some(error), Some(int(*next_at)), None),
             Attempted::Failed(error) => (PostbackStatus::Failed, Some(error), None, None),
         };
-        self.write_one(|tx| {
+        let changed = self.write_one(|tx| {
             tx.execute(
                 "UPDATE postbacks SET status = ?3, attempts = attempts + 1, last_error = coalesce(?4, last_error), \
-                 next_at = ?5, delivered_at = ?6 WHERE site = ?1 AND id = ?2 AND status = 'pending'",
-                params![site, id, status.as_str(), error, next_at, delivered_at],
+                 next_at = ?5, delivered_at = ?6 WHERE site = ?1 AND id = ?2 AND status = 'pending' AND next_at = ?7",
+                params![site, id, status.as_str(), error, next_at, delivered_at, int(lease)],
             )
         })?;
-        Ok(())
+        Ok(changed == 1)
     }
 
     pub(super) fn postbacks_of(&self, site: &str, q: &PostbackQuery) -> Result<Vec<PostbackRow>, StoreError> {

@@ -139,11 +139,14 @@ CREATE INDEX postbacks_order ON postbacks (site, order_id);
 CREATE INDEX adjustments_received ON adjustments (site, received);
 ";
 
+/// Version 5: server confirmations by arrival, for the postback planner's sweep (`unplanned`).
+const SERVER_ORDERS_RECEIVED: &str = "CREATE INDEX server_orders_received ON server_orders (site, received);";
+
 /// The main file's migrations, in order: version `i + 1` is `MIGRATIONS[i]`, applied once and
 /// recorded in `utt_schema`. Version 1 is the schema files had before versions were recorded
 /// (every statement `IF NOT EXISTS`, so such a file is brought to version 1 unchanged). A
 /// released migration is never edited, only followed by a new one.
-pub(super) const MIGRATIONS: &[&str] = &[SCHEMA, SERVER_ORDERS, TRAFFIC, POSTBACKS];
+pub(super) const MIGRATIONS: &[&str] = &[SCHEMA, SERVER_ORDERS, TRAFFIC, POSTBACKS, SERVER_ORDERS_RECEIVED];
 
 /// Brings the main file's schema up to the last migration, in one transaction. A file made by a
 /// newer collector (a higher version) is refused.

@@ -16,6 +16,30 @@ fn decimals_are_written_as_digits() {
     }
 }
 
+/// The postback planner's sweep finds server confirmations by arrival through an index
+/// (schema version 5), not by scanning the site's confirmations.
+#[test]
+fn server_orders_are_found_by_arrival_through_an_index() {
+    let dir = fresh_dir("utt-received");
+    let store = SqliteStore::open(&dir.join("r.db")).unwrap();
+    let plan: Vec<String> = store
+        .read(|c| {
+            let mut st = c.prepare(
+                "EXPLAIN QUERY PLAN SELECT order_id FROM server_orders WHERE site = 'demo' AND received >= 5",
+            )?;
+            let rows = st.query_map([], |r| r.get::<_, String>(3))?;
+            rows.collect()
+        })
+        .unwrap();
+    assert!(plan.iter().any(|p| p.contains("server_orders_received")), "{plan:?}");
+    let version: i64 = store
+        .read(|c| c.query_row("SELECT max(version) FROM utt_schema", [], |r| r.get(0)))
+        .unwrap();
+    assert_eq!(version, 5);
+    store.close().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A new database is made with 8 KiB pages (the WAL's frames follow), and reopening it
 /// keeps them.
 #[test]
