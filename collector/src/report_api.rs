@@ -81,12 +81,11 @@ pub async fn get_report(
         if rows.len() > MAX_CONVERSIONS {
             return Err(too_many("conversions", MAX_CONVERSIONS));
         }
-        let money = |t: &Option<String>| t.as_deref().and_then(Money::parse_signed).unwrap_or(Money::ZERO);
         let sales: Vec<Sale> = attributed(store, site, rows, model, exclude)?
             .into_iter()
             .map(|c| {
                 let partner = c.attribution.map(|a| a.partner).unwrap_or_default();
-                let s = c.settlement.as_ref();
+                let s = c.settlement.as_ref().map(|s| s.sums);
                 Sale {
                     at: c.at,
                     partner: Credited {
@@ -94,9 +93,9 @@ pub async fn get_report(
                         name: partner.partner_name,
                     },
                     currency: c.currency,
-                    gross: s.map_or(Money::ZERO, |s| money(&s.gross)),
-                    adjustments: s.map_or(Money::ZERO, |s| money(&s.adjustment_total)),
-                    net: s.map_or(Money::ZERO, |s| money(&s.net)),
+                    gross: s.map_or(Money::ZERO, |s| s.gross),
+                    adjustments: s.map_or(Money::ZERO, |s| s.adjustments),
+                    net: s.map_or(Money::ZERO, |s| s.net),
                 }
             })
             .collect();

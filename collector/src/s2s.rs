@@ -420,6 +420,21 @@ pub struct Settlement {
     pub adjustment_total: Option<String>,
     /// Gross plus adjustments.
     pub net: Option<String>,
+    /// Gross, the adjustments' total and net as numbers (zero where the texts are absent), for
+    /// the totals and the report to sum without reading the texts back.
+    #[serde(skip)]
+    pub sums: Sums,
+}
+
+/// A settlement's amounts as numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sums {
+    /// The amount before adjustments.
+    pub gross: Money,
+    /// What the adjustments changed in all.
+    pub adjustments: Money,
+    /// Gross plus adjustments.
+    pub net: Money,
 }
 
 /// Applies an order's adjustments in order to its gross amount: a refund takes its amount off
@@ -455,6 +470,11 @@ pub fn settle(m: &Merged, adjustments: Vec<Adjustment>) -> Settlement {
         adjustment_total: any.then(|| net.minus(start).text()),
         net: any.then(|| net.text()),
         adjustments: list,
+        sums: Sums {
+            gross: start,
+            adjustments: net.minus(start),
+            net,
+        },
     }
 }
 
@@ -468,9 +488,11 @@ impl Totals {
     /// Counts one conversion under its credit (`key`: the credit's identifying fields and the
     /// currency).
     pub fn add(&mut self, key: serde_json::Value, s: &Settlement) {
-        // Adjustment totals and net amounts may be negative.
-        let m = |t: &Option<String>| t.as_deref().and_then(Money::parse_signed).unwrap_or(Money::ZERO);
-        let (gross, adj, net) = (m(&s.gross), m(&s.adjustment_total), m(&s.net));
+        let Sums {
+            gross,
+            adjustments: adj,
+            net,
+        } = s.sums;
         match self.rows.iter_mut().find(|r| r.0 == key) {
             Some(r) => {
                 r.1 += 1;
