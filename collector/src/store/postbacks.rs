@@ -153,6 +153,18 @@ pub enum Attempted {
     Failed(String),
 }
 
+impl Attempted {
+    /// What the outbox row becomes: its status, last error (kept as it was when `None`), next
+    /// attempt time and delivery time (ms).
+    pub fn row(&self) -> (PostbackStatus, Option<&str>, Option<u64>, Option<u64>) {
+        match self {
+            Attempted::Delivered(at) => (PostbackStatus::Delivered, None, None, Some(*at)),
+            Attempted::Retry { error, next_at } => (PostbackStatus::Pending, Some(error), Some(*next_at), None),
+            Attempted::Failed(error) => (PostbackStatus::Failed, Some(error), None, None),
+        }
+    }
+}
+
 /// What a collector claims: at most `limit` deliveries of `sites` due at `now` (ms), leased
 /// until `lease_until`.
 #[derive(Clone, Copy, Debug)]

@@ -160,11 +160,8 @@ pub async fn claim(c: &Client, claim: &Claim<'_>) -> Result<Vec<PostbackRow>, St
 /// Records an attempt of the delivery (site, ID) claimed until the lease's end.
 pub async fn attempted(c: &Client, claimed: (&str, &str, u64), outcome: &Attempted) -> Result<bool, StoreError> {
     let (site, id, lease) = claimed;
-    let (status, error, next_at, delivered_at) = match outcome {
-        Attempted::Delivered(at) => (PostbackStatus::Delivered, None, None, Some(int(*at))),
-        Attempted::Retry { error, next_at } => (PostbackStatus::Pending, Some(error), Some(int(*next_at)), None),
-        Attempted::Failed(error) => (PostbackStatus::Failed, Some(error), None, None),
-    };
+    let (status, error, next_at, delivered_at) = outcome.row();
+    let (next_at, delivered_at) = (next_at.map(int), delivered_at.map(int));
     let changed = c
         .execute(
             "UPDATE postbacks SET status = $3, attempts = attempts + 1, last_error = coalesce($4, last_error), \

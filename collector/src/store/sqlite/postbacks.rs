@@ -173,11 +173,8 @@ impl SqliteStore {
     /// Records an attempt of the delivery (site, ID) claimed until the lease's end.
     pub(super) fn record_attempt(&self, claimed: (&str, &str, u64), outcome: &Attempted) -> Result<bool, StoreError> {
         let (site, id, lease) = claimed;
-        let (status, error, next_at, delivered_at) = match outcome {
-            Attempted::Delivered(at) => (PostbackStatus::Delivered, None, None, Some(int(*at))),
-            Attempted::Retry { error, next_at } => (PostbackStatus::Pending, Some(error), Some(int(*next_at)), None),
-            Attempted::Failed(error) => (PostbackStatus::Failed, Some(error), None, None),
-        };
+        let (status, error, next_at, delivered_at) = outcome.row();
+        let (next_at, delivered_at) = (next_at.map(int), delivered_at.map(int));
         let changed = self.write_one(|tx| {
             tx.execute(
                 "UPDATE postbacks SET status = ?3, attempts = attempts + 1, last_error = coalesce(?4, last_error), \
